@@ -1,0 +1,1 @@
+//! oxformer-heads

