@@ -879,7 +879,7 @@ def pipeline_cases(out: Path) -> list[PipelineCase]:
     for model in ["bert", "roberta", "xlmr", "distilbert"]:
         add(task, model, "single", "Hello world!")
     add(task, "bert", "batch", ["Hello world!", "A longer sentence for the batch."])
-    add(task, "bert", "pair-as-batch-size-2", ["Hello world!", "A longer sentence for the batch.", "Hi."], batch_size=2)
+    add(task, "bert", "batch-size-2", ["Hello world!", "A longer sentence for the batch.", "Hi."], batch_size=2)
 
     # zero-shot-classification
     task = "zero-shot-classification"

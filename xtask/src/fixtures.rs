@@ -192,3 +192,66 @@ fn run_command(command: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch folder under the system temp dir, emptied first.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "oxformer-xtask-fixtures-{}-{name}",
+            std::process::id()
+        ));
+        if dir.exists() {
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write(root: &Path, relative: &str, bytes: &[u8]) {
+        let path = root.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn compare_trees_lists_drifting_missing_and_unexpected_files() {
+        let committed = scratch("committed");
+        let fresh = scratch("fresh");
+        for root in [&committed, &fresh] {
+            write(root, "models/bert/config.json", b"{}");
+        }
+        write(&committed, "models/bert/reference.safetensors", b"old");
+        write(&fresh, "models/bert/reference.safetensors", b"new!");
+        write(&committed, "pipelines/stale.json", b"[]");
+        write(&fresh, "pipelines/new.json", b"[]");
+        write(&committed, "README.md", b"written by hand");
+
+        let drift = compare_trees(&committed, &fresh).unwrap();
+
+        assert_eq!(
+            drift,
+            vec![
+                "drifts: fixtures/models/bert/reference.safetensors (3 bytes committed, 4 regenerated)",
+                "not committed: fixtures/pipelines/new.json",
+                "not regenerated (stale?): fixtures/pipelines/stale.json",
+            ]
+        );
+        fs::remove_dir_all(committed).unwrap();
+        fs::remove_dir_all(fresh).unwrap();
+    }
+
+    #[test]
+    fn compare_trees_accepts_identical_trees() {
+        let committed = scratch("same-committed");
+        let fresh = scratch("same-fresh");
+        for root in [&committed, &fresh] {
+            write(root, "generation/gpt2/greedy.json", b"{\"a\": 1}\n");
+        }
+        assert!(compare_trees(&committed, &fresh).unwrap().is_empty());
+        fs::remove_dir_all(committed).unwrap();
+        fs::remove_dir_all(fresh).unwrap();
+    }
+}
