@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use crate::fetch;
@@ -140,17 +141,74 @@ fn compare_trees(committed: &Path, fresh: &Path) -> Result<Vec<String>> {
                 let old = fs::read(committed.join(file))?;
                 let new = fs::read(fresh.join(file))?;
                 if old != new {
-                    drift.push(format!(
-                        "drifts: fixtures/{} ({} bytes committed, {} regenerated)",
-                        file.display(),
-                        old.len(),
-                        new.len()
-                    ));
+                    let detail = if file.extension().is_some_and(|ext| ext == "safetensors") {
+                        tensor_drift(&old, &new)
+                    } else {
+                        format!("{} bytes committed, {} regenerated", old.len(), new.len())
+                    };
+                    drift.push(format!("drifts: fixtures/{} ({detail})", file.display()));
                 }
             }
         }
     }
     Ok(drift)
+}
+
+/// Which tensors of two safetensors files differ, and by how much for float32 ones, so that rounding
+/// noise can be told from a real change.
+fn tensor_drift(old: &[u8], new: &[u8]) -> String {
+    let (old, new) = match (SafeTensors::deserialize(old), SafeTensors::deserialize(new)) {
+        (Ok(old), Ok(new)) => (old, new),
+        _ => return "not readable as safetensors".to_string(),
+    };
+    let names: BTreeSet<&str> = old.names().into_iter().chain(new.names()).collect();
+    let mut parts = Vec::new();
+    for name in names {
+        match (old.tensor(name), new.tensor(name)) {
+            (Ok(before), Ok(after)) if before.data() != after.data() => {
+                if before.dtype() == Dtype::F32
+                    && after.dtype() == Dtype::F32
+                    && before.shape() == after.shape()
+                {
+                    parts.push(format!(
+                        "{name}: max |diff| {:e}",
+                        max_abs_diff(before.data(), after.data())
+                    ));
+                } else {
+                    parts.push(format!(
+                        "{name}: {:?} {:?} -> {:?} {:?}",
+                        before.dtype(),
+                        before.shape(),
+                        after.dtype(),
+                        after.shape()
+                    ));
+                }
+            }
+            (Ok(_), Ok(_)) => {}
+            (Ok(_), Err(_)) => parts.push(format!("{name}: no longer written")),
+            (Err(_), _) => parts.push(format!("{name}: new")),
+        }
+    }
+    if parts.is_empty() {
+        // Same tensors, same bytes: the header (order or metadata) changed.
+        return "same tensors, different header".to_string();
+    }
+    parts.join("; ")
+}
+
+/// Largest absolute difference between two little-endian float32 buffers of equal length.
+fn max_abs_diff(before: &[u8], after: &[u8]) -> f32 {
+    let floats = |bytes: &[u8]| -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+            .collect()
+    };
+    floats(before)
+        .iter()
+        .zip(floats(after))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Every file under `dir`, relative to it, sorted.
@@ -223,8 +281,8 @@ mod tests {
         for root in [&committed, &fresh] {
             write(root, "models/bert/config.json", b"{}");
         }
-        write(&committed, "models/bert/reference.safetensors", b"old");
-        write(&fresh, "models/bert/reference.safetensors", b"new!");
+        write(&committed, "models/bert/reference.json", b"old");
+        write(&fresh, "models/bert/reference.json", b"new!");
         write(&committed, "pipelines/stale.json", b"[]");
         write(&fresh, "pipelines/new.json", b"[]");
         write(&committed, "README.md", b"written by hand");
@@ -234,13 +292,46 @@ mod tests {
         assert_eq!(
             drift,
             vec![
-                "drifts: fixtures/models/bert/reference.safetensors (3 bytes committed, 4 regenerated)",
+                "drifts: fixtures/models/bert/reference.json (3 bytes committed, 4 regenerated)",
                 "not committed: fixtures/pipelines/new.json",
                 "not regenerated (stale?): fixtures/pipelines/stale.json",
             ]
         );
         fs::remove_dir_all(committed).unwrap();
         fs::remove_dir_all(fresh).unwrap();
+    }
+
+    fn safetensors_bytes(tensors: &[(&str, &[f32])]) -> Vec<u8> {
+        let buffers: Vec<(String, Vec<u8>, usize)> = tensors
+            .iter()
+            .map(|(name, values)| {
+                let bytes = values
+                    .iter()
+                    .flat_map(|value| value.to_le_bytes())
+                    .collect();
+                (name.to_string(), bytes, values.len())
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = buffers
+            .iter()
+            .map(|(name, bytes, len)| {
+                let view =
+                    safetensors::tensor::TensorView::new(Dtype::F32, vec![*len], bytes).unwrap();
+                (name.clone(), view)
+            })
+            .collect();
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    #[test]
+    fn tensor_drift_names_the_changed_tensors_and_their_largest_difference() {
+        let old = safetensors_bytes(&[("logits", &[1.0, 2.0]), ("same", &[0.5]), ("gone", &[1.0])]);
+        let new =
+            safetensors_bytes(&[("logits", &[1.0, 2.5]), ("same", &[0.5]), ("added", &[1.0])]);
+        assert_eq!(
+            tensor_drift(&old, &new),
+            "added: new; gone: no longer written; logits: max |diff| 5e-1"
+        );
     }
 
     #[test]
