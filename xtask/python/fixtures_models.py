@@ -959,13 +959,14 @@ def build_sentence_transformers(out: Path) -> None:
     from sentence_transformers import models as st_models
 
     for name, (pooling, normalize, activation) in ST_CHECKPOINTS.items():
-        # The transformer inside is a tiny BERT like `models/bert`.
+        # The transformer inside is a tiny BERT like `models/bert`. Its pooler is unused by
+        # sentence-transformers, but AutoModel would add a fresh one on loading: save our own.
         staging = fresh_dir(out / "models" / f"{name}.partial")
         bert = Checkpoint(f"{name}-bert", "bert", "", activation)
         source = tokenizer_source(out, FAMILIES["bert"].tokenizer)
         tokenizer = AutoTokenizer.from_pretrained(str(source))
         torch.manual_seed(seed_for(name))
-        model = BertModel(encoder_config(bert, tokenizer), add_pooling_layer=False).eval()
+        model = BertModel(encoder_config(bert, tokenizer)).eval()
         spread_weights(model)
         model.save_pretrained(str(staging), safe_serialization=True)
         copy_tokenizer(source, staging, {"model_max_length": MAX_POSITIONS})
