@@ -288,8 +288,6 @@ class Checkpoint:
     max_shard_size: str | None = None
     # Another checkpoint whose weights this one stores (in another dtype or sharded).
     same_weights_as: str | None = None
-    layers: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def encoder_checkpoints() -> list[Checkpoint]:
@@ -575,7 +573,7 @@ def build_gpt2(out: Path, checkpoint: Gpt2Checkpoint) -> Path:
     return dest
 
 
-def generation_cases(eos_id: int, early_eos: int) -> list[tuple[str, list[str], dict, bool]]:
+def generation_cases(early_eos: int) -> list[tuple[str, list[str], dict, bool]]:
     """(case, prompts, generate kwargs, store per-step logits) for the main gpt2 checkpoint."""
     one = GPT2_PROMPTS[:1]
     every = GPT2_PROMPTS
@@ -610,7 +608,12 @@ def generation_cases(eos_id: int, early_eos: int) -> list[tuple[str, list[str], 
         # An eos the model emits early, so that stopping, padding finished rows and min_new_tokens show.
         ("eos-batch", every, {**greedy, "eos_token_id": early_eos}, False),
         ("eos-min-new-tokens-6", every, {**greedy, "eos_token_id": early_eos, "min_new_tokens": 6}, True),
-        ("eos-beam3-batch", every, {"do_sample": False, "num_beams": 3, "max_new_tokens": 8, "eos_token_id": early_eos}, False),
+        (
+            "eos-beam3-batch",
+            every,
+            {"do_sample": False, "num_beams": 3, "max_new_tokens": 8, "eos_token_id": early_eos},
+            False,
+        ),
         ("max-new-tokens-3", every, {"do_sample": False, "max_new_tokens": 3}, False),
         ("max-length-20", one, {"do_sample": False, "max_length": 20}, False),
     ]
@@ -666,7 +669,7 @@ def write_generation(out: Path, folder: Path, cases) -> None:
         write_json(target / f"{case}.json", record)
 
 
-def processor_cases(eos_id: int) -> list[tuple[str, dict]]:
+def processor_cases() -> list[tuple[str, dict]]:
     """(case, GenerationConfig fields) for the logits processors and warpers."""
     sample = {"do_sample": True, "top_k": 0}
     return [
@@ -683,7 +686,10 @@ def processor_cases(eos_id: int) -> list[tuple[str, dict]]:
         ("top-k-20-typical-p-0.5", {"do_sample": True, "top_k": 20, "typical_p": 0.5}),
         ("repetition-penalty-1.3", {"do_sample": False, "repetition_penalty": 1.3}),
         ("no-repeat-ngram-2", {"do_sample": False, "no_repeat_ngram_size": 2}),
-        ("repetition-penalty-1.2-temperature-0.7-top-p-0.9", {"do_sample": True, "top_k": 0, "repetition_penalty": 1.2, "temperature": 0.7, "top_p": 0.9}),
+        (
+            "repetition-penalty-1.2-temperature-0.7-top-p-0.9",
+            {**sample, "repetition_penalty": 1.2, "temperature": 0.7, "top_p": 0.9},
+        ),
     ]
 
 
@@ -700,7 +706,7 @@ def write_processors(out: Path, folder: Path) -> None:
     scores = torch.randn(2, vocab, generator=generator) * 3.0
     tensors = {"input_ids": input_ids, "scores": scores}
     cases = {}
-    for case, fields in processor_cases(eos_id):
+    for case, fields in processor_cases():
         generation_config = GenerationConfig(**fields)
         chain = model._get_logits_processor(
             generation_config=generation_config,
@@ -748,7 +754,7 @@ def build_gpt2_all(out: Path) -> None:
     prompt_length = probe.sequences.shape[1] - 10
     # The third new token of the first prompt: an "eos" the model does emit, early.
     early_eos = int(probe.sequences[0, prompt_length + 2])
-    write_generation(out, main_folder, generation_cases(tokenizer.eos_token_id, early_eos))
+    write_generation(out, main_folder, generation_cases(early_eos))
     for folder in folders[1:]:
         write_generation(
             out,
