@@ -27,7 +27,11 @@ use crate::paths::{cache_dir, workspace_root};
 const HAND_WRITTEN: &[&str] = &["README.md"];
 
 /// The scripts, in the order they run (models copy the tokenizers' folders).
-const SCRIPTS: &[&str] = &["fixtures_tokenizers.py", "fixtures_models.py", "fixtures_configs.py"];
+const SCRIPTS: &[&str] = &[
+    "fixtures_tokenizers.py",
+    "fixtures_models.py",
+    "fixtures_configs.py",
+];
 
 pub fn run(args: &[String]) -> Result<()> {
     let check = match args {
