@@ -1,0 +1,6 @@
+//! The kernels, one module per operation.
+
+pub mod attention;
+pub mod gemm;
+pub mod norm;
+pub mod softmax;
