@@ -6,6 +6,7 @@
 
 mod bench;
 mod compare;
+mod demo;
 mod fetch;
 mod fixtures;
 mod paths;
@@ -20,6 +21,7 @@ tasks:
   test       fetch, then run every test of the workspace (the README's test command)
   fixtures   write fixtures/ from HF transformers (pinned venv); --check reports drift instead
   bench      `bench kernels [--json]`: our GEMM beside matrixmultiply on transformer shapes
+  demo       fetch the real all-MiniLM-L6-v2 and run it end to end
   compare    oxformer beside PyTorch and ONNX Runtime on the same inputs, with ratios";
 
 fn main() -> Result<()> {
@@ -34,6 +36,7 @@ fn main() -> Result<()> {
         "fixtures" => fixtures::run(rest),
         "bench" => bench::run(rest),
         "compare" => compare::run(rest),
+        "demo" => demo::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
