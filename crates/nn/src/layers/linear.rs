@@ -1,0 +1,224 @@
+//! [`Linear`]: `y = x·Wᵀ + b` with the weight packed once (torch.nn.Linear, and GPT-2's Conv1D).
+
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use oxformer_tensor::{Activation, Epilogue, PackedMatrix, matmul_packed_into};
+
+use crate::error::{Error, Result};
+use crate::weights::Weights;
+
+/// A fully connected layer: `activation(x·Wᵀ + b) + residual`, with bias, activation and
+/// residual fused into the write-out of the matrix product.
+///
+/// The weight is packed once at load into a [`PackedMatrix`]; no call copies it again.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// The weight prefix it was loaded from, for messages (`encoder.layer.0.intermediate.dense`).
+    name: String,
+    /// (in_features, out_features) after packing.
+    weight: PackedMatrix,
+    /// out_features values.
+    bias: Option<Vec<f32>>,
+}
+
+impl Linear {
+    /// Loads `weight` `[out, in]` and `bias` `[out]` under `weights`' prefix (torch.nn.Linear).
+    ///
+    /// # Errors
+    /// [`Error::TensorNotFound`] / [`Error::ShapeMismatch`] naming the full dotted path.
+    pub fn load(weights: &Weights, in_features: usize, out_features: usize) -> Result<Self> {
+        let weight = weights.get("weight", &[out_features, in_features])?;
+        let bias = weights.get("bias", &[out_features])?;
+        Ok(Self {
+            name: weights.prefix().to_string(),
+            weight: PackedMatrix::from_linear_weight(weight.view2()?),
+            bias: Some(bias.as_slice().to_vec()),
+        })
+    }
+
+    /// As [`Linear::load`] for a layer without bias (`nn.Linear(.., bias=False)`).
+    ///
+    /// # Errors
+    /// As [`Linear::load`].
+    pub fn load_without_bias(
+        weights: &Weights,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self> {
+        let weight = weights.get("weight", &[out_features, in_features])?;
+        Ok(Self {
+            name: weights.prefix().to_string(),
+            weight: PackedMatrix::from_linear_weight(weight.view2()?),
+            bias: None,
+        })
+    }
+
+    /// Loads GPT-2's `Conv1D`: `weight` stored `[in, out]`, `bias` `[out]`.
+    ///
+    /// # Errors
+    /// As [`Linear::load`].
+    pub fn from_conv1d(weights: &Weights, in_features: usize, out_features: usize) -> Result<Self> {
+        let weight = weights.get("weight", &[in_features, out_features])?;
+        let bias = weights.get("bias", &[out_features])?;
+        Ok(Self {
+            name: weights.prefix().to_string(),
+            weight: PackedMatrix::from_in_out(weight.view2()?),
+            bias: Some(bias.as_slice().to_vec()),
+        })
+    }
+
+    /// Several Linear layers reading the same input, fused into one whose outputs are theirs
+    /// side by side, in order: BERT's query, key and value become one product with
+    /// N = 3 · hidden. Each part is loaded as [`Linear::load`] (weight `[out, in]` and bias).
+    ///
+    /// # Errors
+    /// As [`Linear::load`] for each part.
+    pub fn load_fused(parts: &[Weights], in_features: usize, out_features: usize) -> Result<Self> {
+        let total = parts.len() * out_features;
+        let mut stacked = Array2::<f32>::zeros((total, in_features)); // [Σ out, in]
+        let mut bias = Vec::with_capacity(total);
+        for (index, part) in parts.iter().enumerate() {
+            let weight = part.get("weight", &[out_features, in_features])?;
+            let rows = index * out_features..(index + 1) * out_features;
+            stacked
+                .slice_mut(ndarray::s![rows, ..])
+                .assign(&weight.view2()?);
+            bias.extend_from_slice(part.get("bias", &[out_features])?.as_slice());
+        }
+        let name = parts
+            .iter()
+            .map(|part| part.prefix().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        Ok(Self {
+            name,
+            weight: PackedMatrix::from_linear_weight(stacked.view()),
+            bias: Some(bias),
+        })
+    }
+
+    /// A layer from values in hand: `weight` in the Linear layout `[out, in]`.
+    ///
+    /// # Errors
+    /// [`Error::Layer`] when the bias length is not `out`.
+    pub fn from_weight(
+        name: &str,
+        weight: ArrayView2<'_, f32>,
+        bias: Option<&[f32]>,
+    ) -> Result<Self> {
+        if let Some(bias) = bias
+            && bias.len() != weight.nrows()
+        {
+            return Err(Error::Layer {
+                layer: name.to_string(),
+                reason: format!(
+                    "bias has {} values for a weight of {} output rows",
+                    bias.len(),
+                    weight.nrows()
+                ),
+            });
+        }
+        Ok(Self {
+            name: name.to_string(),
+            weight: PackedMatrix::from_linear_weight(weight),
+            bias: bias.map(<[f32]>::to_vec),
+        })
+    }
+
+    /// Number of input features (K).
+    pub fn in_features(&self) -> usize {
+        self.weight.k()
+    }
+
+    /// Number of output features (N).
+    pub fn out_features(&self) -> usize {
+        self.weight.n()
+    }
+
+    /// The weight prefix this layer was loaded from.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    /// `x·Wᵀ + b`.
+    ///
+    /// # Shapes
+    /// `x`: (rows, in_features); result: (rows, out_features).
+    ///
+    /// # Errors
+    /// [`Error::Layer`] when `x` does not have `in_features` columns.
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        self.forward_with(x, Activation::Identity, None)
+    }
+
+    /// `activation(x·Wᵀ + b) + residual`, all in the product's write-out.
+    ///
+    /// # Shapes
+    /// `x`: (rows, in_features); `residual`: (rows, out_features); result: (rows, out_features).
+    ///
+    /// # Errors
+    /// [`Error::Layer`] when the shapes disagree.
+    pub fn forward_with(
+        &self,
+        x: ArrayView2<'_, f32>,
+        activation: Activation,
+        residual: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array2<f32>> {
+        let mut out = Array2::<f32>::zeros((x.nrows(), self.out_features()));
+        self.forward_into(x, activation, residual, out.view_mut())?;
+        Ok(out)
+    }
+
+    /// [`Linear::forward_with`] writing into `out` (rows, out_features), which is overwritten.
+    ///
+    /// # Errors
+    /// [`Error::Layer`] when the shapes disagree.
+    pub fn forward_into(
+        &self,
+        x: ArrayView2<'_, f32>,
+        activation: Activation,
+        residual: Option<ArrayView2<'_, f32>>,
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        let (rows, out_features) = (x.nrows(), self.out_features());
+        if x.ncols() != self.in_features() {
+            return Err(self.shape_error(format!(
+                "input has {} features, the layer takes {}",
+                x.ncols(),
+                self.in_features()
+            )));
+        }
+        if let Some(residual) = &residual
+            && residual.dim() != (rows, out_features)
+        {
+            return Err(self.shape_error(format!(
+                "residual has shape {:?}, expected ({rows}, {out_features})",
+                residual.dim()
+            )));
+        }
+        if out.dim() != (rows, out_features) {
+            return Err(self.shape_error(format!(
+                "output has shape {:?}, expected ({rows}, {out_features})",
+                out.dim()
+            )));
+        }
+        let epilogue = Epilogue {
+            bias: self.bias.as_deref(),
+            activation,
+            residual,
+        };
+        matmul_packed_into(x, &self.weight, &epilogue, out);
+        Ok(())
+    }
+
+    fn shape_error(&self, reason: String) -> Error {
+        Error::Layer {
+            layer: format!("Linear `{}`", self.name),
+            reason,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Linear, Embedding and LayerNorm loaded from small files, against the tensor core's references.
+
+mod common;
+
+use common::{message, ramp, write_f32_file};
+use ndarray::{Array2, s};
+use oxformer_nn::{Embedding, Error, LayerNorm, Linear, Weights};
+use oxformer_tensor::{Activation, Epilogue, gemm_reference, layer_norm_reference};
+
+fn input(rows: usize, cols: usize) -> Array2<f32> {
+    Array2::from_shape_vec((rows, cols), ramp(rows * cols, -0.7)).unwrap()
+}
+
+fn assert_close(ours: &Array2<f32>, reference: &Array2<f32>) {
+    assert_eq!(ours.dim(), reference.dim());
+    for ((index, a), b) in ours.indexed_iter().zip(reference.iter()) {
+        assert!(
+            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+            "{index:?}: {a} vs {b}"
+        );
+    }
+}
+
+#[test]
+fn linear_matches_the_reference_product_with_fused_epilogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_f32_file(
+        dir.path(),
+        "model.safetensors",
+        &[("dense.weight", vec![5, 3]), ("dense.bias", vec![5])],
+    );
+    let weights = Weights::from_file(&path).unwrap();
+    let linear = Linear::load(&weights.sub("dense"), 3, 5).unwrap();
+    assert_eq!((linear.in_features(), linear.out_features()), (3, 5));
+    let weight = weights.get("dense.weight", &[5, 3]).unwrap();
+    let bias = weights.get("dense.bias", &[5]).unwrap();
+    let x = input(7, 3);
+    let residual = input(7, 5);
+
+    let plain = linear.forward(x.view()).unwrap();
+    let expected = gemm_reference(
+        x.view(),
+        weight.view2().unwrap().t(),
+        &Epilogue::bias(bias.as_slice()),
+    );
+    assert_close(&plain, &expected);
+
+    let fused = linear
+        .forward_with(x.view(), Activation::Gelu, Some(residual.view()))
+        .unwrap();
+    let epilogue = Epilogue {
+        bias: Some(bias.as_slice()),
+        activation: Activation::Gelu,
+        residual: Some(residual.view()),
+    };
+    assert_close(
+        &fused,
+        &gemm_reference(x.view(), weight.view2().unwrap().t(), &epilogue),
+    );
+}
+
+#[test]
+fn conv1d_layout_gives_the_same_product_as_the_transposed_linear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_f32_file(
+        dir.path(),
+        "model.safetensors",
+        &[("c_attn.weight", vec![3, 6]), ("c_attn.bias", vec![6])],
+    );
+    let weights = Weights::from_file(&path).unwrap();
+    let conv = Linear::from_conv1d(&weights.sub("c_attn"), 3, 6).unwrap();
+    let weight = weights.get("c_attn.weight", &[3, 6]).unwrap();
+    let bias = weights.get("c_attn.bias", &[6]).unwrap();
+    let x = input(4, 3);
+    let expected = gemm_reference(
+        x.view(),
+        weight.view2().unwrap(),
+        &Epilogue::bias(bias.as_slice()),
+    );
+    assert_close(&conv.forward(x.view()).unwrap(), &expected);
+    // The [out, in] weight of the same layer loaded as a Linear is refused by shape.
+    let error = message(Linear::load(&weights.sub("c_attn"), 3, 6));
+    assert!(
+        error.contains("c_attn.weight") && error.contains("[6, 3]"),
+        "{error}"
+    );
+}
+
+#[test]
+fn fused_linear_outputs_each_part_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["query", "key", "value"];
+    let tensors: Vec<(String, Vec<usize>)> = names
+        .iter()
+        .flat_map(|name| {
+            [
+                (format!("self.{name}.weight"), vec![4, 4]),
+                (format!("self.{name}.bias"), vec![4]),
+            ]
+        })
+        .collect();
+    let borrowed: Vec<(&str, Vec<usize>)> = tensors
+        .iter()
+        .map(|(name, shape)| (name.as_str(), shape.clone()))
+        .collect();
+    let path = write_f32_file(dir.path(), "model.safetensors", &borrowed);
+    let weights = Weights::from_file(&path).unwrap().sub("self");
+    let parts: Vec<Weights> = names.iter().map(|name| weights.sub(name)).collect();
+    let fused = Linear::load_fused(&parts, 4, 4).unwrap();
+    assert_eq!(fused.out_features(), 12);
+    let x = input(3, 4);
+    let all = fused.forward(x.view()).unwrap();
+    for (index, part) in parts.iter().enumerate() {
+        let alone = Linear::load(part, 4, 4).unwrap().forward(x.view()).unwrap();
+        assert_close(
+            &all.slice(s![.., index * 4..(index + 1) * 4]).to_owned(),
+            &alone,
+        );
+    }
+}
+
+#[test]
+fn linear_refuses_inputs_of_the_wrong_width() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_f32_file(
+        dir.path(),
+        "model.safetensors",
+        &[("dense.weight", vec![5, 3]), ("dense.bias", vec![5])],
+    );
+    let linear = Linear::load(&Weights::from_file(&path).unwrap().sub("dense"), 3, 5).unwrap();
+    let error = linear.forward(input(2, 4).view()).unwrap_err();
+    assert!(matches!(error, Error::Layer { .. }), "{error:?}");
+    assert!(error.to_string().contains("dense"), "{error}");
+    let wrong_residual = input(2, 4);
+    let error = linear
+        .forward_with(
+            input(2, 3).view(),
+            Activation::Identity,
+            Some(wrong_residual.view()),
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("residual"), "{error}");
+    let missing = Linear::load(&Weights::from_file(&path).unwrap().sub("other"), 3, 5);
+    assert!(message(missing).contains("other.weight"));
+}
+
+#[test]
+fn embedding_gathers_rows_and_refuses_ids_beyond_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_f32_file(
+        dir.path(),
+        "model.safetensors",
+        &[("embeddings.word_embeddings.weight", vec![6, 4])],
+    );
+    let weights = Weights::from_file(&path).unwrap();
+    let table = weights
+        .get("embeddings.word_embeddings.weight", &[6, 4])
+        .unwrap();
+    let embedding = Embedding::load(&weights.sub("embeddings.word_embeddings"), 6, 4).unwrap();
+    let rows = embedding.forward(&[5, 0, 5]).unwrap();
+    let table = table.view2().unwrap();
+    for (row, id) in [5, 0, 5].into_iter().enumerate() {
+        assert_eq!(rows.row(row), table.row(id));
+    }
+    let error = message(embedding.forward(&[1, 6]));
+    assert!(
+        error.contains("embeddings.word_embeddings.weight") && error.contains("id 6"),
+        "{error}"
+    );
+}
+
+#[test]
+fn layer_norm_matches_the_reference_and_reads_gamma_beta() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_f32_file(
+        dir.path(),
+        "model.safetensors",
+        &[("LayerNorm.gamma", vec![5]), ("LayerNorm.beta", vec![5])],
+    );
+    let weights = Weights::from_file(&path).unwrap();
+    let norm = LayerNorm::load(&weights.sub("LayerNorm"), 5, 1e-12).unwrap();
+    let gamma = weights.get("LayerNorm.gamma", &[5]).unwrap();
+    let beta = weights.get("LayerNorm.beta", &[5]).unwrap();
+    let (x, residual) = (input(3, 5), input(3, 5) * 0.5);
+    let ours = norm.forward(x.view(), Some(residual.view())).unwrap();
+    let expected = layer_norm_reference(
+        x.view(),
+        Some(residual.view()),
+        gamma.as_slice(),
+        beta.as_slice(),
+        1e-12,
+    );
+    assert_close(&ours, &expected);
+    let error = norm.forward(input(3, 4).view(), None).unwrap_err();
+    assert!(matches!(error, Error::Layer { .. }), "{error:?}");
+    let missing = message(LayerNorm::load(&weights.sub("norm"), 5, 1e-5));
+    assert!(
+        missing.contains("norm.weight") && missing.contains("norm.gamma"),
+        "{missing}"
+    );
+}
