@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""The peers of `cargo xtask compare` (xtask/src/compare.rs): PyTorch and ONNX Runtime on the models and
+inputs that oxformer is timed on, in the same run.
+
+Run from the pinned venv (`<cache>/pyenv`, requirements.txt + requirements-compare.txt). Subcommands:
+
+- `build --out DIR`: random-weight checkpoints from transformers' default configs, written once (a stamp
+  in each folder says which recipe wrote it) as HF folders oxformer's CLI can load:
+  `bert-base` (BertModel, `BertConfig()`), `bert-base-seqcls` (BertForSequenceClassification, labels
+  NEGATIVE/POSITIVE, for the cold start), `distilbert-base` (DistilBertModel, `DistilBertConfig()`),
+  `gpt2-small` (GPT2LMHeadModel, `GPT2Config()`); safetensors weights; the bert-base-uncased tokenizer of
+  the fetched all-MiniLM-L6-v2 for the encoders, the real GPT-2 tokenizer for GPT-2. The encoders are
+  exported to `onnx/<name>.onnx` (opset 17, dynamic batch and sequence axes) and checked against PyTorch.
+  Prints one JSON line: the folders, ONNX files and the export check.
+- `serve --framework torch|ort`: reads one JSON request per line on stdin, answers one JSON line on
+  stdout. Models stay loaded between requests so that the rounds of the comparison can alternate with
+  oxformer without paying Python's import again. Requests:
+  `{"op": "encoder", "model": DIR, "onnx": FILE, "batch": B, "seq": S, "lengths": [..] | null,
+    "iterations": N, "warmup": W, "seed": K}` and
+  `{"op": "generate", "model": DIR, "new_tokens": N, "prompt_tokens": P, "iterations": N, "warmup": W,
+    "seed": K}`; replies `{"ok": true, "times_ms": [...], "median_ms": x, "tokens": n, "tokens_per_s": y}`
+  or `{"ok": false, "error": "..."}`.
+- `load --model DIR --kind encoder|gpt2`: a fresh process that imports torch + transformers, loads the
+  folder and runs one forward (1 x 128) or one short generation; prints import/load/forward times and the
+  peak resident set size (VmHWM of /proc/self/status) after loading and at the end.
+- `pipeline --model DIR TEXT`: what a user writes: `pipeline("text-classification", model=DIR)(TEXT)`,
+  printed as JSON. The xtask times the whole process (cold start to the first classification).
+
+PyTorch runs with `torch.set_num_threads(2)` under `inference_mode`; ONNX Runtime with
+`intra_op_num_threads=2` and every graph optimisation (ORT_ENABLE_ALL), as in PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+THREADS = 2
+OPSET = 17
+# Bump when the folders' recipe changes: the stamp makes `build` write them again.
+RECIPE = "compare-models-1"
+ENCODERS = ("bert-base", "bert-base-seqcls", "distilbert-base")
+EXPORTED = ("bert-base", "distilbert-base")
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size so far (VmHWM), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+def emit(value) -> None:
+    print(json.dumps(value, sort_keys=True), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# build
+
+
+def seed_for(name: str) -> int:
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def stamp_matches(folder: Path, stamp: dict) -> bool:
+    path = folder / "compare-stamp.json"
+    try:
+        return json.loads(path.read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def write_stamp(folder: Path, stamp: dict) -> None:
+    (folder / "compare-stamp.json").write_text(json.dumps(stamp, sort_keys=True, indent=1) + "\n")
+
+
+def copy_bert_tokenizer(cache: Path, dest: Path) -> None:
+    import shutil
+
+    source = cache / "models" / "sentence-transformers" / "all-MiniLM-L6-v2"
+    names = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+    for name in names:
+        if not (source / name).is_file():
+            raise SystemExit(f"{source / name} is missing: run `cargo xtask fetch` first")
+        shutil.copyfile(source / name, dest / name)
+
+
+def write_gpt2_tokenizer(cache: Path, dest: Path) -> None:
+    from transformers import GPT2TokenizerFast
+
+    source = cache / "models" / "gpt2-tokenizer"
+    for name in ["vocab.json", "merges.txt"]:
+        if not (source / name).is_file():
+            raise SystemExit(f"{source / name} is missing: run `cargo xtask fetch` first")
+    tokenizer = GPT2TokenizerFast(
+        vocab_file=str(source / "vocab.json"),
+        merges_file=str(source / "merges.txt"),
+        model_max_length=1024,
+    )
+    tokenizer.save_pretrained(str(dest))
+
+
+def build_folder(name: str, cache: Path, dest: Path) -> None:
+    import shutil
+
+    import torch
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertModel,
+        DistilBertConfig,
+        DistilBertModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+    )
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    torch.manual_seed(seed_for(name))
+    if name == "bert-base":
+        model = BertModel(BertConfig())
+    elif name == "bert-base-seqcls":
+        labels = {0: "NEGATIVE", 1: "POSITIVE"}
+        config = BertConfig(id2label=labels, label2id={v: k for k, v in labels.items()})
+        model = BertForSequenceClassification(config)
+    elif name == "distilbert-base":
+        model = DistilBertModel(DistilBertConfig())
+    elif name == "gpt2-small":
+        model = GPT2LMHeadModel(GPT2Config())
+    else:
+        raise ValueError(name)
+    model.eval()
+    model.save_pretrained(str(dest), safe_serialization=True)
+    if name == "gpt2-small":
+        write_gpt2_tokenizer(cache, dest)
+    else:
+        copy_bert_tokenizer(cache, dest)
+
+
+def positional_encoder(model, input_names: list[str]):
+    """The HF encoder as a module with plain positional inputs and tuple outputs, for the ONNX graph."""
+    import torch
+
+    class Positional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs):
+            outputs = self.model(**dict(zip(input_names, inputs)), return_dict=True)
+            if getattr(outputs, "pooler_output", None) is not None:
+                return outputs.last_hidden_state, outputs.pooler_output
+            return (outputs.last_hidden_state,)
+
+    return Positional().eval()
+
+
+def encoder_input_names(model) -> list[str]:
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    return [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted]
+
+
+def export_onnx(folder: Path, path: Path) -> dict:
+    """Exports the encoder in `folder` to `path`; returns the largest difference to PyTorch."""
+    import numpy as np
+    import onnxruntime
+    import torch
+    from transformers import AutoModel
+
+    # The eager attention exports as the MatMul/Softmax pattern ONNX Runtime's attention fusion knows.
+    model = AutoModel.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager").eval()
+    names = encoder_input_names(model)
+    inputs = make_encoder_inputs(model.config.vocab_size, batch=2, seq=16, lengths=[16, 9], seed=1)
+    tensors = tuple(torch.from_numpy(inputs[name]) for name in names)
+    wrapped = positional_encoder(model, names)
+    with torch.no_grad():
+        expected = wrapped(*tensors)
+    outputs = ["last_hidden_state", "pooler_output"][: len(expected)]
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
+    if len(outputs) == 2:
+        axes["pooler_output"] = {0: "batch"}
+    tmp = path.with_suffix(".onnx.partial")
+    torch.onnx.export(
+        wrapped,
+        tensors,
+        str(tmp),
+        input_names=names,
+        output_names=outputs,
+        dynamic_axes=axes,
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    tmp.replace(path)
+    session = ort_session(path)
+    got = session.run(None, {name: inputs[name] for name in names})
+    difference = max(
+        float(np.max(np.abs(np.asarray(a) - b.numpy()))) for a, b in zip(got, expected)
+    )
+    return {"max_abs_diff_vs_torch": difference, "inputs": names, "outputs": outputs}
+
+
+def build(args) -> None:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    out = Path(args.out)
+    cache = Path(args.cache)
+    stamp = {
+        "recipe": RECIPE,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": OPSET,
+    }
+    manifest = {"folders": {}, "onnx": {}, "export_check": {}, "built": []}
+    for name in ENCODERS + ("gpt2-small",):
+        folder = out / name
+        if not stamp_matches(folder, stamp):
+            print(f"compare.py: writing {folder}", file=sys.stderr, flush=True)
+            build_folder(name, cache, folder)
+            write_stamp(folder, stamp)
+            manifest["built"].append(name)
+        manifest["folders"][name] = str(folder)
+    onnx_dir = out / "onnx"
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    for name in EXPORTED:
+        path = onnx_dir / f"{name}.onnx"
+        check_path = onnx_dir / f"{name}.check.json"
+        folder_stamp = (out / name / "compare-stamp.json").read_text()
+        current = None
+        try:
+            current = json.loads(check_path.read_text())
+        except (OSError, ValueError):
+            pass
+        if not path.is_file() or current is None or current.get("stamp") != folder_stamp:
+            print(f"compare.py: exporting {path}", file=sys.stderr, flush=True)
+            check = export_onnx(out / name, path)
+            check["stamp"] = folder_stamp
+            check_path.write_text(json.dumps(check, sort_keys=True, indent=1) + "\n")
+            manifest["built"].append(f"onnx/{name}")
+            current = check
+        manifest["onnx"][name] = str(path)
+        manifest["export_check"][name] = current["max_abs_diff_vs_torch"]
+    manifest["versions"] = {k: v for k, v in stamp.items() if k != "recipe"}
+    emit(manifest)
+
+
+# ---------------------------------------------------------------------------------------------------
+# timing
+
+
+def make_encoder_inputs(vocab_size: int, batch: int, seq: int, lengths, seed: int) -> dict:
+    """Random ids (seeded), right padding: row i attends to its first lengths[i] tokens."""
+    import numpy as np
+
+    if lengths:
+        batch, seq = len(lengths), max(lengths)
+    else:
+        lengths = [seq] * batch
+    rng = np.random.default_rng(seed)
+    input_ids = rng.integers(1000, vocab_size, size=(batch, seq), dtype=np.int64)
+    attention_mask = np.zeros((batch, seq), dtype=np.int64)
+    for row, length in enumerate(lengths):
+        attention_mask[row, :length] = 1
+    input_ids[attention_mask == 0] = 0
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "token_type_ids": np.zeros((batch, seq), dtype=np.int64),
+    }
+
+
+def ort_session(path: Path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def timed(run, iterations: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+class Server:
+    def __init__(self, framework: str):
+        import torch
+
+        torch.set_num_threads(THREADS)
+        self.framework = framework
+        self.models = {}
+
+    def torch_model(self, folder: str, causal: bool):
+        import torch
+        from transformers import AutoModel, AutoModelForCausalLM
+
+        key = ("torch", folder)
+        if key not in self.models:
+            cls = AutoModelForCausalLM if causal else AutoModel
+            self.models[key] = cls.from_pretrained(folder, dtype=torch.float32).eval()
+        return self.models[key]
+
+    def ort_model(self, path: str):
+        key = ("ort", path)
+        if key not in self.models:
+            session = ort_session(Path(path))
+            names = [item.name for item in session.get_inputs()]
+            self.models[key] = (session, names)
+        return self.models[key]
+
+    def vocab_size(self, folder: str) -> int:
+        return json.loads((Path(folder) / "config.json").read_text())["vocab_size"]
+
+    def encoder(self, request: dict) -> dict:
+        import torch
+
+        inputs = make_encoder_inputs(
+            self.vocab_size(request["model"]),
+            request["batch"],
+            request["seq"],
+            request.get("lengths"),
+            request.get("seed", 0),
+        )
+        tokens = int(inputs["attention_mask"].sum())
+        if self.framework == "torch":
+            model = self.torch_model(request["model"], causal=False)
+            names = encoder_input_names(model)
+            feed = {name: torch.from_numpy(inputs[name]) for name in names}
+
+            def run():
+                with torch.inference_mode():
+                    model(**feed)
+
+        else:
+            session, names = self.ort_model(request["onnx"])
+            feed = {name: inputs[name] for name in names}
+
+            def run():
+                session.run(None, feed)
+
+        times = timed(run, request["iterations"], request["warmup"])
+        return {"times_ms": times, "tokens": tokens}
+
+    def generate(self, request: dict) -> dict:
+        import numpy as np
+        import torch
+
+        if self.framework != "torch":
+            raise ValueError("generation is compared with PyTorch only")
+        model = self.torch_model(request["model"], causal=True)
+        new_tokens = request["new_tokens"]
+        rng = np.random.default_rng(request.get("seed", 0))
+        prompt = torch.from_numpy(
+            rng.integers(0, model.config.vocab_size, size=(1, request["prompt_tokens"]), dtype=np.int64)
+        )
+        mask = torch.ones_like(prompt)
+        eos = model.config.eos_token_id
+
+        def run():
+            with torch.inference_mode():
+                output = model.generate(
+                    prompt,
+                    attention_mask=mask,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=eos,
+                    use_cache=True,
+                )
+            if output.shape[1] != prompt.shape[1] + new_tokens:
+                raise RuntimeError(f"generate() returned {output.shape[1] - prompt.shape[1]} new tokens")
+
+        times = timed(run, request["iterations"], request["warmup"])
+        return {"times_ms": times, "tokens": new_tokens}
+
+    def handle(self, request: dict) -> dict:
+        op = request.get("op")
+        if op == "encoder":
+            reply = self.encoder(request)
+        elif op == "generate":
+            reply = self.generate(request)
+        elif op == "ping":
+            return {"ok": True}
+        else:
+            raise ValueError(f"unknown op {op!r}")
+        reply["median_ms"] = median(reply["times_ms"])
+        reply["tokens_per_s"] = reply["tokens"] / (reply["median_ms"] / 1000.0)
+        reply["ok"] = True
+        return reply
+
+
+def serve(args) -> None:
+    server = Server(args.framework)
+    emit({"ok": True, "ready": args.framework})
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            reply = server.handle(json.loads(line))
+        except Exception as error:  # the xtask prints it as "n/a (reason)" and goes on
+            reply = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        emit(reply)
+
+
+# ---------------------------------------------------------------------------------------------------
+# load and cold start (fresh processes)
+
+
+def load(args) -> None:
+    start = time.perf_counter()
+    import torch
+    import transformers  # noqa: F401  (part of what a user pays before the first result)
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    torch.set_num_threads(THREADS)
+    imported = time.perf_counter()
+    if args.kind == "gpt2":
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+    else:
+        model = AutoModel.from_pretrained(args.model, dtype=torch.float32).eval()
+    loaded = time.perf_counter()
+    load_rss = peak_rss_mb()
+    with torch.inference_mode():
+        if args.kind == "gpt2":
+            prompt = torch.ones((1, 8), dtype=torch.long)
+            model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8,
+                           min_new_tokens=8, do_sample=False, pad_token_id=model.config.eos_token_id)
+        else:
+            inputs = make_encoder_inputs(model.config.vocab_size, 1, 128, None, 0)
+            names = encoder_input_names(model)
+            model(**{name: torch.from_numpy(inputs[name]) for name in names})
+    done = time.perf_counter()
+    emit(
+        {
+            "import_ms": (imported - start) * 1000.0,
+            "load_ms": (loaded - imported) * 1000.0,
+            "first_forward_ms": (done - loaded) * 1000.0,
+            "load_peak_rss_mb": load_rss,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    )
+
+
+def cold_pipeline(args) -> None:
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(THREADS)
+    classifier = pipeline("text-classification", model=args.model, device=-1)
+    print(json.dumps(classifier(args.text)), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_parser = commands.add_parser("build")
+    build_parser.add_argument("--out", required=True)
+    build_parser.add_argument("--cache", required=True, help="the cache holding models/ (cargo xtask fetch)")
+    serve_parser = commands.add_parser("serve")
+    serve_parser.add_argument("--framework", choices=["torch", "ort"], required=True)
+    load_parser = commands.add_parser("load")
+    load_parser.add_argument("--model", required=True)
+    load_parser.add_argument("--kind", choices=["encoder", "gpt2"], default="encoder")
+    pipeline_parser = commands.add_parser("pipeline")
+    pipeline_parser.add_argument("--model", required=True)
+    pipeline_parser.add_argument("text")
+    args = parser.parse_args()
+    {"build": build, "serve": serve, "load": load, "pipeline": cold_pipeline}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
