@@ -1,1 +1,645 @@
-//! GPT-2, mirroring transformers/models/gpt2/modeling_gpt2.py.
+//! GPT-2, as transformers/models/gpt2/modeling_gpt2.py: learned token and position embeddings,
+//! pre-LayerNorm blocks of causal self-attention and an MLP, a final LayerNorm, and an LM head
+//! tied to the token embeddings. Every linear layer is a `Conv1D` (weights stored `[in, out]`).
+//!
+//! Decoding reuses keys and values through a [`KvCache`] allocated once per generation.
+
+use std::path::Path;
+
+use ndarray::{Array2, Array3, Array4, ArrayView2, Axis, s};
+use oxformer_nn::{Tensor, Weights};
+use oxformer_tensor::{
+    Activation, AttentionMask, Epilogue, PackedMatrix, attention_into, layer_norm, matmul_packed,
+};
+
+use crate::config::{Gpt2Config, HiddenAct, ModelConfig};
+use crate::error::{Error, Result};
+
+/// The kernel activation of a config activation.
+fn activation_of(act: HiddenAct) -> Activation {
+    match act {
+        HiddenAct::Gelu => Activation::Gelu,
+        HiddenAct::GeluTanh => Activation::GeluTanh,
+        HiddenAct::Relu => Activation::Relu,
+        HiddenAct::Silu => Activation::Silu,
+        HiddenAct::Tanh => Activation::Tanh,
+        HiddenAct::Linear => Activation::Identity,
+    }
+}
+
+/// An input the model cannot take (ids out of range, too many positions, a full cache, ...).
+fn input_error(layer: &str, reason: String) -> Error {
+    Error::Weights(oxformer_nn::Error::Layer {
+        layer: layer.to_string(),
+        reason,
+    })
+}
+
+// transformers/pytorch_utils.py `Conv1D`: y = x·W + b with W stored [in, out].
+struct Conv1D {
+    weight: PackedMatrix,
+    bias: Tensor,
+}
+
+impl Conv1D {
+    fn load(weights: &Weights, n_in: usize, n_out: usize) -> Result<Self> {
+        let weight = weights.get("weight", &[n_in, n_out])?;
+        let bias = weights.get("bias", &[n_out])?;
+        Ok(Self {
+            weight: PackedMatrix::from_in_out(weight.view2()?),
+            bias,
+        })
+    }
+
+    /// `activation(x·W + b) + residual`.
+    ///
+    /// # Shapes
+    /// `x`: (tokens, in); `residual`: (tokens, out); result: (tokens, out).
+    fn forward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        activation: Activation,
+        residual: Option<ArrayView2<'_, f32>>,
+    ) -> Array2<f32> {
+        let epilogue = Epilogue {
+            bias: Some(self.bias.as_slice()),
+            activation,
+            residual,
+        };
+        matmul_packed(x, &self.weight, &epilogue)
+    }
+}
+
+// torch.nn.LayerNorm as GPT-2 uses it (`ln_1`, `ln_2`, `ln_f`).
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(weights: &Weights, dim: usize, eps: f32) -> Result<Self> {
+        Ok(Self {
+            weight: weights.get("weight", &[dim])?,
+            bias: weights.get("bias", &[dim])?,
+            eps,
+        })
+    }
+
+    fn forward(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        layer_norm(
+            x,
+            None,
+            self.weight.as_slice(),
+            self.bias.as_slice(),
+            self.eps,
+        )
+    }
+}
+
+/// Keys and values of every layer for a batch of sequences, allocated once for up to
+/// `capacity` positions (transformers' `DynamicCache`, preallocated).
+///
+/// The model appends to it on each [`Gpt2Model::forward`]; beam search reorders its rows
+/// with [`KvCache::reorder_rows`].
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    /// Per layer: (batch, heads, capacity, head_dim).
+    keys: Vec<Array4<f32>>,
+    /// Per layer: (batch, heads, capacity, head_dim).
+    values: Vec<Array4<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `batch` sequences of up to `capacity` positions each.
+    pub fn new(config: &Gpt2Config, batch: usize, capacity: usize) -> Self {
+        let shape = (batch, config.n_head, capacity, config.head_dim());
+        Self {
+            keys: (0..config.n_layer).map(|_| Array4::zeros(shape)).collect(),
+            values: (0..config.n_layer).map(|_| Array4::zeros(shape)).collect(),
+            len: 0,
+        }
+    }
+
+    /// Number of positions stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is stored yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of positions it can hold.
+    pub fn capacity(&self) -> usize {
+        self.keys.first().map_or(0, |keys| keys.dim().2)
+    }
+
+    /// Number of sequences.
+    pub fn batch_size(&self) -> usize {
+        self.keys.first().map_or(0, |keys| keys.dim().0)
+    }
+
+    /// Forgets every stored position (the memory is kept).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Row `i` becomes the old row `rows[i]`, as transformers' `Cache.reorder_cache(beam_idx)`.
+    ///
+    /// # Errors
+    /// When `rows` has another length than the batch or names a row that does not exist.
+    pub fn reorder_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let batch = self.batch_size();
+        if rows.len() != batch || rows.iter().any(|&row| row >= batch) {
+            return Err(input_error(
+                "KvCache",
+                format!("cannot reorder {batch} rows by {rows:?}"),
+            ));
+        }
+        let len = self.len;
+        for buffer in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            let old = buffer.slice(s![.., .., ..len, ..]).to_owned();
+            for (target, &source) in rows.iter().enumerate() {
+                buffer
+                    .slice_mut(s![target, .., ..len, ..])
+                    .assign(&old.index_axis(Axis(0), source));
+            }
+        }
+        Ok(())
+    }
+}
+
+// modeling_gpt2.py `GPT2Attention` (self-attention only).
+struct Gpt2Attention {
+    c_attn: Conv1D,
+    c_proj: Conv1D,
+    num_heads: usize,
+    head_dim: usize,
+    scale: f32,
+}
+
+impl Gpt2Attention {
+    fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
+        let embed = config.n_embd;
+        let head_dim = config.head_dim();
+        // transformers' default attention (sdpa, what `from_pretrained` picks) scales by
+        // 1/√head_dim whatever `scale_attn_weights` and `scale_attn_by_inverse_layer_idx` say:
+        // those two, like `reorder_and_upcast_attn` (f32 already), act only in the eager path.
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        Ok(Self {
+            c_attn: Conv1D::load(&weights.sub("c_attn"), embed, 3 * embed)?,
+            c_proj: Conv1D::load(&weights.sub("c_proj"), embed, embed)?,
+            num_heads: config.n_head,
+            head_dim,
+            scale,
+        })
+    }
+
+    /// Causal self-attention of `seq` new positions per row, after the `cache`'s `past` ones;
+    /// writes the new keys and values into the cache. Returns `c_proj(attention) + residual`.
+    ///
+    /// # Shapes
+    /// `x`, `residual`: (batch × seq, embed); `key_padding`: (batch, past + seq);
+    /// result: (batch × seq, embed).
+    fn forward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        residual: ArrayView2<'_, f32>,
+        batch: usize,
+        key_padding: ArrayView2<'_, f32>,
+        cache: (&mut Array4<f32>, &mut Array4<f32>),
+        past: usize,
+    ) -> Array2<f32> {
+        let (heads, head_dim) = (self.num_heads, self.head_dim);
+        let embed = heads * head_dim;
+        let seq = x.nrows() / batch;
+        let total = past + seq;
+        let qkv = self.c_attn.forward(x, Activation::Identity, None); // (batch × seq, 3 × embed)
+        let qkv = qkv
+            .into_shape_with_order((batch, seq, 3, heads, head_dim))
+            .expect("c_attn output is (tokens, 3 × embed)");
+        let (cache_keys, cache_values) = cache;
+        cache_keys
+            .slice_mut(s![.., .., past..total, ..])
+            .assign(&qkv.slice(s![.., .., 1, .., ..]).permuted_axes([0, 2, 1, 3]));
+        cache_values
+            .slice_mut(s![.., .., past..total, ..])
+            .assign(&qkv.slice(s![.., .., 2, .., ..]).permuted_axes([0, 2, 1, 3]));
+        let queries = qkv.slice(s![.., .., 0, .., ..]).permuted_axes([0, 2, 1, 3]); // (batch, heads, seq, head_dim)
+        let keys = cache_keys.slice(s![.., .., ..total, ..]); // (batch, heads, total, head_dim)
+        let values = cache_values.slice(s![.., .., ..total, ..]);
+        let mut context = Array4::<f32>::zeros((batch, seq, heads, head_dim));
+        let mask = AttentionMask {
+            key_padding: Some(key_padding),
+            causal: true,
+        };
+        attention_into(
+            queries,
+            keys,
+            values,
+            &mask,
+            self.scale,
+            context.view_mut().permuted_axes([0, 2, 1, 3]),
+        );
+        let context = context
+            .into_shape_with_order((batch * seq, embed))
+            .expect("context is (batch, seq, heads, head_dim)");
+        self.c_proj
+            .forward(context.view(), Activation::Identity, Some(residual))
+    }
+}
+
+// modeling_gpt2.py `GPT2MLP`.
+struct Gpt2Mlp {
+    c_fc: Conv1D,
+    c_proj: Conv1D,
+    activation: Activation,
+}
+
+impl Gpt2Mlp {
+    fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
+        let inner = config.inner_dim();
+        Ok(Self {
+            c_fc: Conv1D::load(&weights.sub("c_fc"), config.n_embd, inner)?,
+            c_proj: Conv1D::load(&weights.sub("c_proj"), inner, config.n_embd)?,
+            activation: activation_of(config.activation_function),
+        })
+    }
+
+    /// `c_proj(act(c_fc(x))) + residual`.
+    fn forward(&self, x: ArrayView2<'_, f32>, residual: ArrayView2<'_, f32>) -> Array2<f32> {
+        let inner = self.c_fc.forward(x, self.activation, None);
+        self.c_proj
+            .forward(inner.view(), Activation::Identity, Some(residual))
+    }
+}
+
+// modeling_gpt2.py `GPT2Block`: pre-LayerNorm attention and MLP, each with a residual.
+struct Gpt2Block {
+    ln_1: LayerNorm,
+    attn: Gpt2Attention,
+    ln_2: LayerNorm,
+    mlp: Gpt2Mlp,
+}
+
+impl Gpt2Block {
+    fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
+        let (dim, eps) = (config.n_embd, config.layer_norm_epsilon);
+        Ok(Self {
+            ln_1: LayerNorm::load(&weights.sub("ln_1"), dim, eps)?,
+            attn: Gpt2Attention::load(&weights.sub("attn"), config)?,
+            ln_2: LayerNorm::load(&weights.sub("ln_2"), dim, eps)?,
+            mlp: Gpt2Mlp::load(&weights.sub("mlp"), config)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        hidden: Array2<f32>,
+        batch: usize,
+        key_padding: ArrayView2<'_, f32>,
+        cache: (&mut Array4<f32>, &mut Array4<f32>),
+        past: usize,
+    ) -> Array2<f32> {
+        let normed = self.ln_1.forward(hidden.view());
+        let hidden = self.attn.forward(
+            normed.view(),
+            hidden.view(),
+            batch,
+            key_padding,
+            cache,
+            past,
+        );
+        let normed = self.ln_2.forward(hidden.view());
+        self.mlp.forward(normed.view(), hidden.view())
+    }
+}
+
+/// What [`Gpt2Model::forward`] returns.
+#[derive(Clone, Debug)]
+pub struct Gpt2Output {
+    /// After `ln_f`: (batch, seq, n_embd).
+    pub last_hidden_state: Array3<f32>,
+    /// When asked for: the embeddings' output, then each block's (the last one after `ln_f`,
+    /// as transformers), each (batch, seq, n_embd); empty otherwise.
+    pub hidden_states: Vec<Array3<f32>>,
+}
+
+/// The inputs of one forward pass.
+///
+/// # Shapes
+/// `input_ids`, `position_ids`: (batch, seq); `attention_mask`: (batch, past + seq), 1 for
+/// real tokens and 0 for padding, covering the cached positions too.
+#[derive(Clone, Copy, Debug)]
+pub struct Gpt2Input<'a> {
+    /// Token ids.
+    pub input_ids: ArrayView2<'a, u32>,
+    /// Positions; `None`: `past .. past + seq` for every row (transformers' default).
+    pub position_ids: Option<ArrayView2<'a, u32>>,
+    /// Padding mask over cached and new keys; `None`: every key is a real token.
+    pub attention_mask: Option<ArrayView2<'a, f32>>,
+}
+
+/// modeling_gpt2.py `GPT2Model`: embeddings, blocks, final LayerNorm.
+pub struct Gpt2Model {
+    wte: Tensor,
+    wpe: Tensor,
+    h: Vec<Gpt2Block>,
+    ln_f: LayerNorm,
+    config: Gpt2Config,
+}
+
+impl Gpt2Model {
+    /// Loads the weights under `weights` (`wte.weight`, `wpe.weight`, `h.{i}.*`, `ln_f.*`).
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full dotted path.
+    pub fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
+        let embed = config.n_embd;
+        let h = (0..config.n_layer)
+            .map(|index| Gpt2Block::load(&weights.sub("h").sub(index), config))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            wte: weights.get("wte.weight", &[config.vocab_size, embed])?,
+            wpe: weights.get("wpe.weight", &[config.n_positions, embed])?,
+            h,
+            ln_f: LayerNorm::load(&weights.sub("ln_f"), embed, config.layer_norm_epsilon)?,
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    /// An empty [`KvCache`] for `batch` sequences of up to `capacity` positions.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache {
+        KvCache::new(&self.config, batch, capacity)
+    }
+
+    /// Runs the model on `input`, after the positions already in `cache` (if any), and appends
+    /// the new keys and values to it. Without a cache, a temporary one is used.
+    ///
+    /// # Shapes
+    /// See [`Gpt2Input`]; the output is (batch, seq, n_embd).
+    ///
+    /// # Errors
+    /// A token id not below `vocab_size`, a position not below `n_positions`, a mask or
+    /// position shape that does not match the ids, a cache of another batch size or too small.
+    pub fn forward(
+        &self,
+        input: &Gpt2Input<'_>,
+        cache: Option<&mut KvCache>,
+        output_hidden_states: bool,
+    ) -> Result<Gpt2Output> {
+        let (batch, seq) = input.input_ids.dim();
+        let mut own_cache;
+        let cache = match cache {
+            Some(cache) => cache,
+            None => {
+                own_cache = self.new_cache(batch, seq);
+                &mut own_cache
+            }
+        };
+        let past = cache.len();
+        self.check_input(input, cache)?;
+        let total = past + seq;
+        let ones;
+        let key_padding = match input.attention_mask {
+            Some(mask) => mask,
+            None => {
+                ones = Array2::<f32>::ones((batch, total));
+                ones.view()
+            }
+        };
+
+        let mut hidden = self.embed(input, past)?; // (batch × seq, embed)
+        let embed = self.config.n_embd;
+        let as_3d = |hidden: &Array2<f32>| {
+            hidden
+                .clone()
+                .into_shape_with_order((batch, seq, embed))
+                .expect("hidden is (batch × seq, embed)")
+        };
+        let mut hidden_states = Vec::new();
+        for (index, block) in self.h.iter().enumerate() {
+            if output_hidden_states {
+                hidden_states.push(as_3d(&hidden));
+            }
+            let layer_cache = (&mut cache.keys[index], &mut cache.values[index]);
+            hidden = block.forward(hidden, batch, key_padding, layer_cache, past);
+        }
+        let last = self.ln_f.forward(hidden.view());
+        cache.len = total;
+        let last_hidden_state = as_3d(&last);
+        if output_hidden_states {
+            hidden_states.push(last_hidden_state.clone());
+        }
+        Ok(Gpt2Output {
+            last_hidden_state,
+            hidden_states,
+        })
+    }
+
+    fn check_input(&self, input: &Gpt2Input<'_>, cache: &KvCache) -> Result<()> {
+        let (batch, seq) = input.input_ids.dim();
+        let total = cache.len() + seq;
+        if cache.batch_size() != batch || cache.capacity() < total {
+            return Err(input_error(
+                "transformer",
+                format!(
+                    "the KV cache holds {} rows of up to {} positions ({} used), but {batch} rows of {seq} more were given",
+                    cache.batch_size(),
+                    cache.capacity(),
+                    cache.len()
+                ),
+            ));
+        }
+        if let Some(positions) = input.position_ids
+            && positions.dim() != (batch, seq)
+        {
+            return Err(input_error(
+                "transformer",
+                format!(
+                    "position_ids have shape {:?}, input_ids {:?}",
+                    positions.shape(),
+                    input.input_ids.shape()
+                ),
+            ));
+        }
+        if let Some(mask) = input.attention_mask
+            && mask.dim() != (batch, total)
+        {
+            return Err(input_error(
+                "transformer",
+                format!(
+                    "attention_mask has shape {:?}, expected ({batch}, {total}): cached plus new positions",
+                    mask.shape()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `wte[ids] + wpe[positions]` (modeling_gpt2.py `GPT2Model.forward`).
+    fn embed(&self, input: &Gpt2Input<'_>, past: usize) -> Result<Array2<f32>> {
+        let (batch, seq) = input.input_ids.dim();
+        let embed = self.config.n_embd;
+        let (vocab, positions) = (self.config.vocab_size, self.config.n_positions);
+        let wte = self.wte.view2()?;
+        let wpe = self.wpe.view2()?;
+        let mut hidden = Array2::<f32>::zeros((batch * seq, embed));
+        for b in 0..batch {
+            for t in 0..seq {
+                let id = input.input_ids[[b, t]] as usize;
+                let position = match input.position_ids {
+                    Some(ids) => ids[[b, t]] as usize,
+                    None => past + t,
+                };
+                if id >= vocab {
+                    return Err(input_error(
+                        "transformer.wte",
+                        format!("token id {id} is not below vocab_size {vocab}"),
+                    ));
+                }
+                if position >= positions {
+                    return Err(input_error(
+                        "transformer.wpe",
+                        format!(
+                            "position {position} is not below n_positions {positions}: the sequence is longer than the model allows"
+                        ),
+                    ));
+                }
+                let mut row = hidden.row_mut(b * seq + t);
+                row.assign(&wte.row(id));
+                row += &wpe.row(position);
+            }
+        }
+        Ok(hidden)
+    }
+}
+
+/// modeling_gpt2.py `GPT2LMHeadModel`: [`Gpt2Model`] and an LM head tied to `wte` (unless the
+/// config unties it and the checkpoint stores `lm_head.weight`).
+pub struct Gpt2LmHeadModel {
+    transformer: Gpt2Model,
+    /// (n_embd, vocab) for `hidden · lm_headᵀ`.
+    lm_head: PackedMatrix,
+}
+
+impl Gpt2LmHeadModel {
+    /// Loads `config.json` and the weights of a model folder.
+    ///
+    /// # Errors
+    /// A missing or invalid config, a config of another `model_type`, missing weights.
+    pub fn from_folder(dir: &Path) -> Result<Self> {
+        let config = match ModelConfig::from_folder(dir)? {
+            ModelConfig::Gpt2(config) => config,
+            other => {
+                return Err(Error::ConfigField {
+                    source_name: dir.join("config.json").display().to_string(),
+                    field: "model_type".to_string(),
+                    reason: format!("expected `gpt2`, found `{}`", other.model_type()),
+                });
+            }
+        };
+        let weights = Weights::from_folder(dir)?;
+        Self::load(weights, &config)
+    }
+
+    /// Loads from a checkpoint holding `transformer.*` (as saved by `GPT2LMHeadModel`) or the
+    /// bare `GPT2Model` names.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full dotted path.
+    pub fn load(mut weights: Weights, config: &Gpt2Config) -> Result<Self> {
+        let body = if weights.has_sub("transformer") {
+            "transformer."
+        } else {
+            ""
+        };
+        ModelConfig::Gpt2(config.clone()).tie_weights(
+            &mut weights,
+            "lm_head.weight",
+            &format!("{body}wte.weight"),
+        );
+        let transformer = Gpt2Model::load(&weights.sub_if_present("transformer"), config)?;
+        let lm_head = weights.get("lm_head.weight", &[config.vocab_size, config.n_embd])?;
+        Ok(Self {
+            transformer,
+            lm_head: PackedMatrix::from_linear_weight(lm_head.view2()?),
+        })
+    }
+
+    /// The body.
+    pub fn transformer(&self) -> &Gpt2Model {
+        &self.transformer
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Gpt2Config {
+        self.transformer.config()
+    }
+
+    /// An empty [`KvCache`] for `batch` sequences of up to `capacity` positions.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache {
+        self.transformer.new_cache(batch, capacity)
+    }
+
+    /// Logits at every position, and the hidden states when asked for.
+    ///
+    /// # Shapes
+    /// See [`Gpt2Input`]; logits: (batch, seq, vocab).
+    ///
+    /// # Errors
+    /// As [`Gpt2Model::forward`].
+    pub fn forward(
+        &self,
+        input: &Gpt2Input<'_>,
+        cache: Option<&mut KvCache>,
+        output_hidden_states: bool,
+    ) -> Result<(Array3<f32>, Gpt2Output)> {
+        let output = self
+            .transformer
+            .forward(input, cache, output_hidden_states)?;
+        let (batch, seq, embed) = output.last_hidden_state.dim();
+        let hidden = output
+            .last_hidden_state
+            .view()
+            .into_shape_with_order((batch * seq, embed))
+            .expect("last_hidden_state is contiguous");
+        let logits = matmul_packed(hidden, &self.lm_head, &Epilogue::none())
+            .into_shape_with_order((batch, seq, self.config().vocab_size))
+            .expect("logits are (batch × seq, vocab)");
+        Ok((logits, output))
+    }
+
+    /// Logits of the last position of each row only: what decoding needs, without the LM head
+    /// product for the other positions.
+    ///
+    /// # Shapes
+    /// See [`Gpt2Input`]; logits: (batch, vocab).
+    ///
+    /// # Errors
+    /// As [`Gpt2Model::forward`]; also when `seq` is 0.
+    pub fn forward_last(
+        &self,
+        input: &Gpt2Input<'_>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Array2<f32>> {
+        if input.input_ids.ncols() == 0 {
+            return Err(input_error(
+                "transformer",
+                "no input positions to predict from".to_string(),
+            ));
+        }
+        let output = self.transformer.forward(input, cache, false)?;
+        let seq = output.last_hidden_state.dim().1;
+        let last = output.last_hidden_state.slice(s![.., seq - 1, ..]);
+        Ok(matmul_packed(last, &self.lm_head, &Epilogue::none()))
+    }
+}

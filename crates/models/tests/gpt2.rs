@@ -1,0 +1,270 @@
+//! GPT-2 against transformers' outputs on the tiny random checkpoints in `fixtures/models/gpt2*`:
+//! every hidden state and the logits, on a left-padded batch, with and without a KV cache.
+
+use std::path::PathBuf;
+
+use ndarray::{Array2, ArrayD, ArrayView3, IxDyn, s};
+use oxformer_models::gpt2::{Gpt2Input, Gpt2LmHeadModel};
+use safetensors::{Dtype, SafeTensors};
+
+const TOLERANCE: f32 = 1e-4;
+const MODELS: [&str; 3] = ["gpt2", "gpt2-scaled-relu", "gpt2-gelu"];
+
+fn folder(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models")
+        .join(name)
+}
+
+/// The reference tensors of a folder: ints as i64, floats as f32.
+struct Reference {
+    bytes: Vec<u8>,
+}
+
+impl Reference {
+    fn open(name: &str) -> Self {
+        let path = folder(name).join("reference.safetensors");
+        Self {
+            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        }
+    }
+
+    fn tensors(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).expect("reference.safetensors parses")
+    }
+
+    fn ints(&self, name: &str) -> Array2<i64> {
+        let tensors = self.tensors();
+        let view = tensors.tensor(name).expect(name);
+        assert_eq!(view.dtype(), Dtype::I64, "{name}");
+        let values = view
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        Array2::from_shape_vec((view.shape()[0], view.shape()[1]), values).unwrap()
+    }
+
+    fn floats(&self, name: &str) -> ArrayD<f32> {
+        let tensors = self.tensors();
+        let view = tensors.tensor(name).expect(name);
+        assert_eq!(view.dtype(), Dtype::F32, "{name}");
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        ArrayD::from_shape_vec(IxDyn(view.shape()), values).unwrap()
+    }
+}
+
+/// Max |ours − reference| over the positions where `mask` is 1; panics with the first
+/// differing value when it exceeds the tolerance.
+fn compare_attended(
+    what: &str,
+    ours: ArrayView3<f32>,
+    reference: ArrayView3<f32>,
+    mask: &Array2<i64>,
+) {
+    assert_eq!(ours.shape(), reference.shape(), "{what}: shape");
+    let mut max = 0.0f32;
+    for ((b, t, j), &value) in ours.indexed_iter() {
+        if mask[[b, t]] == 0 {
+            continue;
+        }
+        let expected = reference[[b, t, j]];
+        let difference = (value - expected).abs();
+        assert!(
+            difference <= TOLERANCE,
+            "{what}: first difference at [{b}, {t}, {j}]: ours {value}, reference {expected}"
+        );
+        max = max.max(difference);
+    }
+    println!("{what}: max difference {max:e}");
+}
+
+fn to_u32(values: &Array2<i64>) -> Array2<u32> {
+    values.mapv(|v| u32::try_from(v).unwrap())
+}
+
+#[test]
+fn every_hidden_state_and_logits_match_transformers() {
+    for name in MODELS {
+        let model = Gpt2LmHeadModel::from_folder(&folder(name)).unwrap();
+        let reference = Reference::open(name);
+        let mask = reference.ints("attention_mask");
+        let ids = to_u32(&reference.ints("input_ids"));
+        let positions = to_u32(&reference.ints("position_ids"));
+        let mask_f32 = mask.mapv(|v| v as f32);
+        let input = Gpt2Input {
+            input_ids: ids.view(),
+            position_ids: Some(positions.view()),
+            attention_mask: Some(mask_f32.view()),
+        };
+        let (logits, output) = model.forward(&input, None, true).unwrap();
+        assert_eq!(output.hidden_states.len(), model.config().n_layer + 1);
+        for (index, hidden) in output.hidden_states.iter().enumerate() {
+            let expected = reference.floats(&format!("hidden_states.{index}"));
+            let expected = expected.into_dimensionality::<ndarray::Ix3>().unwrap();
+            compare_attended(
+                &format!("{name} hidden_states.{index}"),
+                hidden.view(),
+                expected.view(),
+                &mask,
+            );
+        }
+        let expected = reference
+            .floats("logits")
+            .into_dimensionality::<ndarray::Ix3>()
+            .unwrap();
+        compare_attended(
+            &format!("{name} logits"),
+            logits.view(),
+            expected.view(),
+            &mask,
+        );
+    }
+}
+
+/// The prompt fed in two pieces through the cache gives the same logits as all at once:
+/// positions continue from the cache.
+#[test]
+fn cached_chunks_match_transformers() {
+    for name in MODELS {
+        let model = Gpt2LmHeadModel::from_folder(&folder(name)).unwrap();
+        let reference = Reference::open(name);
+        let mask = reference.ints("attention_mask");
+        let ids = to_u32(&reference.ints("input_ids"));
+        let positions = to_u32(&reference.ints("position_ids"));
+        let mask_f32 = mask.mapv(|v| v as f32);
+        let expected = reference
+            .floats("logits")
+            .into_dimensionality::<ndarray::Ix3>()
+            .unwrap();
+        let (batch, seq) = ids.dim();
+        let mut cache = model.new_cache(batch, seq + 4);
+        // one chunk, then one token at a time: the prefill and decode paths.
+        let split = seq - 3;
+        let mut start = 0;
+        for end in [split, split + 1, split + 2, seq] {
+            let input = Gpt2Input {
+                input_ids: ids.slice(s![.., start..end]),
+                position_ids: Some(positions.slice(s![.., start..end])),
+                attention_mask: Some(mask_f32.slice(s![.., ..end])),
+            };
+            let (logits, _) = model.forward(&input, Some(&mut cache), false).unwrap();
+            compare_attended(
+                &format!("{name} logits {start}..{end} with cache"),
+                logits.view(),
+                expected.slice(s![.., start..end, ..]),
+                &mask.slice(s![.., start..end]).to_owned(),
+            );
+            start = end;
+        }
+        assert_eq!(cache.len(), seq);
+    }
+}
+
+#[test]
+fn forward_last_equals_the_last_position_of_forward() {
+    let model = Gpt2LmHeadModel::from_folder(&folder("gpt2")).unwrap();
+    let reference = Reference::open("gpt2");
+    let ids = to_u32(&reference.ints("input_ids"));
+    let positions = to_u32(&reference.ints("position_ids"));
+    let mask_f32 = reference.ints("attention_mask").mapv(|v| v as f32);
+    let input = Gpt2Input {
+        input_ids: ids.view(),
+        position_ids: Some(positions.view()),
+        attention_mask: Some(mask_f32.view()),
+    };
+    let last = model.forward_last(&input, None).unwrap();
+    let expected = reference.floats("logits");
+    let seq = ids.ncols();
+    for ((b, v), &value) in last.indexed_iter() {
+        let reference = expected[[b, seq - 1, v]];
+        assert!(
+            (value - reference).abs() <= TOLERANCE,
+            "[{b}, {v}]: {value} vs {reference}"
+        );
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors_naming_the_layer() {
+    let model = Gpt2LmHeadModel::from_folder(&folder("gpt2")).unwrap();
+    let config = model.config().clone();
+    let too_long = Array2::<u32>::zeros((1, config.n_positions + 1));
+    let error = model
+        .forward_last(
+            &Gpt2Input {
+                input_ids: too_long.view(),
+                position_ids: None,
+                attention_mask: None,
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("transformer.wpe") && error.contains("n_positions"),
+        "{error}"
+    );
+
+    let bad_id = Array2::from_elem((1, 2), config.vocab_size as u32);
+    let error = model
+        .forward_last(
+            &Gpt2Input {
+                input_ids: bad_id.view(),
+                position_ids: None,
+                attention_mask: None,
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("transformer.wte") && error.contains("vocab_size"),
+        "{error}"
+    );
+
+    let ids = Array2::<u32>::zeros((1, 3));
+    let mut small = model.new_cache(1, 2);
+    let error = model
+        .forward_last(
+            &Gpt2Input {
+                input_ids: ids.view(),
+                position_ids: None,
+                attention_mask: None,
+            },
+            Some(&mut small),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("KV cache"), "{error}");
+
+    let wrong_mask = Array2::<f32>::ones((1, 2));
+    let error = model
+        .forward_last(
+            &Gpt2Input {
+                input_ids: ids.view(),
+                position_ids: None,
+                attention_mask: Some(wrong_mask.view()),
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("attention_mask"), "{error}");
+}
+
+#[test]
+fn a_folder_of_another_model_type_is_refused() {
+    let error = Gpt2LmHeadModel::from_folder(&folder("bert"))
+        .err()
+        .expect("a BERT folder is not GPT-2")
+        .to_string();
+    assert!(
+        error.contains("model_type") && error.contains("gpt2"),
+        "{error}"
+    );
+}
