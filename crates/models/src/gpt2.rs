@@ -7,10 +7,8 @@
 use std::path::Path;
 
 use ndarray::{Array2, Array3, Array4, ArrayView2, Axis, s};
-use oxformer_nn::{Tensor, Weights};
-use oxformer_tensor::{
-    Activation, AttentionMask, Epilogue, PackedMatrix, attention_into, layer_norm, matmul_packed,
-};
+use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
+use oxformer_tensor::{Activation, AttentionMask, attention_into};
 
 use crate::config::{Gpt2Config, HiddenAct, ModelConfig};
 use crate::error::{Error, Result};
@@ -33,68 +31,6 @@ fn input_error(layer: &str, reason: String) -> Error {
         layer: layer.to_string(),
         reason,
     })
-}
-
-// transformers/pytorch_utils.py `Conv1D`: y = x·W + b with W stored [in, out].
-struct Conv1D {
-    weight: PackedMatrix,
-    bias: Tensor,
-}
-
-impl Conv1D {
-    fn load(weights: &Weights, n_in: usize, n_out: usize) -> Result<Self> {
-        let weight = weights.get("weight", &[n_in, n_out])?;
-        let bias = weights.get("bias", &[n_out])?;
-        Ok(Self {
-            weight: PackedMatrix::from_in_out(weight.view2()?),
-            bias,
-        })
-    }
-
-    /// `activation(x·W + b) + residual`.
-    ///
-    /// # Shapes
-    /// `x`: (tokens, in); `residual`: (tokens, out); result: (tokens, out).
-    fn forward(
-        &self,
-        x: ArrayView2<'_, f32>,
-        activation: Activation,
-        residual: Option<ArrayView2<'_, f32>>,
-    ) -> Array2<f32> {
-        let epilogue = Epilogue {
-            bias: Some(self.bias.as_slice()),
-            activation,
-            residual,
-        };
-        matmul_packed(x, &self.weight, &epilogue)
-    }
-}
-
-// torch.nn.LayerNorm as GPT-2 uses it (`ln_1`, `ln_2`, `ln_f`).
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    fn load(weights: &Weights, dim: usize, eps: f32) -> Result<Self> {
-        Ok(Self {
-            weight: weights.get("weight", &[dim])?,
-            bias: weights.get("bias", &[dim])?,
-            eps,
-        })
-    }
-
-    fn forward(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        layer_norm(
-            x,
-            None,
-            self.weight.as_slice(),
-            self.bias.as_slice(),
-            self.eps,
-        )
-    }
 }
 
 /// Keys and values of every layer for a batch of sequences, allocated once for up to
@@ -174,8 +110,8 @@ impl KvCache {
 
 // modeling_gpt2.py `GPT2Attention` (self-attention only).
 struct Gpt2Attention {
-    c_attn: Conv1D,
-    c_proj: Conv1D,
+    c_attn: Linear,
+    c_proj: Linear,
     num_heads: usize,
     head_dim: usize,
     scale: f32,
@@ -190,8 +126,8 @@ impl Gpt2Attention {
         // those two, like `reorder_and_upcast_attn` (f32 already), act only in the eager path.
         let scale = 1.0 / (head_dim as f32).sqrt();
         Ok(Self {
-            c_attn: Conv1D::load(&weights.sub("c_attn"), embed, 3 * embed)?,
-            c_proj: Conv1D::load(&weights.sub("c_proj"), embed, embed)?,
+            c_attn: Linear::from_conv1d(&weights.sub("c_attn"), embed, 3 * embed)?,
+            c_proj: Linear::from_conv1d(&weights.sub("c_proj"), embed, embed)?,
             num_heads: config.n_head,
             head_dim,
             scale,
@@ -212,12 +148,12 @@ impl Gpt2Attention {
         key_padding: ArrayView2<'_, f32>,
         cache: (&mut Array4<f32>, &mut Array4<f32>),
         past: usize,
-    ) -> Array2<f32> {
+    ) -> Result<Array2<f32>> {
         let (heads, head_dim) = (self.num_heads, self.head_dim);
         let embed = heads * head_dim;
         let seq = x.nrows() / batch;
         let total = past + seq;
-        let qkv = self.c_attn.forward(x, Activation::Identity, None); // (batch × seq, 3 × embed)
+        let qkv = self.c_attn.forward(x)?; // (batch × seq, 3 × embed)
         let qkv = qkv
             .into_shape_with_order((batch, seq, 3, heads, head_dim))
             .expect("c_attn output is (tokens, 3 × embed)");
@@ -247,15 +183,16 @@ impl Gpt2Attention {
         let context = context
             .into_shape_with_order((batch * seq, embed))
             .expect("context is (batch, seq, heads, head_dim)");
-        self.c_proj
-            .forward(context.view(), Activation::Identity, Some(residual))
+        Ok(self
+            .c_proj
+            .forward_with(context.view(), Activation::Identity, Some(residual))?)
     }
 }
 
 // modeling_gpt2.py `GPT2MLP`.
 struct Gpt2Mlp {
-    c_fc: Conv1D,
-    c_proj: Conv1D,
+    c_fc: Linear,
+    c_proj: Linear,
     activation: Activation,
 }
 
@@ -263,17 +200,22 @@ impl Gpt2Mlp {
     fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
         let inner = config.inner_dim();
         Ok(Self {
-            c_fc: Conv1D::load(&weights.sub("c_fc"), config.n_embd, inner)?,
-            c_proj: Conv1D::load(&weights.sub("c_proj"), inner, config.n_embd)?,
+            c_fc: Linear::from_conv1d(&weights.sub("c_fc"), config.n_embd, inner)?,
+            c_proj: Linear::from_conv1d(&weights.sub("c_proj"), inner, config.n_embd)?,
             activation: activation_of(config.activation_function),
         })
     }
 
     /// `c_proj(act(c_fc(x))) + residual`.
-    fn forward(&self, x: ArrayView2<'_, f32>, residual: ArrayView2<'_, f32>) -> Array2<f32> {
-        let inner = self.c_fc.forward(x, self.activation, None);
-        self.c_proj
-            .forward(inner.view(), Activation::Identity, Some(residual))
+    fn forward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        residual: ArrayView2<'_, f32>,
+    ) -> Result<Array2<f32>> {
+        let inner = self.c_fc.forward_with(x, self.activation, None)?;
+        Ok(self
+            .c_proj
+            .forward_with(inner.view(), Activation::Identity, Some(residual))?)
     }
 }
 
@@ -303,8 +245,8 @@ impl Gpt2Block {
         key_padding: ArrayView2<'_, f32>,
         cache: (&mut Array4<f32>, &mut Array4<f32>),
         past: usize,
-    ) -> Array2<f32> {
-        let normed = self.ln_1.forward(hidden.view());
+    ) -> Result<Array2<f32>> {
+        let normed = self.ln_1.forward(hidden.view(), None)?;
         let hidden = self.attn.forward(
             normed.view(),
             hidden.view(),
@@ -312,8 +254,8 @@ impl Gpt2Block {
             key_padding,
             cache,
             past,
-        );
-        let normed = self.ln_2.forward(hidden.view());
+        )?;
+        let normed = self.ln_2.forward(hidden.view(), None)?;
         self.mlp.forward(normed.view(), hidden.view())
     }
 }
@@ -345,8 +287,8 @@ pub struct Gpt2Input<'a> {
 
 /// modeling_gpt2.py `GPT2Model`: embeddings, blocks, final LayerNorm.
 pub struct Gpt2Model {
-    wte: Tensor,
-    wpe: Tensor,
+    wte: Embedding,
+    wpe: Embedding,
     h: Vec<Gpt2Block>,
     ln_f: LayerNorm,
     config: Gpt2Config,
@@ -363,8 +305,8 @@ impl Gpt2Model {
             .map(|index| Gpt2Block::load(&weights.sub("h").sub(index), config))
             .collect::<Result<_>>()?;
         Ok(Self {
-            wte: weights.get("wte.weight", &[config.vocab_size, embed])?,
-            wpe: weights.get("wpe.weight", &[config.n_positions, embed])?,
+            wte: Embedding::load(&weights.sub("wte"), config.vocab_size, embed)?,
+            wpe: Embedding::load(&weights.sub("wpe"), config.n_positions, embed)?,
             h,
             ln_f: LayerNorm::load(&weights.sub("ln_f"), embed, config.layer_norm_epsilon)?,
             config: config.clone(),
@@ -431,9 +373,9 @@ impl Gpt2Model {
                 hidden_states.push(as_3d(&hidden));
             }
             let layer_cache = (&mut cache.keys[index], &mut cache.values[index]);
-            hidden = block.forward(hidden, batch, key_padding, layer_cache, past);
+            hidden = block.forward(hidden, batch, key_padding, layer_cache, past)?;
         }
-        let last = self.ln_f.forward(hidden.view());
+        let last = self.ln_f.forward(hidden.view(), None)?;
         cache.len = total;
         let last_hidden_state = as_3d(&last);
         if output_hidden_states {
@@ -490,8 +432,8 @@ impl Gpt2Model {
         let (batch, seq) = input.input_ids.dim();
         let embed = self.config.n_embd;
         let (vocab, positions) = (self.config.vocab_size, self.config.n_positions);
-        let wte = self.wte.view2()?;
-        let wpe = self.wpe.view2()?;
+        let wte = self.wte.table();
+        let wpe = self.wpe.table();
         let mut hidden = Array2::<f32>::zeros((batch * seq, embed));
         for b in 0..batch {
             for t in 0..seq {
@@ -527,8 +469,8 @@ impl Gpt2Model {
 /// config unties it and the checkpoint stores `lm_head.weight`).
 pub struct Gpt2LmHeadModel {
     transformer: Gpt2Model,
-    /// (n_embd, vocab) for `hidden · lm_headᵀ`.
-    lm_head: PackedMatrix,
+    /// `[vocab, n_embd]`, no bias.
+    lm_head: Linear,
 }
 
 impl Gpt2LmHeadModel {
@@ -568,10 +510,11 @@ impl Gpt2LmHeadModel {
             &format!("{body}wte.weight"),
         );
         let transformer = Gpt2Model::load(&weights.sub_if_present("transformer"), config)?;
-        let lm_head = weights.get("lm_head.weight", &[config.vocab_size, config.n_embd])?;
+        let lm_head =
+            Linear::load_without_bias(&weights.sub("lm_head"), config.n_embd, config.vocab_size)?;
         Ok(Self {
             transformer,
-            lm_head: PackedMatrix::from_linear_weight(lm_head.view2()?),
+            lm_head,
         })
     }
 
@@ -612,7 +555,9 @@ impl Gpt2LmHeadModel {
             .view()
             .into_shape_with_order((batch * seq, embed))
             .expect("last_hidden_state is contiguous");
-        let logits = matmul_packed(hidden, &self.lm_head, &Epilogue::none())
+        let logits = self
+            .lm_head
+            .forward(hidden)?
             .into_shape_with_order((batch, seq, self.config().vocab_size))
             .expect("logits are (batch × seq, vocab)");
         Ok((logits, output))
@@ -640,6 +585,6 @@ impl Gpt2LmHeadModel {
         let output = self.transformer.forward(input, cache, false)?;
         let seq = output.last_hidden_state.dim().1;
         let last = output.last_hidden_state.slice(s![.., seq - 1, ..]);
-        Ok(matmul_packed(last, &self.lm_head, &Epilogue::none()))
+        Ok(self.lm_head.forward(last)?)
     }
 }
