@@ -73,6 +73,19 @@ impl HiddenAct {
         "xielu",
     ];
 
+    /// The kernel activation this stands for (`linear` is the identity).
+    pub fn activation(self) -> oxformer_tensor::Activation {
+        use oxformer_tensor::Activation;
+        match self {
+            HiddenAct::Gelu => Activation::Gelu,
+            HiddenAct::GeluTanh => Activation::GeluTanh,
+            HiddenAct::Relu => Activation::Relu,
+            HiddenAct::Silu => Activation::Silu,
+            HiddenAct::Tanh => Activation::Tanh,
+            HiddenAct::Linear => Activation::Identity,
+        }
+    }
+
     /// The activation a config name stands for, if oxformer implements it.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::NAMES

@@ -58,6 +58,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// The input of a forward pass is malformed (shapes, mask, sequence too long, ids).
+    #[error("{model}: {reason}")]
+    Input {
+        /// The model (architecture) that was called.
+        model: String,
+        /// What is wrong, with the numbers involved.
+        reason: String,
+    },
+
+    /// The configuration asks for something oxformer does not implement.
+    #[error("{model}: {reason}")]
+    Unsupported {
+        /// The model (architecture) involved.
+        model: String,
+        /// What is not supported.
+        reason: String,
+    },
+
     /// Loading weights failed (missing or mis-shaped tensor, bad file).
     #[error(transparent)]
     Weights(#[from] oxformer_nn::Error),

@@ -1,11 +1,20 @@
 //! oxformer-models: `config.json` types and the transformer architectures.
+//!
+//! Encoders: [`bert::BertModel`], [`roberta::RobertaModel`] (also XLM-RoBERTa) and
+//! [`distilbert::DistilBertModel`], each taking an [`EncoderInput`] and returning an
+//! [`EncoderOutput`].
 
+pub mod bert;
 pub mod config;
+pub mod distilbert;
 mod error;
 pub mod gpt2;
+mod input;
+pub mod roberta;
 
 pub use config::{
     BertConfig, CommonConfig, DistilBertConfig, Gpt2Config, HiddenAct, ModelConfig,
     PositionEmbeddingType, ProblemType, SummaryType,
 };
 pub use error::{Error, Result};
+pub use input::{EncoderInput, EncoderOutput};

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod reference;
+
 use oxformer_models::{CommonConfig, HiddenAct, ModelConfig};
 use serde_json::{Value, json};
 

@@ -1,0 +1,542 @@
+//! BERT, as transformers' `models/bert/modeling_bert.py` (4.57.6).
+//!
+//! The encoder here is shared by RoBERTa and XLM-RoBERTa (`roberta.rs`), which differ only in
+//! their embeddings. Hidden states flow as (tokens, hidden) matrices, tokens = batch × seq, so
+//! that every Linear is one matrix product over the whole batch.
+
+use ndarray::{Array2, Array3, Array4, ArrayView2, Axis, s};
+use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
+use oxformer_tensor::{Activation, AttentionMask, attention_into};
+
+use crate::config::{BertConfig, PositionEmbeddingType};
+use crate::error::{Error, Result};
+use crate::input::{EncoderInput, EncoderOutput};
+
+/// modeling_bert.py `BertEmbeddings`: word + token type + absolute position embeddings, then
+/// LayerNorm.
+#[derive(Debug, Clone)]
+pub struct BertEmbeddings {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    layer_norm: LayerNorm,
+}
+
+impl BertEmbeddings {
+    /// Loads `word_embeddings`, `position_embeddings`, `token_type_embeddings`, `LayerNorm`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        let hidden = config.hidden_size;
+        Ok(Self {
+            word_embeddings: Embedding::load(
+                &weights.sub("word_embeddings"),
+                config.vocab_size,
+                hidden,
+            )?,
+            position_embeddings: Embedding::load(
+                &weights.sub("position_embeddings"),
+                config.max_position_embeddings,
+                hidden,
+            )?,
+            token_type_embeddings: Embedding::load(
+                &weights.sub("token_type_embeddings"),
+                config.type_vocab_size,
+                hidden,
+            )?,
+            layer_norm: LayerNorm::load(&weights.sub("LayerNorm"), hidden, config.layer_norm_eps)?,
+        })
+    }
+
+    /// The word embedding table (the decoder of tied masked-LM heads).
+    pub fn word_embeddings(&self) -> &Embedding {
+        &self.word_embeddings
+    }
+
+    /// `LayerNorm(word[id] + token_type[type] + position[pos])` for every token.
+    ///
+    /// # Shapes
+    /// `position_ids`: (batch, seq); result: (batch · seq, hidden).
+    ///
+    /// # Errors
+    /// An id, token type or position beyond its table, naming the table.
+    pub fn forward(
+        &self,
+        input: &EncoderInput<'_>,
+        position_ids: ArrayView2<'_, u32>,
+    ) -> Result<Array2<f32>> {
+        let (batch, seq) = input.input_ids.dim();
+        let mut out = Array2::<f32>::zeros((batch * seq, self.layer_norm.dim()));
+        for b in 0..batch {
+            for t in 0..seq {
+                let mut row = out.row_mut(b * seq + t);
+                let row = row
+                    .as_slice_mut()
+                    .expect("rows of a fresh array are contiguous");
+                // transformers adds in this order: (word + token type) + position.
+                self.word_embeddings
+                    .add_row_to(input.input_ids[[b, t]], row)?;
+                let token_type = input.token_type_ids.map_or(0, |types| types[[b, t]]);
+                self.token_type_embeddings.add_row_to(token_type, row)?;
+                self.position_embeddings
+                    .add_row_to(position_ids[[b, t]], row)?;
+            }
+        }
+        self.layer_norm.forward_in_place(out.view_mut(), None)?;
+        Ok(out)
+    }
+}
+
+/// modeling_bert.py `BertSelfAttention`, with `query`, `key` and `value` fused at load into one
+/// product (N = 3 · hidden).
+#[derive(Debug, Clone)]
+pub struct BertSelfAttention {
+    qkv: Linear,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl BertSelfAttention {
+    /// Loads `query`, `key`, `value`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        let hidden = config.hidden_size;
+        let parts = ["query", "key", "value"].map(|name| weights.sub(name));
+        Ok(Self {
+            qkv: Linear::load_fused(&parts, hidden, hidden)?,
+            num_heads: config.num_attention_heads,
+            head_dim: config.head_dim(),
+        })
+    }
+
+    /// `softmax(QKᵀ/√d + mask)·V` per head, heads side by side.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch · seq, hidden); result: (batch · seq, hidden).
+    pub fn forward(
+        &self,
+        hidden: ArrayView2<'_, f32>,
+        batch: usize,
+        mask: &AttentionMask<'_>,
+    ) -> Result<Array2<f32>> {
+        let qkv = self.qkv.forward(hidden)?; // (tokens, 3 · hidden)
+        Ok(multi_head_attention(
+            qkv.view(),
+            batch,
+            self.num_heads,
+            self.head_dim,
+            mask,
+        ))
+    }
+}
+
+/// Attention over a fused QKV matrix, reading Q, K and V as strided views (no copies).
+///
+/// # Shapes
+/// `qkv`: (batch · seq, 3 · heads · head_dim), each row `[q | k | v]`, each part heads side by
+/// side; result: (batch · seq, heads · head_dim).
+pub(crate) fn multi_head_attention(
+    qkv: ArrayView2<'_, f32>,
+    batch: usize,
+    num_heads: usize,
+    head_dim: usize,
+    mask: &AttentionMask<'_>,
+) -> Array2<f32> {
+    let seq = qkv.nrows() / batch;
+    let qkv = qkv
+        .into_shape_with_order((batch, seq, 3, num_heads, head_dim))
+        .expect("a fresh QKV product is contiguous");
+    // (batch, seq, heads, head_dim) → (batch, heads, seq, head_dim)
+    let part = |index: usize| qkv.index_axis(Axis(2), index).permuted_axes([0, 2, 1, 3]);
+    let mut context = Array4::<f32>::zeros((batch, seq, num_heads, head_dim));
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    attention_into(
+        part(0),
+        part(1),
+        part(2),
+        mask,
+        scale,
+        context.view_mut().permuted_axes([0, 2, 1, 3]),
+    );
+    context
+        .into_shape_with_order((batch * seq, num_heads * head_dim))
+        .expect("context is contiguous")
+}
+
+/// modeling_bert.py `BertSelfOutput`: `LayerNorm(dense(x) + input)`, the residual added in the
+/// product's write-out.
+#[derive(Debug, Clone)]
+pub struct BertSelfOutput {
+    dense: Linear,
+    layer_norm: LayerNorm,
+}
+
+impl BertSelfOutput {
+    /// Loads `dense` and `LayerNorm`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        let hidden = config.hidden_size;
+        Ok(Self {
+            dense: Linear::load(&weights.sub("dense"), hidden, hidden)?,
+            layer_norm: LayerNorm::load(&weights.sub("LayerNorm"), hidden, config.layer_norm_eps)?,
+        })
+    }
+
+    /// # Shapes
+    /// `hidden`, `input`: (tokens, hidden); result: (tokens, hidden).
+    pub fn forward(
+        &self,
+        hidden: ArrayView2<'_, f32>,
+        input: ArrayView2<'_, f32>,
+    ) -> Result<Array2<f32>> {
+        residual_layer_norm(&self.dense, &self.layer_norm, hidden, input)
+    }
+}
+
+/// `LayerNorm(dense(x) + residual)`: the residual fused into the product, then the norm in place.
+pub(crate) fn residual_layer_norm(
+    dense: &Linear,
+    layer_norm: &LayerNorm,
+    x: ArrayView2<'_, f32>,
+    residual: ArrayView2<'_, f32>,
+) -> Result<Array2<f32>> {
+    let mut out = dense.forward_with(x, Activation::Identity, Some(residual))?;
+    layer_norm.forward_in_place(out.view_mut(), None)?;
+    Ok(out)
+}
+
+/// modeling_bert.py `BertAttention`: self-attention, then its output block.
+#[derive(Debug, Clone)]
+pub struct BertAttention {
+    self_attention: BertSelfAttention,
+    output: BertSelfOutput,
+}
+
+impl BertAttention {
+    /// Loads `self` and `output`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            self_attention: BertSelfAttention::load(&weights.sub("self"), config)?,
+            output: BertSelfOutput::load(&weights.sub("output"), config)?,
+        })
+    }
+
+    /// # Shapes
+    /// `hidden`: (batch · seq, hidden); result: (batch · seq, hidden).
+    pub fn forward(
+        &self,
+        hidden: ArrayView2<'_, f32>,
+        batch: usize,
+        mask: &AttentionMask<'_>,
+    ) -> Result<Array2<f32>> {
+        let context = self.self_attention.forward(hidden, batch, mask)?;
+        self.output.forward(context.view(), hidden)
+    }
+}
+
+/// modeling_bert.py `BertIntermediate`: `hidden_act(dense(x))`, the bias and activation fused
+/// into the product's write-out.
+#[derive(Debug, Clone)]
+pub struct BertIntermediate {
+    dense: Linear,
+    activation: Activation,
+}
+
+impl BertIntermediate {
+    /// Loads `dense`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            dense: Linear::load(
+                &weights.sub("dense"),
+                config.hidden_size,
+                config.intermediate_size,
+            )?,
+            activation: config.hidden_act.activation(),
+        })
+    }
+
+    /// # Shapes
+    /// `hidden`: (tokens, hidden); result: (tokens, intermediate).
+    pub fn forward(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        Ok(self.dense.forward_with(hidden, self.activation, None)?)
+    }
+}
+
+/// modeling_bert.py `BertOutput`: `LayerNorm(dense(intermediate) + attention_output)`.
+#[derive(Debug, Clone)]
+pub struct BertOutput {
+    dense: Linear,
+    layer_norm: LayerNorm,
+}
+
+impl BertOutput {
+    /// Loads `dense` and `LayerNorm`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            dense: Linear::load(
+                &weights.sub("dense"),
+                config.intermediate_size,
+                config.hidden_size,
+            )?,
+            layer_norm: LayerNorm::load(
+                &weights.sub("LayerNorm"),
+                config.hidden_size,
+                config.layer_norm_eps,
+            )?,
+        })
+    }
+
+    /// # Shapes
+    /// `intermediate`: (tokens, intermediate); `input`: (tokens, hidden); result: (tokens, hidden).
+    pub fn forward(
+        &self,
+        intermediate: ArrayView2<'_, f32>,
+        input: ArrayView2<'_, f32>,
+    ) -> Result<Array2<f32>> {
+        residual_layer_norm(&self.dense, &self.layer_norm, intermediate, input)
+    }
+}
+
+/// modeling_bert.py `BertLayer`: attention, then the feed-forward block.
+#[derive(Debug, Clone)]
+pub struct BertLayer {
+    attention: BertAttention,
+    intermediate: BertIntermediate,
+    output: BertOutput,
+}
+
+impl BertLayer {
+    /// Loads `attention`, `intermediate`, `output`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        Ok(Self {
+            attention: BertAttention::load(&weights.sub("attention"), config)?,
+            intermediate: BertIntermediate::load(&weights.sub("intermediate"), config)?,
+            output: BertOutput::load(&weights.sub("output"), config)?,
+        })
+    }
+
+    /// # Shapes
+    /// `hidden`: (batch · seq, hidden); result: (batch · seq, hidden).
+    pub fn forward(
+        &self,
+        hidden: ArrayView2<'_, f32>,
+        batch: usize,
+        mask: &AttentionMask<'_>,
+    ) -> Result<Array2<f32>> {
+        let attention_output = self.attention.forward(hidden, batch, mask)?;
+        let intermediate = self.intermediate.forward(attention_output.view())?;
+        self.output
+            .forward(intermediate.view(), attention_output.view())
+    }
+}
+
+/// modeling_bert.py `BertEncoder`: the stack of layers.
+#[derive(Debug, Clone)]
+pub struct BertEncoder {
+    layers: Vec<BertLayer>,
+}
+
+impl BertEncoder {
+    /// Loads `layer.0` … `layer.{num_hidden_layers - 1}`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        let layers = (0..config.num_hidden_layers)
+            .map(|index| BertLayer::load(&weights.sub("layer").sub(index), config))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+
+    /// Runs every layer; with `all_hidden_states`, pushes each layer's output to it.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch · seq, hidden); result: (batch · seq, hidden).
+    pub fn forward(
+        &self,
+        mut hidden: Array2<f32>,
+        batch: usize,
+        mask: &AttentionMask<'_>,
+        mut all_hidden_states: Option<&mut Vec<Array2<f32>>>,
+    ) -> Result<Array2<f32>> {
+        for layer in &self.layers {
+            hidden = layer.forward(hidden.view(), batch, mask)?;
+            if let Some(states) = all_hidden_states.as_deref_mut() {
+                states.push(hidden.clone());
+            }
+        }
+        Ok(hidden)
+    }
+}
+
+/// modeling_bert.py `BertPooler`: `tanh(dense(hidden[:, 0]))`.
+#[derive(Debug, Clone)]
+pub struct BertPooler {
+    dense: Linear,
+}
+
+impl BertPooler {
+    /// Loads `dense`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
+        let hidden = config.hidden_size;
+        Ok(Self {
+            dense: Linear::load(&weights.sub("dense"), hidden, hidden)?,
+        })
+    }
+
+    /// # Shapes
+    /// `last_hidden_state`: (batch, seq, hidden); result: (batch, hidden).
+    pub fn forward(&self, last_hidden_state: &Array3<f32>) -> Result<Array2<f32>> {
+        let first = last_hidden_state.slice(s![.., 0, ..]);
+        Ok(self.dense.forward_with(first, Activation::Tanh, None)?)
+    }
+}
+
+/// modeling_bert.py `BertModel`: embeddings, encoder and (optionally) the pooler.
+#[derive(Debug, Clone)]
+pub struct BertModel {
+    config: BertConfig,
+    embeddings: BertEmbeddings,
+    encoder: BertEncoder,
+    pooler: Option<BertPooler>,
+}
+
+impl BertModel {
+    /// Loads a BERT body. `weights` is the checkpoint root: the body is found under `bert.`
+    /// (task models) or at the root (`BertModel` checkpoints). With `add_pooling_layer` the
+    /// pooler is loaded too (and must be present).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for relative position embeddings or a decoder configuration; a
+    /// missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &BertConfig, add_pooling_layer: bool) -> Result<Self> {
+        check_supported(config, "BertModel")?;
+        let weights = weights.sub_if_present("bert");
+        Ok(Self {
+            config: config.clone(),
+            embeddings: BertEmbeddings::load(&weights.sub("embeddings"), config)?,
+            encoder: BertEncoder::load(&weights.sub("encoder"), config)?,
+            pooler: add_pooling_layer
+                .then(|| BertPooler::load(&weights.sub("pooler"), config))
+                .transpose()?,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// The embeddings (their word table is the decoder of the masked-LM head).
+    pub fn embeddings(&self) -> &BertEmbeddings {
+        &self.embeddings
+    }
+
+    /// Whether the pooler was loaded.
+    pub fn has_pooler(&self) -> bool {
+        self.pooler.is_some()
+    }
+
+    /// Runs the model; `output_hidden_states` also returns every layer's output.
+    ///
+    /// # Shapes
+    /// `input`: (batch, seq); see [`EncoderOutput`].
+    ///
+    /// # Errors
+    /// [`Error::Input`] for mismatched shapes, a bad mask or sequences longer than
+    /// `max_position_embeddings`; an id or token type beyond its table.
+    pub fn forward(
+        &self,
+        input: &EncoderInput<'_>,
+        output_hidden_states: bool,
+    ) -> Result<EncoderOutput> {
+        input.validate("BertModel", self.config.max_position_embeddings)?;
+        let (batch, seq) = input.input_ids.dim();
+        let position_ids = Array2::from_shape_fn((batch, seq), |(_, t)| t as u32);
+        let hidden = self.embeddings.forward(input, position_ids.view())?;
+        run_encoder(
+            &self.encoder,
+            self.pooler.as_ref(),
+            hidden,
+            input,
+            output_hidden_states,
+        )
+    }
+}
+
+/// Encoder and pooler on embedded tokens: what BERT, RoBERTa and XLM-R share after their
+/// embeddings.
+pub(crate) fn run_encoder(
+    encoder: &BertEncoder,
+    pooler: Option<&BertPooler>,
+    hidden: Array2<f32>,
+    input: &EncoderInput<'_>,
+    output_hidden_states: bool,
+) -> Result<EncoderOutput> {
+    let (batch, seq) = input.input_ids.dim();
+    let key_padding = input.key_padding();
+    let mask = AttentionMask {
+        key_padding: Some(key_padding.view()),
+        causal: false,
+    };
+    let mut states = output_hidden_states.then(|| vec![hidden.clone()]);
+    let last = encoder.forward(hidden, batch, &mask, states.as_mut())?;
+    let to_3d = |matrix: Array2<f32>| {
+        let hidden_size = matrix.ncols();
+        matrix
+            .into_shape_with_order((batch, seq, hidden_size))
+            .expect("hidden states are contiguous")
+    };
+    let last_hidden_state = to_3d(last);
+    let pooler_output = pooler
+        .map(|pooler| pooler.forward(&last_hidden_state))
+        .transpose()?;
+    Ok(EncoderOutput {
+        last_hidden_state,
+        pooler_output,
+        hidden_states: states.unwrap_or_default().into_iter().map(to_3d).collect(),
+    })
+}
+
+/// Refuses what this encoder does not implement, rather than computing something else.
+pub(crate) fn check_supported(config: &BertConfig, model: &str) -> Result<()> {
+    let unsupported = |reason: &str| {
+        Err(Error::Unsupported {
+            model: model.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if config.position_embedding_type != PositionEmbeddingType::Absolute {
+        return unsupported(
+            "position_embedding_type relative_key / relative_key_query is not implemented; \
+             only `absolute`",
+        );
+    }
+    if config.common.is_decoder || config.common.add_cross_attention {
+        return unsupported("decoder use (is_decoder / add_cross_attention) is not implemented");
+    }
+    if !config.common.pruned_heads.values().all(Vec::is_empty) {
+        return unsupported("pruned attention heads (pruned_heads) are not implemented");
+    }
+    Ok(())
+}

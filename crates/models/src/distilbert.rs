@@ -1,0 +1,276 @@
+//! DistilBERT, as transformers' `models/distilbert/modeling_distilbert.py` (4.57.6).
+
+use ndarray::Array2;
+use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
+use oxformer_tensor::{Activation, AttentionMask};
+
+use crate::bert::{multi_head_attention, residual_layer_norm};
+use crate::config::DistilBertConfig;
+use crate::error::Result;
+use crate::input::{EncoderInput, EncoderOutput};
+
+/// modeling_distilbert.py `Embeddings`: word + position embeddings (no token types), LayerNorm.
+#[derive(Debug, Clone)]
+pub struct DistilBertEmbeddings {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    layer_norm: LayerNorm,
+}
+
+impl DistilBertEmbeddings {
+    /// Loads `word_embeddings`, `position_embeddings` (learned or, with `sinusoidal_pos_embds`,
+    /// the sinusoids transformers stored there), `LayerNorm`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &DistilBertConfig) -> Result<Self> {
+        Ok(Self {
+            word_embeddings: Embedding::load(
+                &weights.sub("word_embeddings"),
+                config.vocab_size,
+                config.dim,
+            )?,
+            position_embeddings: Embedding::load(
+                &weights.sub("position_embeddings"),
+                config.max_position_embeddings,
+                config.dim,
+            )?,
+            layer_norm: LayerNorm::load(
+                &weights.sub("LayerNorm"),
+                config.dim,
+                DistilBertConfig::LAYER_NORM_EPS,
+            )?,
+        })
+    }
+
+    /// The word embedding table (the decoder of the tied masked-LM head).
+    pub fn word_embeddings(&self) -> &Embedding {
+        &self.word_embeddings
+    }
+
+    /// # Shapes
+    /// `input`: (batch, seq); result: (batch · seq, dim).
+    ///
+    /// # Errors
+    /// An id beyond the vocabulary, naming the table.
+    pub fn forward(&self, input: &EncoderInput<'_>) -> Result<Array2<f32>> {
+        let (batch, seq) = input.input_ids.dim();
+        let mut out = Array2::<f32>::zeros((batch * seq, self.layer_norm.dim()));
+        for b in 0..batch {
+            for t in 0..seq {
+                let mut row = out.row_mut(b * seq + t);
+                let row = row
+                    .as_slice_mut()
+                    .expect("rows of a fresh array are contiguous");
+                self.word_embeddings
+                    .add_row_to(input.input_ids[[b, t]], row)?;
+                self.position_embeddings.add_row_to(t as u32, row)?;
+            }
+        }
+        self.layer_norm.forward_in_place(out.view_mut(), None)?;
+        Ok(out)
+    }
+}
+
+/// modeling_distilbert.py `MultiHeadSelfAttention`: `q_lin`, `k_lin`, `v_lin` fused at load into
+/// one product, then `out_lin`.
+#[derive(Debug, Clone)]
+pub struct MultiHeadSelfAttention {
+    qkv: Linear,
+    out_lin: Linear,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl MultiHeadSelfAttention {
+    /// Loads `q_lin`, `k_lin`, `v_lin`, `out_lin`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &DistilBertConfig) -> Result<Self> {
+        let dim = config.dim;
+        let parts = ["q_lin", "k_lin", "v_lin"].map(|name| weights.sub(name));
+        Ok(Self {
+            qkv: Linear::load_fused(&parts, dim, dim)?,
+            out_lin: Linear::load(&weights.sub("out_lin"), dim, dim)?,
+            num_heads: config.n_heads,
+            head_dim: config.head_dim(),
+        })
+    }
+
+    /// The attention context after `out_lin`, before the residual.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch · seq, dim); result: (batch · seq, dim).
+    pub fn context(
+        &self,
+        hidden: ndarray::ArrayView2<'_, f32>,
+        batch: usize,
+        mask: &AttentionMask<'_>,
+    ) -> Result<Array2<f32>> {
+        let qkv = self.qkv.forward(hidden)?; // (tokens, 3 · dim)
+        Ok(multi_head_attention(
+            qkv.view(),
+            batch,
+            self.num_heads,
+            self.head_dim,
+            mask,
+        ))
+    }
+}
+
+/// modeling_distilbert.py `FFN`: `lin2(activation(lin1(x)))`.
+#[derive(Debug, Clone)]
+pub struct Ffn {
+    lin1: Linear,
+    lin2: Linear,
+    activation: Activation,
+}
+
+impl Ffn {
+    /// Loads `lin1`, `lin2`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &DistilBertConfig) -> Result<Self> {
+        Ok(Self {
+            lin1: Linear::load(&weights.sub("lin1"), config.dim, config.hidden_dim)?,
+            lin2: Linear::load(&weights.sub("lin2"), config.hidden_dim, config.dim)?,
+            activation: config.activation.activation(),
+        })
+    }
+}
+
+/// modeling_distilbert.py `TransformerBlock`: post-norm attention and feed-forward blocks.
+#[derive(Debug, Clone)]
+pub struct TransformerBlock {
+    attention: MultiHeadSelfAttention,
+    sa_layer_norm: LayerNorm,
+    ffn: Ffn,
+    output_layer_norm: LayerNorm,
+}
+
+impl TransformerBlock {
+    /// Loads `attention`, `sa_layer_norm`, `ffn`, `output_layer_norm`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &DistilBertConfig) -> Result<Self> {
+        let eps = DistilBertConfig::LAYER_NORM_EPS;
+        Ok(Self {
+            attention: MultiHeadSelfAttention::load(&weights.sub("attention"), config)?,
+            sa_layer_norm: LayerNorm::load(&weights.sub("sa_layer_norm"), config.dim, eps)?,
+            ffn: Ffn::load(&weights.sub("ffn"), config)?,
+            output_layer_norm: LayerNorm::load(&weights.sub("output_layer_norm"), config.dim, eps)?,
+        })
+    }
+
+    /// # Shapes
+    /// `hidden`: (batch · seq, dim); result: (batch · seq, dim).
+    pub fn forward(
+        &self,
+        hidden: ndarray::ArrayView2<'_, f32>,
+        batch: usize,
+        mask: &AttentionMask<'_>,
+    ) -> Result<Array2<f32>> {
+        let context = self.attention.context(hidden, batch, mask)?;
+        let sa_output = residual_layer_norm(
+            &self.attention.out_lin,
+            &self.sa_layer_norm,
+            context.view(),
+            hidden,
+        )?;
+        let inner = self
+            .ffn
+            .lin1
+            .forward_with(sa_output.view(), self.ffn.activation, None)?;
+        residual_layer_norm(
+            &self.ffn.lin2,
+            &self.output_layer_norm,
+            inner.view(),
+            sa_output.view(),
+        )
+    }
+}
+
+/// modeling_distilbert.py `DistilBertModel`: embeddings and `transformer.layer.*`.
+#[derive(Debug, Clone)]
+pub struct DistilBertModel {
+    config: DistilBertConfig,
+    embeddings: DistilBertEmbeddings,
+    layers: Vec<TransformerBlock>,
+}
+
+impl DistilBertModel {
+    /// Loads a DistilBERT body from the checkpoint root: under `distilbert.` (task models) or
+    /// at the root (`DistilBertModel` checkpoints).
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full path.
+    pub fn load(weights: &Weights, config: &DistilBertConfig) -> Result<Self> {
+        let weights = weights.sub_if_present("distilbert");
+        let layers = (0..config.n_layers)
+            .map(|index| {
+                TransformerBlock::load(&weights.sub("transformer").sub("layer").sub(index), config)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            config: config.clone(),
+            embeddings: DistilBertEmbeddings::load(&weights.sub("embeddings"), config)?,
+            layers,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DistilBertConfig {
+        &self.config
+    }
+
+    /// The embeddings.
+    pub fn embeddings(&self) -> &DistilBertEmbeddings {
+        &self.embeddings
+    }
+
+    /// Runs the model (token type ids, if given, are ignored as DistilBERT has none).
+    ///
+    /// # Shapes
+    /// `input`: (batch, seq); see [`EncoderOutput`] (no pooler).
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for mismatched shapes, a bad mask or sequences longer than
+    /// `max_position_embeddings`; an id beyond the vocabulary.
+    pub fn forward(
+        &self,
+        input: &EncoderInput<'_>,
+        output_hidden_states: bool,
+    ) -> Result<EncoderOutput> {
+        input.validate("DistilBertModel", self.config.max_position_embeddings)?;
+        let (batch, seq) = input.input_ids.dim();
+        let key_padding = input.key_padding();
+        let mask = AttentionMask {
+            key_padding: Some(key_padding.view()),
+            causal: false,
+        };
+        let mut hidden = self.embeddings.forward(input)?;
+        let mut states = Vec::new();
+        if output_hidden_states {
+            states.push(hidden.clone());
+        }
+        for layer in &self.layers {
+            hidden = layer.forward(hidden.view(), batch, &mask)?;
+            if output_hidden_states {
+                states.push(hidden.clone());
+            }
+        }
+        let to_3d = |matrix: Array2<f32>| {
+            matrix
+                .into_shape_with_order((batch, seq, self.config.dim))
+                .expect("hidden states are contiguous")
+        };
+        Ok(EncoderOutput {
+            last_hidden_state: to_3d(hidden),
+            pooler_output: None,
+            hidden_states: states.into_iter().map(to_3d).collect(),
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! What every encoder takes and returns: [`EncoderInput`] and [`EncoderOutput`].
+
+use ndarray::{Array2, Array3, ArrayView2};
+
+use crate::error::{Error, Result};
+
+/// A right-padded batch of token ids for an encoder.
+///
+/// # Shapes
+/// `input_ids`, `attention_mask`, `token_type_ids`: (batch, seq). `attention_mask` is 1 for real
+/// tokens and 0 for padding; every row needs at least one 1.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderInput<'a> {
+    /// Token ids, below the model's vocabulary size.
+    pub input_ids: ArrayView2<'a, u32>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: ArrayView2<'a, u32>,
+    /// Segment ids (BERT-like models); `None` means all 0, as in transformers.
+    pub token_type_ids: Option<ArrayView2<'a, u32>>,
+}
+
+impl<'a> EncoderInput<'a> {
+    /// Ids and mask, no token types.
+    pub fn new(input_ids: ArrayView2<'a, u32>, attention_mask: ArrayView2<'a, u32>) -> Self {
+        Self {
+            input_ids,
+            attention_mask,
+            token_type_ids: None,
+        }
+    }
+
+    /// With segment ids.
+    pub fn with_token_type_ids(mut self, token_type_ids: ArrayView2<'a, u32>) -> Self {
+        self.token_type_ids = Some(token_type_ids);
+        self
+    }
+
+    /// Number of sequences.
+    pub fn batch_size(&self) -> usize {
+        self.input_ids.nrows()
+    }
+
+    /// Padded length of every sequence.
+    pub fn seq_len(&self) -> usize {
+        self.input_ids.ncols()
+    }
+
+    /// Checks shapes and the mask, and that `seq_len` is at most `max_len`.
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming what is wrong.
+    pub(crate) fn validate(&self, model: &str, max_len: usize) -> Result<()> {
+        let invalid = |reason: String| Error::Input {
+            model: model.to_string(),
+            reason,
+        };
+        let shape = self.input_ids.dim();
+        if shape.0 == 0 || shape.1 == 0 {
+            return Err(invalid(format!(
+                "input_ids has shape {shape:?}; an encoder needs at least one sequence of at least one token"
+            )));
+        }
+        if self.attention_mask.dim() != shape {
+            return Err(invalid(format!(
+                "attention_mask has shape {:?}, input_ids {shape:?}",
+                self.attention_mask.dim()
+            )));
+        }
+        if let Some(types) = &self.token_type_ids
+            && types.dim() != shape
+        {
+            return Err(invalid(format!(
+                "token_type_ids has shape {:?}, input_ids {shape:?}",
+                types.dim()
+            )));
+        }
+        if shape.1 > max_len {
+            return Err(invalid(format!(
+                "sequences of {} tokens are longer than the {max_len} this model allows \
+                 (max_position_embeddings); truncate or window the input",
+                shape.1
+            )));
+        }
+        for (row, mask) in self.attention_mask.rows().into_iter().enumerate() {
+            if let Some(&value) = mask.iter().find(|&&value| value > 1) {
+                return Err(invalid(format!(
+                    "attention_mask holds {value} in row {row}; only 0 and 1 are allowed"
+                )));
+            }
+            if mask.iter().all(|&value| value == 0) {
+                return Err(invalid(format!(
+                    "attention_mask row {row} is all 0: the sequence has no token to attend to"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The attention mask as f32 key-padding weights (1 = attend), for the attention kernel.
+    pub(crate) fn key_padding(&self) -> Array2<f32> {
+        self.attention_mask.mapv(|value| value as f32)
+    }
+}
+
+/// What an encoder body returns.
+///
+/// # Shapes
+/// `last_hidden_state` and each of `hidden_states`: (batch, seq, hidden); `pooler_output`:
+/// (batch, hidden).
+#[derive(Debug, Clone)]
+pub struct EncoderOutput {
+    /// The last layer's output.
+    pub last_hidden_state: Array3<f32>,
+    /// BERT's pooler (tanh of a dense layer on the first token), when the model has one.
+    pub pooler_output: Option<Array2<f32>>,
+    /// When requested: the embeddings' output, then every layer's (so `num_layers + 1` entries,
+    /// the last equal to `last_hidden_state`), as transformers' `output_hidden_states=True`.
+    /// Empty otherwise.
+    pub hidden_states: Vec<Array3<f32>>,
+}
