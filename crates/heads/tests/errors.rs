@@ -1,0 +1,173 @@
+//! Bad folders and bad inputs are errors that say what is wrong, never panics.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::model_dir;
+use ndarray::Array2;
+use oxformer_heads::{EncoderInput, EncoderModel, Error, HeadKind, SentenceTransformer};
+
+/// A copy of a fixture folder, to corrupt.
+fn copy_of(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(model_dir(name)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn unknown_architecture_lists_the_supported_ones() {
+    let dir = copy_of("bert-seqcls-single");
+    edit_config(dir.path(), |config| {
+        config["architectures"] = serde_json::json!(["BertForMultipleChoice"]);
+    });
+    let error = EncoderModel::from_folder(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, Error::UnknownArchitecture { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("BertForMultipleChoice"), "{message}");
+    assert!(message.contains("BertForTokenClassification"), "{message}");
+    assert!(message.contains("config.json"), "{message}");
+    // An architecture of another family is unknown for this model type.
+    edit_config(dir.path(), |config| {
+        config["architectures"] = serde_json::json!(["RobertaForMaskedLM"]);
+    });
+    assert!(matches!(
+        EncoderModel::from_folder(dir.path()),
+        Err(Error::UnknownArchitecture { .. })
+    ));
+}
+
+#[test]
+fn gpt2_has_no_encoder_head() {
+    let error = EncoderModel::from_folder_as(&model_dir("gpt2"), HeadKind::Base).unwrap_err();
+    assert!(matches!(error, Error::UnsupportedHead { .. }), "{error:?}");
+}
+
+#[test]
+fn a_missing_head_tensor_is_named_with_its_full_path() {
+    // A body-only checkpoint asked for a token classifier.
+    let error = EncoderModel::from_folder_as(&model_dir("bert"), HeadKind::TokenClassification)
+        .unwrap_err();
+    assert!(error.to_string().contains("`classifier.weight`"), "{error}");
+    // A RoBERTa base checkpoint asked for a masked-LM head.
+    let error =
+        EncoderModel::from_folder_as(&model_dir("roberta"), HeadKind::MaskedLm).unwrap_err();
+    assert!(
+        error.to_string().contains("lm_head.dense.weight"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_head_of_the_wrong_shape_gives_expected_and_found() {
+    let dir = copy_of("bert-seqcls-single");
+    // Three labels in the config, two rows in the classifier.
+    edit_config(dir.path(), |config| {
+        config["id2label"] = serde_json::json!({"0": "a", "1": "b", "2": "c"});
+        config["label2id"] = serde_json::json!({"a": 0, "b": 1, "c": 2});
+    });
+    let message = EncoderModel::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("classifier.weight"), "{message}");
+    assert!(
+        message.contains("[3, 32]") && message.contains("[2, 32]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn pickle_only_folder_explains_how_to_convert() {
+    let dir = copy_of("bert");
+    fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    fs::write(dir.path().join("pytorch_model.bin"), b"not loaded").unwrap();
+    let message = EncoderModel::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("pytorch_model.bin") && message.contains("safetensors"),
+        "{message}"
+    );
+}
+
+#[test]
+fn ids_beyond_the_vocabulary_and_over_long_sequences_are_errors() {
+    let model = EncoderModel::from_folder(&model_dir("distilbert-seqcls")).unwrap();
+    let ones = Array2::<u32>::ones((1, 4));
+    let ids = Array2::<u32>::from_elem((1, 4), 1500);
+    let message = model
+        .forward(&EncoderInput::new(ids.view(), ones.view()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("word_embeddings") && message.contains("1500"),
+        "{message}"
+    );
+
+    let long_ids = Array2::<u32>::from_elem((1, 129), 5);
+    let long_mask = Array2::<u32>::ones((1, 129));
+    let message = model
+        .forward(&EncoderInput::new(long_ids.view(), long_mask.view()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("129") && message.contains("128"),
+        "{message}"
+    );
+
+    let empty = Array2::<u32>::zeros((1, 0));
+    assert!(
+        model
+            .forward(&EncoderInput::new(empty.view(), empty.view()))
+            .is_err()
+    );
+}
+
+#[test]
+fn malformed_sentence_transformers_folders() {
+    let dir = copy_of("st-mean");
+    fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+    fs::write(
+        dir.path().join("1_Pooling/config.json"),
+        r#"{"word_embedding_dimension": 32, "pooling_mode_lasttoken": true}"#,
+    )
+    .unwrap();
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("lasttoken"), "{message}");
+
+    fs::write(
+        dir.path().join("modules.json"),
+        r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]"#,
+    )
+    .unwrap();
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("Dense"), "{message}");
+
+    fs::write(dir.path().join("modules.json"), "[{").unwrap();
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("modules.json"), "{message}");
+}
