@@ -75,7 +75,7 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// The venv's python, after creating the venv and installing the requirements when needed.
-fn ensure_venv(cache: &Path, requirements: &Path) -> Result<PathBuf> {
+pub(crate) fn ensure_venv(cache: &Path, requirements: &Path) -> Result<PathBuf> {
     let venv = cache.join("pyenv");
     let python = venv.join("bin/python");
     if !python.is_file() {
