@@ -1,7 +1,174 @@
-//! `cargo xtask bench`: being written (see the open issues); fails until it exists.
+//! `cargo xtask bench kernels [--json] [--rounds N]`: our packed GEMM beside matrixmultiply 0.3.11
+//! on BERT-base's shapes, both on 2 threads, alternating in one process, medians of the rounds.
+//!
+//! Ours runs in an `oxformer_tensor::ThreadPool` of 2 threads against weights packed once;
+//! matrixmultiply (features avx512 + threading) gets `MATMUL_NUM_THREADS=2` and the plain
+//! row-major weights, as a user of it would call it. No epilogue on either side.
 
-use anyhow::{Result, bail};
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &[String]) -> Result<()> {
-    bail!("`cargo xtask bench` is not written yet")
+use anyhow::{Context, Result, bail};
+use ndarray::Array2;
+use oxformer_tensor::{Epilogue, PackedMatrix, ThreadPool, gemm_path, matmul_packed_into};
+
+const USAGE: &str = "usage: cargo xtask bench kernels [--json] [--rounds N]";
+
+const THREADS: usize = 2;
+
+/// (scenario, K, N): BERT-base's four products.
+const SHAPES: [(&str, usize, usize); 4] = [
+    ("attention_output", 768, 768),
+    ("qkv", 768, 2304),
+    ("ffn_up", 768, 3072),
+    ("ffn_down", 3072, 768),
+];
+
+/// M: one token (decoding), a 128-token sequence, 8 × 128 tokens.
+const ROWS: [usize; 3] = [1, 128, 1024];
+
+pub fn run(args: &[String]) -> Result<()> {
+    let Some((what, rest)) = args.split_first() else {
+        bail!("{USAGE}");
+    };
+    if what != "kernels" {
+        bail!("unknown benchmark `{what}`\n{USAGE}");
+    }
+    let mut json = false;
+    let mut rounds = 7usize;
+    let mut rest = rest.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--rounds" => {
+                rounds = rest
+                    .next()
+                    .context("--rounds needs a number")?
+                    .parse()
+                    .context("--rounds needs a number")?;
+                if rounds == 0 {
+                    bail!("--rounds must be at least 1");
+                }
+            }
+            other => bail!("unknown option `{other}`\n{USAGE}"),
+        }
+    }
+    kernels(json, rounds)
+}
+
+fn kernels(json: bool, rounds: usize) -> Result<()> {
+    // SAFETY: set before any thread exists (matrixmultiply reads it on first use).
+    unsafe { std::env::set_var("MATMUL_NUM_THREADS", THREADS.to_string()) };
+    let pool = ThreadPool::new(THREADS)?;
+    if !json {
+        println!(
+            "GEMM, {THREADS} threads, median of {rounds} alternating rounds; ours = {:?} path, packed weights",
+            gemm_path()
+        );
+        println!(
+            "{:<24} {:>5} {:>5} {:>5} {:>12} {:>16} {:>7}",
+            "case", "m", "k", "n", "ours GFLOP/s", "matrixmultiply", "ratio"
+        );
+    }
+    for m in ROWS {
+        for (scenario, k, n) in SHAPES {
+            let case = format!("{scenario}_m{m}");
+            let a = filled((m, k), 1);
+            let b = filled((k, n), 2);
+            let packed = PackedMatrix::from_in_out(b.view());
+            let mut c_ours = Array2::<f32>::zeros((m, n));
+            let mut c_base = Array2::<f32>::zeros((m, n));
+            let flops = 2.0 * (m * k * n) as f64;
+
+            let mut ours = || {
+                pool.install(|| {
+                    matmul_packed_into(a.view(), &packed, &Epilogue::none(), c_ours.view_mut())
+                })
+            };
+            let mut baseline = || unsafe {
+                // SAFETY: row-major arrays of the stated shapes.
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c_base.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            };
+            // warm up both, and size the repetitions to about 40 ms per measurement
+            let repeats_ours = repeats_for(&mut ours);
+            let repeats_base = repeats_for(&mut baseline);
+            let mut ours_rates = Vec::new();
+            let mut base_rates = Vec::new();
+            for _ in 0..rounds {
+                ours_rates.push(flops / seconds_per_call(&mut ours, repeats_ours) / 1e9);
+                base_rates.push(flops / seconds_per_call(&mut baseline, repeats_base) / 1e9);
+            }
+            let ours_gflops = median(&mut ours_rates);
+            let baseline_gflops = median(&mut base_rates);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "case": case,
+                        "m": m,
+                        "k": k,
+                        "n": n,
+                        "ours_gflops": round2(ours_gflops),
+                        "baseline": "matrixmultiply",
+                        "baseline_gflops": round2(baseline_gflops),
+                    })
+                );
+            } else {
+                println!(
+                    "{case:<24} {m:>5} {k:>5} {n:>5} {ours_gflops:>12.1} {baseline_gflops:>16.1} {:>6.2}x",
+                    ours_gflops / baseline_gflops
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn filled(shape: (usize, usize), seed: u32) -> Array2<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    Array2::from_shape_simple_fn(shape, || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    })
+}
+
+fn repeats_for(work: &mut impl FnMut()) -> usize {
+    work();
+    let start = Instant::now();
+    work();
+    let once = start.elapsed().max(Duration::from_micros(1));
+    ((Duration::from_millis(40).as_secs_f64() / once.as_secs_f64()) as usize).clamp(1, 100_000)
+}
+
+fn seconds_per_call(work: &mut impl FnMut(), repeats: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..repeats {
+        work();
+    }
+    start.elapsed().as_secs_f64() / repeats as f64
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
 }

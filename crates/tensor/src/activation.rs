@@ -2,6 +2,9 @@
 
 use ndarray::ArrayViewMut2;
 
+use crate::simd::{self, Isa};
+use crate::{GemmPath, gemm_path};
+
 /// An element-wise activation function.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
@@ -44,12 +47,34 @@ impl Activation {
     }
 }
 
-/// Applies `activation` to every element of `x` in place.
-pub fn apply_activation(mut x: ArrayViewMut2<'_, f32>, activation: Activation) {
+/// Applies `activation` to every element of `x` in place (vectorised; within a few f32 ulp of
+/// [`Activation::apply`]).
+pub fn apply_activation(x: ArrayViewMut2<'_, f32>, activation: Activation) {
+    apply_activation_on(gemm_path(), x, activation);
+}
+
+/// [`apply_activation`] with the instruction set of `path` (see [`GemmPath`]); the portable and
+/// reference paths use [`Activation::apply`] itself.
+///
+/// # Panics
+/// If this CPU cannot run `path`.
+pub fn apply_activation_on(path: GemmPath, mut x: ArrayViewMut2<'_, f32>, activation: Activation) {
+    let isa = Isa::for_path(path);
     if activation == Activation::Identity {
         return;
     }
-    x.mapv_inplace(|value| activation.apply(value));
+    if let Some(values) = x.as_slice_memory_order_mut() {
+        // SAFETY: `Isa::for_path` checked the CPU.
+        unsafe { simd::activation_in_place(isa, activation, values) };
+        return;
+    }
+    for mut row in x.rows_mut() {
+        match row.as_slice_mut() {
+            // SAFETY: as above.
+            Some(values) => unsafe { simd::activation_in_place(isa, activation, values) },
+            None => row.mapv_inplace(|value| activation.apply(value)),
+        }
+    }
 }
 
 /// The error function, computed in f64 so that GELU matches PyTorch's `erf` to f32 rounding.

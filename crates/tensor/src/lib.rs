@@ -16,18 +16,19 @@ mod convert;
 mod error;
 mod gather;
 mod kernels;
+mod simd;
 mod threads;
 
 pub use ndarray;
 
-pub use activation::{Activation, apply_activation};
+pub use activation::{Activation, apply_activation, apply_activation_on};
 pub use convert::{bf16_to_f32, f16_to_f32};
 pub use error::{Error, Result};
 pub use gather::gather_rows;
 pub use kernels::attention::{AttentionMask, attention, attention_into, attention_reference};
 pub use kernels::gemm::{
     Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, cpu_paths, gemm_path,
-    gemm_reference, matmul, matmul_packed, matmul_packed_into,
+    gemm_reference, matmul, matmul_packed, matmul_packed_into, matmul_packed_into_on,
 };
 pub use kernels::norm::{layer_norm, layer_norm_in_place, layer_norm_reference};
 pub use kernels::softmax::{softmax_reference, softmax_rows};

@@ -3,9 +3,19 @@
 //! A is activations, row-major (M × K, any M including 1); B is weights, packed once into a
 //! [`PackedMatrix`] from HF's Linear layout `[out, in]` or from `[in, out]` (GPT-2's Conv1D).
 
+mod microkernel;
+mod pack;
+
+use std::cell::Cell;
+use std::ops::Range;
+use std::sync::OnceLock;
+
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, s};
+use rayon::prelude::*;
 
 use crate::Activation;
+use microkernel::{AVX2_MR, AVX512_MR, Problem};
+use pack::PANEL;
 
 /// What is applied to each output element as it is written: `activation(a·b + bias) + residual`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,12 +43,12 @@ impl<'a> Epilogue<'a> {
     }
 }
 
-/// A weight matrix B (K × N) laid out once for the product.
+/// A weight matrix B (K × N) laid out once for the product: column panels of 32, each K × 32
+/// row-major and contiguous (what the microkernels stream), the last one zero-padded.
 #[derive(Clone, Debug)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
-    /// Row-major K × N.
     data: Vec<f32>,
 }
 
@@ -51,7 +61,7 @@ impl PackedMatrix {
     /// From the `[in, out]` = (K, N) layout (GPT-2's Conv1D): the product is `x · W`.
     pub fn from_in_out(weight: ArrayView2<'_, f32>) -> Self {
         let (k, n) = weight.dim();
-        let data = weight.as_standard_layout().iter().copied().collect();
+        let data = pack::pack_b(weight);
         Self { k, n, data }
     }
 
@@ -65,16 +75,16 @@ impl PackedMatrix {
         self.n
     }
 
-    /// B as a (K, N) view.
-    pub fn view(&self) -> ArrayView2<'_, f32> {
-        ArrayView2::from_shape((self.k, self.n), &self.data).expect("packed shape matches its data")
+    /// B unpacked, as a (K, N) row-major array (a copy).
+    pub fn to_in_out(&self) -> Array2<f32> {
+        pack::unpack_b(&self.data, self.k, self.n)
     }
 }
 
 /// `epilogue(A·B)`.
 ///
 /// # Shapes
-/// `a`: (M, K); `b`: (K, N); bias: N; residual: (M, N); result: (M, N).
+/// `a`: (M, K), any strides; `b`: (K, N); bias: N; residual: (M, N); result: (M, N).
 ///
 /// # Panics
 /// If the shapes disagree.
@@ -96,21 +106,27 @@ pub fn matmul_packed_into(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
     epilogue: &Epilogue<'_>,
-    mut out: ArrayViewMut2<'_, f32>,
+    out: ArrayViewMut2<'_, f32>,
 ) {
-    assert_eq!(
-        a.ncols(),
-        b.k(),
-        "matmul_packed: A has {} columns, B has {} rows",
-        a.ncols(),
-        b.k()
-    );
-    assert_eq!(out.dim(), (a.nrows(), b.n()), "matmul_packed: output shape");
-    ndarray::linalg::general_mat_mul(1.0, &a, &b.view(), 0.0, &mut out);
-    apply_epilogue(out, epilogue);
+    matmul_packed_into_on(gemm_path(), a, b, epilogue, out);
 }
 
-/// `A·B` for plain arrays.
+/// [`matmul_packed_into`] on a given path rather than the chosen one: for tests and benchmarks
+/// that compare the paths in one process.
+///
+/// # Panics
+/// If the shapes disagree, or this CPU cannot run `path` (see [`cpu_paths`]).
+pub fn matmul_packed_into_on(
+    path: GemmPath,
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    epilogue: &Epilogue<'_>,
+    out: ArrayViewMut2<'_, f32>,
+) {
+    run_gemm(path, a, b, epilogue, out, true);
+}
+
+/// `A·B` for plain arrays (B is packed for the call).
 ///
 /// # Shapes
 /// `a`: (M, K); `b`: (K, N); result: (M, N).
@@ -119,7 +135,7 @@ pub fn matmul_packed_into(
 /// If the inner dimensions differ.
 pub fn matmul(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array2<f32> {
     assert_eq!(a.ncols(), b.nrows(), "matmul: inner dimensions differ");
-    a.dot(&b)
+    matmul_packed(a, &PackedMatrix::from_in_out(b), &Epilogue::none())
 }
 
 /// Whether an operand of [`batched_matmul`] is used transposed.
@@ -164,16 +180,25 @@ pub fn batched_matmul(
     let (_, k_b, n) = b.dim();
     assert_eq!(k, k_b, "batched_matmul: inner dimensions differ");
     let mut out = Array3::<f32>::zeros((batch, m, n));
-    for index in 0..batch {
-        let mut target = out.slice_mut(s![index, .., ..]);
-        ndarray::linalg::general_mat_mul(
-            1.0,
-            &a.slice(s![index, .., ..]),
-            &b.slice(s![index, .., ..]),
-            0.0,
-            &mut target,
-        );
-    }
+    let path = gemm_path();
+    // one product per task, each on one thread: entries are many and small in attention
+    let entry_len = m * n;
+    out.as_slice_mut()
+        .expect("a new array is contiguous")
+        .par_chunks_mut(entry_len.max(1))
+        .enumerate()
+        .for_each(|(index, target)| {
+            let target = ArrayViewMut2::from_shape((m, n), target).expect("entry shape");
+            let packed = PackedMatrix::from_in_out(b.slice(s![index, .., ..]));
+            run_gemm(
+                path,
+                a.slice(s![index, .., ..]),
+                &packed,
+                &Epilogue::none(),
+                target,
+                false,
+            );
+        });
     out
 }
 
@@ -239,17 +264,308 @@ pub enum GemmPath {
 }
 
 /// The path in use: the best this CPU has, or the one `OXFORMER_GEMM_PATH`
-/// (`avx512`, `avx2`, `portable`, `reference`) forces.
+/// (`avx512`, `avx2`, `portable`, `reference`) forces. Read once; a forced path this CPU lacks,
+/// or an unknown name, falls back to the best path with a warning on stderr.
 pub fn gemm_path() -> GemmPath {
-    GemmPath::Portable
+    static PATH: OnceLock<GemmPath> = OnceLock::new();
+    *PATH.get_or_init(|| {
+        let best = if crate::simd::has_avx512() {
+            GemmPath::Avx512
+        } else if crate::simd::has_avx2() {
+            GemmPath::Avx2
+        } else {
+            GemmPath::Portable
+        };
+        let Ok(forced) = std::env::var("OXFORMER_GEMM_PATH") else {
+            return best;
+        };
+        let wanted = match forced.as_str() {
+            "avx512" => Some(GemmPath::Avx512),
+            "avx2" => Some(GemmPath::Avx2),
+            "portable" => Some(GemmPath::Portable),
+            "reference" => Some(GemmPath::Reference),
+            _ => None,
+        };
+        match wanted {
+            Some(path) if path_available(path) => path,
+            Some(path) => {
+                eprintln!("OXFORMER_GEMM_PATH={forced}: this CPU cannot run {path:?}; using {best:?}");
+                best
+            }
+            None => {
+                eprintln!(
+                    "OXFORMER_GEMM_PATH={forced}: expected avx512, avx2, portable or reference; using {best:?}"
+                );
+                best
+            }
+        }
+    })
+}
+
+pub(crate) fn path_available(path: GemmPath) -> bool {
+    match path {
+        GemmPath::Avx512 => crate::simd::has_avx512(),
+        GemmPath::Avx2 => crate::simd::has_avx2(),
+        GemmPath::Portable | GemmPath::Reference => true,
+    }
 }
 
 /// Every path and whether this CPU can run it.
 pub fn cpu_paths() -> Vec<(GemmPath, bool)> {
-    vec![
-        (GemmPath::Avx512, false),
-        (GemmPath::Avx2, false),
-        (GemmPath::Portable, true),
-        (GemmPath::Reference, true),
+    [
+        GemmPath::Avx512,
+        GemmPath::Avx2,
+        GemmPath::Portable,
+        GemmPath::Reference,
     ]
+    .into_iter()
+    .map(|path| (path, path_available(path)))
+    .collect()
+}
+
+thread_local! {
+    /// Packed A, kept between calls on this thread (taken out while in use, so a nested call
+    /// on the same thread simply allocates its own).
+    static PACKED_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Checks the shapes, then runs `path`; `parallel` spreads output tiles over the current rayon
+/// pool (off inside [`batched_matmul`], which is parallel over its entries).
+fn run_gemm(
+    path: GemmPath,
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    epilogue: &Epilogue<'_>,
+    mut out: ArrayViewMut2<'_, f32>,
+    parallel: bool,
+) {
+    let (m, k) = a.dim();
+    let n = b.n();
+    assert_eq!(
+        k,
+        b.k(),
+        "matmul_packed: A has {k} columns, B has {} rows",
+        b.k()
+    );
+    assert_eq!(out.dim(), (m, n), "matmul_packed: output shape");
+    if let Some(bias) = epilogue.bias {
+        assert_eq!(bias.len(), n, "epilogue: bias length");
+    }
+    if let Some(residual) = &epilogue.residual {
+        assert_eq!(residual.dim(), (m, n), "epilogue: residual shape");
+    }
+    assert!(
+        path_available(path),
+        "matmul_packed: this CPU cannot run {path:?}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        apply_epilogue(out, epilogue);
+        return;
+    }
+    match path {
+        GemmPath::Reference => {
+            let result = gemm_reference(a, b.to_in_out().view(), epilogue);
+            out.assign(&result);
+        }
+        GemmPath::Portable => gemm_portable(a, b, epilogue, out),
+        GemmPath::Avx512 | GemmPath::Avx2 => {
+            // the kernels write rows with unit column stride; anything else goes through a copy
+            let row_major = out.strides()[1] == 1 && out.strides()[0] >= n as isize;
+            if row_major {
+                gemm_simd(path, a, b, epilogue, out, parallel);
+            } else {
+                let mut result = Array2::<f32>::zeros((m, n));
+                gemm_simd(path, a, b, epilogue, result.view_mut(), parallel);
+                out.assign(&result);
+            }
+        }
+    }
+}
+
+/// matrixmultiply's sgemm, one call per packed panel, then the epilogue.
+fn gemm_portable(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    epilogue: &Epilogue<'_>,
+    mut out: ArrayViewMut2<'_, f32>,
+) {
+    let (m, k) = a.dim();
+    let n = b.n();
+    let (rsa, csa) = (a.strides()[0], a.strides()[1]);
+    let (rsc, csc) = (out.strides()[0], out.strides()[1]);
+    for panel in 0..n.div_ceil(PANEL) {
+        let j0 = panel * PANEL;
+        let width = PANEL.min(n - j0);
+        // SAFETY: the pointers and strides describe `a`, one packed panel (K × PANEL) and the
+        // columns j0..j0 + width of `out`, all inside their allocations.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                width,
+                1.0,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.data.as_ptr().add(panel * k * PANEL),
+                PANEL as isize,
+                1,
+                0.0,
+                out.as_mut_ptr().offset(j0 as isize * csc),
+                rsc,
+                csc,
+            );
+        }
+    }
+    apply_epilogue(out, epilogue);
+}
+
+/// Our microkernels: pack A once, then output tiles over the rayon pool (M = 1: column strips).
+fn gemm_simd(
+    path: GemmPath,
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    epilogue: &Epilogue<'_>,
+    mut out: ArrayViewMut2<'_, f32>,
+    parallel: bool,
+) {
+    let (m, k) = a.dim();
+    let n = b.n();
+    let residual = epilogue.residual.as_ref().map(|r| r.as_standard_layout());
+    let mut problem = Problem {
+        k,
+        a: std::ptr::null(),
+        b: b.data.as_ptr(),
+        c: out.as_mut_ptr(),
+        ldc: out.strides()[0] as usize,
+        bias: epilogue.bias.map_or(std::ptr::null(), |bias| bias.as_ptr()),
+        activation: epilogue.activation,
+        residual: residual
+            .as_ref()
+            .map_or(std::ptr::null(), |residual| residual.as_ptr()),
+        ld_residual: n,
+    };
+
+    if m == 1 {
+        let row = a.row(0);
+        let row = row.as_standard_layout();
+        let columns = column_strips(n, parallel);
+        let run = |range: Range<usize>| {
+            // SAFETY: the path was checked against the CPU; each strip writes its own columns.
+            unsafe { gemv(path, &problem, row.as_ptr(), range) }
+        };
+        if parallel && columns.len() > 1 {
+            columns.into_par_iter().for_each(run);
+        } else {
+            columns.into_iter().for_each(run);
+        }
+        return;
+    }
+
+    let mr = if path == GemmPath::Avx512 {
+        AVX512_MR
+    } else {
+        AVX2_MR
+    };
+    let nr = if path == GemmPath::Avx512 { 32 } else { 16 };
+    let packed_len = m.div_ceil(mr) * k * mr;
+    let mut packed = PACKED_A.with(|cell| cell.take());
+    packed.resize(packed_len, 0.0);
+    pack::pack_a(a, mr, &mut packed[..packed_len], parallel);
+    problem.a = packed.as_ptr();
+
+    let tiles = output_tiles(m, n, mr, nr, parallel);
+    let run = |(rows, columns): (Range<usize>, Range<usize>)| {
+        // SAFETY: the path was checked against the CPU; tiles are disjoint and inside C.
+        unsafe { tile(path, &problem, rows, columns) }
+    };
+    if parallel && tiles.len() > 1 {
+        tiles.into_par_iter().for_each(run);
+    } else {
+        tiles.into_iter().for_each(run);
+    }
+    PACKED_A.with(|cell| cell.set(packed));
+}
+
+/// Splits M × N into tiles (MC rows, NC columns; aligned to MR and NR): at most 16 MR-panels by
+/// 256 columns, smaller while there are fewer than three tiles per thread. The tiling changes
+/// only who computes what, never a result.
+fn output_tiles(
+    m: usize,
+    n: usize,
+    mr: usize,
+    nr: usize,
+    parallel: bool,
+) -> Vec<(Range<usize>, Range<usize>)> {
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let mut mc = mr * m.div_ceil(mr).min(16);
+    let mut nc = (256 / nr).min(n.div_ceil(nr)) * nr;
+    let count = |mc: usize, nc: usize| m.div_ceil(mc) * n.div_ceil(nc);
+    while count(mc, nc) < 3 * threads && (nc > nr || mc > mr) {
+        if nc > nr {
+            nc = (nc / 2).div_ceil(nr) * nr;
+        } else {
+            mc = (mc / 2).div_ceil(mr) * mr;
+        }
+    }
+    let mut tiles = Vec::new();
+    for i0 in (0..m).step_by(mc) {
+        for j0 in (0..n).step_by(nc) {
+            tiles.push((i0..(i0 + mc).min(m), j0..(j0 + nc).min(n)));
+        }
+    }
+    tiles
+}
+
+/// Column strips for the matrix-vector kernel: whole panels, about four strips per thread.
+fn column_strips(n: usize, parallel: bool) -> Vec<Range<usize>> {
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let panels = n.div_ceil(PANEL);
+    let per_strip = panels.div_ceil(4 * threads).max(4).min(panels.max(1));
+    (0..panels)
+        .step_by(per_strip)
+        .map(|p| p * PANEL..((p + per_strip) * PANEL).min(n))
+        .collect()
+}
+
+/// # Safety
+/// The CPU can run `path` (a SIMD path); `problem` is valid; the tile is inside it.
+unsafe fn tile(path: GemmPath, problem: &Problem, rows: Range<usize>, columns: Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        match path {
+            GemmPath::Avx512 => microkernel::tile_avx512(problem, rows, columns),
+            _ => microkernel::tile_avx2(problem, rows, columns),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!(
+        "no SIMD GEMM path on this architecture: {path:?} {problem:?} {rows:?} {columns:?}"
+    );
+}
+
+/// # Safety
+/// As [`tile`]; `a` holds K values.
+unsafe fn gemv(path: GemmPath, problem: &Problem, a: *const f32, columns: Range<usize>) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        match path {
+            GemmPath::Avx512 => microkernel::gemv_avx512(problem, a, columns),
+            _ => microkernel::gemv_avx2(problem, a, columns),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no SIMD GEMM path on this architecture: {path:?} {a:?} {columns:?}");
 }

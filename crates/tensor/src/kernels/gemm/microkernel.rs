@@ -1,0 +1,259 @@
+//! The SIMD matrix product: one microkernel body, generic over the instruction set, and the
+//! loops around it for one output tile (GEMM) or one column strip (matrix-vector).
+//!
+//! Blocking (BLIS's names):
+//! - MR × NR: the microkernel's register tile. AVX-512: MR = 12 rows × NR = 32 columns (24 zmm
+//!   accumulators, 2 for B, A broadcast from memory), sized so the two FMA ports stay busy.
+//!   AVX2: 6 × 16 (12 ymm accumulators).
+//! - KC = 256: the K block. One KC × NR sliver of a packed B panel (32 KiB) stays in L1 while
+//!   the microkernel sweeps every MR row panel of the tile over it.
+//! - MC × NC: the output tile one thread computes (chosen in `mod.rs`, at most 192 × 256); its
+//!   packed A block (MC × KC) stays in L2.
+//!
+//! K is never split between threads: every output element is one chain of fused multiply-adds
+//! in the order of K (the accumulators are stored after each KC block and reloaded for the next),
+//! so the result does not depend on the tiling or on the number of threads, and a row computed by
+//! the matrix-vector kernel is bit-identical to the same row computed inside a larger product.
+
+use std::ops::Range;
+
+use crate::Activation;
+use crate::kernels::gemm::pack::PANEL;
+use crate::simd::{self, Simd};
+
+/// The K block.
+pub(crate) const KC: usize = 256;
+
+/// Rows of the AVX-512 microkernel.
+pub(crate) const AVX512_MR: usize = 12;
+/// Rows of the AVX2 microkernel.
+pub(crate) const AVX2_MR: usize = 6;
+
+/// One product, as raw parts shared by the threads (each writes only its own tile of `c`).
+#[derive(Clone, Copy)]
+pub(crate) struct Problem {
+    pub(crate) k: usize,
+    /// Packed A: ⌈M / MR⌉ panels of K × MR.
+    pub(crate) a: *const f32,
+    /// Packed B: see `pack::pack_b`.
+    pub(crate) b: *const f32,
+    /// Output, row-major with row stride `ldc`.
+    pub(crate) c: *mut f32,
+    pub(crate) ldc: usize,
+    /// Length N, or null.
+    pub(crate) bias: *const f32,
+    pub(crate) activation: Activation,
+    /// Row-major with row stride `ld_residual`, or null.
+    pub(crate) residual: *const f32,
+    pub(crate) ld_residual: usize,
+}
+
+// SAFETY: the pointers are read-only except `c`, of which every task writes a disjoint tile.
+unsafe impl Send for Problem {}
+unsafe impl Sync for Problem {}
+
+/// `c ← activation(acc + bias) + residual` for `width` columns of one row, or just `c ← acc`.
+#[inline(always)]
+unsafe fn write_out<S: Simd>(
+    acc: S::V,
+    problem: &Problem,
+    row: usize,
+    column: usize,
+    width: usize,
+    last: bool,
+) {
+    unsafe {
+        let mut value = acc;
+        if last {
+            if !problem.bias.is_null() {
+                value = S::add(value, S::load_partial(problem.bias.add(column), width));
+            }
+            value = simd::activation::<S>(problem.activation, value);
+            if !problem.residual.is_null() {
+                let residual = problem.residual.add(row * problem.ld_residual + column);
+                value = S::add(value, S::load_partial(residual, width));
+            }
+        }
+        let target = problem.c.add(row * problem.ldc + column);
+        if width == S::LANES {
+            S::store(target, value);
+        } else {
+            S::store_partial(target, width, value);
+        }
+    }
+}
+
+/// The MR × (2 vectors) register tile: `C[i0.., j0..] (+)= A_panel · B_sliver` over `kc`.
+///
+/// `a`: packed A at this KC block (kc × MR); `b`: packed B at this KC block and column
+/// (kc rows, row stride PANEL). Rows ≥ `height` and columns ≥ `width` are computed on padding
+/// and not written.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn microkernel<S: Simd, const MR: usize>(
+    problem: &Problem,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    i0: usize,
+    j0: usize,
+    height: usize,
+    width: usize,
+    first: bool,
+    last: bool,
+) {
+    unsafe {
+        let lanes = S::LANES;
+        let width0 = width.min(lanes);
+        let width1 = width.saturating_sub(lanes);
+        let mut acc = [[S::splat(0.0); 2]; MR];
+        if !first {
+            for (r, row) in acc.iter_mut().enumerate().take(height) {
+                let c = problem.c.add((i0 + r) * problem.ldc + j0);
+                row[0] = S::load_partial(c, width0);
+                row[1] = S::load_partial(c.add(lanes), width1);
+            }
+        }
+        for p in 0..kc {
+            let b0 = S::load(b.add(p * PANEL));
+            let b1 = S::load(b.add(p * PANEL + lanes));
+            let a_column = a.add(p * MR);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a_value = S::splat(*a_column.add(r));
+                row[0] = S::fma(a_value, b0, row[0]);
+                row[1] = S::fma(a_value, b1, row[1]);
+            }
+        }
+        for (r, row) in acc.iter().enumerate().take(height) {
+            write_out::<S>(row[0], problem, i0 + r, j0, width0, last);
+            if width1 > 0 {
+                write_out::<S>(row[1], problem, i0 + r, j0 + lanes, width1, last);
+            }
+        }
+    }
+}
+
+/// One output tile: rows `rows` (starting on a multiple of MR), columns `columns` (starting on a
+/// multiple of NR = 2 vectors).
+#[inline(always)]
+unsafe fn tile_body<S: Simd, const MR: usize>(
+    problem: &Problem,
+    rows: Range<usize>,
+    columns: Range<usize>,
+) {
+    let k = problem.k;
+    let nr = 2 * S::LANES;
+    // split K into KC blocks; each block sweeps the tile's B slivers, each sliver all row panels
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = KC.min(k - k0);
+        let (first, last) = (k0 == 0, k0 + kc == k);
+        let mut j0 = columns.start;
+        while j0 < columns.end {
+            let width = nr.min(columns.end - j0);
+            // SAFETY: j0 < N, so its panel exists; the sliver is kc rows inside it.
+            let b = unsafe {
+                problem
+                    .b
+                    .add((j0 / PANEL) * k * PANEL + k0 * PANEL + j0 % PANEL)
+            };
+            let mut i0 = rows.start;
+            while i0 < rows.end {
+                let height = MR.min(rows.end - i0);
+                unsafe {
+                    let a = problem.a.add((i0 / MR) * k * MR + k0 * MR);
+                    microkernel::<S, MR>(problem, kc, a, b, i0, j0, height, width, first, last);
+                }
+                i0 += MR;
+            }
+            j0 += nr;
+        }
+        k0 += kc;
+    }
+}
+
+/// Vectors per matrix-vector strip: 8 independent FMA chains hide the FMA latency.
+const GEMV_VECTORS: usize = 8;
+
+/// `c[0, columns] = epilogue(a · B[.., columns])` for M = 1, `a` unpacked (length K): streams the
+/// weight panels once. `columns` starts on a multiple of PANEL.
+#[inline(always)]
+unsafe fn gemv_body<S: Simd>(problem: &Problem, a: *const f32, columns: Range<usize>) {
+    let k = problem.k;
+    let lanes = S::LANES;
+    let strip = GEMV_VECTORS * lanes;
+    let column_address = |j: usize| (j / PANEL) * k * PANEL + j % PANEL;
+    let mut j0 = columns.start;
+    // full strips of GEMV_VECTORS vectors, all inside existing panels
+    while j0 + strip <= columns.end {
+        unsafe {
+            let mut offsets = [0usize; GEMV_VECTORS];
+            for (v, offset) in offsets.iter_mut().enumerate() {
+                *offset = column_address(j0 + v * lanes);
+            }
+            let mut acc = [S::splat(0.0); GEMV_VECTORS];
+            for p in 0..k {
+                let a_value = S::splat(*a.add(p));
+                for v in 0..GEMV_VECTORS {
+                    let b = S::load(problem.b.add(offsets[v] + p * PANEL));
+                    acc[v] = S::fma(a_value, b, acc[v]);
+                }
+            }
+            for (v, &value) in acc.iter().enumerate() {
+                write_out::<S>(value, problem, 0, j0 + v * lanes, lanes, true);
+            }
+        }
+        j0 += strip;
+    }
+    // the rest, one vector at a time (padding columns are computed, not written)
+    while j0 < columns.end {
+        let width = lanes.min(columns.end - j0);
+        unsafe {
+            let offset = column_address(j0);
+            let mut acc = S::splat(0.0);
+            for p in 0..k {
+                let b = S::load(problem.b.add(offset + p * PANEL));
+                acc = S::fma(S::splat(*a.add(p)), b, acc);
+            }
+            write_out::<S>(acc, problem, 0, j0, width, true);
+        }
+        j0 += lanes;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use crate::simd::{Avx2, Avx512};
+
+    /// # Safety
+    /// The CPU has AVX-512F, AVX2 and FMA; `problem` is valid and the tile inside it.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(crate) unsafe fn tile_avx512(problem: &Problem, rows: Range<usize>, columns: Range<usize>) {
+        unsafe { tile_body::<Avx512, AVX512_MR>(problem, rows, columns) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `problem` is valid and the tile inside it.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn tile_avx2(problem: &Problem, rows: Range<usize>, columns: Range<usize>) {
+        unsafe { tile_body::<Avx2, AVX2_MR>(problem, rows, columns) }
+    }
+
+    /// # Safety
+    /// As [`tile_avx512`]; `a` holds K values.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(crate) unsafe fn gemv_avx512(problem: &Problem, a: *const f32, columns: Range<usize>) {
+        unsafe { gemv_body::<Avx512>(problem, a, columns) }
+    }
+
+    /// # Safety
+    /// As [`tile_avx2`]; `a` holds K values.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn gemv_avx2(problem: &Problem, a: *const f32, columns: Range<usize>) {
+        unsafe { gemv_body::<Avx2>(problem, a, columns) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{gemv_avx2, gemv_avx512, tile_avx2, tile_avx512};

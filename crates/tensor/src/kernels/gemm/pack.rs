@@ -1,0 +1,101 @@
+//! Packing: B once per weight matrix (into column panels), A once per call (into row panels).
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+/// Columns per packed B panel: one AVX-512 microkernel's width (two vectors of 16), two AVX2
+/// microkernels' (2 × two vectors of 8).
+pub(crate) const PANEL: usize = 32;
+
+/// B (K × N) as ⌈N / PANEL⌉ panels, each K × PANEL row-major and contiguous, the last one padded
+/// with zero columns: element (p, j) lives at `(j / PANEL)·K·PANEL + p·PANEL + j % PANEL`.
+/// A microkernel then streams one panel front to back; a KC block of it is contiguous too.
+pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Vec<f32> {
+    let (k, n) = b.dim();
+    let panels = n.div_ceil(PANEL);
+    let mut data = vec![0.0f32; panels * k * PANEL];
+    if k == 0 {
+        return data;
+    }
+    let row_stride = b.strides()[0];
+    let column_stride = b.strides()[1];
+    data.par_chunks_mut(k * PANEL)
+        .enumerate()
+        .for_each(|(panel, dst)| {
+            let j0 = panel * PANEL;
+            let width = PANEL.min(n - j0);
+            if column_stride == 1 {
+                // [in, out] layout: rows of B are contiguous.
+                for p in 0..k {
+                    let row = b.row(p);
+                    let src = &row.as_slice().expect("unit column stride")[j0..j0 + width];
+                    dst[p * PANEL..p * PANEL + width].copy_from_slice(src);
+                }
+            } else if row_stride == 1 {
+                // HF's Linear layout seen transposed: columns of B are contiguous rows of W.
+                for c in 0..width {
+                    let column = b.column(j0 + c);
+                    let src = column.as_slice().expect("unit row stride");
+                    for (p, &value) in src.iter().enumerate() {
+                        dst[p * PANEL + c] = value;
+                    }
+                }
+            } else {
+                for p in 0..k {
+                    for c in 0..width {
+                        dst[p * PANEL + c] = b[[p, j0 + c]];
+                    }
+                }
+            }
+        });
+    data
+}
+
+/// A (M × K) as ⌈M / mr⌉ row panels, each K × mr (the mr values of one column together), padded
+/// with zero rows: what the microkernel broadcasts from, one contiguous stream per panel.
+pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32], parallel: bool) {
+    let (m, k) = a.dim();
+    let panel_len = k * mr;
+    debug_assert_eq!(dst.len(), m.div_ceil(mr) * panel_len);
+    if panel_len == 0 {
+        return;
+    }
+    let pack_panel = |(panel, dst): (usize, &mut [f32])| {
+        let i0 = panel * mr;
+        let height = mr.min(m - i0);
+        for r in 0..height {
+            let row = a.row(i0 + r);
+            match row.as_slice() {
+                Some(src) => {
+                    for (p, &value) in src.iter().enumerate() {
+                        dst[p * mr + r] = value;
+                    }
+                }
+                None => {
+                    for (p, &value) in row.iter().enumerate() {
+                        dst[p * mr + r] = value;
+                    }
+                }
+            }
+        }
+        for r in height..mr {
+            for p in 0..k {
+                dst[p * mr + r] = 0.0;
+            }
+        }
+    };
+    if parallel {
+        dst.par_chunks_mut(panel_len)
+            .enumerate()
+            .for_each(pack_panel);
+    } else {
+        dst.chunks_mut(panel_len).enumerate().for_each(pack_panel);
+    }
+}
+
+/// The inverse of [`pack_b`]: B as a (K, N) row-major array.
+pub(crate) fn unpack_b(data: &[f32], k: usize, n: usize) -> ndarray::Array2<f32> {
+    ndarray::Array2::from_shape_fn((k, n), |(p, j)| {
+        data[(j / PANEL) * k * PANEL + p * PANEL + j % PANEL]
+    })
+}

@@ -1,0 +1,86 @@
+//! The vectorised activations against `Activation::apply` (the scalar definition; GELU through
+//! fdlibm's erf in f64), on every path this CPU has.
+
+mod common;
+
+use common::{assert_close, available_paths, random};
+use oxformer_tensor::ndarray::{Array2, s};
+use oxformer_tensor::{Activation, apply_activation_on};
+
+const ACTIVATIONS: [Activation; 6] = [
+    Activation::Identity,
+    Activation::Gelu,
+    Activation::GeluTanh,
+    Activation::Relu,
+    Activation::Silu,
+    Activation::Tanh,
+];
+
+/// A grid over [-12, 12] covering every interval of erf, the tails of tanh and exp, tiny values,
+/// and the special values.
+fn inputs() -> Array2<f32> {
+    let mut values: Vec<f32> = (-24_000..=24_000).map(|i| i as f32 * 5e-4).collect();
+    values.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        1e-6,
+        -3e-5,
+        40.0,
+        -40.0,
+        100.0,
+        -100.0,
+        1e30,
+        -1e30,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ]);
+    let columns = 37; // odd, so every row ends in a partial vector
+    values.resize(values.len().div_ceil(columns) * columns, 0.5);
+    Array2::from_shape_vec((values.len() / columns, columns), values).expect("shape")
+}
+
+#[test]
+fn every_path_matches_the_scalar_definition() {
+    let x = inputs();
+    for path in available_paths("activation") {
+        for activation in ACTIVATIONS {
+            let expected = x.mapv(|value| activation.apply(value));
+            let mut actual = x.clone();
+            apply_activation_on(path, actual.view_mut(), activation);
+            assert_close(
+                &actual,
+                &expected,
+                1e-6,
+                &format!("{path:?} {activation:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn strided_views_and_awkward_shapes() {
+    for path in available_paths("activation strided") {
+        for (rows, columns) in [(0, 5), (1, 1), (7, 7), (63, 65), (65, 63)] {
+            let storage = random((rows, columns * 2), 3) * 6.0;
+            for activation in ACTIVATIONS {
+                let mut actual = storage.clone();
+                apply_activation_on(path, actual.slice_mut(s![.., ..;2]), activation);
+                let mut expected = storage.clone();
+                expected
+                    .slice_mut(s![.., ..;2])
+                    .mapv_inplace(|value| activation.apply(value));
+                assert_close(
+                    &actual,
+                    &expected,
+                    1e-6,
+                    &format!("{path:?} {activation:?} {rows}×{columns}"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The matrix product on every path this CPU has, against `gemm_reference`.
+
+mod common;
+
+use common::{assert_bit_identical, assert_close, available_paths, on_threads, random};
+use oxformer_tensor::ndarray::{Array2, Array3, Axis, s};
+use oxformer_tensor::{
+    Activation, Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, gemm_path,
+    gemm_reference, matmul, matmul_packed, matmul_packed_into_on,
+};
+
+/// Awkward shapes (M, K, N): empty, one, odd, around a vector and a panel, a 4096 × 4 × 4096
+/// product, M = 1 against transformer widths, and K beyond one KC block.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (0, 7, 7),
+    (7, 0, 7),
+    (7, 7, 0),
+    (1, 1, 1),
+    (7, 7, 7),
+    (63, 63, 63),
+    (65, 65, 65),
+    (1, 63, 65),
+    (1, 768, 2304),
+    (1, 65, 1000),
+    (3, 300, 33),
+    (13, 600, 97),
+    (25, 17, 250),
+    (4096, 4, 4096),
+];
+
+fn tolerance(k: usize) -> f32 {
+    2e-6 * (1.0 + (k as f32).sqrt())
+}
+
+fn run(path: GemmPath, a: &Array2<f32>, b: &PackedMatrix, epilogue: &Epilogue<'_>) -> Array2<f32> {
+    let mut out = Array2::<f32>::from_elem((a.nrows(), b.n()), f32::NAN);
+    matmul_packed_into_on(path, a.view(), b, epilogue, out.view_mut());
+    out
+}
+
+#[test]
+fn every_path_matches_the_reference_on_awkward_shapes() {
+    for path in available_paths("gemm") {
+        for (index, &(m, k, n)) in SHAPES.iter().enumerate() {
+            let a = random((m, k), 1 + index as u64);
+            let b = random((k, n), 100 + index as u64);
+            let packed = PackedMatrix::from_in_out(b.view());
+            let expected = gemm_reference(a.view(), b.view(), &Epilogue::none());
+            let actual = run(path, &a, &packed, &Epilogue::none());
+            assert_close(
+                &actual,
+                &expected,
+                tolerance(k),
+                &format!("{path:?} {m}×{k}×{n}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn linear_layout_is_the_transpose() {
+    let weight = random((45, 70), 3); // [out, in]
+    let x = random((9, 70), 4);
+    let packed = PackedMatrix::from_linear_weight(weight.view());
+    assert_eq!((packed.k(), packed.n()), (70, 45));
+    assert_eq!(packed.to_in_out(), weight.t());
+    for path in available_paths("gemm linear layout") {
+        let expected = gemm_reference(x.view(), weight.t(), &Epilogue::none());
+        assert_close(
+            &run(path, &x, &packed, &Epilogue::none()),
+            &expected,
+            tolerance(70),
+            &format!("{path:?}"),
+        );
+    }
+}
+
+#[test]
+fn fused_epilogue_matches_the_reference() {
+    let activations = [
+        Activation::Identity,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Relu,
+        Activation::Silu,
+        Activation::Tanh,
+    ];
+    for path in available_paths("gemm epilogue") {
+        for &(m, k, n) in &[(1, 70, 77), (29, 300, 70), (64, 768, 96)] {
+            let a = random((m, k), 5);
+            let b = random((k, n), 6);
+            let bias = random(n, 7).to_vec();
+            let residual = random((m, n), 8);
+            let packed = PackedMatrix::from_in_out(b.view());
+            for activation in activations {
+                let epilogue = Epilogue {
+                    bias: Some(&bias),
+                    activation,
+                    residual: Some(residual.view()),
+                };
+                let expected = gemm_reference(a.view(), b.view(), &epilogue);
+                let actual = run(path, &a, &packed, &epilogue);
+                assert_close(
+                    &actual,
+                    &expected,
+                    tolerance(k),
+                    &format!("{path:?} {activation:?} {m}×{k}×{n}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn strided_operands_and_output() {
+    let a_storage = random((40, 30), 9);
+    let a = a_storage.t(); // (30, 40), column-major
+    let b = random((40, 50), 10);
+    let residual_storage = random((50, 30), 11);
+    let residual = residual_storage.t();
+    let packed = PackedMatrix::from_in_out(b.view());
+    let epilogue = Epilogue {
+        bias: None,
+        activation: Activation::Relu,
+        residual: Some(residual),
+    };
+    let expected = gemm_reference(a, b.view(), &epilogue);
+    for path in available_paths("gemm strided") {
+        let mut storage = Array2::<f32>::zeros((50, 30));
+        matmul_packed_into_on(
+            path,
+            a,
+            &packed,
+            &epilogue,
+            storage.view_mut().reversed_axes(),
+        );
+        assert_close(
+            &storage.t().to_owned(),
+            &expected,
+            tolerance(40),
+            &format!("{path:?}"),
+        );
+    }
+}
+
+#[test]
+fn nan_and_infinity_propagate_as_in_the_reference() {
+    let mut a = random((9, 40), 12);
+    let mut b = random((40, 37), 13);
+    a[[2, 5]] = f32::NAN;
+    a[[4, 7]] = f32::INFINITY;
+    a[[6, 1]] = f32::NEG_INFINITY;
+    b[[3, 30]] = f32::INFINITY;
+    b[[9, 2]] = f32::NAN;
+    let packed = PackedMatrix::from_in_out(b.view());
+    let expected = gemm_reference(a.view(), b.view(), &Epilogue::none());
+    assert!(expected.iter().any(|v| v.is_nan()) && expected.iter().any(|v| v.is_infinite()));
+    for path in available_paths("gemm nan") {
+        for rows in [1, 9] {
+            let a = a.slice(s![..rows, ..]).to_owned();
+            let expected = expected.slice(s![..rows, ..]).to_owned();
+            assert_close(
+                &run(path, &a, &packed, &Epilogue::none()),
+                &expected,
+                tolerance(40),
+                &format!("{path:?} rows {rows}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn bit_identical_for_any_thread_count() {
+    for path in available_paths("gemm threads") {
+        for &(m, k, n) in &[(1, 768, 3072), (128, 700, 768), (37, 1000, 200)] {
+            let a = random((m, k), 14);
+            let b = random((k, n), 15);
+            let bias = random(n, 16).to_vec();
+            let packed = PackedMatrix::from_in_out(b.view());
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                activation: Activation::Gelu,
+                residual: None,
+            };
+            let one = on_threads(1, || run(path, &a, &packed, &epilogue));
+            for threads in [2, 3] {
+                let many = on_threads(threads, || run(path, &a, &packed, &epilogue));
+                assert_bit_identical(
+                    &many,
+                    &one,
+                    &format!("{path:?} {m}×{k}×{n} {threads} threads"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn one_row_is_bit_identical_to_the_same_row_of_a_larger_product() {
+    let a = random((20, 900), 17);
+    let b = random((900, 130), 18);
+    let packed = PackedMatrix::from_in_out(b.view());
+    for path in available_paths("gemm single row") {
+        if matches!(path, GemmPath::Portable | GemmPath::Reference) {
+            continue;
+        }
+        let all = run(path, &a, &packed, &Epilogue::none());
+        for row in [0, 13, 19] {
+            let single = run(
+                path,
+                &a.slice(s![row..row + 1, ..]).to_owned(),
+                &packed,
+                &Epilogue::none(),
+            );
+            assert_bit_identical(
+                &single,
+                &all.slice(s![row..row + 1, ..]).to_owned(),
+                &format!("{path:?} row {row}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn plain_and_batched_products() {
+    let a = random((17, 33), 19);
+    let b = random((33, 45), 20);
+    let expected = gemm_reference(a.view(), b.view(), &Epilogue::none());
+    assert_close(
+        &matmul(a.view(), b.view()),
+        &expected,
+        tolerance(33),
+        "matmul",
+    );
+    let packed = PackedMatrix::from_in_out(b.view());
+    assert_close(
+        &matmul_packed(a.view(), &packed, &Epilogue::none()),
+        &expected,
+        tolerance(33),
+        "matmul_packed",
+    );
+
+    // attention-like: (batch·heads, seq, head_dim) · (batch·heads, seq, head_dim)ᵀ
+    for (transpose_a, transpose_b) in [
+        (Transpose::No, Transpose::No),
+        (Transpose::No, Transpose::Yes),
+        (Transpose::Yes, Transpose::No),
+        (Transpose::Yes, Transpose::Yes),
+    ] {
+        let (batch, m, k, n) = (6, 13, 8, 11);
+        let a_shape = if transpose_a == Transpose::Yes {
+            (batch, k, m)
+        } else {
+            (batch, m, k)
+        };
+        let b_shape = if transpose_b == Transpose::Yes {
+            (batch, n, k)
+        } else {
+            (batch, k, n)
+        };
+        let a: Array3<f32> = random(a_shape, 21);
+        let b: Array3<f32> = random(b_shape, 22);
+        let actual = batched_matmul(a.view(), transpose_a, b.view(), transpose_b);
+        assert_eq!(actual.dim(), (batch, m, n));
+        for index in 0..batch {
+            let mut a_i = a.index_axis(Axis(0), index);
+            let mut b_i = b.index_axis(Axis(0), index);
+            if transpose_a == Transpose::Yes {
+                a_i = a_i.reversed_axes();
+            }
+            if transpose_b == Transpose::Yes {
+                b_i = b_i.reversed_axes();
+            }
+            let expected = gemm_reference(a_i, b_i, &Epilogue::none());
+            assert_close(
+                &actual.index_axis(Axis(0), index).to_owned(),
+                &expected,
+                tolerance(k),
+                &format!("batched {transpose_a:?} {transpose_b:?} entry {index}"),
+            );
+        }
+    }
+}
+
+/// Run as a child by `the_environment_forces_a_path`: prints the path this process chose.
+#[test]
+fn print_gemm_path() {
+    println!("gemm_path={:?}", gemm_path());
+}
+
+#[test]
+fn the_environment_forces_a_path() {
+    let executable = std::env::current_exe().expect("test executable");
+    for (path, name) in [
+        (GemmPath::Avx512, "avx512"),
+        (GemmPath::Avx2, "avx2"),
+        (GemmPath::Portable, "portable"),
+        (GemmPath::Reference, "reference"),
+    ] {
+        if !available_paths("gemm environment").contains(&path) {
+            continue;
+        }
+        let output = std::process::Command::new(&executable)
+            .args([
+                "--exact",
+                "print_gemm_path",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("OXFORMER_GEMM_PATH", name)
+            .output()
+            .expect("run the test executable");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(&format!("gemm_path={path:?}")),
+            "OXFORMER_GEMM_PATH={name}: {stdout}"
+        );
+    }
+}
