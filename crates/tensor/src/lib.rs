@@ -25,7 +25,9 @@ pub use activation::{Activation, apply_activation, apply_activation_on};
 pub use convert::{bf16_to_f32, f16_to_f32};
 pub use error::{Error, Result};
 pub use gather::gather_rows;
-pub use kernels::attention::{AttentionMask, attention, attention_into, attention_reference};
+pub use kernels::attention::{
+    AttentionMask, attention, attention_into, attention_into_on, attention_reference,
+};
 pub use kernels::gemm::{
     Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, cpu_paths, gemm_path,
     gemm_reference, matmul, matmul_packed, matmul_packed_into, matmul_packed_into_on,

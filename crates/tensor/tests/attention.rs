@@ -1,0 +1,155 @@
+//! Tiled attention on every path this CPU has, against `attention_reference`.
+
+mod common;
+
+use common::{assert_bit_identical, assert_close, available_paths, on_threads, random};
+use oxformer_tensor::ndarray::{Array2, Array4, ArrayView4};
+use oxformer_tensor::{AttentionMask, GemmPath, attention_into_on, attention_reference};
+
+fn run(
+    path: GemmPath,
+    q: ArrayView4<'_, f32>,
+    k: ArrayView4<'_, f32>,
+    v: ArrayView4<'_, f32>,
+    mask: &AttentionMask<'_>,
+    scale: f32,
+) -> Array4<f32> {
+    let mut out = Array4::<f32>::from_elem(q.dim(), f32::NAN);
+    attention_into_on(path, q, k, v, mask, scale, out.view_mut());
+    out
+}
+
+/// (batch, heads, queries, keys, head_dim)
+const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
+    (0, 2, 3, 3, 4),
+    (1, 1, 0, 5, 4),
+    (1, 1, 3, 0, 4),
+    (1, 1, 1, 1, 1),
+    (1, 2, 7, 7, 7),
+    (2, 3, 63, 63, 8),
+    (2, 2, 65, 65, 64),
+    (1, 2, 1, 65, 64),
+    (1, 1, 7, 130, 65),
+    (1, 1, 4096, 4, 4),
+    (1, 12, 128, 128, 64),
+];
+
+#[test]
+fn every_path_matches_the_reference() {
+    for path in available_paths("attention") {
+        for (index, &(batch, heads, queries, keys, head_dim)) in SHAPES.iter().enumerate() {
+            let seed = 10 * index as u64;
+            let q = random((batch, heads, queries, head_dim), seed) * 2.0;
+            let k = random((batch, heads, keys, head_dim), seed + 1) * 2.0;
+            let v = random((batch, heads, keys, head_dim), seed + 2);
+            // padding: the last keys of entry 1 (and every key of entry 2, if any) are padding
+            let padding = Array2::from_shape_fn((batch, keys), |(b, j)| {
+                let real = match b {
+                    0 => keys,
+                    1 => keys - keys / 3,
+                    _ => 0,
+                };
+                if j < real { 1.0 } else { 0.0 }
+            });
+            let scale = 1.0 / (head_dim.max(1) as f32).sqrt();
+            for causal in [false, true] {
+                for key_padding in [None, Some(padding.view())] {
+                    let mask = AttentionMask {
+                        key_padding,
+                        causal,
+                    };
+                    let expected = attention_reference(q.view(), k.view(), v.view(), &mask, scale);
+                    let actual = run(path, q.view(), k.view(), v.view(), &mask, scale);
+                    assert_close(
+                        &actual,
+                        &expected,
+                        2e-6,
+                        &format!(
+                            "{path:?} {batch}×{heads}×{queries}×{keys}×{head_dim} causal {causal} padding {}",
+                            mask.key_padding.is_some()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn strided_views_of_a_sequence_major_buffer() {
+    // (batch, seq, heads, head_dim) buffers seen as (batch, heads, seq, head_dim), as a model
+    // splits its fused QKV projection, and queries shorter than keys (a KV cache)
+    let (batch, heads, queries, keys, head_dim) = (2, 4, 5, 70, 16);
+    let q_storage = random((batch, queries, heads, head_dim), 1);
+    let kv_storage = random((batch, keys, 2, heads, head_dim), 2);
+    let q = q_storage.view().permuted_axes([0, 2, 1, 3]);
+    let k = kv_storage
+        .index_axis(oxformer_tensor::ndarray::Axis(2), 0)
+        .permuted_axes([0, 2, 1, 3]);
+    let v = kv_storage
+        .index_axis(oxformer_tensor::ndarray::Axis(2), 1)
+        .permuted_axes([0, 2, 1, 3]);
+    let mask = AttentionMask {
+        key_padding: None,
+        causal: true,
+    };
+    let expected = attention_reference(q, k, v, &mask, 0.25);
+    for path in available_paths("attention strided") {
+        let mut storage = Array4::<f32>::zeros((batch, queries, heads, head_dim));
+        attention_into_on(
+            path,
+            q,
+            k,
+            v,
+            &mask,
+            0.25,
+            storage.view_mut().permuted_axes([0, 2, 1, 3]),
+        );
+        let actual = storage.permuted_axes([0, 2, 1, 3]).to_owned();
+        assert_close(&actual, &expected, 2e-6, &format!("{path:?}"));
+    }
+}
+
+#[test]
+fn nan_and_infinity_propagate_as_in_the_reference() {
+    let (batch, heads, queries, keys, head_dim) = (1, 4, 6, 150, 8);
+    let q = random((batch, heads, queries, head_dim), 3);
+    let mut k = random((batch, heads, keys, head_dim), 4);
+    let mut v = random((batch, heads, keys, head_dim), 5);
+    k[[0, 0, 100, 2]] = f32::NAN; // one NaN score per query of head 0
+    k[[0, 1, 3, 0]] = f32::INFINITY; // ±inf scores in head 1
+    v[[0, 2, 7, 5]] = f32::NAN; // NaN in one value column of head 2
+    v[[0, 3, 140, 1]] = f32::NAN; // NaN value behind padding in head 3: never read
+    let padding = Array2::from_shape_fn((batch, keys), |(_, j)| if j < 120 { 1.0 } else { 0.0 });
+    let mask = AttentionMask {
+        key_padding: Some(padding.view()),
+        causal: false,
+    };
+    let expected = attention_reference(q.view(), k.view(), v.view(), &mask, 0.3);
+    assert!(expected.iter().any(|x| x.is_nan()));
+    assert!(expected.iter().any(|x| x.is_finite()));
+    for path in available_paths("attention nan") {
+        let actual = run(path, q.view(), k.view(), v.view(), &mask, 0.3);
+        assert_close(&actual, &expected, 2e-6, &format!("{path:?}"));
+    }
+}
+
+#[test]
+fn bit_identical_for_any_thread_count() {
+    let q = random((2, 3, 100, 32), 6);
+    let k = random((2, 3, 100, 32), 7);
+    let v = random((2, 3, 100, 32), 8);
+    let mask = AttentionMask {
+        key_padding: None,
+        causal: true,
+    };
+    for path in available_paths("attention threads") {
+        let one = on_threads(1, || run(path, q.view(), k.view(), v.view(), &mask, 0.2));
+        for threads in [2, 3] {
+            let many = on_threads(threads, || {
+                run(path, q.view(), k.view(), v.view(), &mask, 0.2)
+            });
+            assert_bit_identical(&many, &one, &format!("{path:?} {threads} threads"));
+        }
+    }
+}
