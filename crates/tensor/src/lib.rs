@@ -32,6 +32,8 @@ pub use kernels::gemm::{
     Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, cpu_paths, gemm_path,
     gemm_reference, matmul, matmul_packed, matmul_packed_into, matmul_packed_into_on,
 };
-pub use kernels::norm::{layer_norm, layer_norm_in_place, layer_norm_reference};
-pub use kernels::softmax::{softmax_reference, softmax_rows};
+pub use kernels::norm::{
+    layer_norm, layer_norm_in_place, layer_norm_in_place_on, layer_norm_reference,
+};
+pub use kernels::softmax::{softmax_reference, softmax_rows, softmax_rows_on};
 pub use threads::ThreadPool;

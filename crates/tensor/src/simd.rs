@@ -109,10 +109,8 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// `if mask { a } else { b }` per lane.
     unsafe fn select(mask: Self::Mask, a: Self::V, b: Self::V) -> Self::V;
     /// Horizontal sum, lanes in a fixed order.
-    #[allow(dead_code)]
     unsafe fn reduce_add(a: Self::V) -> f32;
     /// Horizontal maximum (NaN lanes are ignored, as `f32::max` does).
-    #[allow(dead_code)]
     unsafe fn reduce_max(a: Self::V) -> f32;
 }
 
