@@ -1,0 +1,182 @@
+//! Bad folders, bad configuration files and bad options are errors that name the file, the field
+//! or the option; nothing panics.
+
+use std::path::{Path, PathBuf};
+
+use oxformer_tokenizer::{EncodeOptions, Padding, Tokenizer, TokenizerError, Truncation};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/tokenizers")
+        .join(name)
+}
+
+/// A copy of a fixture folder with only the named files, for the test to change.
+fn copy_of(name: &str, files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in files {
+        std::fs::copy(fixture(name).join(file), dir.path().join(file)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn folder_without_tokenizer_files_names_folder_and_files() {
+    let dir = copy_of(
+        "wordpiece-cased",
+        &["tokenizer_config.json", "special_tokens_map.json"],
+    );
+    let error = Tokenizer::from_folder(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::NoTokenizerFiles { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+    for file in ["tokenizer.json", "vocab.txt", "vocab.json", "merges.txt"] {
+        assert!(message.contains(file), "{message}");
+    }
+}
+
+#[test]
+fn missing_folder_is_an_error() {
+    let error = Tokenizer::from_folder("/nonexistent/oxformer/tokenizer").unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::NoTokenizerFiles { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn vocab_json_without_merges_is_not_enough() {
+    let dir = copy_of("bpe-gpt2", &["vocab.json", "tokenizer_config.json"]);
+    let error = Tokenizer::from_folder(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::NoTokenizerFiles { .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn corrupt_tokenizer_json_names_the_file() {
+    let dir = copy_of("wordpiece-cased", &["tokenizer_config.json"]);
+    std::fs::write(dir.path().join("tokenizer.json"), "{\"model\": 3").unwrap();
+    let error = Tokenizer::from_folder(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::InvalidTokenizerFile { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("tokenizer.json"), "{error}");
+}
+
+#[test]
+fn tokenizer_config_that_is_not_json_names_the_file() {
+    let dir = copy_of("wordpiece-cased", &["tokenizer.json"]);
+    std::fs::write(dir.path().join("tokenizer_config.json"), "{not json").unwrap();
+    let error = Tokenizer::from_folder(dir.path()).unwrap_err();
+    assert!(matches!(error, TokenizerError::Json { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("tokenizer_config.json"),
+        "{error}"
+    );
+}
+
+#[test]
+fn wrongly_typed_config_field_names_the_field() {
+    let dir = copy_of("wordpiece-cased", &["tokenizer.json"]);
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        r#"{"model_max_length": "long", "tokenizer_class": "BertTokenizer"}"#,
+    )
+    .unwrap();
+    let error = Tokenizer::from_folder(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::InvalidConfig { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("model_max_length"), "{error}");
+
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        r#"{"padding_side": "middle"}"#,
+    )
+    .unwrap();
+    let error = Tokenizer::from_folder(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("padding_side"), "{error}");
+}
+
+#[test]
+fn vocab_txt_without_the_cls_token_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vocab.txt"), "[UNK]\n[SEP]\nhello\n").unwrap();
+    let error = Tokenizer::from_folder(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::InvalidConfig { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("cls_token"), "{error}");
+    assert!(error.to_string().contains("[CLS]"), "{error}");
+}
+
+#[test]
+fn padding_without_pad_token_is_an_error() {
+    // the trained GPT-2 tokenizer has no pad token, as GPT-2
+    let tokenizer = Tokenizer::from_folder(fixture("bpe-gpt2")).unwrap();
+    let options = EncodeOptions {
+        padding: Padding::Longest,
+        ..EncodeOptions::default()
+    };
+    let error = tokenizer
+        .encode_batch(&["a".into(), "b c".into()], &options)
+        .unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::InvalidOptions(_)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("pad token"), "{error}");
+}
+
+#[test]
+fn max_length_below_the_special_tokens_is_an_error() {
+    let tokenizer = Tokenizer::from_folder(fixture("wordpiece-cased")).unwrap();
+    let options = EncodeOptions {
+        truncation: Truncation::LongestFirst,
+        max_length: Some(1),
+        ..EncodeOptions::default()
+    };
+    let error = tokenizer.encode("Hello world", &options).unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::InvalidOptions(_)),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn stride_too_large_for_a_pair_window_is_an_error_not_a_panic() {
+    let tokenizer = Tokenizer::from_folder(fixture("wordpiece-cased")).unwrap();
+    let options = EncodeOptions {
+        truncation: Truncation::LongestFirst,
+        max_length: Some(12),
+        stride: 6,
+        return_overflowing: true,
+        ..EncodeOptions::default()
+    };
+    let long = "The quick brown fox jumps over the lazy dog again and again and again.";
+    let result = tokenizer.encode((long, long), &options);
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[test]
+fn unknown_id_in_convert_ids_to_tokens_is_an_error() {
+    let tokenizer = Tokenizer::from_folder(fixture("wordpiece-cased")).unwrap();
+    let error = tokenizer
+        .convert_ids_to_tokens(&[2, 1_000_000], false)
+        .unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::UnknownTokenId { id: 1_000_000, .. }),
+        "{error:?}"
+    );
+}
