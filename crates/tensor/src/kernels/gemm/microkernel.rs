@@ -101,6 +101,7 @@ unsafe fn microkernel<S: Simd, const MR: usize>(
     width: usize,
     first: bool,
     last: bool,
+    prefetch: *const f32,
 ) {
     unsafe {
         let lanes = S::LANES;
@@ -115,6 +116,11 @@ unsafe fn microkernel<S: Simd, const MR: usize>(
             }
         }
         for p in 0..kc {
+            if !prefetch.is_null() {
+                // the next B sliver, one row (two cache lines) per step, towards L2
+                prefetch_line(prefetch.add(p * PANEL));
+                prefetch_line(prefetch.add(p * PANEL + 16));
+            }
             let b0 = S::load(b.add(p * PANEL));
             let b1 = S::load(b.add(p * PANEL + lanes));
             let a_column = a.add(p * MR);
@@ -157,12 +163,36 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                     .b
                     .add((j0 / PANEL) * k * PANEL + k0 * PANEL + j0 % PANEL)
             };
+            // while the first row panel runs over this sliver, fetch the next one (or the first
+            // sliver of the next KC block) so that it is in cache when its turn comes
+            let next = if j0 + nr < columns.end {
+                Some((j0 + nr, k0))
+            } else if k0 + kc < k {
+                Some((columns.start, k0 + kc))
+            } else {
+                None
+            };
+            let next_kc = next.map_or(0, |(_, k1)| KC.min(k - k1));
+            let prefetch = match next {
+                // SAFETY: inside the packed panels, as `b`.
+                Some((j1, k1)) if next_kc == kc && j1 % PANEL == 0 => unsafe {
+                    problem.b.add((j1 / PANEL) * k * PANEL + k1 * PANEL)
+                },
+                _ => std::ptr::null(),
+            };
             let mut i0 = rows.start;
             while i0 < rows.end {
                 let height = MR.min(rows.end - i0);
+                let prefetch = if i0 == rows.start {
+                    prefetch
+                } else {
+                    std::ptr::null()
+                };
                 unsafe {
                     let a = problem.a.add((i0 / MR) * k * MR + k0 * MR);
-                    microkernel::<S, MR>(problem, kc, a, b, i0, j0, height, width, first, last);
+                    microkernel::<S, MR>(
+                        problem, kc, a, b, i0, j0, height, width, first, last, prefetch,
+                    );
                 }
                 i0 += MR;
             }
@@ -170,6 +200,18 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
         }
         k0 += kc;
     }
+}
+
+/// Asks for the cache line at `p` to be brought into L2.
+#[inline(always)]
+unsafe fn prefetch_line(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T1>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Vectors per matrix-vector strip: 8 independent FMA chains hide the FMA latency.
