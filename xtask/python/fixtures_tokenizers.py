@@ -7,6 +7,7 @@ Run by `cargo xtask fixtures` (never by the tests) as `fixtures_tokenizers.py --
   tokenizer folders (tokenizer.json, tokenizer_config.json, special_tokens_map.json, ...) trained with the
   `tokenizers` library on a corpus this script builds itself, then saved through the transformers class of
   the model they imitate.
+- `DIR/tokenizers/README.md`: what is in there (the text of README below).
 - `DIR/tokenizers/reference/<name>.json`: what the transformers fast tokenizer returns for the awkward corpus
   under a grid of encode options, and what decode / batch_decode return. Also for the real MiniLM
   (bert-base-uncased) folder and the real GPT-2 vocab.json + merges.txt found in `$OXFORMER_CACHE/models/`,
@@ -383,6 +384,437 @@ def write_json(path, data):
         file.write("\n")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Reference outputs of transformers' fast tokenizers
+# ---------------------------------------------------------------------------------------------------------
+
+REFERENCE_TEXTS = AWKWARD + [
+    "[CLS] literal special tokens [SEP] <s> </s> <mask> <|endoftext|> [MASK]",
+    "Ünïcödé ÀÉÎÕÜ ﬁ ligature ① ２０２４ ｆｕｌｌｗｉｄｔｈ",
+    "A sentence , with spaces before punctuation . And don ' t forget it ' s here !",
+]
+
+# A batch of mixed lengths (indices into REFERENCE_TEXTS) for the padding cases.
+PADDING_BATCH = [0, 2, 6, 9, 14, 15]
+# Texts whose windows the single-text truncation cases look at.
+TRUNCATION_TEXTS = [1, 6, 9, 14, 23]
+# Fields stored for every case; `tokens` only for the cases named here (they follow from the ids).
+WITH_TOKENS = {"pairs"}
+# The cases of the slow-file references: enough to show the fallback builds the same tokenizer.
+SLOW_CASES = {"default", "pairs", "pairs-each"}
+# A selection for the cases that need not see every text.
+SOME_TEXTS = [0, 4, 5, 6, 7, 14, 15, 21, 24, 25]
+
+
+def case_grid():
+    """(name, call, inputs, options) for every case: `call` is "batch" (tokenizer(list)) or "each"
+    (tokenizer(text) / tokenizer(text, text_pair) per input, the single-input path). Inputs are ["t", i]
+    (REFERENCE_TEXTS[i]) or ["p", i] (PAIRS[i])."""
+    every_text = [["t", index] for index in range(len(REFERENCE_TEXTS))]
+    every_pair = [["p", index] for index in range(len(PAIRS))]
+    padding_batch = [["t", index] for index in PADDING_BATCH]
+    truncation_texts = [["t", index] for index in TRUNCATION_TEXTS]
+    cases = [
+        ("default", "each", every_text, {}),
+        ("no-special-tokens", "batch", [["t", index] for index in SOME_TEXTS], {"add_special_tokens": False}),
+        ("pairs", "batch", every_pair, {}),
+        ("pairs-each", "each", [["p", 2], ["p", 3], ["p", 4]], {}),
+        ("pairs-no-special-tokens", "batch", every_pair, {"add_special_tokens": False}),
+        # truncation
+        ("longest-first-16", "batch", truncation_texts, {"truncation": "longest_first", "max_length": 16}),
+        (
+            "longest-first-16-stride-4-overflow",
+            "batch",
+            truncation_texts,
+            {"truncation": "longest_first", "max_length": 16, "stride": 4, "return_overflowing_tokens": True},
+        ),
+        ("only-first-12-overflow", "each", truncation_texts, {"truncation": "only_first", "max_length": 12,
+                                                              "return_overflowing_tokens": True}),
+        ("max-length-alone-10", "each", truncation_texts, {"max_length": 10}),
+        ("truncation-model-max-length", "batch", truncation_texts, {"truncation": True}),
+        ("truncation-none-padding-max-length-20", "batch", [["t", 0], ["t", 1], ["t", 9]],
+         {"truncation": False, "padding": "max_length", "max_length": 20}),
+        ("pairs-longest-first-24", "batch", every_pair, {"truncation": "longest_first", "max_length": 24}),
+        (
+            "pairs-longest-first-30-stride-2-overflow",
+            "batch",
+            [["p", 1], ["p", 5]],
+            {"truncation": "longest_first", "max_length": 30, "stride": 2, "return_overflowing_tokens": True},
+        ),
+        (
+            "pairs-only-first-24-stride-3-overflow",
+            "batch",
+            [["p", 5]],
+            {"truncation": "only_first", "max_length": 24, "stride": 3, "return_overflowing_tokens": True},
+        ),
+        (
+            "pairs-only-second-32-stride-6-overflow",
+            "batch",
+            [["p", 0], ["p", 1]],
+            {"truncation": "only_second", "max_length": 32, "stride": 6, "return_overflowing_tokens": True},
+        ),
+        # question answering: only_second windows padded to max_length, with the sample mapping
+        (
+            "qa-windows-only-second-32-stride-8-padded",
+            "batch",
+            [["p", 1]],
+            {"truncation": "only_second", "max_length": 32, "stride": 8, "return_overflowing_tokens": True,
+             "padding": "max_length"},
+        ),
+        (
+            "qa-windows-left-padded-longest",
+            "batch",
+            [["p", 1], ["p", 0]],
+            {"truncation": "only_second", "max_length": 48, "stride": 16, "return_overflowing_tokens": True,
+             "padding": "longest", "padding_side": "left"},
+        ),
+        # padding
+        ("pad-longest-right", "batch", padding_batch, {"padding": "longest"}),
+        ("pad-longest-left", "batch", padding_batch, {"padding": True, "padding_side": "left"}),
+        ("pad-max-length-48", "batch", padding_batch, {"padding": "max_length", "max_length": 48}),
+        ("pad-longest-multiple-of-8-left", "batch", padding_batch,
+         {"padding": "longest", "pad_to_multiple_of": 8, "padding_side": "left"}),
+        ("pad-truncate-32-multiple-of-8", "batch", padding_batch,
+         {"padding": "max_length", "truncation": True, "max_length": 32, "pad_to_multiple_of": 8}),
+        ("pad-max-length-model-max", "each", [["t", 0]], {"padding": "max_length"}),
+        ("pairs-pad-longest", "batch", [["p", 0], ["p", 2], ["p", 3], ["p", 4]], {"padding": True}),
+        # GPT-2 style: no pad token of its own; batched generation pads with eos, on the left
+        ("pad-eos-longest-left", "batch", padding_batch, {"pad_token": "eos", "padding": True, "padding_side": "left"}),
+        ("pad-eos-max-length-24-truncate", "batch", padding_batch,
+         {"pad_token": "eos", "padding": "max_length", "truncation": True, "max_length": 24}),
+        # errors transformers raises
+        ("error-only-second-on-single", "batch", [["t", 23]], {"truncation": "only_second", "max_length": 10}),
+        ("error-multiple-of-not-dividing", "batch", padding_batch,
+         {"padding": "max_length", "truncation": True, "max_length": 30, "pad_to_multiple_of": 8}),
+        # the first sequence cannot give up enough tokens
+        ("error-only-first-too-short", "batch", [["p", 0]],
+         {"truncation": "only_first", "max_length": 20, "stride": 3, "return_overflowing_tokens": True}),
+        # a pair window shorter than the stride (the tokenizers library panics)
+        ("error-pair-window-below-stride", "batch", [["p", 2]],
+         {"truncation": "only_second", "max_length": 8, "stride": 6, "return_overflowing_tokens": True}),
+        ("error-stride-too-large", "batch", [["t", 23]],
+         {"truncation": True, "max_length": 10, "stride": 10, "return_overflowing_tokens": True}),
+    ]
+    return cases
+
+
+def digits(values):
+    return "".join(str(value) for value in values)
+
+
+def sequence_digits(values):
+    return "".join("-" if value is None else str(value) for value in values)
+
+
+def run_case(tokenizer, call, inputs, options, with_tokens):
+    """The rows transformers returns, or the error it raises."""
+    kwargs = dict(options)
+    pad_token = kwargs.pop("pad_token", None)
+    if pad_token is not None:
+        if tokenizer.pad_token is not None:
+            return None  # the case is for tokenizers without a pad token
+        tokenizer.pad_token = tokenizer.eos_token
+        try:
+            return run_case(tokenizer, call, inputs, {**kwargs, "pad_token": None}, with_tokens)
+        finally:
+            tokenizer.pad_token = None
+    kwargs.update(
+        return_token_type_ids=True,
+        return_attention_mask=True,
+        return_special_tokens_mask=True,
+        return_offsets_mapping=True,
+    )
+    texts = [REFERENCE_TEXTS[index] if kind == "t" else PAIRS[index] for kind, index in inputs]
+    try:
+        if call == "batch":
+            if all(isinstance(text, tuple) for text in texts):
+                outputs = [tokenizer([a for a, _ in texts], [b for _, b in texts], **kwargs)]
+            else:
+                outputs = [tokenizer(texts, **kwargs)]
+        else:
+            outputs = []
+            for text in texts:
+                if isinstance(text, tuple):
+                    output = tokenizer(text[0], text[1], **kwargs)
+                else:
+                    output = tokenizer(text, **kwargs)
+                if not kwargs.get("return_overflowing_tokens"):
+                    # the single-input path drops the batch axis: put it back
+                    output = BatchEncodingRows(output)
+                outputs.append(output)
+    except BaseException as error:  # ValueError, tokenizers' Exception, and pyo3's PanicException (a BaseException)
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            raise
+        return {"error": type(error).__name__}
+    rows = {key: [] for key in ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask",
+                                "offsets", "word_ids", "sequence_ids", "tokens")}
+    mapping = []
+    for sample_offset, output in enumerate(outputs):
+        count = len(output["input_ids"])
+        for row in range(count):
+            rows["input_ids"].append(list(output["input_ids"][row]))
+            rows["token_type_ids"].append(digits(output["token_type_ids"][row]))
+            rows["attention_mask"].append(digits(output["attention_mask"][row]))
+            rows["special_tokens_mask"].append(digits(output["special_tokens_mask"][row]))
+            rows["offsets"].append([value for pair in output["offset_mapping"][row] for value in pair])
+            rows["word_ids"].append(output.word_ids(row))
+            rows["sequence_ids"].append(sequence_digits(output.sequence_ids(row)))
+            if with_tokens:
+                rows["tokens"].append(output.tokens(row))
+        if "overflow_to_sample_mapping" in output:
+            base = sample_offset if call == "each" else 0
+            mapping.extend(base + sample for sample in output["overflow_to_sample_mapping"])
+    if not with_tokens:
+        del rows["tokens"]
+    result = {"rows": rows}
+    if kwargs.get("return_overflowing_tokens"):
+        result["overflow_to_sample_mapping"] = mapping
+    return result
+
+
+class BatchEncodingRows:
+    """A single-input BatchEncoding (no batch axis) seen as a batch of one row."""
+
+    def __init__(self, output):
+        self.output = output
+
+    def __getitem__(self, key):
+        return [self.output[key]]
+
+    def __contains__(self, key):
+        return key in self.output
+
+    def word_ids(self, row):
+        return self.output.word_ids(row)
+
+    def sequence_ids(self, row):
+        return self.output.sequence_ids(row)
+
+    def tokens(self, row):
+        return self.output.tokens(row)
+
+
+def decode_cases(tokenizer, default_rows):
+    """decode of the default encodings (entry i decodes row i of the "default" case), with and without special
+    tokens, with the tokenizer's clean-up setting and with clean-up forced on and off."""
+    decoded = []
+    for ids in default_rows["input_ids"]:
+        decoded.append(
+            {
+                "keep": tokenizer.decode(ids),
+                "skip": tokenizer.decode(ids, skip_special_tokens=True),
+                "skip_clean": tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True),
+                "keep_no_clean": tokenizer.decode(ids, clean_up_tokenization_spaces=False),
+            }
+        )
+    return decoded
+
+
+def tokenizer_info(tokenizer):
+    special = {}
+    for key in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"):
+        token = tokenizer.special_tokens_map.get(key)
+        special[key] = None if token is None else str(token)
+        special[key + "_id"] = None if token is None else tokenizer.convert_tokens_to_ids(str(token))
+    model_max_length = tokenizer.model_max_length
+    return {
+        "class": type(tokenizer).__name__,
+        "vocab_size": tokenizer.vocab_size,
+        "len": len(tokenizer),
+        "model_max_length": model_max_length if model_max_length <= int(1e20) else None,
+        "padding_side": tokenizer.padding_side,
+        "truncation_side": tokenizer.truncation_side,
+        "clean_up_tokenization_spaces": bool(tokenizer.clean_up_tokenization_spaces),
+        "model_input_names": list(tokenizer.model_input_names),
+        "num_special_tokens_to_add": [tokenizer.num_special_tokens_to_add(False),
+                                      tokenizer.num_special_tokens_to_add(True)],
+        "all_special_ids": list(tokenizer.all_special_ids),
+        "special_tokens": special,
+        "added_tokens": {str(index): str(token) for index, token in sorted(tokenizer.added_tokens_decoder.items())},
+    }
+
+
+def reference_for(tokenizer, source, only_cases=None):
+    cases = []
+    default_rows = None
+    for name, call, inputs, options in case_grid():
+        if only_cases is not None and name not in only_cases:
+            continue
+        result = run_case(tokenizer, call, inputs, options, name in WITH_TOKENS)
+        if result is None:
+            continue
+        if name == "default":
+            default_rows = result["rows"]
+        cases.append({"name": name, "call": call, "inputs": inputs, "options": options, **result})
+    batch = [default_rows["input_ids"][index] for index in PADDING_BATCH]
+    return {
+        "source": source,
+        "info": tokenizer_info(tokenizer),
+        "texts": REFERENCE_TEXTS,
+        "pairs": [list(pair) for pair in PAIRS],
+        "cases": cases,
+        "decode": decode_cases(tokenizer, default_rows),
+        "batch_decode": {
+            "rows": PADDING_BATCH,
+            "skip": tokenizer.batch_decode(batch, skip_special_tokens=True),
+            "keep": tokenizer.batch_decode(batch),
+        },
+        "versions": {
+            "python": sys.version.split()[0],
+            "tokenizers": tokenizers.__version__,
+            "transformers": transformers.__version__,
+        },
+    }
+
+
+def slow_copy(source_folder, files, work_dir, name):
+    """A folder holding only the slow files (no tokenizer.json), for the fallback references."""
+    folder = work_dir / name
+    folder.mkdir(parents=True)
+    for file in files:
+        shutil.copy(source_folder / file, folder / file)
+    return folder
+
+
+def write_references(out_dir):
+    """Writes `reference/<name>.json` for the trained folders, the real MiniLM and GPT-2 tokenizers, and the
+    slow-file fallbacks. `source` in each file says which folder (relative to the fixtures folder, or to
+    `$OXFORMER_CACHE/models/`) and which files the Rust test loads."""
+    import tempfile
+
+    reference_dir = out_dir / "reference"
+    if reference_dir.exists():
+        shutil.rmtree(reference_dir)
+    reference_dir.mkdir()
+    cache = Path(os.environ.get("OXFORMER_CACHE", Path(__file__).resolve().parents[2] / ".cache"))
+    minilm = cache / "models" / "sentence-transformers" / "all-MiniLM-L6-v2"
+    gpt2 = cache / "models" / "gpt2-tokenizer"
+    slow_classes = {
+        "wordpiece-cased": (BertTokenizerFast, ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json"]),
+        "bpe-roberta": (RobertaTokenizerFast, ["vocab.json", "merges.txt", "tokenizer_config.json",
+                                               "special_tokens_map.json", "added_tokens.json"]),
+        "bpe-gpt2": (GPT2TokenizerFast, ["vocab.json", "merges.txt", "tokenizer_config.json",
+                                         "special_tokens_map.json", "added_tokens.json"]),
+    }
+    minilm_slow_files = ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json"]
+    with tempfile.TemporaryDirectory() as work:
+        work_dir = Path(work)
+        jobs = []
+        for name in TRAINED:
+            folder = out_dir / name
+            jobs.append((name, lambda folder=folder: transformers.AutoTokenizer.from_pretrained(str(folder)),
+                         {"root": "fixtures", "folder": f"tokenizers/{name}", "files": None}, None))
+        for name, (cls, files) in slow_classes.items():
+            slow = slow_copy(out_dir / name, files, work_dir, name)
+            jobs.append((f"{name}-slow", lambda cls=cls, slow=slow: cls.from_pretrained(str(slow)),
+                         {"root": "fixtures", "folder": f"tokenizers/{name}", "files": files}, SLOW_CASES))
+        if minilm.is_dir():
+            jobs.append(("minilm", lambda: transformers.AutoTokenizer.from_pretrained(str(minilm)),
+                         {"root": "cache", "folder": "models/sentence-transformers/all-MiniLM-L6-v2",
+                          "files": None}, None))
+            slow = slow_copy(minilm, minilm_slow_files, work_dir, "minilm")
+            jobs.append(("minilm-slow", lambda slow=slow: BertTokenizerFast.from_pretrained(str(slow)),
+                         {"root": "cache", "folder": "models/sentence-transformers/all-MiniLM-L6-v2",
+                          "files": minilm_slow_files}, SLOW_CASES))
+        else:
+            print(f"warning: {minilm} missing (run `cargo xtask fetch`): no MiniLM references", file=sys.stderr)
+        if gpt2.is_dir():
+            jobs.append(("gpt2", lambda: GPT2TokenizerFast.from_pretrained(str(gpt2)),
+                         {"root": "cache", "folder": "models/gpt2-tokenizer", "files": ["vocab.json", "merges.txt"]}, None))
+        else:
+            print(f"warning: {gpt2} missing (run `cargo xtask fetch`): no GPT-2 references", file=sys.stderr)
+        for name, load, source, only_cases in jobs:
+            reference = reference_for(load(), source, only_cases)
+            write_compact_json(reference_dir / f"{name}.json", reference)
+
+
+def write_compact_json(path, data):
+    """One line per case row list: small and still readable in a diff."""
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(data, file, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        file.write("\n")
+
+
+README = r'''# fixtures/tokenizers: trained tokenizers and transformers' answers
+
+Written by `xtask/python/fixtures_tokenizers.py --out fixtures` (run by `cargo xtask fixtures`) in the
+pinned environment (transformers 4.57.6, tokenizers 0.22.1). Deterministic: the same bytes on every run.
+Read by `crates/tokenizer/tests/parity.rs`; tests never need Python.
+
+## Trained folders
+
+Complete HF tokenizer folders, trained by the script on a corpus it builds itself (word lists in
+several scripts plus the awkward strings below), saved through the transformers class they imitate.
+They are copied unchanged into `fixtures/models/*`, so they must not change unless the models are
+regenerated too.
+
+| folder | model | class | template |
+|---|---|---|---|
+| `wordpiece-cased` | WordPiece, 1500, cased, CJK split, accents kept | BertTokenizerFast | `[CLS] A [SEP] B [SEP]` |
+| `unigram-xlmr` | Unigram, 1200 + `<mask>`, Metaspace | XLMRobertaTokenizerFast | `<s> A </s></s> B </s>` |
+| `bpe-roberta` | byte-level BPE, 1500 + `<mask>` | RobertaTokenizerFast | RobertaProcessing |
+| `bpe-gpt2` | byte-level BPE, 1500 + `<\|endoftext\|>` | GPT2TokenizerFast | none |
+
+## `reference/<name>.json`
+
+What the fast tokenizer returns, one file per tokenizer:
+
+| file | loaded by transformers from | `source` (what the Rust test loads) |
+|---|---|---|
+| `wordpiece-cased`, `unigram-xlmr`, `bpe-roberta`, `bpe-gpt2` | the trained folder (`AutoTokenizer`) | `fixtures/tokenizers/<name>` |
+| `wordpiece-cased-slow` | vocab.txt + tokenizer_config.json + special_tokens_map.json (`BertTokenizerFast`, converted from the slow files) | the same files, copied to a temporary folder |
+| `bpe-roberta-slow`, `bpe-gpt2-slow` | vocab.json + merges.txt + the config files (`RobertaTokenizerFast`, `GPT2TokenizerFast`) | likewise |
+| `minilm` | the real all-MiniLM-L6-v2 folder (bert-base-uncased vocabulary, tokenizer.json) | `$OXFORMER_CACHE/models/sentence-transformers/all-MiniLM-L6-v2` |
+| `minilm-slow` | its vocab.txt + tokenizer_config.json + special_tokens_map.json | likewise, copied |
+| `gpt2` | the real GPT-2 vocab.json + merges.txt, nothing else (`GPT2TokenizerFast`) | `$OXFORMER_CACHE/models/gpt2-tokenizer` |
+
+(`$OXFORMER_CACHE` defaults to `<workspace>/.cache`; `cargo xtask fetch` fills it. The real-model tests are
+`#[ignore = "needs cargo xtask fetch"]`; the README's test command runs them.)
+
+Each file holds:
+
+- `source`: `root` (`fixtures` or `cache`), `folder`, and `files` (null: the folder as it is; a list: only
+  those files, copied to a temporary folder: the slow-file fallbacks).
+- `info`: class, `vocab_size`, `len` (with added tokens), `model_max_length` (null = no limit),
+  `padding_side`, `truncation_side`, `clean_up_tokenization_spaces`, `model_input_names`,
+  `num_special_tokens_to_add` ([single, pair]), `all_special_ids`, `special_tokens` (each named token and
+  its id), `added_tokens` (id → content).
+- `texts` (the awkward corpus: accents, combining marks, CJK, Hangul, Arabic, emoji with modifiers and
+  ZWJ, whitespace runs, tabs, CRLF, zero-width and ideographic spaces, the empty string, a 300-character
+  word, a ~100-word text, literal special tokens, full-width and ligature characters) and `pairs`.
+- `cases`: `{name, call, inputs, options, rows, overflow_to_sample_mapping?}` or `{..., error}`.
+  - `call`: `batch` = `tokenizer(list, **options)` (pairs as `tokenizer(firsts, seconds)`); `each` =
+    `tokenizer(text, **options)` / `tokenizer(first, second, **options)` per input, the single-input path
+    (where, in transformers, a pair with an empty second text is encoded as a single text).
+  - `inputs`: `["t", i]` = `texts[i]`, `["p", i]` = `pairs[i]`.
+  - `options`: exactly the keyword arguments given (`truncation`, `max_length`, `stride`,
+    `return_overflowing_tokens`, `padding`, `pad_to_multiple_of`, `padding_side`, `add_special_tokens`),
+    plus `"pad_token": "eos"`: the case ran with `tokenizer.pad_token = tokenizer.eos_token` (GPT-2 style;
+    only in the files of tokenizers without a pad token). Every case also asks for token types, attention
+    mask, special-tokens mask and offsets.
+  - `rows`: one entry per output row (with overflowing windows, every window of every input in order):
+    `input_ids` (lists), `token_type_ids` / `attention_mask` / `special_tokens_mask` (strings of digits,
+    one per token), `offsets` (flat `[start, end, start, end, ...]`, character offsets = Python `str`
+    indices), `word_ids` (lists, null for special tokens and padding), `sequence_ids` (string: `0`, `1`,
+    `-` for none), `tokens` (only in the `pairs` case).
+  - `error`: the exception class transformers raised (`ValueError`, `Exception` from tokenizers,
+    `PanicException` where the Rust library panicked); the Rust wrapper must return an error.
+- `decode`: for row i of the `default` case: `keep` = `decode(ids)`, `skip` =
+  `decode(ids, skip_special_tokens=True)`, `skip_clean` = the same with
+  `clean_up_tokenization_spaces=True`, `keep_no_clean` = `decode(ids, clean_up_tokenization_spaces=False)`.
+- `batch_decode`: `rows` (indices into the `default` rows), `skip` and `keep` = `batch_decode` of them.
+- `versions`.
+
+The slow-file files (`*-slow`) hold a subset of the cases (`default`, `pairs`, `pairs-each`) and the
+decodes: enough to show the fallback builds the same tokenizer.
+'''
+
+
+def write_readme(out_dir):
+    with open(out_dir / "README.md", "w", encoding="utf-8") as file:
+        file.write(README)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="fixtures folder; writes below OUT/tokenizers/")
@@ -395,6 +827,7 @@ def main():
     if args.only_trained:
         return
     write_references(out_dir)
+    write_readme(out_dir)
 
 
 if __name__ == "__main__":

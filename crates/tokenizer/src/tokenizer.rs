@@ -633,6 +633,28 @@ impl Tokenizer {
         self.named_id(&self.special.mask)
     }
 
+    /// Makes `token` the padding token, as `tokenizer.pad_token = token` in transformers; GPT-2
+    /// has none, and batched generation pads with its end-of-sequence token:
+    /// `tokenizer.set_pad_token("<|endoftext|>")`.
+    ///
+    /// # Errors
+    /// [`TokenizerError::InvalidOptions`] when `token` is not in the vocabulary (nor among the
+    /// added tokens).
+    pub fn set_pad_token(&mut self, token: &str) -> Result<()> {
+        if self.token_to_id(token).is_none() {
+            return Err(TokenizerError::InvalidOptions(format!(
+                "pad token `{token}` is not in the vocabulary"
+            )));
+        }
+        self.special.pad = Some(token.to_string());
+        // the configured backends pad with the old token
+        self.configured
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        Ok(())
+    }
+
     /// The padding token (`[PAD]`, `<pad>`), if any.
     pub fn pad_token(&self) -> Option<&str> {
         self.special.pad.as_deref()

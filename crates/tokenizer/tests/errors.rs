@@ -1,14 +1,14 @@
 //! Bad folders, bad configuration files and bad options are errors that name the file, the field
 //! or the option; nothing panics.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use oxformer_tokenizer::{EncodeOptions, Padding, Tokenizer, TokenizerError, Truncation};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/tokenizers")
-        .join(name)
+    common::fixtures_dir().join("tokenizers").join(name)
 }
 
 /// A copy of a fixture folder with only the named files, for the test to change.
