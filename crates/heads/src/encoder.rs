@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use ndarray::{Array2, Array3, ArrayView2, s};
+use ndarray::{Array2, Array3, ArrayView2, Axis, CowArray, Ix2, s};
 use oxformer_models::bert::BertModel;
 use oxformer_models::distilbert::DistilBertModel;
 use oxformer_models::roberta::RobertaModel;
@@ -83,6 +83,9 @@ fn class_prefix(model_type: &str) -> Option<&'static str> {
 
 /// What [`EncoderModel::forward`] returns, by head.
 ///
+/// Per-token outputs at padded positions are 0 unless padding is computed
+/// ([`EncoderModel::set_skip_padding`]); slice each row to its length.
+///
 /// # Shapes
 /// As in each variant; `batch` and `seq` are the input's.
 #[derive(Debug, Clone)]
@@ -128,11 +131,11 @@ enum Body {
 }
 
 impl Body {
-    fn forward(&self, input: &EncoderInput<'_>) -> Result<EncoderOutput> {
+    fn forward(&self, input: &EncoderInput<'_>, skip_padding: bool) -> Result<EncoderOutput> {
         Ok(match self {
-            Body::Bert(model) => model.forward(input, false)?,
-            Body::Roberta(model) => model.forward(input, false)?,
-            Body::DistilBert(model) => model.forward(input, false)?,
+            Body::Bert(model) => model.forward_with(input, false, skip_padding)?,
+            Body::Roberta(model) => model.forward_with(input, false, skip_padding)?,
+            Body::DistilBert(model) => model.forward_with(input, false, skip_padding)?,
         })
     }
 
@@ -184,6 +187,13 @@ enum Head {
 ///
 /// Forward passes run on the calling thread's rayon pool, or on the model's own pool after
 /// [`EncoderModel::set_num_threads`].
+///
+/// By default no work is spent on padding: in a batch with padded positions (mask 0), every
+/// token-wise computation runs on the real tokens only and only attention sees the sequence
+/// boundaries. Real positions come out as transformers computes them; per-token outputs at padded
+/// positions are 0 (transformers computes values there that nothing should use). With
+/// [`EncoderModel::set_skip_padding`]`(false)` padded positions are computed too and every output
+/// matches transformers'.
 #[derive(Debug)]
 pub struct EncoderModel {
     config: ModelConfig,
@@ -191,6 +201,7 @@ pub struct EncoderModel {
     body: Body,
     head: Head,
     pool: Option<ThreadPool>,
+    skip_padding: bool,
 }
 
 impl EncoderModel {
@@ -225,6 +236,7 @@ impl EncoderModel {
             body,
             head,
             pool: None,
+            skip_padding: true,
         })
     }
 
@@ -247,6 +259,16 @@ impl EncoderModel {
         Ok(())
     }
 
+    /// Whether padded positions are skipped (the default) or computed as transformers does.
+    pub fn set_skip_padding(&mut self, skip_padding: bool) {
+        self.skip_padding = skip_padding;
+    }
+
+    /// See [`EncoderModel::set_skip_padding`].
+    pub fn skips_padding(&self) -> bool {
+        self.skip_padding
+    }
+
     /// Body and head on a right-padded batch.
     ///
     /// # Shapes
@@ -263,25 +285,60 @@ impl EncoderModel {
     }
 
     fn forward_here(&self, input: &EncoderInput<'_>) -> Result<HeadOutput> {
-        let output = self.body.forward(input)?;
+        let output = self.body.forward(input, self.skip_padding)?;
+        if let Head::Base = self.head {
+            return Ok(HeadOutput::Base {
+                last_hidden_state: output.last_hidden_state,
+                pooler_output: output.pooler_output,
+            });
+        }
         let hidden = output.last_hidden_state;
         let (batch, seq, hidden_size) = hidden.dim();
-        let tokens = hidden
-            .view()
-            .into_shape_with_order((batch * seq, hidden_size))
-            .expect("hidden states are contiguous");
+        // Per-token heads run on the real tokens only when padding is skipped.
+        let real_tokens: Option<Vec<(usize, usize)>> = (self.skip_padding
+            && input.attention_mask.iter().any(|&value| value == 0))
+        .then(|| {
+            input
+                .attention_mask
+                .indexed_iter()
+                .filter(|&(_, &value)| value != 0)
+                .map(|(position, _)| position)
+                .collect()
+        });
+        let tokens: CowArray<'_, f32, Ix2> = match &real_tokens {
+            Some(positions) => {
+                let mut rows = Array2::<f32>::zeros((positions.len(), hidden_size));
+                for (mut row, &(b, t)) in rows.rows_mut().into_iter().zip(positions) {
+                    row.assign(&hidden.slice(s![b, t, ..]));
+                }
+                rows.into()
+            }
+            None => hidden
+                .view()
+                .into_shape_with_order((batch * seq, hidden_size))
+                .expect("hidden states are contiguous")
+                .into(),
+        };
+        let tokens = tokens.view();
         let first = hidden.slice(s![.., 0, ..]);
+        // (rows, width) → (batch, seq, width), zeros where padding was skipped.
         let per_token = |logits: Array2<f32>| {
             let width = logits.ncols();
-            logits
-                .into_shape_with_order((batch, seq, width))
-                .expect("logits are contiguous")
+            match &real_tokens {
+                Some(positions) => {
+                    let mut out = Array3::<f32>::zeros((batch, seq, width));
+                    for (row, &(b, t)) in logits.rows().into_iter().zip(positions) {
+                        out.slice_mut(s![b, t, ..]).assign(&row);
+                    }
+                    out
+                }
+                None => logits
+                    .into_shape_with_order((batch, seq, width))
+                    .expect("logits are contiguous"),
+            }
         };
         Ok(match &self.head {
-            Head::Base => HeadOutput::Base {
-                last_hidden_state: hidden.clone(),
-                pooler_output: output.pooler_output,
-            },
+            Head::Base => unreachable!("returned above"),
             Head::BertSequence { classifier } => {
                 let pooled = output
                     .pooler_output
@@ -309,16 +366,10 @@ impl EncoderModel {
                 logits: per_token(classifier.forward(tokens)?),
             },
             Head::QuestionAnswering { qa_outputs } => {
-                let both = qa_outputs.forward(tokens)?; // (tokens, 2)
-                let column = |index: usize| {
-                    both.column(index)
-                        .to_owned()
-                        .into_shape_with_order((batch, seq))
-                        .expect("one score per token")
-                };
+                let both = per_token(qa_outputs.forward(tokens)?); // (batch, seq, 2)
                 HeadOutput::QuestionAnswering {
-                    start_logits: column(0),
-                    end_logits: column(1),
+                    start_logits: both.index_axis(Axis(2), 0).to_owned(),
+                    end_logits: both.index_axis(Axis(2), 1).to_owned(),
                 }
             }
             Head::MaskedLm {

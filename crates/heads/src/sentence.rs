@@ -31,7 +31,8 @@ pub enum Pooling {
 /// hidden × the number of pooling modes.
 #[derive(Debug, Clone)]
 pub struct SentenceOutput {
-    /// The transformer's last hidden state (padded positions as computed, not overwritten).
+    /// The transformer's last hidden state (0 at padded positions unless the transformer
+    /// computes padding, see [`EncoderModel::set_skip_padding`]).
     pub token_embeddings: Array3<f32>,
     /// The pooled (and, with a Normalize module, unit-length) embedding of each sentence.
     pub sentence_embedding: Array2<f32>,
@@ -124,6 +125,11 @@ impl SentenceTransformer {
     /// The transformer (its config, threads).
     pub fn transformer(&self) -> &EncoderModel {
         &self.transformer
+    }
+
+    /// The transformer, to set threads or padding handling.
+    pub fn transformer_mut(&mut self) -> &mut EncoderModel {
+        &mut self.transformer
     }
 
     /// The pooling modes, in the order their outputs are concatenated.

@@ -7,17 +7,59 @@ use common::{Inputs, Reference, assert_all_close, model_dir};
 use oxformer_heads::{EncoderModel, HeadKind, HeadOutput};
 
 /// Loads `fixtures/models/<name>`, checks the head `architectures` chose, and compares every
-/// output the reference holds.
+/// output the reference holds: all positions when padding is computed, attended positions (and
+/// zeros at padded ones) when it is skipped, the default.
 fn check(name: &str, expected_head: HeadKind) {
-    let model = EncoderModel::from_folder(&model_dir(name)).unwrap();
+    let mut model = EncoderModel::from_folder(&model_dir(name)).unwrap();
     assert_eq!(model.head(), expected_head, "{name}");
+    assert!(model.skips_padding());
     let reference = Reference::load(name);
     let inputs = Inputs::of(&reference);
-    let output = model.forward(&inputs.view()).unwrap();
+    assert!(inputs.attention_mask.iter().any(|&value| value == 0));
+    let skipped = model.forward(&inputs.view()).unwrap();
+    model.set_skip_padding(false);
+    let computed = model.forward(&inputs.view()).unwrap();
+    assert_all_close(outputs(name, computed, &reference, None), 1e-4);
+    assert_all_close(
+        outputs(name, skipped, &reference, Some(&inputs.attention_mask)),
+        1e-4,
+    );
+}
+
+/// (what, ours, reference) for every output; with `skipped_padding`, per-token outputs at padded
+/// positions must be 0 and are compared as 0.
+fn outputs(
+    name: &str,
+    output: HeadOutput,
+    reference: &Reference,
+    skipped_padding: Option<&ndarray::Array2<u32>>,
+) -> Vec<(String, ndarray::ArrayD<f32>, ndarray::ArrayD<f32>)> {
     let pair = |what: &str, ours: ndarray::ArrayD<f32>| {
-        (format!("{name} {what}"), ours, reference.floats(what))
+        let mut expected = reference.floats(what);
+        let per_token = matches!(what, "last_hidden_state" | "start_logits" | "end_logits")
+            || (what == "logits" && ours.ndim() == 3);
+        if let (Some(mask), true) = (skipped_padding, per_token) {
+            for ((b, t), &attended) in mask.indexed_iter() {
+                if attended == 0 {
+                    let padded = ours.index_axis(ndarray::Axis(0), b);
+                    let padded = padded.index_axis(ndarray::Axis(0), t);
+                    assert!(
+                        padded.iter().all(|&v| v == 0.0),
+                        "{name} {what}: ({b}, {t}) not 0"
+                    );
+                    let mut target = expected.index_axis_mut(ndarray::Axis(0), b);
+                    target.index_axis_mut(ndarray::Axis(0), t).fill(0.0);
+                }
+            }
+        }
+        let label = if skipped_padding.is_some() {
+            " (padding skipped)"
+        } else {
+            ""
+        };
+        (format!("{name} {what}{label}"), ours, expected)
     };
-    let pairs = match output {
+    match output {
         HeadOutput::Base {
             last_hidden_state,
             pooler_output,
@@ -44,8 +86,7 @@ fn check(name: &str, expected_head: HeadKind) {
             pair("start_logits", start_logits.into_dyn()),
             pair("end_logits", end_logits.into_dyn()),
         ],
-    };
-    assert_all_close(pairs, 1e-4);
+    }
 }
 
 #[test]
@@ -118,7 +159,8 @@ fn masked_lm_with_decoder_tied_to_the_word_embeddings() {
 #[test]
 fn a_task_model_loaded_as_base_gives_the_body_outputs() {
     let name = "bert-seqcls-single";
-    let model = EncoderModel::from_folder_as(&model_dir(name), HeadKind::Base).unwrap();
+    let mut model = EncoderModel::from_folder_as(&model_dir(name), HeadKind::Base).unwrap();
+    model.set_skip_padding(false);
     assert_eq!(model.head(), HeadKind::Base);
     let reference = Reference::load(name);
     let inputs = Inputs::of(&reference);
@@ -166,6 +208,7 @@ fn results_do_not_depend_on_the_thread_count() {
     for threads in [1, 2, 3] {
         let mut model = EncoderModel::from_folder(&model_dir(name)).unwrap();
         model.set_num_threads(threads).unwrap();
+        model.set_skip_padding(false);
         let HeadOutput::TokenClassification { logits } = model.forward(&inputs.view()).unwrap()
         else {
             panic!("expected token logits");

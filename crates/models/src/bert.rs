@@ -4,13 +4,13 @@
 //! their embeddings. Hidden states flow as (tokens, hidden) matrices, tokens = batch × seq, so
 //! that every Linear is one matrix product over the whole batch.
 
-use ndarray::{Array2, Array3, Array4, ArrayView2, Axis, s};
+use ndarray::{Array2, Array3, ArrayView2, Axis, s};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
 use oxformer_tensor::{Activation, AttentionMask, attention_into};
 
 use crate::config::{BertConfig, PositionEmbeddingType};
 use crate::error::{Error, Result};
-use crate::input::{EncoderInput, EncoderOutput};
+use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
 
 /// modeling_bert.py `BertEmbeddings`: word + token type + absolute position embeddings, then
 /// LayerNorm.
@@ -67,21 +67,30 @@ impl BertEmbeddings {
         position_ids: ArrayView2<'_, u32>,
     ) -> Result<Array2<f32>> {
         let (batch, seq) = input.input_ids.dim();
-        let mut out = Array2::<f32>::zeros((batch * seq, self.layer_norm.dim()));
-        for b in 0..batch {
-            for t in 0..seq {
-                let mut row = out.row_mut(b * seq + t);
-                let row = row
-                    .as_slice_mut()
-                    .expect("rows of a fresh array are contiguous");
-                // transformers adds in this order: (word + token type) + position.
-                self.word_embeddings
-                    .add_row_to(input.input_ids[[b, t]], row)?;
-                let token_type = input.token_type_ids.map_or(0, |types| types[[b, t]]);
-                self.token_type_embeddings.add_row_to(token_type, row)?;
-                self.position_embeddings
-                    .add_row_to(position_ids[[b, t]], row)?;
-            }
+        let layout = TokenLayout::Padded { batch, seq };
+        self.forward_rows(input, position_ids, &layout)
+    }
+
+    /// [`BertEmbeddings::forward`] for the rows of `layout` only.
+    pub(crate) fn forward_rows(
+        &self,
+        input: &EncoderInput<'_>,
+        position_ids: ArrayView2<'_, u32>,
+        layout: &TokenLayout,
+    ) -> Result<Array2<f32>> {
+        let mut out = Array2::<f32>::zeros((layout.rows(), self.layer_norm.dim()));
+        for (index, mut row) in out.rows_mut().into_iter().enumerate() {
+            let (b, t) = layout.position(index);
+            let row = row
+                .as_slice_mut()
+                .expect("rows of a fresh array are contiguous");
+            // transformers adds in this order: (word + token type) + position.
+            self.word_embeddings
+                .add_row_to(input.input_ids[[b, t]], row)?;
+            let token_type = input.token_type_ids.map_or(0, |types| types[[b, t]]);
+            self.token_type_embeddings.add_row_to(token_type, row)?;
+            self.position_embeddings
+                .add_row_to(position_ids[[b, t]], row)?;
         }
         self.layer_norm.forward_in_place(out.view_mut(), None)?;
         Ok(out)
@@ -115,17 +124,17 @@ impl BertSelfAttention {
     /// `softmax(QKᵀ/√d + mask)·V` per head, heads side by side.
     ///
     /// # Shapes
-    /// `hidden`: (batch · seq, hidden); result: (batch · seq, hidden).
-    pub fn forward(
+    /// `hidden`: (rows, hidden); result: (rows, hidden).
+    pub(crate) fn forward(
         &self,
         hidden: ArrayView2<'_, f32>,
-        batch: usize,
+        layout: &TokenLayout,
         mask: &AttentionMask<'_>,
     ) -> Result<Array2<f32>> {
-        let qkv = self.qkv.forward(hidden)?; // (tokens, 3 · hidden)
+        let qkv = self.qkv.forward(hidden)?; // (rows, 3 · hidden)
         Ok(multi_head_attention(
             qkv.view(),
-            batch,
+            layout,
             self.num_heads,
             self.head_dim,
             mask,
@@ -135,35 +144,47 @@ impl BertSelfAttention {
 
 /// Attention over a fused QKV matrix, reading Q, K and V as strided views (no copies).
 ///
+/// With a padded layout all sequences go in one call with the key-padding `mask`; with a packed
+/// layout each sequence is its own rows and attends to all of them, without a mask.
+///
 /// # Shapes
-/// `qkv`: (batch · seq, 3 · heads · head_dim), each row `[q | k | v]`, each part heads side by
-/// side; result: (batch · seq, heads · head_dim).
+/// `qkv`: (rows, 3 · heads · head_dim), each row `[q | k | v]`, each part heads side by side;
+/// result: (rows, heads · head_dim).
 pub(crate) fn multi_head_attention(
     qkv: ArrayView2<'_, f32>,
-    batch: usize,
+    layout: &TokenLayout,
     num_heads: usize,
     head_dim: usize,
     mask: &AttentionMask<'_>,
 ) -> Array2<f32> {
-    let seq = qkv.nrows() / batch;
-    let qkv = qkv
-        .into_shape_with_order((batch, seq, 3, num_heads, head_dim))
-        .expect("a fresh QKV product is contiguous");
-    // (batch, seq, heads, head_dim) → (batch, heads, seq, head_dim)
-    let part = |index: usize| qkv.index_axis(Axis(2), index).permuted_axes([0, 2, 1, 3]);
-    let mut context = Array4::<f32>::zeros((batch, seq, num_heads, head_dim));
     let scale = 1.0 / (head_dim as f32).sqrt();
-    attention_into(
-        part(0),
-        part(1),
-        part(2),
-        mask,
-        scale,
-        context.view_mut().permuted_axes([0, 2, 1, 3]),
-    );
+    let rows = qkv.nrows();
+    let mut context = Array2::<f32>::zeros((rows, num_heads * head_dim));
+    // One call over `batch` sequences of `seq` rows each, starting at `start`.
+    let mut attend = |start: usize, batch: usize, seq: usize, mask: &AttentionMask<'_>| {
+        let rows = start..start + batch * seq;
+        let qkv = qkv
+            .slice(s![rows.clone(), ..])
+            .into_shape_with_order((batch, seq, 3, num_heads, head_dim))
+            .expect("rows of a fresh QKV product are contiguous");
+        // (batch, seq, heads, head_dim) → (batch, heads, seq, head_dim)
+        let part = |index: usize| qkv.index_axis(Axis(2), index).permuted_axes([0, 2, 1, 3]);
+        let out = context
+            .slice_mut(s![rows, ..])
+            .into_shape_with_order((batch, seq, num_heads, head_dim))
+            .expect("rows of the context are contiguous")
+            .permuted_axes([0, 2, 1, 3]);
+        attention_into(part(0), part(1), part(2), mask, scale, out);
+    };
+    match layout {
+        TokenLayout::Padded { batch, seq } => attend(0, *batch, *seq, mask),
+        TokenLayout::Packed { sequences, .. } => {
+            for sequence in sequences {
+                attend(sequence.start, 1, sequence.len(), &AttentionMask::default());
+            }
+        }
+    }
     context
-        .into_shape_with_order((batch * seq, num_heads * head_dim))
-        .expect("context is contiguous")
 }
 
 /// modeling_bert.py `BertSelfOutput`: `LayerNorm(dense(x) + input)`, the residual added in the
@@ -230,14 +251,14 @@ impl BertAttention {
     }
 
     /// # Shapes
-    /// `hidden`: (batch · seq, hidden); result: (batch · seq, hidden).
-    pub fn forward(
+    /// `hidden`: (rows, hidden); result: (rows, hidden).
+    pub(crate) fn forward(
         &self,
         hidden: ArrayView2<'_, f32>,
-        batch: usize,
+        layout: &TokenLayout,
         mask: &AttentionMask<'_>,
     ) -> Result<Array2<f32>> {
-        let context = self.self_attention.forward(hidden, batch, mask)?;
+        let context = self.self_attention.forward(hidden, layout, mask)?;
         self.output.forward(context.view(), hidden)
     }
 }
@@ -333,14 +354,14 @@ impl BertLayer {
     }
 
     /// # Shapes
-    /// `hidden`: (batch · seq, hidden); result: (batch · seq, hidden).
-    pub fn forward(
+    /// `hidden`: (rows, hidden); result: (rows, hidden).
+    pub(crate) fn forward(
         &self,
         hidden: ArrayView2<'_, f32>,
-        batch: usize,
+        layout: &TokenLayout,
         mask: &AttentionMask<'_>,
     ) -> Result<Array2<f32>> {
-        let attention_output = self.attention.forward(hidden, batch, mask)?;
+        let attention_output = self.attention.forward(hidden, layout, mask)?;
         let intermediate = self.intermediate.forward(attention_output.view())?;
         self.output
             .forward(intermediate.view(), attention_output.view())
@@ -368,16 +389,16 @@ impl BertEncoder {
     /// Runs every layer; with `all_hidden_states`, pushes each layer's output to it.
     ///
     /// # Shapes
-    /// `hidden`: (batch · seq, hidden); result: (batch · seq, hidden).
-    pub fn forward(
+    /// `hidden`: (rows, hidden); result: (rows, hidden).
+    pub(crate) fn forward(
         &self,
         mut hidden: Array2<f32>,
-        batch: usize,
+        layout: &TokenLayout,
         mask: &AttentionMask<'_>,
         mut all_hidden_states: Option<&mut Vec<Array2<f32>>>,
     ) -> Result<Array2<f32>> {
         for layer in &self.layers {
-            hidden = layer.forward(hidden.view(), batch, mask)?;
+            hidden = layer.forward(hidden.view(), layout, mask)?;
             if let Some(states) = all_hidden_states.as_deref_mut() {
                 states.push(hidden.clone());
             }
@@ -470,15 +491,34 @@ impl BertModel {
         input: &EncoderInput<'_>,
         output_hidden_states: bool,
     ) -> Result<EncoderOutput> {
+        self.forward_with(input, output_hidden_states, false)
+    }
+
+    /// [`BertModel::forward`], with `skip_padding` computing only the positions whose mask is 1
+    /// (token-wise work on packed tokens; only attention sees sequence boundaries). Attended
+    /// positions come out as with padding; padded positions of the outputs are 0 instead of
+    /// transformers' values there.
+    ///
+    /// # Errors
+    /// As [`BertModel::forward`].
+    pub fn forward_with(
+        &self,
+        input: &EncoderInput<'_>,
+        output_hidden_states: bool,
+        skip_padding: bool,
+    ) -> Result<EncoderOutput> {
         input.validate("BertModel", self.config.max_position_embeddings)?;
-        let (batch, seq) = input.input_ids.dim();
-        let position_ids = Array2::from_shape_fn((batch, seq), |(_, t)| t as u32);
-        let hidden = self.embeddings.forward(input, position_ids.view())?;
+        let layout = TokenLayout::new(input, skip_padding);
+        let position_ids = Array2::from_shape_fn((layout.batch(), layout.seq()), |(_, t)| t as u32);
+        let hidden = self
+            .embeddings
+            .forward_rows(input, position_ids.view(), &layout)?;
         run_encoder(
             &self.encoder,
             self.pooler.as_ref(),
             hidden,
             input,
+            &layout,
             output_hidden_states,
         )
     }
@@ -491,22 +531,17 @@ pub(crate) fn run_encoder(
     pooler: Option<&BertPooler>,
     hidden: Array2<f32>,
     input: &EncoderInput<'_>,
+    layout: &TokenLayout,
     output_hidden_states: bool,
 ) -> Result<EncoderOutput> {
-    let (batch, seq) = input.input_ids.dim();
     let key_padding = input.key_padding();
     let mask = AttentionMask {
         key_padding: Some(key_padding.view()),
         causal: false,
     };
     let mut states = output_hidden_states.then(|| vec![hidden.clone()]);
-    let last = encoder.forward(hidden, batch, &mask, states.as_mut())?;
-    let to_3d = |matrix: Array2<f32>| {
-        let hidden_size = matrix.ncols();
-        matrix
-            .into_shape_with_order((batch, seq, hidden_size))
-            .expect("hidden states are contiguous")
-    };
+    let last = encoder.forward(hidden, layout, &mask, states.as_mut())?;
+    let to_3d = |matrix: Array2<f32>| layout.unpack(matrix);
     let last_hidden_state = to_3d(last);
     let pooler_output = pooler
         .map(|pooler| pooler.forward(&last_hidden_state))

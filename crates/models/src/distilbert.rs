@@ -7,7 +7,7 @@ use oxformer_tensor::{Activation, AttentionMask};
 use crate::bert::{multi_head_attention, residual_layer_norm};
 use crate::config::DistilBertConfig;
 use crate::error::Result;
-use crate::input::{EncoderInput, EncoderOutput};
+use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
 
 /// modeling_distilbert.py `Embeddings`: word + position embeddings (no token types), LayerNorm.
 #[derive(Debug, Clone)]
@@ -55,17 +55,24 @@ impl DistilBertEmbeddings {
     /// An id beyond the vocabulary, naming the table.
     pub fn forward(&self, input: &EncoderInput<'_>) -> Result<Array2<f32>> {
         let (batch, seq) = input.input_ids.dim();
-        let mut out = Array2::<f32>::zeros((batch * seq, self.layer_norm.dim()));
-        for b in 0..batch {
-            for t in 0..seq {
-                let mut row = out.row_mut(b * seq + t);
-                let row = row
-                    .as_slice_mut()
-                    .expect("rows of a fresh array are contiguous");
-                self.word_embeddings
-                    .add_row_to(input.input_ids[[b, t]], row)?;
-                self.position_embeddings.add_row_to(t as u32, row)?;
-            }
+        self.forward_rows(input, &TokenLayout::Padded { batch, seq })
+    }
+
+    /// [`DistilBertEmbeddings::forward`] for the rows of `layout` only.
+    pub(crate) fn forward_rows(
+        &self,
+        input: &EncoderInput<'_>,
+        layout: &TokenLayout,
+    ) -> Result<Array2<f32>> {
+        let mut out = Array2::<f32>::zeros((layout.rows(), self.layer_norm.dim()));
+        for (index, mut row) in out.rows_mut().into_iter().enumerate() {
+            let (b, t) = layout.position(index);
+            let row = row
+                .as_slice_mut()
+                .expect("rows of a fresh array are contiguous");
+            self.word_embeddings
+                .add_row_to(input.input_ids[[b, t]], row)?;
+            self.position_embeddings.add_row_to(t as u32, row)?;
         }
         self.layer_norm.forward_in_place(out.view_mut(), None)?;
         Ok(out)
@@ -102,16 +109,16 @@ impl MultiHeadSelfAttention {
     ///
     /// # Shapes
     /// `hidden`: (batch · seq, dim); result: (batch · seq, dim).
-    pub fn context(
+    pub(crate) fn context(
         &self,
         hidden: ndarray::ArrayView2<'_, f32>,
-        batch: usize,
+        layout: &TokenLayout,
         mask: &AttentionMask<'_>,
     ) -> Result<Array2<f32>> {
-        let qkv = self.qkv.forward(hidden)?; // (tokens, 3 · dim)
+        let qkv = self.qkv.forward(hidden)?; // (rows, 3 · dim)
         Ok(multi_head_attention(
             qkv.view(),
-            batch,
+            layout,
             self.num_heads,
             self.head_dim,
             mask,
@@ -167,13 +174,13 @@ impl TransformerBlock {
 
     /// # Shapes
     /// `hidden`: (batch · seq, dim); result: (batch · seq, dim).
-    pub fn forward(
+    pub(crate) fn forward(
         &self,
         hidden: ndarray::ArrayView2<'_, f32>,
-        batch: usize,
+        layout: &TokenLayout,
         mask: &AttentionMask<'_>,
     ) -> Result<Array2<f32>> {
-        let context = self.attention.context(hidden, batch, mask)?;
+        let context = self.attention.context(hidden, layout, mask)?;
         let sa_output = residual_layer_norm(
             &self.attention.out_lin,
             &self.sa_layer_norm,
@@ -244,29 +251,39 @@ impl DistilBertModel {
         input: &EncoderInput<'_>,
         output_hidden_states: bool,
     ) -> Result<EncoderOutput> {
+        self.forward_with(input, output_hidden_states, false)
+    }
+
+    /// [`DistilBertModel::forward`], with `skip_padding` as in
+    /// [`crate::bert::BertModel::forward_with`].
+    ///
+    /// # Errors
+    /// As [`DistilBertModel::forward`].
+    pub fn forward_with(
+        &self,
+        input: &EncoderInput<'_>,
+        output_hidden_states: bool,
+        skip_padding: bool,
+    ) -> Result<EncoderOutput> {
         input.validate("DistilBertModel", self.config.max_position_embeddings)?;
-        let (batch, seq) = input.input_ids.dim();
+        let layout = TokenLayout::new(input, skip_padding);
         let key_padding = input.key_padding();
         let mask = AttentionMask {
             key_padding: Some(key_padding.view()),
             causal: false,
         };
-        let mut hidden = self.embeddings.forward(input)?;
+        let mut hidden = self.embeddings.forward_rows(input, &layout)?;
         let mut states = Vec::new();
         if output_hidden_states {
             states.push(hidden.clone());
         }
         for layer in &self.layers {
-            hidden = layer.forward(hidden.view(), batch, &mask)?;
+            hidden = layer.forward(hidden.view(), &layout, &mask)?;
             if output_hidden_states {
                 states.push(hidden.clone());
             }
         }
-        let to_3d = |matrix: Array2<f32>| {
-            matrix
-                .into_shape_with_order((batch, seq, self.config.dim))
-                .expect("hidden states are contiguous")
-        };
+        let to_3d = |matrix: Array2<f32>| layout.unpack(matrix);
         Ok(EncoderOutput {
             last_hidden_state: to_3d(hidden),
             pooler_output: None,

@@ -118,3 +118,106 @@ pub struct EncoderOutput {
     /// Empty otherwise.
     pub hidden_states: Vec<Array3<f32>>,
 }
+
+/// Which token rows a forward pass computes, and where they sit in the (batch, seq) grid.
+///
+/// Token-wise work (embeddings, every Linear, LayerNorm) runs on a (rows, hidden) matrix;
+/// only attention sees sequence boundaries.
+#[derive(Debug, Clone)]
+pub(crate) enum TokenLayout {
+    /// Every (batch, seq) position, padding included: rows = batch · seq, row `b · seq + t`.
+    /// Padded positions are computed as transformers computes them (queries that attend to the
+    /// real keys), so every output matches transformers'.
+    Padded { batch: usize, seq: usize },
+    /// Only positions whose mask is 1, sequence after sequence: no work is spent on padding.
+    /// Padded positions of the outputs are 0.
+    Packed {
+        batch: usize,
+        seq: usize,
+        /// (b, t) of each row.
+        positions: Vec<(usize, usize)>,
+        /// The rows of each sequence.
+        sequences: Vec<std::ops::Range<usize>>,
+    },
+}
+
+impl TokenLayout {
+    pub(crate) fn new(input: &EncoderInput<'_>, skip_padding: bool) -> Self {
+        let (batch, seq) = input.input_ids.dim();
+        let has_padding = input.attention_mask.iter().any(|&value| value == 0);
+        if !skip_padding || !has_padding {
+            return Self::Padded { batch, seq };
+        }
+        let mut positions = Vec::new();
+        let mut sequences = Vec::with_capacity(batch);
+        for (b, mask) in input.attention_mask.rows().into_iter().enumerate() {
+            let start = positions.len();
+            positions.extend(
+                mask.iter()
+                    .enumerate()
+                    .filter(|&(_, &value)| value != 0)
+                    .map(|(t, _)| (b, t)),
+            );
+            sequences.push(start..positions.len());
+        }
+        Self::Packed {
+            batch,
+            seq,
+            positions,
+            sequences,
+        }
+    }
+
+    pub(crate) fn batch(&self) -> usize {
+        match self {
+            Self::Padded { batch, .. } | Self::Packed { batch, .. } => *batch,
+        }
+    }
+
+    pub(crate) fn seq(&self) -> usize {
+        match self {
+            Self::Padded { seq, .. } | Self::Packed { seq, .. } => *seq,
+        }
+    }
+
+    /// Number of rows computed.
+    pub(crate) fn rows(&self) -> usize {
+        match self {
+            Self::Padded { batch, seq } => batch * seq,
+            Self::Packed { positions, .. } => positions.len(),
+        }
+    }
+
+    /// (b, t) of row `row`.
+    pub(crate) fn position(&self, row: usize) -> (usize, usize) {
+        match self {
+            Self::Padded { seq, .. } => (row / seq, row % seq),
+            Self::Packed { positions, .. } => positions[row],
+        }
+    }
+
+    /// A (rows, width) matrix laid out on the (batch, seq) grid; skipped positions are 0.
+    ///
+    /// # Shapes
+    /// `matrix`: (rows, width); result: (batch, seq, width).
+    pub(crate) fn unpack(&self, matrix: Array2<f32>) -> Array3<f32> {
+        let width = matrix.ncols();
+        match self {
+            Self::Padded { batch, seq } => matrix
+                .into_shape_with_order((*batch, *seq, width))
+                .expect("hidden states are contiguous"),
+            Self::Packed {
+                batch,
+                seq,
+                positions,
+                ..
+            } => {
+                let mut out = Array3::<f32>::zeros((*batch, *seq, width));
+                for (row, &(b, t)) in matrix.rows().into_iter().zip(positions) {
+                    out.slice_mut(ndarray::s![b, t, ..]).assign(&row);
+                }
+                out
+            }
+        }
+    }
+}

@@ -10,7 +10,7 @@ use oxformer_nn::Weights;
 use crate::bert::{BertEmbeddings, BertEncoder, BertPooler, check_supported, run_encoder};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
-use crate::input::{EncoderInput, EncoderOutput};
+use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
 
 /// modeling_roberta.py `RobertaEmbeddings`: BERT's embeddings with fairseq's position ids.
 #[derive(Debug, Clone)]
@@ -144,13 +144,33 @@ impl RobertaModel {
         input: &EncoderInput<'_>,
         output_hidden_states: bool,
     ) -> Result<EncoderOutput> {
+        self.forward_with(input, output_hidden_states, false)
+    }
+
+    /// [`RobertaModel::forward`], with `skip_padding` as in
+    /// [`crate::bert::BertModel::forward_with`].
+    ///
+    /// # Errors
+    /// As [`RobertaModel::forward`].
+    pub fn forward_with(
+        &self,
+        input: &EncoderInput<'_>,
+        output_hidden_states: bool,
+        skip_padding: bool,
+    ) -> Result<EncoderOutput> {
         input.validate("RobertaModel", self.max_sequence_length())?;
-        let hidden = self.embeddings.forward(input)?;
+        let layout = TokenLayout::new(input, skip_padding);
+        let positions = self.embeddings.position_ids(input);
+        let hidden = self
+            .embeddings
+            .inner
+            .forward_rows(input, positions.view(), &layout)?;
         run_encoder(
             &self.encoder,
             self.pooler.as_ref(),
             hidden,
             input,
+            &layout,
             output_hidden_states,
         )
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::reference::{check_body, model_dir};
+use common::reference::{check_body, check_body_skipping_padding, model_dir};
 use oxformer_models::bert::BertModel;
 use oxformer_models::{Error, ModelConfig};
 use oxformer_nn::Weights;
@@ -143,4 +143,20 @@ fn a_missing_tensor_is_named_with_its_full_path() {
         error.to_string().contains("bert.pooler.dense.weight"),
         "{error}"
     );
+}
+
+/// Padding-free execution: token-wise work on the real tokens only.
+#[test]
+fn bert_skipping_padding_matches_at_attended_positions() {
+    for name in ["bert", "bert-seqcls-single-f16", "bert-tokcls"] {
+        let dir = model_dir(name);
+        let ModelConfig::Bert(config) = ModelConfig::from_folder(&dir).unwrap() else {
+            unreachable!()
+        };
+        let weights = Weights::from_folder(&dir).unwrap();
+        check_body_skipping_padding(name, |input, with_pooler| {
+            let model = BertModel::load(&weights, &config, with_pooler).unwrap();
+            model.forward_with(input, true, true).unwrap()
+        });
+    }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::reference::{check_body, model_dir};
+use common::reference::{check_body, check_body_skipping_padding, model_dir};
 use oxformer_models::ModelConfig;
 use oxformer_models::distilbert::DistilBertModel;
 use oxformer_nn::Weights;
@@ -34,5 +34,21 @@ fn distilbert_bodies_of_task_models() {
         "distilbert-mlm",
     ] {
         check(name);
+    }
+}
+
+/// Padding-free execution: token-wise work on the real tokens only.
+#[test]
+fn distilbert_skipping_padding_matches_at_attended_positions() {
+    for name in ["distilbert", "distilbert-mlm"] {
+        let dir = model_dir(name);
+        let ModelConfig::DistilBert(config) = ModelConfig::from_folder(&dir).unwrap() else {
+            unreachable!()
+        };
+        let weights = Weights::from_folder(&dir).unwrap();
+        check_body_skipping_padding(name, |input, _with_pooler| {
+            let model = DistilBertModel::load(&weights, &config).unwrap();
+            model.forward_with(input, true, true).unwrap()
+        });
     }
 }

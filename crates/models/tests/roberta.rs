@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::reference::{check_body, model_dir};
+use common::reference::{check_body, check_body_skipping_padding, model_dir};
 use oxformer_models::ModelConfig;
 use oxformer_models::roberta::RobertaModel;
 use oxformer_nn::Weights;
@@ -66,4 +66,21 @@ fn roberta_max_length_leaves_room_for_the_padding_offset() {
     let mask = ndarray::Array2::<u32>::ones((1, 128));
     let input = oxformer_models::EncoderInput::new(ids.view(), mask.view());
     assert!(model.forward(&input, false).is_ok());
+}
+
+/// Padding-free execution: token-wise work on the real tokens only.
+#[test]
+fn roberta_skipping_padding_matches_at_attended_positions() {
+    for name in ["roberta", "roberta-tokcls-bf16"] {
+        let dir = model_dir(name);
+        let config = match ModelConfig::from_folder(&dir).unwrap() {
+            ModelConfig::Roberta(config) | ModelConfig::XlmRoberta(config) => config,
+            _ => unreachable!(),
+        };
+        let weights = Weights::from_folder(&dir).unwrap();
+        check_body_skipping_padding(name, |input, with_pooler| {
+            let model = RobertaModel::load(&weights, &config, with_pooler).unwrap();
+            model.forward_with(input, true, true).unwrap()
+        });
+    }
 }

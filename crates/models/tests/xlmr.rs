@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::reference::{check_body, model_dir};
+use common::reference::{check_body, check_body_skipping_padding, model_dir};
 use oxformer_models::ModelConfig;
 use oxformer_models::roberta::XlmRobertaModel;
 use oxformer_nn::Weights;
@@ -42,4 +42,20 @@ fn xlmr_bodies_of_task_models() {
 #[test]
 fn xlmr_sharded_checkpoint() {
     check("xlmr-qa-sharded");
+}
+
+/// Padding-free execution: token-wise work on the real tokens only.
+#[test]
+fn xlmr_skipping_padding_matches_at_attended_positions() {
+    for name in ["xlmr", "xlmr-qa-sharded"] {
+        let dir = model_dir(name);
+        let ModelConfig::XlmRoberta(config) = ModelConfig::from_folder(&dir).unwrap() else {
+            unreachable!()
+        };
+        let weights = Weights::from_folder(&dir).unwrap();
+        check_body_skipping_padding(name, |input, with_pooler| {
+            let model = XlmRobertaModel::load(&weights, &config, with_pooler).unwrap();
+            model.forward_with(input, true, true).unwrap()
+        });
+    }
 }

@@ -180,3 +180,62 @@ pub fn check_body(
     }
     assert_all_close(pairs, 1e-4);
 }
+
+/// As [`check_body`] for a forward pass that skips padding: attended positions of every hidden
+/// state must match the reference, padded positions must be 0, and the pooler (on the first
+/// token, which right padding keeps real) must match.
+pub fn check_body_skipping_padding(
+    name: &str,
+    run: impl Fn(&oxformer_models::EncoderInput<'_>, bool) -> oxformer_models::EncoderOutput,
+) {
+    let reference = Reference::load(name);
+    let input_ids = reference.ids("input_ids");
+    let attention_mask = reference.ids("attention_mask");
+    assert!(
+        attention_mask.iter().any(|&value| value == 0),
+        "{name}: the reference batch has padding"
+    );
+    let token_type_ids = reference
+        .has("token_type_ids")
+        .then(|| reference.ids("token_type_ids"));
+    let mut input = oxformer_models::EncoderInput::new(input_ids.view(), attention_mask.view());
+    if let Some(types) = &token_type_ids {
+        input = input.with_token_type_ids(types.view());
+    }
+    let with_pooler = reference.has("pooler_output");
+    let output = run(&input, with_pooler);
+    let mut pairs = Vec::new();
+    let mut states: Vec<(String, ArrayD<f32>)> = output
+        .hidden_states
+        .iter()
+        .enumerate()
+        .map(|(index, state)| (format!("hidden_states.{index}"), state.clone().into_dyn()))
+        .collect();
+    assert_eq!(states.len(), reference.num_hidden_states(), "{name}");
+    states.push((
+        "last_hidden_state".to_string(),
+        output.last_hidden_state.clone().into_dyn(),
+    ));
+    for (key, ours) in states {
+        let mut expected = reference.floats(&key);
+        for ((b, t), &attended) in attention_mask.indexed_iter() {
+            if attended == 0 {
+                let padded = ours.slice(ndarray::s![b, t, ..]);
+                assert!(
+                    padded.iter().all(|&value| value == 0.0),
+                    "{name} {key}: padded position ({b}, {t}) is not 0"
+                );
+                expected.slice_mut(ndarray::s![b, t, ..]).fill(0.0);
+            }
+        }
+        pairs.push((format!("{name} {key} (padding skipped)"), ours, expected));
+    }
+    if with_pooler {
+        pairs.push((
+            format!("{name} pooler_output (padding skipped)"),
+            output.pooler_output.clone().expect("a pooler").into_dyn(),
+            reference.floats("pooler_output"),
+        ));
+    }
+    assert_all_close(pairs, 1e-4);
+}
