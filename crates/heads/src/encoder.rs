@@ -139,6 +139,14 @@ impl Body {
         })
     }
 
+    fn max_sequence_length(&self) -> usize {
+        match self {
+            Body::Bert(model) => model.config().max_position_embeddings,
+            Body::Roberta(model) => model.max_sequence_length(),
+            Body::DistilBert(model) => model.config().max_position_embeddings,
+        }
+    }
+
     fn word_embeddings(&self) -> &Embedding {
         match self {
             Body::Bert(model) => model.embeddings().word_embeddings(),
@@ -248,6 +256,12 @@ impl EncoderModel {
     /// The head in use.
     pub fn head(&self) -> HeadKind {
         self.head_kind
+    }
+
+    /// The longest sequence [`EncoderModel::forward`] accepts: `max_position_embeddings`, less
+    /// RoBERTa's and XLM-R's position offset (`padding_idx + 1`; 514 positions give 512 tokens).
+    pub fn max_sequence_length(&self) -> usize {
+        self.body.max_sequence_length()
     }
 
     /// Runs forward passes on a pool of `num_threads` threads (0: one per logical CPU).

@@ -171,3 +171,33 @@ fn malformed_sentence_transformers_folders() {
         .to_string();
     assert!(message.contains("modules.json"), "{message}");
 }
+
+#[test]
+fn untied_masked_lm_without_a_decoder_names_the_missing_tensor() {
+    let dir = copy_of("bert-mlm");
+    edit_config(dir.path(), |config| {
+        config["tie_word_embeddings"] = serde_json::json!(false);
+    });
+    // The checkpoint stores no decoder weight (transformers ties it to the word embeddings).
+    let message = EncoderModel::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("cls.predictions.decoder.weight"),
+        "{message}"
+    );
+}
+
+#[test]
+fn max_sequence_length_accounts_for_roberta_position_offset() {
+    // The reference tokenizers' `model_max_length` is the longest input transformers runs.
+    for name in ["bert-qa", "roberta-qa", "xlmr-qa", "distilbert-qa"] {
+        let tokenizer_config: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(model_dir(name).join("tokenizer_config.json")).unwrap(),
+        )
+        .unwrap();
+        let model_max_length = tokenizer_config["model_max_length"].as_u64().unwrap() as usize;
+        let model = EncoderModel::from_folder(&model_dir(name)).unwrap();
+        assert_eq!(model.max_sequence_length(), model_max_length, "{name}");
+    }
+}
