@@ -419,7 +419,7 @@ def case_grid():
         ("no-special-tokens", "batch", [["t", index] for index in SOME_TEXTS], {"add_special_tokens": False}),
         ("pairs", "batch", every_pair, {}),
         ("pairs-each", "each", [["p", 2], ["p", 3], ["p", 4]], {}),
-        ("pairs-no-special-tokens", "batch", every_pair, {"add_special_tokens": False}),
+        ("pairs-no-special-tokens", "batch", [["p", 0], ["p", 2], ["p", 3], ["p", 4]], {"add_special_tokens": False}),
         # truncation
         ("longest-first-16", "batch", truncation_texts, {"truncation": "longest_first", "max_length": 16}),
         (
@@ -428,7 +428,7 @@ def case_grid():
             truncation_texts,
             {"truncation": "longest_first", "max_length": 16, "stride": 4, "return_overflowing_tokens": True},
         ),
-        ("only-first-12-overflow", "each", truncation_texts, {"truncation": "only_first", "max_length": 12,
+        ("only-first-12-overflow", "each", [["t", 9], ["t", 23]], {"truncation": "only_first", "max_length": 12,
                                                               "return_overflowing_tokens": True}),
         ("max-length-alone-10", "each", truncation_texts, {"max_length": 10}),
         ("truncation-model-max-length", "batch", truncation_texts, {"truncation": True}),
@@ -452,6 +452,21 @@ def case_grid():
             "batch",
             [["p", 0], ["p", 1]],
             {"truncation": "only_second", "max_length": 32, "stride": 6, "return_overflowing_tokens": True},
+        ),
+        # tokenizer.truncation_side = "left" (an attribute, not a call argument, in transformers)
+        (
+            "longest-first-16-stride-4-overflow-truncation-left",
+            "batch",
+            [["t", 6], ["t", 23]],
+            {"truncation_side": "left", "truncation": True, "max_length": 16, "stride": 4,
+             "return_overflowing_tokens": True},
+        ),
+        (
+            "pairs-only-second-32-stride-6-overflow-truncation-left",
+            "batch",
+            [["p", 1]],
+            {"truncation_side": "left", "truncation": "only_second", "max_length": 32, "stride": 6,
+             "return_overflowing_tokens": True},
         ),
         # question answering: only_second windows padded to max_length, with the sample mapping
         (
@@ -518,6 +533,14 @@ def run_case(tokenizer, call, inputs, options, with_tokens):
             return run_case(tokenizer, call, inputs, {**kwargs, "pad_token": None}, with_tokens)
         finally:
             tokenizer.pad_token = None
+    truncation_side = kwargs.pop("truncation_side", None)
+    if truncation_side is not None:
+        saved = tokenizer.truncation_side
+        tokenizer.truncation_side = truncation_side
+        try:
+            return run_case(tokenizer, call, inputs, kwargs, with_tokens)
+        finally:
+            tokenizer.truncation_side = saved
     kwargs.update(
         return_token_type_ids=True,
         return_attention_mask=True,
@@ -790,7 +813,8 @@ Each file holds:
   - `options`: exactly the keyword arguments given (`truncation`, `max_length`, `stride`,
     `return_overflowing_tokens`, `padding`, `pad_to_multiple_of`, `padding_side`, `add_special_tokens`),
     plus `"pad_token": "eos"`: the case ran with `tokenizer.pad_token = tokenizer.eos_token` (GPT-2 style;
-    only in the files of tokenizers without a pad token). Every case also asks for token types, attention
+    only in the files of tokenizers without a pad token), and `"truncation_side": "left"`: the case ran
+    with `tokenizer.truncation_side = "left"`. Every case also asks for token types, attention
     mask, special-tokens mask and offsets.
   - `rows`: one entry per output row (with overflowing windows, every window of every input in order):
     `input_ids` (lists), `token_type_ids` / `attention_mask` / `special_tokens_mask` (strings of digits,

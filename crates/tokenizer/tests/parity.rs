@@ -93,6 +93,13 @@ fn options_from(json: &Value) -> EncodeOptions {
                     other => panic!("side {other}"),
                 })
             }
+            "truncation_side" => {
+                options.truncation_side = Some(match value.as_str().unwrap() {
+                    "left" => Side::Left,
+                    "right" => Side::Right,
+                    other => panic!("side {other}"),
+                })
+            }
             // handled by the caller: the tokenizer pads with its eos token
             "pad_token" => {}
             other => panic!("option {other} not handled by the test"),
