@@ -497,7 +497,8 @@ impl BertModel {
     /// [`BertModel::forward`], with `skip_padding` computing only the positions whose mask is 1
     /// (token-wise work on packed tokens; only attention sees sequence boundaries). Attended
     /// positions come out as with padding; padded positions of the outputs are 0 instead of
-    /// transformers' values there.
+    /// transformers' values there. A batch whose first position is padding in some row (left
+    /// padding) is run padded, so that position 0, which the pooler reads, is always computed.
     ///
     /// # Errors
     /// As [`BertModel::forward`].

@@ -130,7 +130,8 @@ pub(crate) enum TokenLayout {
     /// real keys), so every output matches transformers'.
     Padded { batch: usize, seq: usize },
     /// Only positions whose mask is 1, sequence after sequence: no work is spent on padding.
-    /// Padded positions of the outputs are 0.
+    /// Padded positions of the outputs are 0. Used only when position 0 of every sequence is
+    /// real (the usual right padding).
     Packed {
         batch: usize,
         seq: usize,
@@ -145,7 +146,14 @@ impl TokenLayout {
     pub(crate) fn new(input: &EncoderInput<'_>, skip_padding: bool) -> Self {
         let (batch, seq) = input.input_ids.dim();
         let has_padding = input.attention_mask.iter().any(|&value| value == 0);
-        if !skip_padding || !has_padding {
+        // The pooler and the classification heads read position 0: it must be computed, so
+        // batches padded on the left are run padded.
+        let first_positions_real = input
+            .attention_mask
+            .column(0)
+            .iter()
+            .all(|&value| value != 0);
+        if !skip_padding || !has_padding || !first_positions_real {
             return Self::Padded { batch, seq };
         }
         let mut positions = Vec::new();

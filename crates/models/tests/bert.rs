@@ -160,3 +160,21 @@ fn bert_skipping_padding_matches_at_attended_positions() {
         });
     }
 }
+
+/// Left padding (position 0 masked in a row) is run padded, so position 0 keeps transformers'
+/// value even when padding is to be skipped: the pooler reads it.
+#[test]
+fn left_padded_batches_are_run_padded() {
+    let model = bert();
+    let reference = common::reference::Reference::load("bert");
+    let ids = reference.ids("input_ids");
+    let types = reference.ids("token_type_ids");
+    let mut mask = reference.ids("attention_mask");
+    mask[[3, 0]] = 0;
+    let input = oxformer_models::EncoderInput::new(ids.view(), mask.view())
+        .with_token_type_ids(types.view());
+    let padded = model.forward_with(&input, false, false).unwrap();
+    let skipped = model.forward_with(&input, false, true).unwrap();
+    assert_eq!(padded.last_hidden_state, skipped.last_hidden_state);
+    assert_eq!(padded.pooler_output, skipped.pooler_output);
+}
