@@ -405,17 +405,21 @@ impl EncoderModel {
 /// The head `architectures` names (first entry), checked against `model_type`.
 fn head_from_config(config: &ModelConfig, path: &Path) -> Result<HeadKind> {
     let model_type = config.model_type();
+    if class_prefix(model_type).is_none() {
+        return Err(Error::UnsupportedHead {
+            model_type: model_type.to_string(),
+            head: "encoder".to_string(),
+        });
+    }
     let Some(architecture) = config.common().architectures.first() else {
         return Ok(HeadKind::Base);
     };
     HeadKind::from_architecture(model_type, architecture).ok_or_else(|| {
-        let supported = match class_prefix(model_type) {
-            Some(prefix) => HeadKind::ALL
-                .iter()
-                .map(|head| format!("{prefix}{}", head.class_suffix()))
-                .collect(),
-            None => Vec::new(),
-        };
+        let prefix = class_prefix(model_type).unwrap_or_default();
+        let supported = HeadKind::ALL
+            .iter()
+            .map(|head| format!("{prefix}{}", head.class_suffix()))
+            .collect();
         Error::UnknownArchitecture {
             source_name: path.display().to_string(),
             architecture: architecture.clone(),
@@ -510,17 +514,15 @@ fn load_body_and_head(
                 decoder: tied_decoder(&predictions, hidden, vocab_size)?,
             }
         }
-        (HeadKind::MaskedLm, ModelConfig::DistilBert(_)) => {
+        (HeadKind::MaskedLm, ModelConfig::DistilBert(distilbert)) => {
+            // DistilBertForMaskedLM: vocab_transform → activation → vocab_layer_norm →
+            // vocab_projector (tied to the word embeddings).
             let projector_name = weights.full_name("vocab_projector.weight");
             config.tie_weights(weights, &projector_name, &word_table);
-            let activation = match config {
-                ModelConfig::DistilBert(distilbert) => distilbert.activation.activation(),
-                _ => unreachable!(),
-            };
             let projector = weights.sub("vocab_projector");
             Head::MaskedLm {
                 dense: Linear::load(&weights.sub("vocab_transform"), hidden, hidden)?,
-                activation,
+                activation: distilbert.activation.activation(),
                 layer_norm: LayerNorm::load(
                     &weights.sub("vocab_layer_norm"),
                     hidden,

@@ -58,6 +58,9 @@ fn unknown_architecture_lists_the_supported_ones() {
 fn gpt2_has_no_encoder_head() {
     let error = EncoderModel::from_folder_as(&model_dir("gpt2"), HeadKind::Base).unwrap_err();
     assert!(matches!(error, Error::UnsupportedHead { .. }), "{error:?}");
+    let error = EncoderModel::from_folder(&model_dir("gpt2")).unwrap_err();
+    assert!(matches!(error, Error::UnsupportedHead { .. }), "{error:?}");
+    assert!(error.to_string().contains("gpt2"), "{error}");
 }
 
 #[test]
