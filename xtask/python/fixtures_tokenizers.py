@@ -24,6 +24,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Some reference cases make the tokenizers library panic (transformers passes that on as an error): keep its
+# report to one line.
+os.environ["RUST_BACKTRACE"] = "0"
 
 import tokenizers  # noqa: E402
 import transformers  # noqa: E402

@@ -39,3 +39,9 @@ pub use encoding::{
 };
 pub use error::{Result, TokenizerError};
 pub use tokenizer::{ModelKind, Tokenizer, clean_up_tokenization};
+
+/// A `Tokenizer` is shared between threads (pipelines encode from several at once).
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+};
