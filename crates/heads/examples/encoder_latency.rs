@@ -1,8 +1,9 @@
 //! Median latency of an encoder forward pass on random ids, for side-by-side comparisons.
 //!
 //! `cargo run --release -p oxformer-heads --example encoder_latency -- <model dir> [batch] [seq]
-//! [threads] [runs] [lengths]`, where `lengths` (e.g. `16,40,128`) makes a right-padded batch of
-//! those lengths instead of `batch` full rows.
+//! [threads] [runs] [lengths] [padding]`, where `lengths` (e.g. `16,40,128`) makes a right-padded
+//! batch of those lengths instead of `batch` full rows, and `padding` = `computed` runs the padded
+//! positions too (the default skips them).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,6 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut model = EncoderModel::from_folder_as(&dir, HeadKind::Base)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     model.set_num_threads(threads)?;
+    let compute_padding = args.get(6).is_some_and(|mode| mode == "computed");
+    model.set_skip_padding(!compute_padding);
 
     // Deterministic pseudo-random ids in 1000..30000 (a linear congruential generator).
     let mut state = 12345u64;
@@ -65,7 +68,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "oxformer lengths {lengths:?} threads {threads}: median {:.1} ms (min {:.1}), load {load_ms:.0} ms",
+        "oxformer lengths {lengths:?} threads {threads} padding {}: median {:.1} ms (min {:.1}), load {load_ms:.0} ms",
+        if compute_padding {
+            "computed"
+        } else {
+            "skipped"
+        },
         times[times.len() / 2],
         times[0]
     );
