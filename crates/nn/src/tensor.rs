@@ -107,6 +107,23 @@ impl Tensor {
         matches!(self.storage, Storage::Mapped { .. })
     }
 
+    /// Tells the operating system that the mapped pages of this tensor are not needed now, so
+    /// they leave the process's resident memory (for weights that were packed into another
+    /// layout at load). The values stay readable: a later read brings the pages back from the
+    /// file. Does nothing for owned tensors or where the system lacks `madvise`.
+    pub fn release_mapped_pages(&self) {
+        #[cfg(unix)]
+        if let Storage::Mapped { map, offset, len } = &self.storage {
+            // SAFETY: the map is read-only and private, so it holds no changes that discarding
+            // its pages could lose; a later access re-reads the same bytes from the file (which,
+            // as for every memory-mapped checkpoint, must not change while it is open). The
+            // range lies inside the map (checked in `Tensor::mapped`). Failure is harmless.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *offset, len * 4)
+            };
+        }
+    }
+
     /// The values, row-major.
     pub fn as_slice(&self) -> &[f32] {
         match &self.storage {

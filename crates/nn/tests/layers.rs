@@ -199,3 +199,30 @@ fn layer_norm_matches_the_reference_and_reads_gamma_beta() {
         "{missing}"
     );
 }
+
+#[test]
+fn released_mapped_pages_read_back_the_same_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_f32_file(
+        dir.path(),
+        "model.safetensors",
+        &[("dense.weight", vec![300, 40]), ("dense.bias", vec![300])],
+    );
+    let weights = Weights::from_file(&path).unwrap();
+    let weight = weights.get("dense.weight", &[300, 40]).unwrap();
+    assert!(weight.is_mapped());
+    let before = weight.as_slice().to_vec();
+    weight.release_mapped_pages();
+    assert_eq!(weight.as_slice(), before.as_slice());
+    // Linear::load releases the pages it packed; the layer and the tensor still agree.
+    let linear = Linear::load(&weights.sub("dense"), 40, 300).unwrap();
+    let x = input(2, 40);
+    let bias = weights.get("dense.bias", &[300]).unwrap();
+    let expected = gemm_reference(
+        x.view(),
+        weight.view2().unwrap().t(),
+        &Epilogue::bias(bias.as_slice()),
+    );
+    assert_close(&linear.forward(x.view()).unwrap(), &expected);
+    assert_eq!(weight.as_slice(), before.as_slice());
+}

@@ -4,6 +4,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use oxformer_tensor::{Activation, Epilogue, PackedMatrix, matmul_packed_into};
 
 use crate::error::{Error, Result};
+use crate::tensor::Tensor;
 use crate::weights::Weights;
 
 /// A fully connected layer: `activation(x·Wᵀ + b) + residual`, with bias, activation and
@@ -20,6 +21,13 @@ pub struct Linear {
     bias: Option<Vec<f32>>,
 }
 
+/// Packs a checkpoint weight, then lets its mapped pages go: only the packed copy is read.
+fn pack(weight: &Tensor, layout: fn(ArrayView2<'_, f32>) -> PackedMatrix) -> Result<PackedMatrix> {
+    let packed = layout(weight.view2()?);
+    weight.release_mapped_pages();
+    Ok(packed)
+}
+
 impl Linear {
     /// Loads `weight` `[out, in]` and `bias` `[out]` under `weights`' prefix (torch.nn.Linear).
     ///
@@ -30,7 +38,7 @@ impl Linear {
         let bias = weights.get("bias", &[out_features])?;
         Ok(Self {
             name: weights.prefix().to_string(),
-            weight: PackedMatrix::from_linear_weight(weight.view2()?),
+            weight: pack(&weight, PackedMatrix::from_linear_weight)?,
             bias: Some(bias.as_slice().to_vec()),
         })
     }
@@ -47,7 +55,7 @@ impl Linear {
         let weight = weights.get("weight", &[out_features, in_features])?;
         Ok(Self {
             name: weights.prefix().to_string(),
-            weight: PackedMatrix::from_linear_weight(weight.view2()?),
+            weight: pack(&weight, PackedMatrix::from_linear_weight)?,
             bias: None,
         })
     }
@@ -61,7 +69,7 @@ impl Linear {
         let bias = weights.get("bias", &[out_features])?;
         Ok(Self {
             name: weights.prefix().to_string(),
-            weight: PackedMatrix::from_in_out(weight.view2()?),
+            weight: pack(&weight, PackedMatrix::from_in_out)?,
             bias: Some(bias.as_slice().to_vec()),
         })
     }
@@ -82,6 +90,7 @@ impl Linear {
             stacked
                 .slice_mut(ndarray::s![rows, ..])
                 .assign(&weight.view2()?);
+            weight.release_mapped_pages();
             bias.extend_from_slice(part.get("bias", &[out_features])?.as_slice());
         }
         let name = parts
