@@ -82,17 +82,17 @@ impl Linear {
     /// As [`Linear::load`] for each part.
     pub fn load_fused(parts: &[Weights], in_features: usize, out_features: usize) -> Result<Self> {
         let total = parts.len() * out_features;
-        let mut stacked = Array2::<f32>::zeros((total, in_features)); // [Σ out, in]
+        // [Σ out, in]: each part's rows after the previous part's.
+        let mut stacked = Vec::with_capacity(total * in_features);
         let mut bias = Vec::with_capacity(total);
-        for (index, part) in parts.iter().enumerate() {
+        for part in parts {
             let weight = part.get("weight", &[out_features, in_features])?;
-            let rows = index * out_features..(index + 1) * out_features;
-            stacked
-                .slice_mut(ndarray::s![rows, ..])
-                .assign(&weight.view2()?);
+            stacked.extend_from_slice(weight.as_slice());
             weight.release_mapped_pages();
             bias.extend_from_slice(part.get("bias", &[out_features])?.as_slice());
         }
+        let stacked = Array2::from_shape_vec((total, in_features), stacked)
+            .expect("the parts fill the stacked weight");
         let name = parts
             .iter()
             .map(|part| part.prefix().to_string())
