@@ -77,9 +77,15 @@ fn every_path_matches_the_reference() {
 
 #[test]
 fn strided_views_of_a_sequence_major_buffer() {
+    for queries in [5, 1] {
+        strided_case(queries);
+    }
+}
+
+fn strided_case(queries: usize) {
     // (batch, seq, heads, head_dim) buffers seen as (batch, heads, seq, head_dim), as a model
     // splits its fused QKV projection, and queries shorter than keys (a KV cache)
-    let (batch, heads, queries, keys, head_dim) = (2, 4, 5, 70, 16);
+    let (batch, heads, keys, head_dim) = (2, 4, 70, 16);
     let q_storage = random((batch, queries, heads, head_dim), 1);
     let kv_storage = random((batch, keys, 2, heads, head_dim), 2);
     let q = q_storage.view().permuted_axes([0, 2, 1, 3]);
@@ -106,13 +112,25 @@ fn strided_views_of_a_sequence_major_buffer() {
             storage.view_mut().permuted_axes([0, 2, 1, 3]),
         );
         let actual = storage.permuted_axes([0, 2, 1, 3]).to_owned();
-        assert_close(&actual, &expected, 2e-6, &format!("{path:?}"));
+        assert_close(
+            &actual,
+            &expected,
+            2e-6,
+            &format!("{path:?} {queries} queries"),
+        );
     }
 }
 
 #[test]
 fn nan_and_infinity_propagate_as_in_the_reference() {
-    let (batch, heads, queries, keys, head_dim) = (1, 4, 6, 150, 8);
+    // 6 queries take the blocked path, 2 (decoding) the one reading K and V in place
+    for queries in [6, 2] {
+        nan_and_infinity_case(queries);
+    }
+}
+
+fn nan_and_infinity_case(queries: usize) {
+    let (batch, heads, keys, head_dim) = (1, 4, 150, 8);
     let q = random((batch, heads, queries, head_dim), 3);
     let mut k = random((batch, heads, keys, head_dim), 4);
     let mut v = random((batch, heads, keys, head_dim), 5);
@@ -120,6 +138,7 @@ fn nan_and_infinity_propagate_as_in_the_reference() {
     k[[0, 1, 3, 0]] = f32::INFINITY; // ±inf scores in head 1
     v[[0, 2, 7, 5]] = f32::NAN; // NaN in one value column of head 2
     v[[0, 3, 140, 1]] = f32::NAN; // NaN value behind padding in head 3: never read
+    k[[0, 3, 130, 0]] = f32::INFINITY; // and an infinite key behind padding: never scored
     let padding = Array2::from_shape_fn((batch, keys), |(_, j)| if j < 120 { 1.0 } else { 0.0 });
     let mask = AttentionMask {
         key_padding: Some(padding.view()),
@@ -130,7 +149,12 @@ fn nan_and_infinity_propagate_as_in_the_reference() {
     assert!(expected.iter().any(|x| x.is_finite()));
     for path in available_paths("attention nan") {
         let actual = run(path, q.view(), k.view(), v.view(), &mask, 0.3);
-        assert_close(&actual, &expected, 2e-6, &format!("{path:?}"));
+        assert_close(
+            &actual,
+            &expected,
+            2e-6,
+            &format!("{path:?} {queries} queries"),
+        );
     }
 }
 
