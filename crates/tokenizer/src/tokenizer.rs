@@ -257,9 +257,11 @@ impl Tokenizer {
     /// # Errors
     /// [`TokenizerError::InvalidOptions`] (padding without a pad token; `pad_to_multiple_of` not
     /// dividing `max_length` under truncation and padding; `max_length` below the number of
-    /// special tokens; `stride` not below the room `max_length` leaves), [`TokenizerError::Encode`]
-    /// when the `tokenizers` library fails (`only_second` on a single text that must be cut, a
-    /// window the stride cannot fit).
+    /// special tokens; `stride` not below the room `max_length` leaves, or not below a window
+    /// truncation leaves one text of a pair: where transformers raises or the `tokenizers`
+    /// library panics), [`TokenizerError::Encode`] when the `tokenizers` library fails
+    /// (`only_second` on a single text that must be cut, `only_first` on a first text too short
+    /// to make room).
     pub fn encode<'a>(
         &self,
         input: impl Into<EncodeInput<'a>>,
@@ -286,6 +288,13 @@ impl Tokenizer {
         options: &EncodeOptions,
     ) -> Result<Vec<Encoding>> {
         let settings = self.resolve(options, inputs)?;
+        if let Some((max_length, stride, strategy, _)) = settings.truncation {
+            if stride > 0 {
+                for input in inputs {
+                    self.check_windows(input, max_length, stride, strategy, options)?;
+                }
+            }
+        }
         let backend = self.configured_backend(settings)?;
         let backend_inputs: Vec<tokenizers::EncodeInput<'_>> = inputs
             .iter()
@@ -394,6 +403,78 @@ impl Tokenizer {
             truncation,
             padding,
         })
+    }
+
+    /// Returns an error where the `tokenizers` library would panic: a truncated sequence left with
+    /// a window no longer than the stride (its `Encoding::truncate` asserts `stride < max_len`).
+    /// Mirrors `truncate_encodings` (tokenizers 0.22, utils/truncation.rs) on the sequences'
+    /// lengths.
+    fn check_windows(
+        &self,
+        input: &EncodeInput<'_>,
+        max_length: usize,
+        stride: usize,
+        strategy: Truncation,
+        options: &EncodeOptions,
+    ) -> Result<()> {
+        let length = |text: &str| -> Result<usize> {
+            self.backend
+                .encode(text, false)
+                .map(|encoding| encoding.len())
+                .map_err(|error| TokenizerError::Encode(error.to_string()))
+        };
+        let first = length(input.first())?;
+        let second = input.second().map(length).transpose()?;
+        let added = if options.add_special_tokens {
+            self.num_special_tokens_to_add(second.is_some())
+        } else {
+            0
+        };
+        // resolve() made sure max_length >= added
+        let budget = max_length - added;
+        let total = first + second.unwrap_or(0);
+        if budget == 0 || total <= budget {
+            return Ok(());
+        }
+        let to_remove = total - budget;
+        // (sequence, its length, the length it is cut to)
+        let cuts: Vec<(usize, usize, usize)> = match (strategy, second) {
+            (Truncation::LongestFirst | Truncation::None, None) => vec![(0, first, budget)],
+            (Truncation::LongestFirst | Truncation::None, Some(second)) => {
+                // n1 the shorter length, n2 what the longer one is cut to
+                let mut short = first.min(second);
+                let mut long = if short > budget {
+                    short
+                } else {
+                    (budget - short).max(short)
+                };
+                if short + long > budget {
+                    short = budget / 2;
+                    long = short + budget % 2;
+                }
+                let (cut_first, cut_second) = if first > second {
+                    (long, short)
+                } else {
+                    (short, long)
+                };
+                vec![(0, first, cut_first), (1, second, cut_second)]
+            }
+            (Truncation::OnlyFirst, _) if first > to_remove => vec![(0, first, first - to_remove)],
+            (Truncation::OnlySecond, Some(second)) if second > to_remove => {
+                vec![(1, second, second - to_remove)]
+            }
+            // the library reports these itself
+            _ => Vec::new(),
+        };
+        for (sequence, length, cut) in cuts {
+            if cut > 0 && cut < length && stride >= cut {
+                return Err(TokenizerError::InvalidOptions(format!(
+                    "stride {stride} is not smaller than the {cut}-token windows that truncation \
+                     to max_length {max_length} leaves for sequence {sequence} ({length} tokens)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The backend with these truncation/padding settings, from the cache or freshly configured.

@@ -165,8 +165,22 @@ fn stride_too_large_for_a_pair_window_is_an_error_not_a_panic() {
         ..EncodeOptions::default()
     };
     let long = "The quick brown fox jumps over the lazy dog again and again and again.";
-    let result = tokenizer.encode((long, long), &options);
-    assert!(result.is_err(), "{result:?}");
+    // longest_first gives each text 4.5 tokens of the 9 left by [CLS] A [SEP] B [SEP]: the
+    // tokenizers library would panic on a stride of 6; this is caught before, as an error.
+    let error = tokenizer.encode((long, long), &options).unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::InvalidOptions(_)),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("stride 6"), "{error}");
+    // the same inputs with a stride that fits
+    let options = EncodeOptions {
+        stride: 3,
+        ..options
+    };
+    let encoding = tokenizer.encode((long, long), &options).unwrap();
+    assert!(!encoding.overflowing().is_empty());
+    assert!(encoding.windows().all(|window| window.len() <= 12));
 }
 
 #[test]
