@@ -178,3 +178,18 @@ fn left_padded_batches_are_run_padded() {
     assert_eq!(padded.last_hidden_state, skipped.last_hidden_state);
     assert_eq!(padded.pooler_output, skipped.pooler_output);
 }
+
+#[test]
+fn relative_position_embeddings_are_refused_not_miscomputed() {
+    let dir = model_dir("bert");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    json["position_embedding_type"] = serde_json::json!("relative_key");
+    let ModelConfig::Bert(config) = ModelConfig::from_json_str(&json.to_string(), "test").unwrap()
+    else {
+        unreachable!()
+    };
+    let error = BertModel::load(&Weights::from_folder(&dir).unwrap(), &config, true).unwrap_err();
+    assert!(matches!(error, Error::Unsupported { .. }), "{error:?}");
+    assert!(error.to_string().contains("relative_key"), "{error}");
+}
