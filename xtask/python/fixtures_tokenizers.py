@@ -660,19 +660,22 @@ def tokenizer_info(tokenizer):
     }
 
 
-def reference_for(tokenizer, source, only_cases=None):
+def reference_for(tokenizer, source, only_cases=None, default_inputs=None):
     cases = []
     default_rows = None
     for name, call, inputs, options in case_grid():
         if only_cases is not None and name not in only_cases:
             continue
+        if name == "default" and default_inputs is not None:
+            inputs = default_inputs
         result = run_case(tokenizer, call, inputs, options, name in WITH_TOKENS)
         if result is None:
             continue
         if name == "default":
             default_rows = result["rows"]
         cases.append({"name": name, "call": call, "inputs": inputs, "options": options, **result})
-    batch = [default_rows["input_ids"][index] for index in PADDING_BATCH]
+    batch_rows = [index for index in PADDING_BATCH if index < len(default_rows["input_ids"])]
+    batch = [default_rows["input_ids"][index] for index in batch_rows]
     return {
         "source": source,
         "info": tokenizer_info(tokenizer),
@@ -681,7 +684,7 @@ def reference_for(tokenizer, source, only_cases=None):
         "cases": cases,
         "decode": decode_cases(tokenizer, default_rows),
         "batch_decode": {
-            "rows": PADDING_BATCH,
+            "rows": batch_rows,
             "skip": tokenizer.batch_decode(batch, skip_special_tokens=True),
             "keep": tokenizer.batch_decode(batch),
         },
@@ -693,13 +696,39 @@ def reference_for(tokenizer, source, only_cases=None):
     }
 
 
-def slow_copy(source_folder, files, work_dir, name):
-    """A folder holding only the slow files (no tokenizer.json), for the fallback references."""
+def slow_copy(source_folder, files, work_dir, name, config_overrides=None):
+    """A folder holding only the given files (the slow files without tokenizer.json, for the fallback
+    references), with `config_overrides` set in its tokenizer_config.json."""
     folder = work_dir / name
     folder.mkdir(parents=True)
     for file in files:
         shutil.copy(source_folder / file, folder / file)
+    if config_overrides:
+        with open(folder / "tokenizer_config.json", encoding="utf-8") as file:
+            config = json.load(file)
+        config.update(config_overrides)
+        write_json(folder / "tokenizer_config.json", config)
     return folder
+
+
+# Folders with a changed tokenizer_config.json, for the code that brings the backend in line with the
+# configuration (BertTokenizerFast's normalizer, the ByteLevel pre-tokenizer's and RobertaProcessing's
+# add_prefix_space, GPT-2's add_bos_token in the slow conversion): (name, trained folder, slow files or
+# None for every file, overrides, class).
+VARIANTS = [
+    ("wordpiece-cased-lowercase-strip-accents", "wordpiece-cased", None,
+     {"do_lower_case": True, "strip_accents": True}, None),
+    ("wordpiece-cased-lowercase-slow", "wordpiece-cased",
+     ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json"], {"do_lower_case": True}, BertTokenizerFast),
+    ("bpe-roberta-add-prefix-space", "bpe-roberta", None, {"add_prefix_space": True}, None),
+    ("bpe-roberta-add-prefix-space-slow", "bpe-roberta",
+     ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"],
+     {"add_prefix_space": True}, RobertaTokenizerFast),
+    ("bpe-gpt2-add-prefix-space", "bpe-gpt2", None, {"add_prefix_space": True}, None),
+    ("bpe-gpt2-bos-prefix-space-slow", "bpe-gpt2",
+     ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"],
+     {"add_bos_token": True, "add_prefix_space": True}, GPT2TokenizerFast),
+]
 
 
 def write_references(out_dir):
@@ -734,6 +763,13 @@ def write_references(out_dir):
             slow = slow_copy(out_dir / name, files, work_dir, name)
             jobs.append((f"{name}-slow", lambda cls=cls, slow=slow: cls.from_pretrained(str(slow)),
                          {"root": "fixtures", "folder": f"tokenizers/{name}", "files": files}, SLOW_CASES))
+        for name, trained, files, overrides, cls in VARIANTS:
+            files = files or sorted(path.name for path in (out_dir / trained).iterdir())
+            folder = slow_copy(out_dir / trained, files, work_dir, name, overrides)
+            load_class = cls or transformers.AutoTokenizer
+            jobs.append((name, lambda load_class=load_class, folder=folder: load_class.from_pretrained(str(folder)),
+                         {"root": "fixtures", "folder": f"tokenizers/{trained}", "files": files,
+                          "config_overrides": overrides}, SLOW_CASES))
         if minilm.is_dir():
             jobs.append(("minilm", lambda: transformers.AutoTokenizer.from_pretrained(str(minilm)),
                          {"root": "cache", "folder": "models/sentence-transformers/all-MiniLM-L6-v2",
@@ -750,7 +786,8 @@ def write_references(out_dir):
         else:
             print(f"warning: {gpt2} missing (run `cargo xtask fetch`): no GPT-2 references", file=sys.stderr)
         for name, load, source, only_cases in jobs:
-            reference = reference_for(load(), source, only_cases)
+            default_inputs = [["t", index] for index in SOME_TEXTS] if "config_overrides" in source else None
+            reference = reference_for(load(), source, only_cases, default_inputs)
             write_compact_json(reference_dir / f"{name}.json", reference)
 
 
@@ -800,7 +837,8 @@ What the fast tokenizer returns, one file per tokenizer:
 Each file holds:
 
 - `source`: `root` (`fixtures` or `cache`), `folder`, and `files` (null: the folder as it is; a list: only
-  those files, copied to a temporary folder: the slow-file fallbacks).
+  those files, copied to a temporary folder: the slow-file fallbacks), and `config_overrides`: keys set in
+  the copy's tokenizer_config.json (the variants below).
 - `info`: class, `vocab_size`, `len` (with added tokens), `model_max_length` (null = no limit),
   `padding_side`, `truncation_side`, `clean_up_tokenization_spaces`, `model_input_names`,
   `num_special_tokens_to_add` ([single, pair]), `all_special_ids`, `special_tokens` (each named token and
@@ -834,6 +872,12 @@ Each file holds:
 
 The slow-file files (`*-slow`) hold a subset of the cases (`default`, `pairs`, `pairs-each`) and the
 decodes: enough to show the fallback builds the same tokenizer.
+
+Variants (`config_overrides`, same subset, `default` on 10 of the texts): `wordpiece-cased-lowercase-strip-accents`
+(tokenizer.json with `do_lower_case` and `strip_accents` true: BertTokenizerFast rebuilds the normalizer),
+`wordpiece-cased-lowercase-slow` (vocab.txt, `do_lower_case`), `bpe-roberta-add-prefix-space` and its
+`-slow`, `bpe-gpt2-add-prefix-space`, `bpe-gpt2-bos-prefix-space-slow` (vocab.json + merges.txt with
+`add_bos_token` and `add_prefix_space`: the slow conversion's `<|endoftext|> A` template).
 '''
 
 

@@ -39,12 +39,24 @@ fn required_id(
         field: key.to_string(),
         message: "the template needs this special token but the configuration sets none".into(),
     })?;
-    let id = *vocab
+    // the vocabulary, else the added tokens (added_tokens_decoder / added_tokens.json), as the slow
+    // tokenizer's convert_tokens_to_ids
+    let added = config
+        .added_tokens
+        .iter()
+        .find(|(_, added)| added.content == token)
+        .map(|(&id, _)| id);
+    let id = vocab
         .get(&token)
+        .copied()
+        .or(added)
         .ok_or_else(|| TokenizerError::InvalidConfig {
             path: config_path,
             field: key.to_string(),
-            message: format!("`{token}` is not in {}", file.display()),
+            message: format!(
+                "`{token}` is not in {} nor among the added tokens",
+                file.display()
+            ),
         })?;
     Ok((token, id))
 }

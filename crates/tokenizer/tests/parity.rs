@@ -40,6 +40,15 @@ fn load(name: &str) -> Reference {
                 std::fs::copy(folder.join(file), copy.path().join(file))
                     .unwrap_or_else(|e| panic!("{}: {e}", folder.join(file).display()));
             }
+            if let Some(overrides) = source["config_overrides"].as_object() {
+                let path = copy.path().join("tokenizer_config.json");
+                let mut config: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                for (key, value) in overrides {
+                    config[key] = value.clone();
+                }
+                std::fs::write(&path, config.to_string()).unwrap();
+            }
             let path = copy.path().to_path_buf();
             (Some(copy), path)
         }
@@ -516,6 +525,36 @@ fn bpe_gpt2() {
 #[test]
 fn bpe_gpt2_from_vocab_json_and_merges() {
     check("bpe-gpt2-slow");
+}
+
+#[test]
+fn wordpiece_cased_with_config_lowercase_strip_accents() {
+    check("wordpiece-cased-lowercase-strip-accents");
+}
+
+#[test]
+fn wordpiece_cased_from_vocab_txt_with_config_lowercase() {
+    check("wordpiece-cased-lowercase-slow");
+}
+
+#[test]
+fn bpe_roberta_with_config_add_prefix_space() {
+    check("bpe-roberta-add-prefix-space");
+}
+
+#[test]
+fn bpe_roberta_from_vocab_json_and_merges_with_config_add_prefix_space() {
+    check("bpe-roberta-add-prefix-space-slow");
+}
+
+#[test]
+fn bpe_gpt2_with_config_add_prefix_space() {
+    check("bpe-gpt2-add-prefix-space");
+}
+
+#[test]
+fn bpe_gpt2_from_vocab_json_and_merges_with_add_bos_token() {
+    check("bpe-gpt2-bos-prefix-space-slow");
 }
 
 #[test]
