@@ -1,7 +1,15 @@
 //! `oxformer`: HF transformers' pipelines from the shell.
+//!
+//! `oxformer <task> --model <DIR|ID> [task options] [TEXT ...]`; with no TEXT, stdin gives one
+//! input per line. `--json` prints one JSON value per input per line with the keys and value
+//! types transformers' pipeline returns. Exit status: 0 on success, 2 for bad usage or input,
+//! 1 for other failures; messages go to stderr.
 
 mod bench;
+mod table;
+mod tasks;
 
+use std::fmt;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,8 +27,47 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Classify texts (or pairs) with a *ForSequenceClassification model.
+    #[command(alias = "sentiment-analysis")]
+    TextClassification(tasks::TextClassificationArgs),
+    /// Label each token (named entities) with a *ForTokenClassification model.
+    #[command(alias = "ner")]
+    TokenClassification(tasks::TokenClassificationArgs),
+    /// Find the answer to a question in a context with a *ForQuestionAnswering model.
+    QuestionAnswering(tasks::QuestionAnsweringArgs),
+    /// Predict the masked token with a *ForMaskedLM model.
+    FillMask(tasks::FillMaskArgs),
+    /// Token embeddings, or sentence embeddings for sentence-transformers folders.
+    FeatureExtraction(tasks::FeatureExtractionArgs),
+    /// Classify texts into labels chosen at run time with an NLI model.
+    ZeroShotClassification(tasks::ZeroShotArgs),
     /// Time the forward pass (or greedy generation) of a model on random ids.
     Bench(bench::BenchArgs),
+}
+
+/// A mistake in how oxformer was called or in its input: exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// 2 for the caller's mistakes (usage, input, options, a model that is not there), else 1.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.is::<UsageError>() {
+            return 2;
+        }
+        if let Some(error) = cause.downcast_ref::<oxformer_pipelines::Error>() {
+            return if error.is_user_error() { 2 } else { 1 };
+        }
+    }
+    1
 }
 
 fn main() -> ExitCode {
@@ -36,13 +83,19 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
+        Command::TextClassification(args) => tasks::text_classification(args),
+        Command::TokenClassification(args) => tasks::token_classification(args),
+        Command::QuestionAnswering(args) => tasks::question_answering(args),
+        Command::FillMask(args) => tasks::fill_mask(args),
+        Command::FeatureExtraction(args) => tasks::feature_extraction(args),
+        Command::ZeroShotClassification(args) => tasks::zero_shot_classification(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("oxformer: {error:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit_code(&error))
         }
     }
 }

@@ -1,0 +1,471 @@
+//! The `oxformer` binary on the fixture models: `--json` lines equal transformers' pipeline
+//! outputs (`fixtures/pipelines/`), and exit statuses 0 / 2 (usage, input) / 1 (other).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const TOLERANCE: f64 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn model(name: &str) -> String {
+    fixtures().join("models").join(name).display().to_string()
+}
+
+/// `(inputs, output)` of `fixtures/pipelines/<task>/<case>.json`.
+fn case(task: &str, name: &str) -> (Value, Value) {
+    let path = fixtures()
+        .join("pipelines")
+        .join(task)
+        .join(format!("{name}.json"));
+    let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    (value["inputs"].clone(), value["output"].clone())
+}
+
+/// Runs `oxformer args...` with `stdin` (or none).
+fn oxformer(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxformer"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the oxformer binary runs");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+/// The JSON lines of a successful run.
+fn json_lines(args: &[&str], stdin: Option<&str>) -> Vec<Value> {
+    let output = oxformer(args, stdin);
+    assert!(
+        output.status.success(),
+        "oxformer {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+/// Same structure, keys, strings and integers; floats within `TOLERANCE`.
+fn assert_close(actual: &Value, expected: &Value, path: &str) {
+    match (actual, expected) {
+        (Value::Number(a), Value::Number(e)) if a.is_f64() || e.is_f64() => {
+            let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+            assert!((a - e).abs() <= TOLERANCE, "{path}: {a} vs expected {e}");
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            assert_eq!(a.len(), e.len(), "{path}: length");
+            for (index, (a, e)) in a.iter().zip(e).enumerate() {
+                assert_close(a, e, &format!("{path}[{index}]"));
+            }
+        }
+        (Value::Object(a), Value::Object(e)) => {
+            let mut a_keys: Vec<_> = a.keys().collect();
+            let mut e_keys: Vec<_> = e.keys().collect();
+            a_keys.sort();
+            e_keys.sort();
+            assert_eq!(a_keys, e_keys, "{path}: keys");
+            for key in e_keys {
+                assert_close(&a[key], &e[key], &format!("{path}.{key}"));
+            }
+        }
+        (a, e) => assert_eq!(a, e, "{path}"),
+    }
+}
+
+fn texts(inputs: &Value) -> Vec<String> {
+    match inputs {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().unwrap().to_string())
+            .collect(),
+        other => panic!("not texts: {other}"),
+    }
+}
+
+/// Runs the texts of a case as arguments of `oxformer <command>` and checks one line per
+/// input against `expected`; `command` may be an alias of `task`.
+fn check_texts(command: &str, task: &str, name: &str, flags: &[&str], expected: Vec<Value>) {
+    let (inputs, _) = case(task, name);
+    let texts = texts(&inputs);
+    let mut args: Vec<&str> = vec![command];
+    args.extend(flags);
+    args.push("--json");
+    args.extend(texts.iter().map(String::as_str));
+    let lines = json_lines(&args, None);
+    assert_eq!(lines.len(), expected.len(), "{name}: one line per input");
+    for (index, (line, expected)) in lines.iter().zip(&expected).enumerate() {
+        assert_close(line, expected, &format!("{name} line {index}"));
+    }
+}
+
+fn items(output: Value) -> Vec<Value> {
+    output.as_array().unwrap().clone()
+}
+
+#[test]
+fn text_classification_json_equals_transformers() {
+    let seqcls = model("bert-seqcls-single");
+    let (_, output) = case("text-classification", "bert-seqcls-single-batch");
+    check_texts(
+        "text-classification",
+        "text-classification",
+        "bert-seqcls-single-batch",
+        &["--model", &seqcls],
+        items(output),
+    );
+    let (_, output) = case("text-classification", "bert-seqcls-single-top-k-none");
+    check_texts(
+        "sentiment-analysis",
+        "text-classification",
+        "bert-seqcls-single-top-k-none",
+        &["--model", &seqcls, "--top-k", "all"],
+        items(output),
+    );
+    let multi = model("bert-seqcls-multi");
+    let (_, output) = case("text-classification", "bert-seqcls-multi-top-k-2-softmax");
+    check_texts(
+        "text-classification",
+        "text-classification",
+        "bert-seqcls-multi-top-k-2-softmax",
+        &[
+            "--model",
+            &multi,
+            "--top-k",
+            "2",
+            "--function-to-apply",
+            "softmax",
+        ],
+        items(output),
+    );
+}
+
+#[test]
+fn text_pairs_come_as_json_lines() {
+    let (inputs, output) = case("text-classification", "bert-seqcls-single-pair");
+    let lines = json_lines(
+        &[
+            "text-classification",
+            "--model",
+            &model("bert-seqcls-single"),
+            "--top-k",
+            "all",
+            "--json",
+        ],
+        Some(&format!("{inputs}\n")),
+    );
+    assert_eq!(lines.len(), 1);
+    assert_close(&lines[0], &output, "pair");
+}
+
+#[test]
+fn token_classification_json_equals_transformers() {
+    let tokcls = model("bert-tokcls");
+    let (_, output) = case("token-classification", "bert-tokcls-aggregation-simple");
+    check_texts(
+        "ner",
+        "token-classification",
+        "bert-tokcls-aggregation-simple",
+        &["--model", &tokcls, "--aggregation-strategy", "simple"],
+        vec![output],
+    );
+    let (_, output) = case("token-classification", "bert-tokcls-stride-16-average");
+    check_texts(
+        "token-classification",
+        "token-classification",
+        "bert-tokcls-stride-16-average",
+        &[
+            "--model",
+            &tokcls,
+            "--aggregation-strategy",
+            "average",
+            "--stride",
+            "16",
+        ],
+        vec![output],
+    );
+}
+
+#[test]
+fn question_answering_json_equals_transformers() {
+    let qa = model("bert-qa");
+    let (inputs, output) = case("question-answering", "bert-qa-top-k-3");
+    let lines = json_lines(
+        &[
+            "question-answering",
+            "--model",
+            &qa,
+            "--top-k",
+            "3",
+            "--json",
+            "--question",
+            inputs["question"].as_str().unwrap(),
+            "--context",
+            inputs["context"].as_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(lines.len(), 1);
+    assert_close(&lines[0], &output, "top-k-3");
+
+    let (inputs, output) = case("question-answering", "bert-qa-batch");
+    let stdin: String = inputs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|input| format!("{input}\n"))
+        .collect();
+    let lines = json_lines(
+        &["question-answering", "--model", &qa, "--json"],
+        Some(&stdin),
+    );
+    let expected = items(output);
+    assert_eq!(lines.len(), expected.len());
+    for (index, (line, expected)) in lines.iter().zip(&expected).enumerate() {
+        assert_close(line, expected, &format!("batch line {index}"));
+    }
+}
+
+#[test]
+fn fill_mask_json_equals_transformers() {
+    let mlm = model("bert-mlm");
+    let (inputs, output) = case("fill-mask", "bert-mlm-top-k-2-batch");
+    let stdin: String = texts(&inputs)
+        .iter()
+        .map(|text| format!("{text}\n"))
+        .collect();
+    let lines = json_lines(
+        &["fill-mask", "--model", &mlm, "--top-k", "2", "--json"],
+        Some(&stdin),
+    );
+    let expected = items(output);
+    assert_eq!(lines.len(), expected.len());
+    for (index, (line, expected)) in lines.iter().zip(&expected).enumerate() {
+        assert_close(line, expected, &format!("line {index}"));
+    }
+    let (_, output) = case("fill-mask", "bert-mlm-targets");
+    check_texts(
+        "fill-mask",
+        "fill-mask",
+        "bert-mlm-targets",
+        &["--model", &mlm, "--targets", "Paris,London,the"],
+        vec![output],
+    );
+}
+
+#[test]
+fn feature_extraction_json_equals_transformers() {
+    let (_, output) = case("feature-extraction", "bert-batch");
+    check_texts(
+        "feature-extraction",
+        "feature-extraction",
+        "bert-batch",
+        &["--model", &model("bert")],
+        items(output),
+    );
+}
+
+#[test]
+fn zero_shot_json_equals_transformers() {
+    let nli = model("bert-nli");
+    let (_, output) = case("zero-shot-classification", "bert-nli-batch");
+    check_texts(
+        "zero-shot-classification",
+        "zero-shot-classification",
+        "bert-nli-batch",
+        &[
+            "--model",
+            &nli,
+            "--candidate-labels",
+            "politics,sports,technology",
+        ],
+        items(output),
+    );
+    let (_, output) = case("zero-shot-classification", "bert-nli-template");
+    check_texts(
+        "zero-shot-classification",
+        "zero-shot-classification",
+        "bert-nli-template",
+        &[
+            "--model",
+            &nli,
+            "--candidate-labels",
+            "politics, sports, technology",
+            "--hypothesis-template",
+            "The topic of this text is {}.",
+        ],
+        vec![output],
+    );
+}
+
+#[test]
+fn readable_output_is_a_table() {
+    let output = oxformer(
+        &[
+            "text-classification",
+            "--model",
+            &model("bert-seqcls-single"),
+            "--top-k",
+            "all",
+            "Hello!",
+        ],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("> Hello!"), "{stdout}");
+    assert!(
+        stdout.contains("NEGATIVE") && stdout.contains("POSITIVE"),
+        "{stdout}"
+    );
+}
+
+fn assert_status(args: &[&str], stdin: Option<&str>, code: i32) {
+    let output = oxformer(args, stdin);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "oxformer {args:?}: {stderr}"
+    );
+    assert!(
+        output.stdout.is_empty() || code == 0,
+        "oxformer {args:?} printed a result"
+    );
+    if code != 0 {
+        assert!(
+            !stderr.trim().is_empty(),
+            "oxformer {args:?}: no message on stderr"
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "oxformer {args:?} panicked: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let seqcls = model("bert-seqcls-single");
+    assert_status(&[], None, 2);
+    assert_status(&["summarize", "--model", &seqcls, "Hi"], None, 2);
+    assert_status(&["text-classification", "Hi"], None, 2);
+    assert_status(
+        &[
+            "text-classification",
+            "--model",
+            &seqcls,
+            "--no-such-flag",
+            "Hi",
+        ],
+        None,
+        2,
+    );
+    assert_status(
+        &[
+            "text-classification",
+            "--model",
+            &seqcls,
+            "--top-k",
+            "many",
+            "Hi",
+        ],
+        None,
+        2,
+    );
+    assert_status(
+        &[
+            "text-classification",
+            "--model",
+            &seqcls,
+            "--function-to-apply",
+            "tanh",
+            "Hi",
+        ],
+        None,
+        2,
+    );
+    assert_status(
+        &[
+            "token-classification",
+            "--model",
+            &model("bert-tokcls"),
+            "--aggregation-strategy",
+            "best",
+            "Hi",
+        ],
+        None,
+        2,
+    );
+    assert_status(
+        &[
+            "zero-shot-classification",
+            "--model",
+            &model("bert-nli"),
+            "Hi",
+        ],
+        None,
+        2,
+    );
+    assert_status(
+        &[
+            "question-answering",
+            "--model",
+            &model("bert-qa"),
+            "--question",
+            "Where?",
+        ],
+        None,
+        2,
+    );
+}
+
+#[test]
+fn bad_input_exits_2() {
+    let seqcls = model("bert-seqcls-single");
+    // No input at all, an empty text, a missing model, the wrong model for the task.
+    assert_status(&["text-classification", "--model", &seqcls], Some(""), 2);
+    assert_status(&["text-classification", "--model", &seqcls, ""], None, 2);
+    assert_status(
+        &["text-classification", "--model", "/no/such/model", "Hi"],
+        None,
+        2,
+    );
+    assert_status(&["fill-mask", "--model", &seqcls, "Hi [MASK]"], None, 2);
+    assert_status(
+        &["fill-mask", "--model", &model("bert-mlm"), "No mask here."],
+        None,
+        2,
+    );
+    assert_status(
+        &["question-answering", "--model", &model("bert-qa"), "--json"],
+        Some("not json\n"),
+        2,
+    );
+    let long = "I love this movie. ".repeat(100);
+    assert_status(&["text-classification", "--model", &seqcls, &long], None, 2);
+}
+
+#[test]
+fn broken_model_files_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{ not json").unwrap();
+    let folder = dir.path().display().to_string();
+    assert_status(&["text-classification", "--model", &folder, "Hi"], None, 1);
+}
