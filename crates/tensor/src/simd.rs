@@ -498,51 +498,65 @@ pub(crate) unsafe fn erf<S: Simd>(x: S::V) -> S::V {
     unsafe {
         let ax = S::abs(x);
         let one = S::splat(1.0);
-
-        // |x| < 0.84375: x + x·P(x²)/Q(x²).
-        let z = S::mul(x, x);
-        let small = S::fma(
-            x,
-            S::div(polynomial::<S>(z, &PP), polynomial::<S>(z, &QQ)),
-            x,
-        );
-
-        // 0.84375 ≤ |x| < 1.25: erx + P(s)/Q(s), s = |x| − 1.
-        let s = S::sub(ax, one);
-        let middle = S::add(
-            S::splat(ERX),
-            S::div(polynomial::<S>(s, &PA), polynomial::<S>(s, &QA)),
-        );
-
-        // 1.25 ≤ |x| < 6: 1 − exp(−z² − 0.5625)·exp((z − |x|)(z + |x|) + R/S)/|x|, s = 1/x².
-        let inverse_square = S::div(one, S::mul(ax, ax));
+        let small_lanes = S::lt(ax, S::splat(0.84375));
+        let middle_lanes = S::lt(ax, S::splat(1.25));
         let near = S::lt(ax, S::splat(1.0 / 0.35));
-        let r = S::select(
-            near,
-            polynomial::<S>(inverse_square, &RA),
-            polynomial::<S>(inverse_square, &RB),
+
+        // Each interval is a ratio of polynomials; the numerator and denominator of each lane's
+        // interval are chosen first so that one division serves them all (divisions are slow).
+        // |x| < 0.84375: P(x²)/Q(x²); 0.84375 ≤ |x| < 1.25: P(s)/Q(s), s = |x| − 1;
+        // 1.25 ≤ |x| < 6: R(1/x²)/S(1/x²) (two sets of coefficients, split at 1/0.35).
+        let z = S::mul(x, x);
+        let s = S::sub(ax, one);
+        let inverse_square = S::div(one, z);
+        let numerator = S::select(
+            small_lanes,
+            polynomial::<S>(z, &PP),
+            S::select(
+                middle_lanes,
+                polynomial::<S>(s, &PA),
+                S::select(
+                    near,
+                    polynomial::<S>(inverse_square, &RA),
+                    polynomial::<S>(inverse_square, &RB),
+                ),
+            ),
         );
-        let big_s = S::select(
-            near,
-            polynomial::<S>(inverse_square, &SA),
-            polynomial::<S>(inverse_square, &SB),
+        let denominator = S::select(
+            small_lanes,
+            polynomial::<S>(z, &QQ),
+            S::select(
+                middle_lanes,
+                polynomial::<S>(s, &QA),
+                S::select(
+                    near,
+                    polynomial::<S>(inverse_square, &SA),
+                    polynomial::<S>(inverse_square, &SB),
+                ),
+            ),
         );
+        let ratio = S::div(numerator, denominator);
+
+        // |x| < 0.84375: x + x·ratio
+        let small = S::fma(x, ratio, x);
+        // 0.84375 ≤ |x| < 1.25: erx + ratio
+        let middle = S::add(S::splat(ERX), ratio);
+        // 1.25 ≤ |x| < 6: 1 − exp(−z² − 0.5625)·exp((z − |x|)(z + |x|) + ratio)/|x|, with z = |x|
+        // rounded to 12 fewer bits (so z² is exact), and 1/|x| = |x|/x²
         let zt = S::truncate_low_bits(ax);
         let e1 = exp::<S>(S::sub(
             S::mul(S::sub(S::splat(0.0), zt), zt),
             S::splat(0.5625),
         ));
-        let e2 = exp::<S>(S::add(
-            S::mul(S::sub(zt, ax), S::add(zt, ax)),
-            S::div(r, big_s),
-        ));
-        let tail = S::sub(one, S::div(S::mul(e1, e2), ax));
+        let e2 = exp::<S>(S::add(S::mul(S::sub(zt, ax), S::add(zt, ax)), ratio));
+        let tail = S::sub(one, S::mul(S::mul(e1, e2), S::mul(ax, inverse_square)));
 
-        let mut magnitude = S::select(S::lt(ax, S::splat(6.0)), tail, one);
-        magnitude = S::select(S::lt(ax, S::splat(1.25)), middle, magnitude);
+        // |x| ≥ 6: ±1; NaN compares false everywhere and stays NaN (through `ax`)
+        let beyond = S::select(S::gt(ax, S::splat(5.0)), one, ax);
+        let mut magnitude = S::select(S::lt(ax, S::splat(6.0)), tail, beyond);
+        magnitude = S::select(middle_lanes, middle, magnitude);
         let signed = S::copysign(magnitude, x);
-        // `gt` is false for NaN, so NaN lanes take `small` (x + x·… = NaN).
-        S::select(S::gt(ax, S::splat(0.84375)), signed, small)
+        S::select(small_lanes, small, signed)
     }
 }
 
