@@ -1,0 +1,264 @@
+//! Beam search as transformers 4.57's vectorised `GenerationMixin._beam_search`: per prompt,
+//! `num_beams` running hypotheses and up to `num_beams` finished ones, with the same scores
+//! (f32 sums of log-probabilities, -1e9 for "impossible") and the same stopping heuristics.
+
+use ndarray::Array2;
+
+use super::{
+    CausalLm, EarlyStopping, GenerateOutput, Generation, next_logits, processors, stop_string_hit,
+};
+use crate::Result;
+
+/// transformers' stand-in for −∞ in beam scores.
+const IMPOSSIBLE: f32 = -1.0e9;
+
+/// One candidate continuation: `beam` followed by `token`, with its summed log-probability.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    score: f32,
+    beam: usize,
+    token: u32,
+}
+
+/// The indices of the `k` largest values, largest first; ties by lower index (as
+/// `torch.topk` on CPU in practice).
+fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    let k = k.min(values.len());
+    order.select_nth_unstable_by(
+        k.saturating_sub(1).min(values.len().saturating_sub(1)),
+        |&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)),
+    );
+    order.truncate(k);
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order
+}
+
+/// `base / length^length_penalty` as the reference computes it (the power in f64, the
+/// division in f32).
+fn penalised(base: f32, length: usize, length_penalty: f32) -> f32 {
+    base / (length as f64).powf(length_penalty as f64) as f32
+}
+
+pub(super) fn beam_search<M: CausalLm>(
+    generation: &mut Generation<'_, M>,
+) -> Result<GenerateOutput> {
+    let model = generation.model;
+    let config = &generation.config;
+    let num_beams = config.num_beams;
+    let batch = generation.prompts.len();
+    let prompt_length = generation.prompts.length();
+    let max_length = generation.max_length;
+    let vocab = model.vocab_size();
+    let eos = &config.eos_token_id;
+    let fill = match (config.pad_token_id, eos.first()) {
+        (Some(pad), _) if pad != 0 => pad,
+        (_, Some(&first)) => first,
+        (pad, None) => pad.unwrap_or(0),
+    };
+    let beams_to_keep = 2.max(1 + eos.len()) * num_beams;
+    let length_penalty = config.length_penalty;
+    let early_stopping = config.early_stopping;
+
+    let (mut running, mut mask) = generation.prompts.expanded(num_beams); // (batch × beams) rows
+    let mut running_scores = vec![vec![0.0f32; num_beams]; batch];
+    for scores in &mut running_scores {
+        for score in scores.iter_mut().skip(1) {
+            *score = IMPOSSIBLE;
+        }
+    }
+    // Finished hypotheses per prompt: sequence, score, generated length, finished flag.
+    let mut finished: Vec<Vec<Vec<u32>>> = (0..batch)
+        .map(|b| running[b * num_beams..(b + 1) * num_beams].to_vec())
+        .collect();
+    let mut finished_scores = vec![vec![IMPOSSIBLE; num_beams]; batch];
+    let mut finished_lengths = vec![vec![0usize; num_beams]; batch];
+    let mut is_finished = vec![vec![false; num_beams]; batch];
+    let mut heuristic_unsatisfied = vec![true; batch];
+
+    let mut cache = config
+        .use_cache
+        .then(|| model.new_cache(batch * num_beams, max_length));
+    let mut cached = 0;
+    let mut cur_len = prompt_length;
+    let mut recorded_logits = Vec::new();
+    let mut recorded_scores = Vec::new();
+    loop {
+        let logits = next_logits(model, &running, &mask, cache.as_mut(), &mut cached)?;
+        let mut log_probs = Array2::<f32>::zeros(logits.dim());
+        for ((row, logits_row), mut out) in
+            running.iter().zip(logits.rows()).zip(log_probs.rows_mut())
+        {
+            let mut values =
+                processors::log_softmax(logits_row.as_slice().expect("contiguous logits"));
+            generation.processors.apply(row, &mut values);
+            out.as_slice_mut()
+                .expect("contiguous")
+                .copy_from_slice(&values);
+        }
+        if generation.record {
+            recorded_logits.push(logits);
+            recorded_scores.push(log_probs.clone());
+        }
+
+        let mut next_running = Vec::with_capacity(batch * num_beams);
+        let mut parents = Vec::with_capacity(batch * num_beams);
+        let mut all_hit_stop = true;
+        for b in 0..batch {
+            // Accumulated log-probabilities of every (beam, token), flattened beam-major.
+            let mut accumulated = Vec::with_capacity(num_beams * vocab);
+            for (beam, &base) in running_scores[b].iter().enumerate() {
+                let row = log_probs.row(b * num_beams + beam);
+                accumulated.extend(row.iter().map(|&l| l + base));
+            }
+            let picked = if config.do_sample {
+                let probs = processors::softmax(&accumulated);
+                generation
+                    .rng
+                    .categorical_without_replacement(&probs, beams_to_keep)
+            } else {
+                top_k_indices(&accumulated, beams_to_keep)
+            };
+            let candidates: Vec<Candidate> = picked
+                .iter()
+                .map(|&index| Candidate {
+                    score: accumulated[index],
+                    beam: index / vocab,
+                    token: (index % vocab) as u32,
+                })
+                .collect();
+            let sequence_of = |candidate: &Candidate| {
+                let mut sequence = running[b * num_beams + candidate.beam].clone();
+                sequence.push(candidate.token);
+                sequence
+            };
+            let hits: Vec<bool> = candidates
+                .iter()
+                .map(|candidate| {
+                    cur_len + 1 >= max_length
+                        || eos.contains(&candidate.token)
+                        || stop_string_hit(
+                            &config.stop_strings,
+                            generation.decode.as_deref(),
+                            &sequence_of(candidate),
+                            &generation.prompts.attention_mask[b],
+                        )
+                })
+                .collect();
+            all_hit_stop &= hits.iter().all(|&hit| hit);
+
+            // The running beams of the next step: the best candidates that do not stop.
+            let running_values: Vec<f32> = candidates
+                .iter()
+                .zip(&hits)
+                .map(|(candidate, &hit)| candidate.score + if hit { IMPOSSIBLE } else { 0.0 })
+                .collect();
+            let next = top_k_indices(&running_values, num_beams);
+            for (slot, &index) in next.iter().enumerate() {
+                running_scores[b][slot] = running_values[index];
+                next_running.push(sequence_of(&candidates[index]));
+                parents.push(b * num_beams + candidates[index].beam);
+            }
+
+            // The finished hypotheses: the best of the old ones and the candidates among the
+            // top `num_beams` that just stopped.
+            let batch_full =
+                early_stopping == EarlyStopping::Done && is_finished[b].iter().all(|&f| f);
+            let mut merged_scores = finished_scores[b].clone();
+            let mut merged_finished = is_finished[b].clone();
+            for (rank, (candidate, &hit)) in candidates.iter().zip(&hits).enumerate() {
+                let just_finished = hit && rank < num_beams;
+                let mut score =
+                    penalised(candidate.score, cur_len + 1 - prompt_length, length_penalty);
+                if batch_full {
+                    score += IMPOSSIBLE;
+                }
+                if !heuristic_unsatisfied[b] {
+                    score += IMPOSSIBLE;
+                }
+                if !just_finished {
+                    score += IMPOSSIBLE;
+                }
+                merged_scores.push(score);
+                merged_finished.push(just_finished);
+            }
+            let best = top_k_indices(&merged_scores, num_beams);
+            let old_sequences = std::mem::take(&mut finished[b]);
+            let old_lengths = finished_lengths[b].clone();
+            let mut sequences = Vec::with_capacity(num_beams);
+            for (slot, &index) in best.iter().enumerate() {
+                finished_scores[b][slot] = merged_scores[index];
+                is_finished[b][slot] = merged_finished[index];
+                if index < num_beams {
+                    sequences.push(old_sequences[index].clone());
+                    finished_lengths[b][slot] = old_lengths[index];
+                } else {
+                    let candidate = &candidates[index - num_beams];
+                    let mut sequence = sequence_of(candidate);
+                    sequence.resize(max_length, fill);
+                    sequences.push(sequence);
+                    finished_lengths[b][slot] = cur_len + 1 - prompt_length;
+                }
+            }
+            finished[b] = sequences;
+        }
+
+        running = next_running;
+        for row in &mut mask {
+            row.push(1.0);
+        }
+        if let Some(cache) = cache.as_mut() {
+            model.reorder_cache(cache, &parents)?;
+        }
+        cur_len += 1;
+
+        // `_check_early_stop_heuristic`.
+        for b in 0..batch {
+            let hypothetical = if early_stopping == EarlyStopping::Never && length_penalty > 0.0 {
+                max_length - prompt_length
+            } else {
+                cur_len - prompt_length
+            };
+            let best_possible = penalised(running_scores[b][0], hypothetical, length_penalty);
+            let worst = finished_scores[b]
+                .iter()
+                .copied()
+                .fold(f32::INFINITY, f32::min);
+            let improvable = is_finished[b]
+                .iter()
+                .any(|&done| best_possible > if done { worst } else { IMPOSSIBLE });
+            heuristic_unsatisfied[b] &= improvable;
+        }
+        // `_beam_search_has_unfinished_sequences`.
+        let improvement_possible = heuristic_unsatisfied.contains(&true);
+        let every_beam_done = is_finished.iter().flatten().all(|&done| done);
+        let open_beam = !(every_beam_done && early_stopping == EarlyStopping::Done);
+        if !(improvement_possible && open_beam && !all_hit_stop) {
+            break;
+        }
+    }
+
+    let returned = config.num_return_sequences;
+    let generated = finished_lengths
+        .iter()
+        .flat_map(|lengths| lengths[..returned].iter().copied())
+        .max()
+        .unwrap_or(0);
+    let mut sequences = Vec::with_capacity(batch * returned);
+    let mut scores = Vec::with_capacity(batch * returned);
+    for b in 0..batch {
+        for slot in 0..returned {
+            let mut sequence = finished[b][slot].clone();
+            sequence.resize(prompt_length + generated, fill);
+            sequences.push(sequence);
+            scores.push(finished_scores[b][slot]);
+        }
+    }
+    Ok(GenerateOutput {
+        sequences,
+        prompt_length,
+        sequences_scores: Some(scores),
+        logits: recorded_logits,
+        scores: recorded_scores,
+    })
+}
