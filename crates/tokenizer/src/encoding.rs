@@ -262,13 +262,6 @@ impl Encoding {
     pub fn windows(&self) -> impl Iterator<Item = &Encoding> {
         std::iter::once(self).chain(self.overflowing.iter())
     }
-
-    /// The character span (`offsets`) of a token in its text, `None` for special tokens, padding
-    /// and out-of-range indices.
-    pub fn token_to_chars(&self, token: usize) -> Option<(usize, usize)> {
-        self.sequence_ids.get(token).copied().flatten()?;
-        self.offsets.get(token).copied()
-    }
 }
 
 /// transformers' `overflow_to_sample_mapping` for a batch: for every window of every encoding
