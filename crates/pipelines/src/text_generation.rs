@@ -99,6 +99,16 @@ pub struct TextGenerationPipeline {
 }
 
 impl TextGenerationPipeline {
+    /// Loads a model folder, or a model id found in the local Hugging Face cache (see
+    /// `oxformer_nn::hub::resolve_model`); then as [`TextGenerationPipeline::from_folder`].
+    ///
+    /// # Errors
+    /// When the model cannot be found, or as [`TextGenerationPipeline::from_folder`].
+    pub fn new(model: &str) -> Result<Self> {
+        let dir = oxformer_nn::hub::resolve_model(model).map_err(Error::Model)?;
+        Self::from_folder(&dir)
+    }
+
     /// Loads a GPT-2 folder (`config.json`, weights, tokenizer files, and
     /// `generation_config.json` if any).
     ///
@@ -238,6 +248,38 @@ impl TextGenerationPipeline {
                 .map(|prompt| self.generate_one(prompt.as_ref(), options))
                 .collect()
         })
+    }
+
+    /// Runs the pipeline as transformers' `pipeline("text-generation")(inputs, **options)`:
+    /// `inputs` a string (the result is a list of `{"generated_text": ...}`) or a list of
+    /// strings (a list of such lists); `options` as [`TextGenerationPipeline::options_from_json`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for inputs that are not a string or a list of strings; otherwise
+    /// as [`TextGenerationPipeline::options_from_json`] and [`TextGenerationPipeline::generate`].
+    pub fn call(&self, inputs: &Value, options: &Map<String, Value>) -> Result<Value> {
+        let options = self.options_from_json(options)?;
+        match inputs {
+            Value::String(prompt) => {
+                let mut results = self.generate(&[prompt.as_str()], &options)?;
+                to_json(&results.remove(0))
+            }
+            Value::Array(items) => {
+                let prompts = items
+                    .iter()
+                    .map(|item| {
+                        item.as_str().ok_or_else(|| {
+                            Error::input(TASK, format!("expected a string prompt, got {item}"))
+                        })
+                    })
+                    .collect::<Result<Vec<&str>>>()?;
+                to_json(&self.generate(&prompts, &options)?)
+            }
+            other => Err(Error::input(
+                TASK,
+                format!("expected a string or a list of strings, got {other}"),
+            )),
+        }
     }
 
     fn in_pool<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
@@ -414,6 +456,15 @@ impl TextGenerationPipeline {
         let output = self.in_pool(|| Generation::new(&self.model, &prompts, &config)?.run())?;
         Ok(output.new_tokens()[0].to_vec())
     }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|error| {
+        Error::input(
+            TASK,
+            format!("the result cannot be written as JSON: {error}"),
+        )
+    })
 }
 
 fn plain_encoding() -> EncodeOptions {

@@ -179,3 +179,21 @@ fn greedy_new_tokens_for_benchmarks() {
     let ours = pipeline.greedy_new_tokens(&prompt, expected.len()).unwrap();
     assert_eq!(ours, expected);
 }
+
+/// `call` takes and returns JSON as transformers' pipeline does.
+#[test]
+fn call_takes_and_returns_transformers_json() {
+    let case = read_json(&fixtures().join("pipelines/text-generation/gpt2-list.json"));
+    let pipeline = pipeline("gpt2");
+    let output = pipeline
+        .call(&case["inputs"], case["options"].as_object().unwrap())
+        .unwrap();
+    assert_eq!(output, case["output"]);
+    let error = pipeline
+        .call(&json!(3), case["options"].as_object().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("string"), "{error}");
+    let by_id = TextGenerationPipeline::new(fixtures().join("models/gpt2").to_str().unwrap());
+    assert!(by_id.is_ok());
+}
