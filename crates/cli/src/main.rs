@@ -41,6 +41,8 @@ enum Command {
     FeatureExtraction(tasks::FeatureExtractionArgs),
     /// Classify texts into labels chosen at run time with an NLI model.
     ZeroShotClassification(tasks::ZeroShotArgs),
+    /// Continue prompts with a causal language model (GPT-2).
+    TextGeneration(Box<tasks::TextGenerationArgs>),
     /// Time the forward pass (or greedy generation) of a model on random ids.
     Bench(bench::BenchArgs),
 }
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::FillMask(args) => tasks::fill_mask(args),
         Command::FeatureExtraction(args) => tasks::feature_extraction(args),
         Command::ZeroShotClassification(args) => tasks::zero_shot_classification(args),
+        Command::TextGeneration(args) => tasks::text_generation(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -490,3 +490,188 @@ pub fn zero_shot_classification(args: &ZeroShotArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `oxformer text-generation`.
+#[derive(Debug, clap::Args)]
+pub struct TextGenerationArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Print the continuation as it is produced (one prompt at a time, one sequence each).
+    #[arg(long)]
+    pub stream: bool,
+    /// New tokens to generate at most.
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Total length (prompt included) at most.
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// New tokens to generate at least.
+    #[arg(long)]
+    pub min_new_tokens: Option<usize>,
+    /// Sample (true) or decode greedily / by beam search (false); the default comes from the
+    /// model's generation config (GPT-2 checkpoints usually ask for sampling).
+    #[arg(long, action = ArgAction::Set)]
+    pub do_sample: Option<bool>,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Sample among the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample among the most likely tokens whose probabilities add up to p.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Drop tokens less likely than min_p times the most likely.
+    #[arg(long)]
+    pub min_p: Option<f64>,
+    /// Typical sampling mass.
+    #[arg(long)]
+    pub typical_p: Option<f64>,
+    /// Penalty (> 1 discourages) on tokens already present.
+    #[arg(long)]
+    pub repetition_penalty: Option<f64>,
+    /// Never repeat an n-gram of this size.
+    #[arg(long)]
+    pub no_repeat_ngram_size: Option<usize>,
+    /// Beam search with this many beams.
+    #[arg(long)]
+    pub num_beams: Option<usize>,
+    /// Beam search length penalty.
+    #[arg(long)]
+    pub length_penalty: Option<f64>,
+    /// Beam search stopping: true, false or never.
+    #[arg(long)]
+    pub early_stopping: Option<String>,
+    /// Sequences per prompt.
+    #[arg(long)]
+    pub num_return_sequences: Option<usize>,
+    /// Seed of the sampler (the same seed gives the same text).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop when the text ends with one of these, comma-separated.
+    #[arg(long)]
+    pub stop_strings: Option<String>,
+    /// The prompt followed by the continuation (true) or the continuation only (false).
+    #[arg(long, action = ArgAction::Set)]
+    pub return_full_text: Option<bool>,
+    /// Token ids instead of text.
+    #[arg(long)]
+    pub return_tensors: bool,
+    /// Text put before each prompt for the model, not shown.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Stop at this text (its tokens become the end-of-sequence ids).
+    #[arg(long)]
+    pub stop_sequence: Option<String>,
+    /// Prompts (default: stdin, one per line).
+    pub prompts: Vec<String>,
+}
+
+impl TextGenerationArgs {
+    /// The options given, as transformers' keyword arguments.
+    fn options(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        use serde_json::{Value, json};
+        let mut map = serde_json::Map::new();
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                map.insert(key.to_string(), value);
+            }
+        };
+        put("max_new_tokens", self.max_new_tokens.map(|v| json!(v)));
+        put("max_length", self.max_length.map(|v| json!(v)));
+        put("min_new_tokens", self.min_new_tokens.map(|v| json!(v)));
+        put("do_sample", self.do_sample.map(|v| json!(v)));
+        put("temperature", self.temperature.map(|v| json!(v)));
+        put("top_k", self.top_k.map(|v| json!(v)));
+        put("top_p", self.top_p.map(|v| json!(v)));
+        put("min_p", self.min_p.map(|v| json!(v)));
+        put("typical_p", self.typical_p.map(|v| json!(v)));
+        put(
+            "repetition_penalty",
+            self.repetition_penalty.map(|v| json!(v)),
+        );
+        put(
+            "no_repeat_ngram_size",
+            self.no_repeat_ngram_size.map(|v| json!(v)),
+        );
+        put("num_beams", self.num_beams.map(|v| json!(v)));
+        put("length_penalty", self.length_penalty.map(|v| json!(v)));
+        let early_stopping = match self.early_stopping.as_deref() {
+            None => None,
+            Some("true") => Some(json!(true)),
+            Some("false") => Some(json!(false)),
+            Some("never") => Some(json!("never")),
+            Some(other) => {
+                return Err(usage(format!(
+                    "--early-stopping: expected true, false or never, found `{other}`"
+                )));
+            }
+        };
+        put("early_stopping", early_stopping);
+        put(
+            "num_return_sequences",
+            self.num_return_sequences.map(|v| json!(v)),
+        );
+        put("seed", self.seed.map(|v| json!(v)));
+        put(
+            "stop_strings",
+            self.stop_strings.as_deref().map(|v| json!(parse_labels(v))),
+        );
+        put("return_full_text", self.return_full_text.map(|v| json!(v)));
+        put("return_tensors", self.return_tensors.then_some(Value::Bool(true)));
+        put("prefix", self.prefix.as_ref().map(|v| json!(v)));
+        put(
+            "stop_sequence",
+            self.stop_sequence.as_ref().map(|v| json!(v)),
+        );
+        Ok(map)
+    }
+}
+
+pub fn text_generation(args: &TextGenerationArgs) -> Result<()> {
+    use oxformer_pipelines::text_generation::{GeneratedSequence, TextGenerationPipeline};
+    let json_options = args.options()?;
+    let prompts = texts_or_stdin(&args.prompts)?;
+    let mut pipeline = TextGenerationPipeline::new(&args.common.model)?;
+    if let Some(threads) = args.common.threads {
+        pipeline.set_num_threads(threads)?;
+    }
+    let options = pipeline.options_from_json(&json_options)?;
+    let mut out = std::io::stdout().lock();
+    if args.stream {
+        if args.common.json || args.return_tensors {
+            return Err(usage(
+                "--stream prints text; it cannot be combined with --json or --return-tensors",
+            ));
+        }
+        for prompt in &prompts {
+            if options.return_full_text {
+                write!(out, "{prompt}")?;
+                out.flush()?;
+            }
+            for piece in pipeline.stream(prompt, &options)? {
+                write!(out, "{}", piece?.text)?;
+                out.flush()?;
+            }
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    let results = pipeline.generate(&prompts, &options)?;
+    if args.common.json {
+        drop(out);
+        return write_json(&results);
+    }
+    for (prompt, sequences) in prompts.iter().zip(&results) {
+        writeln!(out, "> {}", one_line(prompt, 100))?;
+        for sequence in sequences {
+            match sequence {
+                GeneratedSequence::Text { generated_text } => writeln!(out, "{generated_text}")?,
+                GeneratedSequence::Tokens {
+                    generated_token_ids,
+                } => writeln!(out, "{generated_token_ids:?}")?,
+            }
+        }
+    }
+    Ok(())
+}

@@ -469,3 +469,89 @@ fn broken_model_files_exit_1() {
     let folder = dir.path().display().to_string();
     assert_status(&["text-classification", "--model", &folder, "Hi"], None, 1);
 }
+
+#[test]
+fn text_generation_json_equals_transformers() {
+    let gpt2 = model("gpt2");
+    let greedy = [
+        "--model",
+        gpt2.as_str(),
+        "--do-sample",
+        "false",
+        "--max-new-tokens",
+        "8",
+    ];
+    let (_, output) = case("text-generation", "gpt2-default");
+    check_texts(
+        "text-generation",
+        "text-generation",
+        "gpt2-default",
+        &greedy,
+        vec![output],
+    );
+    let (_, output) = case("text-generation", "gpt2-list");
+    check_texts(
+        "text-generation",
+        "text-generation",
+        "gpt2-list",
+        &greedy,
+        items(output),
+    );
+    let mut flags = greedy.to_vec();
+    flags.extend(["--num-beams", "3"]);
+    let (_, output) = case("text-generation", "gpt2-beam3");
+    check_texts(
+        "text-generation",
+        "text-generation",
+        "gpt2-beam3",
+        &flags,
+        vec![output],
+    );
+    let mut flags = greedy.to_vec();
+    flags.extend([
+        "--return-full-text",
+        "false",
+        "--prefix",
+        "Once upon a time. ",
+    ]);
+    let (_, output) = case("text-generation", "gpt2-prefix-new-text");
+    check_texts(
+        "text-generation",
+        "text-generation",
+        "gpt2-prefix-new-text",
+        &flags,
+        vec![output],
+    );
+}
+
+#[test]
+fn text_generation_streams_the_same_text() {
+    let (inputs, output) = case("text-generation", "gpt2-default");
+    let prompt = inputs.as_str().unwrap();
+    let result = oxformer(
+        &[
+            "text-generation",
+            "--model",
+            &model("gpt2"),
+            "--do-sample",
+            "false",
+            "--max-new-tokens",
+            "8",
+            "--threads",
+            "1",
+            "--stream",
+            prompt,
+        ],
+        None,
+    );
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let streamed = String::from_utf8(result.stdout).unwrap();
+    assert_eq!(
+        streamed.trim_end_matches('\n'),
+        output[0]["generated_text"].as_str().unwrap()
+    );
+}
