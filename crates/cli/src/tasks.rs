@@ -618,7 +618,10 @@ impl TextGenerationArgs {
             self.stop_strings.as_deref().map(|v| json!(parse_labels(v))),
         );
         put("return_full_text", self.return_full_text.map(|v| json!(v)));
-        put("return_tensors", self.return_tensors.then_some(Value::Bool(true)));
+        put(
+            "return_tensors",
+            self.return_tensors.then_some(Value::Bool(true)),
+        );
         put("prefix", self.prefix.as_ref().map(|v| json!(v)));
         put(
             "stop_sequence",
