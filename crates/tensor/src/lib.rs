@@ -10,6 +10,19 @@
 //! - [`ThreadPool`]: run kernels on a chosen number of threads.
 //!
 //! Every fast kernel has a plain reference beside it (`*_reference`), which tests compare against.
+//!
+//! # Instruction sets
+//! The kernels are written once, generic over the vector instruction set, and compiled for
+//! AVX-512F and for AVX2 + FMA; which one runs is chosen once per process ([`gemm_path`]): the best
+//! this CPU has, or the one `OXFORMER_GEMM_PATH=avx512|avx2|portable|reference` forces (portable:
+//! matrixmultiply for the product, plain Rust elsewhere). The `*_on` variants
+//! ([`matmul_packed_into_on`], [`attention_into_on`], [`layer_norm_in_place_on`],
+//! [`softmax_rows_on`], [`apply_activation_on`]) take the path explicitly, so that tests and
+//! benchmarks can compare every path in one process.
+//!
+//! # Threads
+//! Kernels run on the rayon pool they are called from; [`ThreadPool::install`] chooses it. No
+//! kernel splits a reduction between threads, so results are bit-identical for any thread count.
 
 mod activation;
 mod convert;
