@@ -85,6 +85,13 @@ impl Error {
             | Self::InvalidInput { .. }
             | Self::InvalidOption { .. }
             | Self::WrongHead { .. } => true,
+            // Options the tokenizer cannot honour (a stride too large for the windows) and
+            // texts it cannot fit come from the caller's input.
+            Self::Tokenizer(error) => matches!(
+                error,
+                oxformer_tokenizer::TokenizerError::InvalidOptions(_)
+                    | oxformer_tokenizer::TokenizerError::Encode(_)
+            ),
             Self::Model(error) => matches!(
                 error,
                 oxformer_nn::Error::ModelNotFound { .. }

@@ -50,3 +50,16 @@ fn text_without_mask_is_an_error() {
     assert!(matches!(error, Error::InvalidInput { .. }), "{error}");
     assert!(error.to_string().contains("<mask>"), "{error}");
 }
+
+#[test]
+fn over_long_text_is_an_error_not_a_panic() {
+    let pipeline = FillMaskPipeline::new(&model_dir("bert-mlm")).unwrap();
+    let long = format!(
+        "{} The capital of France is [MASK].",
+        "Hello world. ".repeat(80)
+    );
+    let error = pipeline
+        .run(&[&long], &FillMaskOptions::default())
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidInput { .. }), "{error}");
+}

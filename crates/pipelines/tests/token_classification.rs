@@ -77,3 +77,17 @@ fn bad_options_are_errors() {
         .unwrap_err();
     assert!(matches!(error, Error::InvalidInput { .. }), "{error}");
 }
+
+#[test]
+fn a_stride_leaving_no_room_is_a_user_error() {
+    // 127 of 128 positions leave no room once [CLS] and [SEP] are added.
+    let pipeline = TokenClassificationPipeline::new(&model_dir("bert-tokcls")).unwrap();
+    let options = TokenClassificationOptions {
+        aggregation_strategy: Some(AggregationStrategy::First),
+        stride: Some(127),
+        ..Default::default()
+    };
+    let long = "My name is Wolfgang and I live in Berlin. ".repeat(30);
+    let error = pipeline.run(&[&long], &options).unwrap_err();
+    assert!(error.is_user_error(), "{error}");
+}

@@ -61,3 +61,15 @@ fn labels_and_template_are_checked() {
         "{error}"
     );
 }
+
+#[test]
+fn long_texts_are_truncated_not_refused() {
+    // The premise is cut (`only_first`) so that the hypothesis still fits, as in transformers.
+    let pipeline = ZeroShotClassificationPipeline::new(&model_dir("bert-nli")).unwrap();
+    let long = "Parliament passed the new budget after a long debate. ".repeat(40);
+    let options = ZeroShotOptions::new(parse_labels("politics, sports"));
+    let result = pipeline.run(&[&long], &options).unwrap();
+    assert_eq!(result[0].labels.len(), 2);
+    let total: f64 = result[0].scores.iter().sum();
+    assert!((total - 1.0).abs() < 1e-5, "scores sum to {total}");
+}
