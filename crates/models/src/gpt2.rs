@@ -95,6 +95,13 @@ impl KvCache {
                 format!("cannot reorder {batch} rows by {rows:?}"),
             ));
         }
+        if rows
+            .iter()
+            .enumerate()
+            .all(|(target, &source)| target == source)
+        {
+            return Ok(());
+        }
         let len = self.len;
         for buffer in self.keys.iter_mut().chain(self.values.iter_mut()) {
             let old = buffer.slice(s![.., .., ..len, ..]).to_owned();

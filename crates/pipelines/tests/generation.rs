@@ -262,3 +262,34 @@ fn impossible_lengths_are_errors() {
         .to_string();
     assert!(error.contains("stop_strings"), "{error}");
 }
+
+/// Beam search with sampling (`do_sample` with `num_beams`): seeded, reproducible, and the
+/// returned sequences continue their prompt.
+#[test]
+fn seeded_beam_sampling_is_reproducible() {
+    let model = Gpt2LmHeadModel::from_folder(&model_folder("gpt2")).unwrap();
+    let case = read_json(&fixtures().join("generation/gpt2/beam3-batch.json"));
+    let prompts =
+        Prompts::from_padded(rows(&case["input_ids"]), rows(&case["attention_mask"])).unwrap();
+    let mut config = GenerationConfig::from_folder(&model_folder("gpt2")).unwrap();
+    config.update(case["kwargs"].as_object().unwrap()).unwrap();
+    config.do_sample = true;
+    config.num_return_sequences = 2;
+    config.seed = Some(11);
+    let run = |threads: usize| {
+        ThreadPool::new(threads).unwrap().install(|| {
+            Generation::new(&model, &prompts, &config)
+                .unwrap()
+                .run()
+                .unwrap()
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.sequences, two.sequences);
+    assert_eq!(one.sequences_scores, two.sequences_scores);
+    assert_eq!(one.sequences.len(), 3 * 2);
+    let input = rows(&case["input_ids"]);
+    for (index, sequence) in one.sequences.iter().enumerate() {
+        assert_eq!(&sequence[..one.prompt_length], &input[index / 2][..]);
+    }
+}

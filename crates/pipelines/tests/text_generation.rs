@@ -197,3 +197,46 @@ fn call_takes_and_returns_transformers_json() {
     let by_id = TextGenerationPipeline::new(fixtures().join("models/gpt2").to_str().unwrap());
     assert!(by_id.is_ok());
 }
+
+/// `stop_strings`: decoding stops at the token that completes the string, not before; the
+/// expected tokens are the reference's greedy ones, cut there.
+#[test]
+fn stop_strings_end_the_text_where_they_appear() {
+    let pipeline = pipeline("gpt2");
+    let reference = read_json(&fixtures().join("generation/gpt2/greedy.json"));
+    let greedy: Vec<u32> = reference["new_tokens"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let prompt = reference["prompts"][0].as_str().unwrap();
+    let stop = "out";
+    let cut = (1..=greedy.len())
+        .find(|&k| {
+            pipeline
+                .tokenizer()
+                .decode(&greedy[..k], false, Some(false))
+                .unwrap()
+                .contains(stop)
+        })
+        .expect("the greedy text contains the stop string");
+    assert!(cut < greedy.len(), "the stop string ends the text early");
+    let options = pipeline
+        .options_from_json(
+            json!({"do_sample": false, "max_new_tokens": 10, "stop_strings": stop,
+                   "return_tensors": true})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+    let results = pipeline.generate(&[prompt], &options).unwrap();
+    let GeneratedSequence::Tokens {
+        generated_token_ids,
+    } = &results[0][0]
+    else {
+        panic!("return_tensors gives ids");
+    };
+    let prompt_length = generated_token_ids.len() - cut;
+    assert_eq!(&generated_token_ids[prompt_length..], &greedy[..cut]);
+}
