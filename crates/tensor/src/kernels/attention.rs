@@ -1,14 +1,17 @@
 //! Scaled-dot-product attention, tiled with an online softmax (after FlashAttention): one task per
-//! (batch entry, head), keys in blocks of 64, never more than one block of scores in memory (the
-//! scratch is O(keys · head_dim) per task: Kᵀ and V copied once into contiguous blocks).
+//! (batch entry, head); per tile of queries and block of 64 keys, the scores and the weighted sum
+//! of values are products by the GEMM microkernel, so no more than one MR × 64 tile of scores is
+//! ever in memory (the scratch is O(keys · head_dim) per task: Kᵀ and V copied once into panels).
 
 use std::cell::Cell;
 
 use ndarray::{Array4, ArrayView2, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
+use crate::kernels::gemm::microkernel::{AVX2_MR, AVX512_MR, Problem, microkernel};
+use crate::kernels::gemm::pack::PANEL;
 use crate::simd::{self, Isa, Simd};
-use crate::{GemmPath, gemm_path};
+use crate::{Activation, GemmPath, gemm_path};
 
 /// Which keys each query may see.
 #[derive(Clone, Copy, Debug, Default)]
@@ -215,59 +218,21 @@ unsafe fn copy_row(src: *const f32, stride: isize, dst: &mut [f32]) {
     }
 }
 
-#[allow(clippy::needless_range_loop)] // indices into register arrays of a const size
-/// `out[..W vectors] = out·correction + Σ_j weights[j]·V[j]`, V rows `row_stride` apart; even and
-/// odd keys in separate accumulators (2·W independent FMA chains).
+/// Flash-attention style with the GEMM microkernel, for one (entry, head): Kᵀ and V copied once
+/// into 32-column panels per key block; then per tile of MR queries and key block, the scores
+/// S = Q·Kᵀ (MR × 64) by the microkernel, an online softmax per row (running maximum and sum;
+/// the output rows rescaled when the maximum grows), and O += P·V by the microkernel again.
+/// A block that some query of the tile sees only in part (the causal diagonal) is applied per
+/// row over the keys that row sees, so a value no query may see is never read.
 #[inline(always)]
-unsafe fn accumulate_values<S: Simd, const W: usize>(
-    (out, values, row_stride, weights, correction): (*mut f32, *const f32, usize, &[f32], f32),
-) {
+#[allow(clippy::needless_range_loop)] // rows, keys and lanes index several buffers at once
+unsafe fn head_gemm_body<S: Simd, const MR: usize>(job: &Job, b: usize, h: usize) {
     let lanes = S::LANES;
-    unsafe {
-        let correction = S::splat(correction);
-        let mut even = [S::splat(0.0); W];
-        let mut odd = [S::splat(0.0); W];
-        for w in 0..W {
-            even[w] = S::mul(S::load(out.add(w * lanes)), correction);
-        }
-        let pairs = weights.len() / 2;
-        for pair in 0..pairs {
-            let j = 2 * pair;
-            let w0 = S::splat(weights[j]);
-            let w1 = S::splat(weights[j + 1]);
-            let row0 = values.add(j * row_stride);
-            let row1 = values.add((j + 1) * row_stride);
-            for w in 0..W {
-                even[w] = S::fma(w0, S::load(row0.add(w * lanes)), even[w]);
-                odd[w] = S::fma(w1, S::load(row1.add(w * lanes)), odd[w]);
-            }
-        }
-        if weights.len() % 2 == 1 {
-            let j = weights.len() - 1;
-            let w0 = S::splat(weights[j]);
-            let row0 = values.add(j * row_stride);
-            for w in 0..W {
-                even[w] = S::fma(w0, S::load(row0.add(w * lanes)), even[w]);
-            }
-        }
-        for w in 0..W {
-            S::store(out.add(w * lanes), S::add(even[w], odd[w]));
-        }
-    }
-}
-
-#[allow(clippy::needless_range_loop)] // indices into register arrays
-/// Flash-attention style, for one (entry, head): K and V copied once into blocks, then for each
-/// tile of queries the key blocks in order, with an online softmax per query (running maximum
-/// and sum; the output is rescaled when the maximum grows).
-#[inline(always)]
-unsafe fn head_body<S: Simd>(job: &Job, b: usize, h: usize) {
-    let lanes = S::LANES;
+    let nr = 2 * lanes;
     let head_dim = job.head_dim;
-    let padded_dim = head_dim.div_ceil(lanes) * lanes;
-    let chunks = KEY_BLOCK / lanes;
+    let value_panels = head_dim.div_ceil(PANEL);
+    let out_dim = value_panels * PANEL; // O tile row length
     let offset = job.keys as isize - job.queries as isize;
-    // query i sees keys 0 .. visible(i), as the reference's `visible_until`
     let visible = |i: usize| {
         if job.causal {
             ((i as isize + offset).max(0) as usize + 1).min(job.keys)
@@ -277,53 +242,66 @@ unsafe fn head_body<S: Simd>(job: &Job, b: usize, h: usize) {
     };
     let last_visible = visible(job.queries - 1);
     let blocks = last_visible.div_ceil(KEY_BLOCK);
+    const KEY_PANELS: usize = KEY_BLOCK / PANEL;
 
-    // Kᵀ by blocks: block, then (head_dim, KEY_BLOCK); V: (keys, padded_dim); whether each key
-    // is open (1) or padding (0), and 0 beyond the last key
+    // scratch: Kᵀ panels (block, panel, head_dim, 32), V panels (block, panel, 64, 32),
+    // open flags (keys), Q packed (head_dim, MR), S (MR, 64), P packed (64, MR), O (MR, out_dim)
+    let keys_len = blocks * KEY_PANELS * head_dim * PANEL;
+    let values_len = blocks * value_panels * KEY_BLOCK * PANEL;
+    let open_len = blocks * KEY_BLOCK;
+    let q_len = head_dim * MR;
+    let s_len = MR * KEY_BLOCK;
+    let p_len = KEY_BLOCK * MR;
+    let o_len = MR * out_dim;
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    // cleared and refilled with zeros: padding lanes and missing keys must read as 0
     scratch.clear();
-    scratch.resize(blocks * (head_dim + padded_dim + 1) * KEY_BLOCK, 0.0);
-    let (keys_t, rest) = scratch.split_at_mut(blocks * head_dim * KEY_BLOCK);
-    let (values, key_open) = rest.split_at_mut(blocks * KEY_BLOCK * padded_dim);
-    let mut row = vec![0.0f32; head_dim];
+    scratch.resize(
+        keys_len + values_len + open_len + q_len + s_len + p_len + o_len,
+        0.0,
+    );
+    let (keys_t, rest) = scratch.split_at_mut(keys_len);
+    let (values, rest) = rest.split_at_mut(values_len);
+    let (key_open, rest) = rest.split_at_mut(open_len);
+    let (q_packed, rest) = rest.split_at_mut(q_len);
+    let (scores, rest) = rest.split_at_mut(s_len);
+    let (p_packed, o_tile) = rest.split_at_mut(p_len);
+
     let base = |s: &Strided| b as isize * s.strides[0] + h as isize * s.strides[1];
+    let mut row = vec![0.0f32; head_dim];
     for j in 0..last_visible {
         let (block, column) = (j / KEY_BLOCK, j % KEY_BLOCK);
+        let open = job.padding.is_none_or(|(ptr, strides)| unsafe {
+            *ptr.offset(b as isize * strides[0] + j as isize * strides[1]) != 0.0
+        });
+        key_open[j] = if open { 1.0 } else { 0.0 };
         unsafe {
             let k_row = job
                 .k
                 .ptr
                 .offset(base(&job.k) + j as isize * job.k.strides[2]);
             copy_row(k_row, job.k.strides[3], &mut row);
+        }
+        let panel = (block * KEY_PANELS + column / PANEL) * head_dim * PANEL;
+        for (d, &value) in row.iter().enumerate() {
+            keys_t[panel + d * PANEL + column % PANEL] = value;
+        }
+        if !open {
+            // a padding key's weight is exactly 0; its value must not reach the sum (0 · NaN)
+            continue;
+        }
+        unsafe {
             let v_row = job
                 .v
                 .ptr
                 .offset(base(&job.v) + j as isize * job.v.strides[2]);
-            copy_row(
-                v_row,
-                job.v.strides[3],
-                &mut values[j * padded_dim..j * padded_dim + head_dim],
-            );
+            copy_row(v_row, job.v.strides[3], &mut row);
         }
-        let block_t = &mut keys_t[block * head_dim * KEY_BLOCK..];
         for (d, &value) in row.iter().enumerate() {
-            block_t[d * KEY_BLOCK + column] = value;
-        }
-        let open = job.padding.is_none_or(|(ptr, strides)| unsafe {
-            *ptr.offset(b as isize * strides[0] + j as isize * strides[1]) != 0.0
-        });
-        key_open[j] = if open { 1.0 } else { 0.0 };
-        if !open {
-            // a padding key's weight is exactly 0; its value must not reach the sum (0 · NaN),
-            // as the reference never reads it
-            values[j * padded_dim..(j + 1) * padded_dim].fill(0.0);
+            let panel = (block * value_panels + d / PANEL) * KEY_BLOCK * PANEL;
+            values[panel + column * PANEL + d % PANEL] = value;
         }
     }
 
-    let mut query = vec![0.0f32; head_dim];
-    let mut output = vec![0.0f32; padded_dim];
-    let mut scores = [0.0f32; KEY_BLOCK];
     const INDICES: [f32; KEY_BLOCK] = {
         let mut indices = [0.0f32; KEY_BLOCK];
         let mut i = 0;
@@ -333,123 +311,200 @@ unsafe fn head_body<S: Simd>(job: &Job, b: usize, h: usize) {
         }
         indices
     };
-    for i in 0..job.queries {
-        unsafe {
-            let q_row = job
-                .q
-                .ptr
-                .offset(base(&job.q) + i as isize * job.q.strides[2]);
-            copy_row(q_row, job.q.strides[3], &mut query);
+
+    for i0 in (0..job.queries).step_by(MR) {
+        let height = MR.min(job.queries - i0);
+        for r in 0..MR {
+            for d in 0..head_dim {
+                q_packed[d * MR + r] = if r < height {
+                    unsafe {
+                        let at = base(&job.q)
+                            + (i0 + r) as isize * job.q.strides[2]
+                            + d as isize * job.q.strides[3];
+                        *job.q.ptr.offset(at)
+                    }
+                } else {
+                    0.0
+                };
+            }
         }
-        output.fill(0.0);
-        let mut running_max = f32::NEG_INFINITY;
-        let mut running_sum = 0.0f32;
-        let mut saw_nan = false;
-        let seen_keys = visible(i);
-        for block in 0..seen_keys.div_ceil(KEY_BLOCK) {
+        o_tile.fill(0.0);
+        let mut running_max = [f32::NEG_INFINITY; MR];
+        let mut running_sum = [0.0f32; MR];
+        let mut saw_nan = [false; MR];
+        let tile_first_seen = visible(i0);
+        let tile_last_seen = visible(i0 + height - 1);
+
+        for block in 0..tile_last_seen.div_ceil(KEY_BLOCK) {
             let start = block * KEY_BLOCK;
-            let seen = (seen_keys - start).min(KEY_BLOCK);
-            let block_t = unsafe { keys_t.as_ptr().add(block * head_dim * KEY_BLOCK) };
-            let open = unsafe { key_open.as_ptr().add(start) };
-            let mut block_max = f32::NEG_INFINITY;
-            unsafe {
-                // scores = scale · q·Kᵀ, -inf where masked; two accumulator sets (even and odd d) so that
-                // 2 × chunks independent FMA chains hide the latency
-                let mut even = [S::splat(0.0); 8];
-                let mut odd = [S::splat(0.0); 8];
-                let mut d = 0;
-                while d + 1 < head_dim {
-                    let q0 = S::splat(query[d]);
-                    let q1 = S::splat(query[d + 1]);
-                    let row0 = block_t.add(d * KEY_BLOCK);
-                    let row1 = block_t.add((d + 1) * KEY_BLOCK);
-                    for c in 0..chunks {
-                        even[c] = S::fma(q0, S::load(row0.add(c * lanes)), even[c]);
-                        odd[c] = S::fma(q1, S::load(row1.add(c * lanes)), odd[c]);
-                    }
-                    d += 2;
-                }
-                if d < head_dim {
-                    let q0 = S::splat(query[d]);
-                    let row0 = block_t.add(d * KEY_BLOCK);
-                    for c in 0..chunks {
-                        even[c] = S::fma(q0, S::load(row0.add(c * lanes)), even[c]);
-                    }
-                }
-                let scale = S::splat(job.scale);
-                let limit = S::splat(seen as f32 - 0.5);
-                let mut max = S::splat(f32::NEG_INFINITY);
-                for c in 0..chunks {
-                    let score = S::mul(S::add(even[c], odd[c]), scale);
-                    // padding, and causality (keys at or beyond `seen`), whatever the score
-                    let padding = S::lt(S::load(open.add(c * lanes)), S::splat(0.5));
-                    let score = S::select(padding, S::splat(f32::NEG_INFINITY), score);
-                    let beyond = S::lt(limit, S::load(INDICES.as_ptr().add(c * lanes)));
-                    let score = S::select(beyond, S::splat(f32::NEG_INFINITY), score);
-                    S::store(scores.as_mut_ptr().add(c * lanes), score);
-                    // `max(x, acc)` keeps `acc` when x is NaN: the maximum ignores NaN
-                    max = S::max(score, max);
-                }
-                block_max = block_max.max(S::reduce_max(max));
-            }
-            let new_max = running_max.max(block_max);
-            if new_max == f32::NEG_INFINITY {
-                // nothing visible yet; a NaN here still poisons the row if anything is seen later
-                saw_nan |= scores.iter().any(|s| s.is_nan());
-                continue;
-            }
-            let correction = (running_max - new_max).exp();
-            running_max = new_max;
-            unsafe {
-                let max = S::splat(new_max);
-                let mut sum = S::splat(0.0);
-                for c in 0..chunks {
-                    let p = scores.as_mut_ptr().add(c * lanes);
-                    let e = simd::exp::<S>(S::sub(S::load(p), max));
-                    S::store(p, e);
-                    sum = S::add(sum, e);
-                }
-                running_sum = running_sum * correction + S::reduce_add(sum);
-
-                // output = output·correction + Σ_j p_j·V_j, up to 4 vectors at a time
-                let vectors = padded_dim / lanes;
-                let values_block = values.as_ptr().add(start * padded_dim);
-                let mut first = 0;
-                while first < vectors {
-                    let width = 4.min(vectors - first);
-                    let args = (
-                        output.as_mut_ptr().add(first * lanes),
-                        values_block.add(first * lanes),
-                        padded_dim,
-                        &scores[..seen],
-                        correction,
+            let block_keys = KEY_BLOCK.min(last_visible - start);
+            // S = Q·Kᵀ for the block, one microkernel call per NR keys
+            let s_problem = Problem {
+                k: head_dim,
+                a: q_packed.as_ptr(),
+                b: std::ptr::null(),
+                c: scores.as_mut_ptr(),
+                ldc: KEY_BLOCK,
+                bias: std::ptr::null(),
+                activation: Activation::Identity,
+                residual: std::ptr::null(),
+                ld_residual: 0,
+            };
+            for j0 in (0..KEY_BLOCK).step_by(nr) {
+                unsafe {
+                    let b_sliver = keys_t
+                        .as_ptr()
+                        .add((block * KEY_PANELS + j0 / PANEL) * head_dim * PANEL + j0 % PANEL);
+                    microkernel::<S, MR>(
+                        &s_problem,
+                        head_dim,
+                        q_packed.as_ptr(),
+                        b_sliver,
+                        0,
+                        j0,
+                        height,
+                        nr,
+                        true,
+                        true,
+                        std::ptr::null(),
                     );
-                    match width {
-                        1 => accumulate_values::<S, 1>(args),
-                        2 => accumulate_values::<S, 2>(args),
-                        3 => accumulate_values::<S, 3>(args),
-                        _ => accumulate_values::<S, 4>(args),
+                }
+            }
+
+            // online softmax per row; P packed (keys, MR) for the product with V
+            for r in 0..MR {
+                let seen = if r < height {
+                    visible(i0 + r).saturating_sub(start).min(block_keys)
+                } else {
+                    0
+                };
+                let s_row = &mut scores[r * KEY_BLOCK..(r + 1) * KEY_BLOCK];
+                let mut block_max = f32::NEG_INFINITY;
+                unsafe {
+                    let scale = S::splat(job.scale);
+                    let limit = S::splat(seen as f32 - 0.5);
+                    let open = key_open.as_ptr().add(start);
+                    let mut max = S::splat(f32::NEG_INFINITY);
+                    for c in 0..KEY_BLOCK / lanes {
+                        let p = s_row.as_mut_ptr().add(c * lanes);
+                        let score = S::mul(S::load(p), scale);
+                        let beyond = S::lt(limit, S::load(INDICES.as_ptr().add(c * lanes)));
+                        let score = S::select(beyond, S::splat(f32::NEG_INFINITY), score);
+                        // padding; `open` is read only below `seen` (lanes beyond load 0)
+                        let width = seen.saturating_sub(c * lanes).min(lanes);
+                        let closed =
+                            S::lt(S::load_partial(open.add(c * lanes), width), S::splat(0.5));
+                        let score = S::select(closed, S::splat(f32::NEG_INFINITY), score);
+                        S::store(p, score);
+                        max = S::max(score, max);
                     }
-                    first += width;
+                    block_max = block_max.max(S::reduce_max(max));
+                }
+                let new_max = running_max[r].max(block_max);
+                if new_max == f32::NEG_INFINITY {
+                    saw_nan[r] |= s_row.iter().any(|s| s.is_nan());
+                    for j in 0..KEY_BLOCK {
+                        p_packed[j * MR + r] = 0.0;
+                    }
+                    continue;
+                }
+                let correction = (running_max[r] - new_max).exp();
+                running_max[r] = new_max;
+                unsafe {
+                    let max = S::splat(new_max);
+                    let mut sum = S::splat(0.0);
+                    for c in 0..KEY_BLOCK / lanes {
+                        let p = s_row.as_mut_ptr().add(c * lanes);
+                        let e = simd::exp::<S>(S::sub(S::load(p), max));
+                        S::store(p, e);
+                        sum = S::add(sum, e);
+                    }
+                    running_sum[r] = running_sum[r] * correction + S::reduce_add(sum);
+                    if correction != 1.0 {
+                        let correction = S::splat(correction);
+                        let o_row = o_tile.as_mut_ptr().add(r * out_dim);
+                        for v in 0..out_dim / lanes {
+                            let p = o_row.add(v * lanes);
+                            S::store(p, S::mul(S::load(p), correction));
+                        }
+                    }
+                }
+                for j in 0..KEY_BLOCK {
+                    p_packed[j * MR + r] = s_row[j];
+                }
+            }
+
+            let whole_block = tile_first_seen >= start + block_keys;
+            if whole_block {
+                // O += P·V, one microkernel call per NR output columns
+                let o_problem = Problem {
+                    k: block_keys,
+                    a: p_packed.as_ptr(),
+                    b: std::ptr::null(),
+                    c: o_tile.as_mut_ptr(),
+                    ldc: out_dim,
+                    bias: std::ptr::null(),
+                    activation: Activation::Identity,
+                    residual: std::ptr::null(),
+                    ld_residual: 0,
+                };
+                for j0 in (0..out_dim).step_by(nr) {
+                    unsafe {
+                        let b_sliver = values.as_ptr().add(
+                            (block * value_panels + j0 / PANEL) * KEY_BLOCK * PANEL + j0 % PANEL,
+                        );
+                        microkernel::<S, MR>(
+                            &o_problem,
+                            block_keys,
+                            p_packed.as_ptr(),
+                            b_sliver,
+                            0,
+                            j0,
+                            height,
+                            nr,
+                            false,
+                            true,
+                            std::ptr::null(),
+                        );
+                    }
+                }
+            } else {
+                // the causal diagonal: each row over the keys it sees
+                for r in 0..height {
+                    let seen = visible(i0 + r).saturating_sub(start).min(block_keys);
+                    for j in 0..seen {
+                        let weight = p_packed[j * MR + r];
+                        if weight == 0.0 {
+                            continue;
+                        }
+                        for d in 0..head_dim {
+                            let at = (block * value_panels + d / PANEL) * KEY_BLOCK * PANEL
+                                + j * PANEL
+                                + d % PANEL;
+                            o_tile[r * out_dim + d] += weight * values[at];
+                        }
+                    }
                 }
             }
         }
 
-        let fully_masked = running_max == f32::NEG_INFINITY;
-        let inverse = 1.0 / running_sum;
-        for (d, &sum) in output.iter().enumerate().take(head_dim) {
-            let value = if fully_masked {
-                0.0
-            } else if saw_nan {
-                f32::NAN
-            } else {
-                sum * inverse
-            };
-            let at = b as isize * job.out_strides[0]
-                + h as isize * job.out_strides[1]
-                + i as isize * job.out_strides[2]
-                + d as isize * job.out_strides[3];
-            unsafe { *job.out.offset(at) = value };
+        for r in 0..height {
+            let fully_masked = running_max[r] == f32::NEG_INFINITY;
+            let inverse = 1.0 / running_sum[r];
+            for d in 0..head_dim {
+                let value = if fully_masked {
+                    0.0
+                } else if saw_nan[r] {
+                    f32::NAN
+                } else {
+                    o_tile[r * out_dim + d] * inverse
+                };
+                let at = b as isize * job.out_strides[0]
+                    + h as isize * job.out_strides[1]
+                    + (i0 + r) as isize * job.out_strides[2]
+                    + d as isize * job.out_strides[3];
+                unsafe { *job.out.offset(at) = value };
+            }
         }
     }
     SCRATCH.with(|cell| cell.set(scratch));
@@ -581,12 +636,12 @@ mod x86 {
 
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn head_avx512(job: &Job, b: usize, h: usize) {
-        unsafe { head_body::<Avx512>(job, b, h) }
+        unsafe { head_gemm_body::<Avx512, AVX512_MR>(job, b, h) }
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn head_avx2(job: &Job, b: usize, h: usize) {
-        unsafe { head_body::<Avx2>(job, b, h) }
+        unsafe { head_gemm_body::<Avx2, AVX2_MR>(job, b, h) }
     }
 
     #[target_feature(enable = "avx512f,avx2,fma")]

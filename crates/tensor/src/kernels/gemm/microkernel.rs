@@ -90,7 +90,7 @@ unsafe fn write_out<S: Simd>(
 /// and not written.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn microkernel<S: Simd, const MR: usize>(
+pub(crate) unsafe fn microkernel<S: Simd, const MR: usize>(
     problem: &Problem,
     kc: usize,
     a: *const f32,

@@ -3,8 +3,8 @@
 //! A is activations, row-major (M × K, any M including 1); B is weights, packed once into a
 //! [`PackedMatrix`] from HF's Linear layout `[out, in]` or from `[in, out]` (GPT-2's Conv1D).
 
-mod microkernel;
-mod pack;
+pub(crate) mod microkernel;
+pub(crate) mod pack;
 
 use std::cell::Cell;
 use std::ops::Range;
