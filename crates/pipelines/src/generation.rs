@@ -499,6 +499,28 @@ impl<'a, M: CausalLm> Generation<'a, M> {
     }
 }
 
+/// Greedy decoding of exactly `new_tokens` tokens after `prompt` (no end-of-sequence stop),
+/// with the KV cache: the plain decode loop benchmarks time (`oxformer bench --generate`).
+/// Returns the new ids. Runs on the rayon pool it is called from.
+///
+/// # Errors
+/// An empty prompt, more positions than the model has, or a model error.
+pub fn greedy_decode<M: CausalLm>(
+    model: &M,
+    prompt: &[u32],
+    new_tokens: usize,
+) -> Result<Vec<u32>> {
+    let config = GenerationConfig {
+        max_new_tokens: Some(new_tokens),
+        eos_token_id: Vec::new(),
+        pad_token_id: Some(0),
+        ..GenerationConfig::default()
+    };
+    let prompts = Prompts::left_padded(&[prompt.to_vec()], 0)?;
+    let output = Generation::new(model, &prompts, &config)?.run()?;
+    Ok(output.new_tokens()[0].to_vec())
+}
+
 /// The tokens of each decoding step, see [`Generation::tokens`]. After the last step,
 /// [`TokenStream::sequences`] gives the full rows.
 pub struct TokenStream<'a, M: CausalLm> {

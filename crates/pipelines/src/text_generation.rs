@@ -28,7 +28,7 @@ use oxformer_tokenizer::{EncodeOptions, Tokenizer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::generation::{Generation, GenerationConfig, Prompts, TokenStream};
+use crate::generation::{Generation, GenerationConfig, Prompts, TokenStream, greedy_decode};
 use crate::{Error, Result};
 
 const TASK: &str = "text-generation";
@@ -446,15 +446,7 @@ impl TextGenerationPipeline {
     /// # Errors
     /// An empty prompt, or more positions than the model has.
     pub fn greedy_new_tokens(&self, prompt_ids: &[u32], new_tokens: usize) -> Result<Vec<u32>> {
-        let config = GenerationConfig {
-            max_new_tokens: Some(new_tokens),
-            eos_token_id: Vec::new(),
-            pad_token_id: Some(0),
-            ..GenerationConfig::default()
-        };
-        let prompts = Prompts::left_padded(&[prompt_ids.to_vec()], 0)?;
-        let output = self.in_pool(|| Generation::new(&self.model, &prompts, &config)?.run())?;
-        Ok(output.new_tokens()[0].to_vec())
+        self.in_pool(|| greedy_decode(&self.model, prompt_ids, new_tokens))
     }
 }
 

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use generation_common::{Fixture, fixtures, read_json, rows};
 use oxformer_models::gpt2::Gpt2LmHeadModel;
-use oxformer_pipelines::generation::{GenerateOutput, Generation, GenerationConfig, Prompts};
+use oxformer_pipelines::generation::{
+    GenerateOutput, Generation, GenerationConfig, Prompts, greedy_decode,
+};
 use oxformer_tensor::ThreadPool;
 use serde_json::Value;
 
@@ -292,4 +294,17 @@ fn seeded_beam_sampling_is_reproducible() {
     for (index, sequence) in one.sequences.iter().enumerate() {
         assert_eq!(&sequence[..one.prompt_length], &input[index / 2][..]);
     }
+}
+
+/// The benchmark loop is greedy decoding: the reference's greedy tokens.
+#[test]
+fn greedy_decode_reproduces_generate() {
+    let model = Gpt2LmHeadModel::from_folder(&model_folder("gpt2")).unwrap();
+    let case = read_json(&fixtures().join("generation/gpt2/greedy.json"));
+    let prompt = &rows(&case["input_ids"])[0];
+    let expected = &rows(&case["new_tokens"])[0];
+    assert_eq!(
+        &greedy_decode(&model, prompt, expected.len()).unwrap(),
+        expected
+    );
 }
