@@ -12,7 +12,7 @@
 //! options.generation.do_sample = false;
 //! options.generation.max_new_tokens = Some(8);
 //! let results = pipeline.generate(&["Hello, my dog is cute"], &options)?;
-//! println!("{}", serde_json::to_string(&results)?);
+//! println!("{results:?}");
 //! for piece in pipeline.stream("Once upon a time", &options)? {
 //!     print!("{}", piece?.text);
 //! }
