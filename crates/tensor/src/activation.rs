@@ -1,6 +1,7 @@
 //! Element-wise activations, named as in transformers' `ACT2FN` (activations.py).
 
 use ndarray::ArrayViewMut2;
+use rayon::prelude::*;
 
 use crate::simd::{self, Isa};
 use crate::{GemmPath, gemm_path};
@@ -64,8 +65,17 @@ pub fn apply_activation_on(path: GemmPath, mut x: ArrayViewMut2<'_, f32>, activa
         return;
     }
     if let Some(values) = x.as_slice_memory_order_mut() {
-        // SAFETY: `Isa::for_path` checked the CPU.
-        unsafe { simd::activation_in_place(isa, activation, values) };
+        // element-wise, so any split gives the same result; large arrays go over the rayon pool
+        const CHUNK: usize = 1 << 14;
+        if values.len() > 4 * CHUNK {
+            values.par_chunks_mut(CHUNK).for_each(|chunk| {
+                // SAFETY: `Isa::for_path` checked the CPU.
+                unsafe { simd::activation_in_place(isa, activation, chunk) }
+            });
+        } else {
+            // SAFETY: as above.
+            unsafe { simd::activation_in_place(isa, activation, values) };
+        }
         return;
     }
     for mut row in x.rows_mut() {

@@ -84,3 +84,31 @@ fn strided_views_and_awkward_shapes() {
         }
     }
 }
+
+#[test]
+fn large_arrays_on_any_thread_count() {
+    let x = random((300, 1000), 4) * 8.0; // above the size that goes over the thread pool
+    for path in available_paths("activation threads") {
+        for activation in [Activation::Gelu, Activation::Silu] {
+            let run = || {
+                let mut out = x.clone();
+                apply_activation_on(path, out.view_mut(), activation);
+                out
+            };
+            let one = common::on_threads(1, run);
+            assert_close(
+                &one,
+                &x.mapv(|value| activation.apply(value)),
+                1e-6,
+                &format!("{path:?} {activation:?}"),
+            );
+            for threads in [2, 3] {
+                common::assert_bit_identical(
+                    &common::on_threads(threads, run),
+                    &one,
+                    &format!("{path:?} {activation:?} {threads} threads"),
+                );
+            }
+        }
+    }
+}
