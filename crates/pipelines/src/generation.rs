@@ -40,7 +40,7 @@ use crate::{Error, Result};
 const TASK: &str = "text-generation";
 
 /// Turns a row's tokens into text (for stop strings).
-type TextDecoder<'a> = dyn Fn(&[u32]) -> String + 'a;
+type TextDecoder<'a> = dyn Fn(&[u32]) -> String + Send + Sync + 'a;
 
 /// A decoder-only language model the engine can drive.
 pub trait CausalLm {
@@ -342,7 +342,10 @@ impl<'a, M: CausalLm> Generation<'a, M> {
     }
 
     /// How to turn a row's tokens into text, for `stop_strings`.
-    pub fn with_text_decoder(mut self, decode: impl Fn(&[u32]) -> String + 'a) -> Self {
+    pub fn with_text_decoder(
+        mut self,
+        decode: impl Fn(&[u32]) -> String + Send + Sync + 'a,
+    ) -> Self {
         self.decode = Some(Box::new(decode));
         self
     }

@@ -400,8 +400,7 @@ impl TextGenerationPipeline {
     /// continuation (decoded without the clean-up of tokenization spaces, which could change
     /// text already shown).
     ///
-    /// The stream runs on the calling thread's pool (see [`TextGenerationPipeline::set_num_threads`]
-    /// to run whole calls on a pool; here each step runs where `next()` is called).
+    /// Each step runs on the pipeline's threads ([`TextGenerationPipeline::set_num_threads`]).
     ///
     /// # Errors
     /// As [`TextGenerationPipeline::generate`]; beam search and `num_return_sequences` above 1
@@ -432,6 +431,7 @@ impl TextGenerationPipeline {
             .tokens()?;
         Ok(TextStream {
             tokens,
+            threads: self.threads.as_ref(),
             tokenizer: &self.tokenizer,
             skip_special_tokens: options.skip_special_tokens,
             generated: Vec::new(),
@@ -469,6 +469,7 @@ fn plain_encoding() -> EncodeOptions {
 /// The text of a generation as it is produced; see [`TextGenerationPipeline::stream`].
 pub struct TextStream<'a> {
     tokens: TokenStream<'a, Gpt2LmHeadModel>,
+    threads: Option<&'a ThreadPool>,
     tokenizer: &'a Tokenizer,
     skip_special_tokens: bool,
     generated: Vec<u32>,
@@ -492,7 +493,12 @@ impl Iterator for TextStream<'_> {
         if self.done {
             return None;
         }
-        match self.tokens.next() {
+        let tokens = &mut self.tokens;
+        let next = match self.threads {
+            Some(pool) => pool.install(|| tokens.next()),
+            None => tokens.next(),
+        };
+        match next {
             Some(Ok(step)) => {
                 let token = step[0];
                 self.generated.push(token);

@@ -240,3 +240,28 @@ fn stop_strings_end_the_text_where_they_appear() {
     let prompt_length = generated_token_ids.len() - cut;
     assert_eq!(&generated_token_ids[prompt_length..], &greedy[..cut]);
 }
+
+/// Streaming on the pipeline's own threads gives the same pieces as on the caller's.
+#[test]
+fn streaming_on_pipeline_threads_gives_the_same_pieces() {
+    let collect = |pipeline: &TextGenerationPipeline| -> Vec<String> {
+        let options = pipeline
+            .options_from_json(
+                json!({"do_sample": true, "seed": 5, "max_new_tokens": 12})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap();
+        pipeline
+            .stream("The capital of France", &options)
+            .unwrap()
+            .map(|piece| piece.unwrap().text)
+            .collect()
+    };
+    let plain = pipeline("gpt2");
+    let mut threaded = pipeline("gpt2");
+    threaded.set_num_threads(2).unwrap();
+    let pieces = collect(&plain);
+    assert!(!pieces.concat().is_empty());
+    assert_eq!(pieces, collect(&threaded));
+}
