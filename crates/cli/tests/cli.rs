@@ -319,6 +319,8 @@ fn readable_output_is_a_table() {
             &model("bert-seqcls-single"),
             "--top-k",
             "all",
+            "--threads",
+            "1",
             "Hello!",
         ],
         None,

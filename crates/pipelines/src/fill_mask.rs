@@ -137,7 +137,11 @@ impl FillMaskPipeline {
                 let probs = softmax(logits.row(position).as_slice().expect("contiguous row"));
                 // (probability, token id) of the candidates.
                 let mut candidates: Vec<(f32, u32)> = match &target_ids {
-                    Some(ids) => ids.iter().map(|&id| (probs[id as usize], id)).collect(),
+                    // Ids of added tokens beyond the model's vocabulary cannot be predicted.
+                    Some(ids) => ids
+                        .iter()
+                        .filter_map(|&id| probs.get(id as usize).map(|&p| (p, id)))
+                        .collect(),
                     None => probs
                         .iter()
                         .enumerate()

@@ -4,7 +4,7 @@
 //! use oxformer_pipelines::{Task, pipeline};
 //! use oxformer_pipelines::text_classification::TextClassificationOptions;
 //!
-//! # fn main() -> oxformer_pipelines::Result<()> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let classifier = pipeline(Task::TextClassification, "fixtures/models/bert-seqcls-single")?;
 //! let classifier = classifier.text_classification().expect("a text-classification pipeline");
 //! let results = classifier.run(&["I love this movie!".into()], &TextClassificationOptions::default())?;

@@ -95,7 +95,7 @@ impl ZeroShotClassificationPipeline {
             .label2id
             .iter()
             .find(|(label, _)| label.to_lowercase().starts_with("entail"))
-            .map_or(num_outputs - 1, |(_, &id)| id)
+            .map_or(num_outputs.saturating_sub(1), |(_, &id)| id)
     }
 
     /// Scores every candidate label for each text, in input order.
@@ -153,8 +153,20 @@ impl ZeroShotClassificationPipeline {
         for (text, per_label) in texts.iter().zip(logits.chunks(labels.len())) {
             let num_outputs = per_label[0].len();
             let entailment = self.entailment_id(num_outputs);
+            if entailment >= num_outputs {
+                return Err(Error::WrongHead {
+                    task: TASK,
+                    dir: self.loaded.dir().to_path_buf(),
+                    expected: "an NLI head whose labels include the entailment id",
+                    found: format!("{num_outputs} outputs, entailment id {entailment}"),
+                });
+            }
             let scores: Vec<f32> = if options.multi_label || labels.len() == 1 {
-                let contradiction = if entailment == 0 { num_outputs - 1 } else { 0 };
+                let contradiction = if entailment == 0 {
+                    num_outputs.saturating_sub(1)
+                } else {
+                    0
+                };
                 per_label
                     .iter()
                     .map(|row| {

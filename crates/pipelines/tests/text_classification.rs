@@ -123,3 +123,21 @@ fn single_text_output_has_transformers_shape() {
     assert!(matches!(&output, Value::Array(items) if items.len() == 1 && items[0].is_object()));
     compare(&output, &case.output, TOLERANCE).unwrap();
 }
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let inputs = batch_texts();
+    let options = TextClassificationOptions {
+        top_k: ClassificationTopK::All,
+        ..Default::default()
+    };
+    let mut outputs = Vec::new();
+    for threads in [1, 2] {
+        let mut classifier =
+            pipeline(Task::TextClassification, &model_dir("bert-seqcls-single")).unwrap();
+        classifier.model().set_threads(threads).unwrap();
+        let classifier = classifier.text_classification().unwrap();
+        outputs.push(serde_json::to_value(classifier.run(&inputs, &options).unwrap()).unwrap());
+    }
+    compare(&outputs[0], &outputs[1], 1e-6).unwrap();
+}

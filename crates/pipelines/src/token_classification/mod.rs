@@ -5,7 +5,7 @@ mod postprocess;
 
 use serde::Serialize;
 
-use oxformer_tokenizer::{EncodeInput, EncodeOptions, Padding, Truncation};
+use oxformer_tokenizer::{EncodeInput, EncodeOptions, Truncation};
 
 use crate::error::{Error, Result};
 use crate::model::{Feature, HeadNeed, Loaded, RowOutput};
@@ -204,11 +204,7 @@ impl TokenClassificationPipeline {
             max_length: Some(max_length),
             stride: options.stride.unwrap_or(0),
             return_overflowing: options.stride.is_some(),
-            padding: if options.stride.is_some() {
-                Padding::Longest
-            } else {
-                Padding::None
-            },
+            // transformers pads the windows together; unpadded windows give the same entities.
             ..EncodeOptions::default()
         };
         let mut encodings = Vec::with_capacity(texts.len());

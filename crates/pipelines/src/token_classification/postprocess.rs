@@ -61,12 +61,7 @@ pub(crate) fn softmax_scores(logits: ArrayView2<'_, f32>) -> Vec<Vec<f32>> {
     logits
         .rows()
         .into_iter()
-        .map(|row| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let shifted: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
-            let sum: f32 = shifted.iter().sum();
-            shifted.into_iter().map(|x| x / sum).collect()
-        })
+        .map(|row| crate::text::softmax(&row.to_vec()))
         .collect()
 }
 
