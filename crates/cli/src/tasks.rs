@@ -182,7 +182,7 @@ fn texts_or_stdin(texts: &[String]) -> Result<Vec<String>> {
 fn load(task: Task, common: &CommonArgs) -> Result<Pipeline> {
     let mut loaded = pipeline(task, &common.model)?;
     if let Some(threads) = common.threads {
-        loaded.model().set_threads(threads)?;
+        loaded.set_threads(threads)?;
     }
     Ok(loaded)
 }

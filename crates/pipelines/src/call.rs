@@ -149,6 +149,9 @@ pub(crate) fn call(
     inputs: &Value,
     options: &Map<String, Value>,
 ) -> Result<Value> {
+    if let Pipeline::TextGeneration(pipeline) = pipeline {
+        return pipeline.call(inputs, options);
+    }
     let task = pipeline.task();
     let mut reader = Options::new(task, options);
     let batch_size = reader.usize("batch_size")?.unwrap_or(0);
@@ -320,5 +323,6 @@ pub(crate) fn call(
             let (texts, is_list) = texts(task, inputs)?;
             Ok(one_or_list(pipeline.run(&texts, &typed)?, is_list))
         }
+        Pipeline::TextGeneration(_) => unreachable!("handled above"),
     }
 }

@@ -44,10 +44,11 @@ use feature_extraction::FeatureExtractionPipeline;
 use fill_mask::FillMaskPipeline;
 use question_answering::QuestionAnsweringPipeline;
 use text_classification::TextClassificationPipeline;
+use text_generation::TextGenerationPipeline;
 use token_classification::TokenClassificationPipeline;
 use zero_shot_classification::ZeroShotClassificationPipeline;
 
-/// A pipeline for one of the encoder tasks, as `pipeline(task, model)` builds it.
+/// A pipeline for one task, as `pipeline(task, model)` builds it.
 pub enum Pipeline {
     /// text-classification.
     TextClassification(TextClassificationPipeline),
@@ -61,21 +62,20 @@ pub enum Pipeline {
     FeatureExtraction(FeatureExtractionPipeline),
     /// zero-shot-classification.
     ZeroShotClassification(ZeroShotClassificationPipeline),
+    /// text-generation.
+    TextGeneration(Box<TextGenerationPipeline>),
 }
 
 /// Builds the pipeline for `task` from a model folder, or a model id found in the local
 /// Hugging Face cache (see `oxformer_nn::hub::resolve_model`).
 ///
 /// # Errors
-/// When the model cannot be found or loaded, its head does not fit the task, or the task is
-/// text-generation (built by [`text_generation`] instead).
+/// When the model cannot be found or loaded, or its head does not fit the task.
 pub fn pipeline(task: Task, model: &str) -> Result<Pipeline> {
     if task == Task::TextGeneration {
-        return Err(Error::option(
-            "text-generation",
-            "task",
-            "text-generation is built by oxformer_pipelines::text_generation",
-        ));
+        return Ok(Pipeline::TextGeneration(Box::new(
+            TextGenerationPipeline::new(model)?,
+        )));
     }
     // Feature extraction runs the base model of any checkpoint, as `AutoModel` does.
     let head = (task == Task::FeatureExtraction).then_some(oxformer_heads::HeadKind::Base);
@@ -97,7 +97,7 @@ pub fn pipeline(task: Task, model: &str) -> Result<Pipeline> {
         Task::ZeroShotClassification => {
             Pipeline::ZeroShotClassification(ZeroShotClassificationPipeline::from_loaded(loaded)?)
         }
-        Task::TextGeneration => unreachable!("handled above"),
+        Task::TextGeneration => unreachable!("built above"),
     })
 }
 
@@ -111,19 +111,35 @@ impl Pipeline {
             Self::FillMask(_) => Task::FillMask,
             Self::FeatureExtraction(_) => Task::FeatureExtraction,
             Self::ZeroShotClassification(_) => Task::ZeroShotClassification,
+            Self::TextGeneration(_) => Task::TextGeneration,
         }
     }
 
-    /// The loaded model, tokenizer and threads (e.g. to set the number of threads).
-    pub fn model(&mut self) -> &mut Loaded {
+    /// Runs forward passes on `threads` threads (0: one per core).
+    ///
+    /// # Errors
+    /// When the operating system refuses the threads.
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
         match self {
+            Self::TextGeneration(pipeline) => pipeline.set_num_threads(threads),
+            encoder => encoder
+                .model()
+                .expect("every encoder pipeline has a loaded model")
+                .set_threads(threads),
+        }
+    }
+
+    /// The loaded encoder model and tokenizer (`None` for text-generation).
+    pub fn model(&mut self) -> Option<&mut Loaded> {
+        Some(match self {
             Self::TextClassification(pipeline) => pipeline.model(),
             Self::TokenClassification(pipeline) => pipeline.model(),
             Self::QuestionAnswering(pipeline) => pipeline.model(),
             Self::FillMask(pipeline) => pipeline.model(),
             Self::FeatureExtraction(pipeline) => pipeline.model(),
             Self::ZeroShotClassification(pipeline) => pipeline.model(),
-        }
+            Self::TextGeneration(_) => return None,
+        })
     }
 
     /// The text-classification pipeline, if this is one.
@@ -162,6 +178,14 @@ impl Pipeline {
     pub fn feature_extraction(&self) -> Option<&FeatureExtractionPipeline> {
         match self {
             Self::FeatureExtraction(pipeline) => Some(pipeline),
+            _ => None,
+        }
+    }
+
+    /// The text-generation pipeline, if this is one.
+    pub fn text_generation(&self) -> Option<&TextGenerationPipeline> {
+        match self {
+            Self::TextGeneration(pipeline) => Some(pipeline),
             _ => None,
         }
     }

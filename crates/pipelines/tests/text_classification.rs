@@ -135,7 +135,7 @@ fn results_do_not_depend_on_the_thread_count() {
     for threads in [1, 2] {
         let mut classifier =
             pipeline(Task::TextClassification, &model_dir("bert-seqcls-single")).unwrap();
-        classifier.model().set_threads(threads).unwrap();
+        classifier.set_threads(threads).unwrap();
         let classifier = classifier.text_classification().unwrap();
         outputs.push(serde_json::to_value(classifier.run(&inputs, &options).unwrap()).unwrap());
     }
