@@ -5,7 +5,8 @@
 //!    peers of `xtask/python/requirements-compare.txt` (onnxruntime, onnx), installed when that file
 //!    changed (stamp `oxformer-compare.sha256` in the venv).
 //! 2. `xtask/python/compare.py build`: random-weight BERT-base, DistilBERT-base, GPT-2-small folders
-//!    in `<cache>/compare-models/` (cached) and the encoders' ONNX exports.
+//!    in `<cache>/compare-models/` (cached) and the encoders' ONNX exports; ONNX Runtime runs the
+//!    graphs fused by its transformer optimizer (attention, skip + LayerNorm, bias + GELU).
 //! 3. `cargo build --release -p oxformer-cli`, then for every case and round, each runner in turn
 //!    (the starting runner rotates from round to round): `oxformer bench ... --json` as a fresh
 //!    process, PyTorch and ONNX Runtime as two long-lived `compare.py serve` processes that keep
@@ -211,6 +212,10 @@ pub fn run(args: &[String]) -> Result<()> {
         torch: PeerServer::start(&python, &script, "torch", &logs)?,
         ort: PeerServer::start(&python, &script, "ort", &logs)?,
     };
+    note(
+        &options,
+        &format!("load average at the start: {}", load_average()),
+    );
     if !options.json {
         println!("{}", table_header());
     }
@@ -240,7 +245,24 @@ pub fn run(args: &[String]) -> Result<()> {
              the machine is shared, so compare ratios, not absolute times"
         );
     }
+    note(
+        &options,
+        &format!("load average at the end: {}", load_average()),
+    );
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages (how busy the shared machine was), or "unknown".
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Human notes go to stderr with `--json` so that stdout stays one object per line.
@@ -265,7 +287,8 @@ fn versions_line(manifest: &Value) -> String {
         })
         .unwrap_or_default();
     format!(
-        "torch {}, transformers {}, onnxruntime {} (ONNX opset {}; export max |ONNX - PyTorch|: {checks})",
+        "torch {}, transformers {}, onnxruntime {} (ONNX opset {}, graph fused by onnxruntime.transformers.optimizer, \
+         ORT_ENABLE_ALL; max |ONNX - PyTorch| on attended positions: {checks})",
         versions["torch"].as_str().unwrap_or("?"),
         versions["transformers"].as_str().unwrap_or("?"),
         versions["onnxruntime"].as_str().unwrap_or("?"),
@@ -544,7 +567,7 @@ impl Harness {
                     request["onnx"] = json!(
                         self.models
                             .join("onnx")
-                            .join(format!("{}.onnx", case.model))
+                            .join(format!("{}.fused.onnx", case.model))
                     );
                     &mut self.ort
                 };

@@ -23,7 +23,7 @@ use ndarray::Array2;
 use oxformer_heads::{EncoderInput, EncoderModel};
 use oxformer_models::ModelConfig;
 use oxformer_models::gpt2::Gpt2LmHeadModel;
-use oxformer_pipelines::generation::{Generation, GenerationConfig, Prompts};
+use oxformer_pipelines::generation::greedy_decode;
 use oxformer_tensor::ThreadPool;
 use serde_json::{Value, json};
 
@@ -301,21 +301,9 @@ fn bench_generation(
     let prompt: Vec<u32> = (0..args.prompt_tokens)
         .map(|_| (random.next() % vocab_size) as u32)
         .collect();
-    let pad = model.config().common.eos_token_id().unwrap_or(0);
-    let prompts = Prompts::left_padded(&[prompt], pad)?;
-    let mut generation = GenerationConfig::from_folder(dir)?;
-    generation.max_length = None;
-    generation.max_new_tokens = Some(new_tokens);
-    generation.min_new_tokens = Some(new_tokens);
-    generation.do_sample = false;
-    generation.num_beams = 1;
-    generation.num_return_sequences = 1;
-    generation.use_cache = true;
-
     let times_ms = pool.install(|| {
         timed(args.warmup, args.iterations, || {
-            let output = Generation::new(&model, &prompts, &generation)?.run()?;
-            let made = output.new_tokens()[0].len();
+            let made = greedy_decode(&model, &prompt, new_tokens)?.len();
             if made != new_tokens {
                 anyhow::bail!("decoding made {made} new tokens, not {new_tokens}");
             }
