@@ -115,17 +115,12 @@ fn kernels(json: bool, rounds: usize) -> Result<()> {
             let ours_gflops = median(&mut ours_rates);
             let baseline_gflops = median(&mut base_rates);
             if json {
+                // keys in the documented order (serde_json's map would sort them)
                 println!(
-                    "{}",
-                    serde_json::json!({
-                        "case": case,
-                        "m": m,
-                        "k": k,
-                        "n": n,
-                        "ours_gflops": round2(ours_gflops),
-                        "baseline": "matrixmultiply",
-                        "baseline_gflops": round2(baseline_gflops),
-                    })
+                    "{{\"case\": {}, \"m\": {m}, \"k\": {k}, \"n\": {n}, \"ours_gflops\": {}, \"baseline\": \"matrixmultiply\", \"baseline_gflops\": {}}}",
+                    serde_json::to_string(&case)?,
+                    round2(ours_gflops),
+                    round2(baseline_gflops),
                 );
             } else {
                 println!(
@@ -161,7 +156,7 @@ fn seconds_per_call(work: &mut impl FnMut(), repeats: usize) -> f64 {
     for _ in 0..repeats {
         work();
     }
-    start.elapsed().as_secs_f64() / repeats as f64
+    start.elapsed().as_secs_f64().max(1e-9) / repeats as f64
 }
 
 fn median(values: &mut [f64]) -> f64 {
