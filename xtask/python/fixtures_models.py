@@ -919,7 +919,9 @@ def write_pipelines(out: Path) -> None:
         key = (case.task, case.model)
         if key not in loaded:
             folder = str(out / "models" / case.model)
-            loaded[key] = pipeline(case.task, model=folder, tokenizer=folder, device="cpu")
+            # dtype float32: pipeline() defaults to dtype="auto", which would run the f16/bf16 checkpoints
+            # in half precision; oxformer computes in f32, as from_pretrained(dtype=float32) does.
+            loaded[key] = pipeline(case.task, model=folder, tokenizer=folder, device="cpu", dtype=torch.float32)
         runner = loaded[key]
         with torch.no_grad():
             output = runner(case.inputs, **case.options)

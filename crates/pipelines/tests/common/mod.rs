@@ -109,44 +109,18 @@ fn compare_at(path: &str, actual: &Value, expected: &Value, tolerance: f64) -> R
     }
 }
 
-/// Tolerance for the f16 checkpoint's cases. transformers' `pipeline()` loads with
-/// `dtype="auto"`, so the reference computed those cases in float16, while oxformer upcasts
-/// the weights and computes in float32 (as `from_pretrained(dtype=float32)`, which the model
-/// fixtures use): the difference is float16 rounding (2.4e-4 seen on `bert-seqcls-single-f16`).
-pub const F16_TOLERANCE: f64 = 1e-3;
-
-/// Runs every case of `task` through `Pipeline::call` and checks it against the reference;
-/// panics listing every failing case.
-///
-/// Cases of the bf16 checkpoint are run but not compared: the reference pipeline computed
-/// them in bfloat16 (`dtype="auto"`), whose rounding changes which label wins for tokens with
-/// close scores, so no float32 computation can reproduce their entity lists.
+/// Runs every case of `task` through `Pipeline::call` and checks it against the reference
+/// (the f16 and bf16 checkpoints included: their references were computed in float32, as
+/// oxformer computes); panics listing every failing case.
 pub fn check_task(task: oxformer_pipelines::Task, folder: &str) {
     let mut failures = Vec::new();
     let cases = cases(folder);
     for case in &cases {
-        let tolerance = if case.model.ends_with("-f16") {
-            F16_TOLERANCE
-        } else {
-            TOLERANCE
-        };
-        if case.model.ends_with("-bf16") {
-            let result = oxformer_pipelines::pipeline(task, &model_dir(&case.model))
-                .and_then(|pipeline| pipeline.call(&case.inputs, &case.options));
-            if let Err(error) = result {
-                failures.push(format!("{}: error: {error}", case.name));
-            }
-            println!(
-                "{}: run, not compared (the reference computed it in bfloat16)",
-                case.name
-            );
-            continue;
-        }
         let result = oxformer_pipelines::pipeline(task, &model_dir(&case.model))
             .and_then(|pipeline| pipeline.call(&case.inputs, &case.options));
         match result {
             Ok(actual) => {
-                if let Err(difference) = compare(&actual, &case.output, tolerance) {
+                if let Err(difference) = compare(&actual, &case.output, TOLERANCE) {
                     failures.push(format!("{}: {difference}", case.name));
                 }
             }
