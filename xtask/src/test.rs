@@ -15,7 +15,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let status = Command::new(cargo)
         .current_dir(workspace_root())
         .env("OXFORMER_CACHE", &cache)
-        .args(["test", "--workspace", "--release"])
+        .args(["test", "--workspace", "--profile", "test-release"])
         .args(args)
         .args(["--", "--include-ignored"])
         .status()
