@@ -1,6 +1,6 @@
 //! Reading `fixtures/models/<name>/reference.safetensors` and comparing against it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD, ArrayViewD, Dimension, IxDyn};
 use safetensors::{Dtype, SafeTensors};
@@ -18,9 +18,12 @@ pub struct Reference {
 
 impl Reference {
     pub fn load(name: &str) -> Self {
-        let path = model_dir(name).join("reference.safetensors");
+        Self::from_file(&model_dir(name).join("reference.safetensors"), name)
+    }
+
+    pub fn from_file(path: &Path, name: &str) -> Self {
         let bytes =
-            std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
         Self {
             name: name.to_string(),
             bytes,
