@@ -676,22 +676,9 @@ fn attention_reference_into(
     scale: f32,
     mut out: ArrayViewMut4<'_, f32>,
 ) {
+    check_shapes(&q, &k, &v, mask, &out);
     let (batch, heads, queries, head_dim) = q.dim();
     let keys = k.dim().2;
-    assert_eq!(
-        k.dim(),
-        (batch, heads, keys, head_dim),
-        "attention: key shape"
-    );
-    assert_eq!(
-        v.dim(),
-        (batch, heads, keys, head_dim),
-        "attention: value shape"
-    );
-    assert_eq!(out.dim(), q.dim(), "attention: output shape");
-    if let Some(padding) = &mask.key_padding {
-        assert_eq!(padding.dim(), (batch, keys), "attention: key padding shape");
-    }
     let mut scores = vec![0.0f32; keys];
     for b in 0..batch {
         for h in 0..heads {
