@@ -3,4 +3,5 @@
 pub mod attention;
 pub mod gemm;
 pub mod norm;
+pub mod screen;
 pub mod softmax;

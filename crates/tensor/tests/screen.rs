@@ -1,0 +1,122 @@
+//! `ArgmaxScreen` against the f32 product it stands in for: the same index, bit for bit the same
+//! scores for the rows it recomputes, on random heads and on heads built to tie.
+
+mod common;
+
+use common::{available_paths, random};
+use oxformer_tensor::ndarray::{Array1, Array2, Axis};
+use oxformer_tensor::{
+    ArgmaxScreen, Epilogue, GemmPath, PackedMatrix, argmax_reference, gemm_path,
+    matmul_packed_into_on,
+};
+
+/// The first largest score, as `torch.argmax` (and greedy decoding) picks it.
+fn first_largest(scores: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &score) in scores.iter().enumerate() {
+        if score > scores[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+/// The scores by the GEMM on `path`, as the language-model head computes them.
+fn product_scores(path: GemmPath, x: &Array1<f32>, weight: &Array2<f32>) -> Vec<f32> {
+    let packed = PackedMatrix::from_linear_weight(weight.view());
+    let mut out = Array2::<f32>::zeros((1, weight.nrows()));
+    let x = x.view().insert_axis(Axis(0));
+    matmul_packed_into_on(path, x, &packed, &Epilogue::none(), out.view_mut());
+    out.into_raw_vec_and_offset().0
+}
+
+/// Heads to screen: random ones of awkward widths and ones whose rows tie or nearly tie.
+fn heads() -> Vec<(String, Array2<f32>)> {
+    let mut heads = Vec::new();
+    for (n, k, seed) in [
+        (1, 1, 1),
+        (7, 63, 2),
+        (129, 65, 3),
+        (3001, 768, 4),
+        (50, 3072, 5),
+    ] {
+        heads.push((format!("random {n}x{k}"), random((n, k), seed) * 0.05));
+    }
+    // every row the same: every score ties, the first row must win
+    let row = random((1, 96), 6);
+    heads.push((
+        "identical rows".to_string(),
+        Array2::from_shape_fn((300, 96), |(_, p)| row[[0, p]]),
+    ));
+    // rows one f32 step apart in one weight: estimates cannot tell them apart, the f32 pass must
+    let mut near = Array2::from_shape_fn((257, 96), |(_, p)| row[[0, p]]);
+    for (j, mut target) in near.rows_mut().into_iter().enumerate() {
+        let w = target[5];
+        target[5] = f32::from_bits(w.to_bits().wrapping_add((j % 9) as u32));
+    }
+    heads.push(("rows one ulp apart".to_string(), near));
+    heads
+}
+
+#[test]
+fn picks_the_first_largest_score_of_the_f32_product() {
+    let paths = available_paths("screen");
+    let mut screened = 0;
+    for (name, weight) in heads() {
+        let screen = ArgmaxScreen::from_linear_weight(weight.view()).expect("finite weights");
+        for seed in 0..6u64 {
+            let x = random(weight.ncols(), 100 + seed) * (1.0 + seed as f32 * 10.0);
+            let x = x.as_slice().expect("contiguous");
+            let expected = argmax_reference(x, weight.view()).expect("rows");
+            // the screen's f32 recheck is the GEMM's arithmetic on every SIMD path, bit for bit
+            for &path in &paths {
+                if matches!(path, GemmPath::Avx512 | GemmPath::Avx2) {
+                    let scores = product_scores(path, &Array1::from(x.to_vec()), &weight);
+                    for (j, row) in weight.rows().into_iter().enumerate() {
+                        let definition = row
+                            .iter()
+                            .zip(x)
+                            .fold(0.0f32, |acc, (&w, &v)| v.mul_add(w, acc));
+                        assert_eq!(
+                            scores[j].to_bits(),
+                            definition.to_bits(),
+                            "{name}, seed {seed}, {path:?}: row {j} {} vs {definition}",
+                            scores[j]
+                        );
+                    }
+                    assert_eq!(first_largest(&scores), expected, "{name}, seed {seed}");
+                }
+            }
+            match screen.argmax(x, weight.view()) {
+                Some(index) => {
+                    screened += 1;
+                    assert_eq!(index, expected, "{name}, seed {seed}");
+                }
+                None => assert_ne!(gemm_path(), GemmPath::Avx512, "{name}: undecided"),
+            }
+        }
+    }
+    if gemm_path() != GemmPath::Avx512 {
+        println!(
+            "screen: skipped the screened answers (the GEMM path is {:?})",
+            gemm_path()
+        );
+    } else {
+        assert!(screened > 0);
+    }
+}
+
+#[test]
+fn declines_what_it_cannot_bound() {
+    let mut weight = random((40, 16), 7);
+    let screen = ArgmaxScreen::from_linear_weight(weight.view()).expect("finite weights");
+    let mut x = random(16, 8);
+    x[3] = f32::NAN;
+    assert_eq!(screen.argmax(x.as_slice().unwrap(), weight.view()), None);
+    x[3] = f32::INFINITY;
+    assert_eq!(screen.argmax(x.as_slice().unwrap(), weight.view()), None);
+    weight[[2, 2]] = f32::NAN;
+    assert!(ArgmaxScreen::from_linear_weight(weight.view()).is_none());
+    weight[[2, 2]] = 1.0e6; // beyond f16's range
+    assert!(ArgmaxScreen::from_linear_weight(weight.view()).is_none());
+}
