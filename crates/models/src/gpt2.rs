@@ -5,10 +5,11 @@
 //! Decoding reuses keys and values through a [`KvCache`] allocated once per generation.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use ndarray::{Array2, Array3, Array4, ArrayView2, Axis, s};
-use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
-use oxformer_tensor::{Activation, AttentionMask, attention_into};
+use oxformer_nn::{Embedding, LayerNorm, Linear, Tensor, Weights};
+use oxformer_tensor::{Activation, ArgmaxScreen, AttentionMask, attention_into};
 
 use crate::config::{Gpt2Config, HiddenAct, ModelConfig};
 use crate::error::{Error, Result};
@@ -478,6 +479,12 @@ pub struct Gpt2LmHeadModel {
     transformer: Gpt2Model,
     /// `[vocab, n_embd]`, no bias.
     lm_head: Linear,
+    /// The same weight unpacked, `[vocab, n_embd]` (in place in the checkpoint when f32): the
+    /// exact recheck of [`Gpt2LmHeadModel::greedy_token`].
+    lm_head_weight: Tensor,
+    /// The f16 screen of `lm_head_weight`, made on the first greedy step (`None` inside when the
+    /// weights cannot be screened).
+    screen: OnceLock<Option<ArgmaxScreen>>,
 }
 
 impl Gpt2LmHeadModel {
@@ -517,11 +524,14 @@ impl Gpt2LmHeadModel {
             &format!("{body}wte.weight"),
         );
         let transformer = Gpt2Model::load(&weights.sub_if_present("transformer"), config)?;
-        let lm_head =
-            Linear::load_without_bias(&weights.sub("lm_head"), config.n_embd, config.vocab_size)?;
+        let head = weights.sub("lm_head");
+        let lm_head = Linear::load_without_bias(&head, config.n_embd, config.vocab_size)?;
+        let lm_head_weight = head.get("weight", &[config.vocab_size, config.n_embd])?;
         Ok(Self {
             transformer,
             lm_head,
+            lm_head_weight,
+            screen: OnceLock::new(),
         })
     }
 
@@ -583,6 +593,23 @@ impl Gpt2LmHeadModel {
         input: &Gpt2Input<'_>,
         cache: Option<&mut KvCache>,
     ) -> Result<Array2<f32>> {
+        let last = self.forward_last_hidden(input, cache)?;
+        self.logits(last.view())
+    }
+
+    /// The final hidden state (after `ln_f`) of the last position of each row: the input of the
+    /// LM head, for [`Gpt2LmHeadModel::logits`] or [`Gpt2LmHeadModel::greedy_token`].
+    ///
+    /// # Shapes
+    /// See [`Gpt2Input`]; result: (batch, n_embd).
+    ///
+    /// # Errors
+    /// As [`Gpt2Model::forward`]; also when `seq` is 0.
+    pub fn forward_last_hidden(
+        &self,
+        input: &Gpt2Input<'_>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Array2<f32>> {
         if input.input_ids.ncols() == 0 {
             return Err(input_error(
                 "transformer",
@@ -591,7 +618,44 @@ impl Gpt2LmHeadModel {
         }
         let output = self.transformer.forward(input, cache, false)?;
         let seq = output.last_hidden_state.dim().1;
-        let last = output.last_hidden_state.slice(s![.., seq - 1, ..]);
-        Ok(self.lm_head.forward(last)?)
+        Ok(output
+            .last_hidden_state
+            .slice(s![.., seq - 1, ..])
+            .to_owned())
+    }
+
+    /// The LM head: `hidden · lm_headᵀ`.
+    ///
+    /// # Shapes
+    /// `hidden`: (rows, n_embd); result: (rows, vocab).
+    ///
+    /// # Errors
+    /// A `hidden` of the wrong width.
+    pub fn logits(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        Ok(self.lm_head.forward(hidden)?)
+    }
+
+    /// The id of the largest logit of one hidden state, the first on ties: the answer of
+    /// [`Gpt2LmHeadModel::logits`] followed by an argmax, bit for bit, but found by streaming an
+    /// f16 copy of the LM head (half the bytes) and rechecking in f32 only the rows it cannot
+    /// rule out ([`ArgmaxScreen`]). `None` when the screen cannot decide (non-finite values, a
+    /// CPU or GEMM path it does not cover): then compute the logits.
+    ///
+    /// The first call makes the screen (an f16 copy of the head: vocab × n_embd × 2 bytes).
+    ///
+    /// # Shapes
+    /// `hidden`: n_embd.
+    pub fn greedy_token(&self, hidden: &[f32]) -> Option<u32> {
+        let weight = self.lm_head_weight.view2().ok()?;
+        if hidden.len() != weight.ncols() {
+            return None;
+        }
+        let screen = self
+            .screen
+            .get_or_init(|| ArgmaxScreen::from_linear_weight(weight))
+            .as_ref()?;
+        screen
+            .argmax(hidden, weight)
+            .and_then(|index| u32::try_from(index).ok())
     }
 }

@@ -78,6 +78,33 @@ pub trait CausalLm {
     /// # Errors
     /// When `rows` does not fit the cache.
     fn reorder_cache(&self, cache: &mut Self::Cache, rows: &[usize]) -> Result<()>;
+
+    /// As [`CausalLm::forward_last`], for greedy decoding without logits processors: a model
+    /// that can find each row's largest logit (first on ties) without computing all of them
+    /// returns the tokens; by default, the logits.
+    ///
+    /// # Errors
+    /// As [`CausalLm::forward_last`].
+    fn forward_last_greedy(
+        &self,
+        input_ids: ArrayView2<'_, u32>,
+        position_ids: ArrayView2<'_, u32>,
+        attention_mask: ArrayView2<'_, f32>,
+        cache: &mut Self::Cache,
+    ) -> Result<NextStep> {
+        self.forward_last(input_ids, position_ids, attention_mask, cache)
+            .map(NextStep::Logits)
+    }
+}
+
+/// What a decoding step of the model gives: the logits of each row's last position, or, from
+/// [`CausalLm::forward_last_greedy`], directly the largest one's id.
+#[derive(Clone, Debug)]
+pub enum NextStep {
+    /// (batch, vocab).
+    Logits(Array2<f32>),
+    /// One id per row.
+    Tokens(Vec<u32>),
 }
 
 impl CausalLm for Gpt2LmHeadModel {
@@ -112,6 +139,32 @@ impl CausalLm for Gpt2LmHeadModel {
 
     fn reorder_cache(&self, cache: &mut KvCache, rows: &[usize]) -> Result<()> {
         Ok(cache.reorder_rows(rows)?)
+    }
+
+    /// Through the f16 screen of the LM head ([`Gpt2LmHeadModel::greedy_token`]); the logits
+    /// when it cannot decide a row.
+    fn forward_last_greedy(
+        &self,
+        input_ids: ArrayView2<'_, u32>,
+        position_ids: ArrayView2<'_, u32>,
+        attention_mask: ArrayView2<'_, f32>,
+        cache: &mut KvCache,
+    ) -> Result<NextStep> {
+        let input = Gpt2Input {
+            input_ids,
+            position_ids: Some(position_ids),
+            attention_mask: Some(attention_mask),
+        };
+        let hidden = self.forward_last_hidden(&input, Some(cache))?;
+        let tokens: Option<Vec<u32>> = hidden
+            .rows()
+            .into_iter()
+            .map(|row| self.greedy_token(row.as_slice()?))
+            .collect();
+        Ok(match tokens {
+            Some(tokens) => NextStep::Tokens(tokens),
+            None => NextStep::Logits(self.logits(hidden.view())?),
+        })
     }
 }
 
@@ -435,38 +488,52 @@ impl<'a, M: CausalLm> Generation<'a, M> {
         if state.finished {
             return Ok(None);
         }
-        let logits = next_logits(
+        let greedy = !self.config.do_sample && self.processors.is_empty() && !self.record;
+        let (logits, chosen) = match next_step(
             self.model,
             &state.rows,
             &state.mask,
             state.cache.as_mut(),
             &mut state.cached,
-        )?;
-        let vocab = logits.ncols();
+            greedy,
+        )? {
+            NextStep::Logits(logits) => (Some(logits), None),
+            NextStep::Tokens(tokens) => (None, Some(tokens)),
+        };
         let mut scores = logits.clone();
-        for (row, mut row_scores) in state.rows.iter().zip(scores.rows_mut()) {
-            let slice = row_scores
-                .as_slice_mut()
-                .expect("logits rows are contiguous");
-            self.processors.apply(row, slice);
+        if let Some(scores) = &mut scores {
+            for (row, mut row_scores) in state.rows.iter().zip(scores.rows_mut()) {
+                let slice = row_scores
+                    .as_slice_mut()
+                    .expect("logits rows are contiguous");
+                self.processors.apply(row, slice);
+            }
         }
         let pad = self.config.pad_or_eos();
         let has_eos = !self.config.eos_token_id.is_empty();
         let mut tokens = Vec::with_capacity(state.rows.len());
-        for (index, row_scores) in scores.rows().into_iter().enumerate() {
-            let row_scores = row_scores.as_slice().expect("contiguous");
-            let token = if self.config.do_sample {
-                let probs = processors::softmax(row_scores);
-                self.rng.categorical(&probs).ok_or_else(|| {
-                    Error::input(
-                        TASK,
-                        "every token was filtered out: no distribution to sample from",
-                    )
-                })?
-            } else {
-                argmax(row_scores)
-            } as u32;
-            debug_assert!((token as usize) < vocab);
+        for index in 0..state.rows.len() {
+            let token = match (&chosen, &scores) {
+                (Some(chosen), _) => chosen[index],
+                (None, Some(scores)) => {
+                    let row_scores = scores.row(index);
+                    let row_scores = row_scores.as_slice().expect("contiguous");
+                    let token = if self.config.do_sample {
+                        let probs = processors::softmax(row_scores);
+                        self.rng.categorical(&probs).ok_or_else(|| {
+                            Error::input(
+                                TASK,
+                                "every token was filtered out: no distribution to sample from",
+                            )
+                        })?
+                    } else {
+                        argmax(row_scores)
+                    };
+                    debug_assert!(token < row_scores.len());
+                    token as u32
+                }
+                (None, None) => unreachable!("a step gives logits or tokens"),
+            };
             let token = if has_eos && !state.unfinished[index] {
                 pad.unwrap_or(token)
             } else {
@@ -494,8 +561,9 @@ impl<'a, M: CausalLm> Generation<'a, M> {
             }
         }
         if self.record {
-            state.logits.push(logits);
-            state.scores.push(scores);
+            // a recording step always asks for the logits (see `greedy` above)
+            state.logits.extend(logits);
+            state.scores.extend(scores);
         }
         state.finished = !state.unfinished.contains(&true);
         Ok(Some(tokens))
@@ -590,15 +658,30 @@ fn position_ids(mask: &[f32]) -> Vec<u32> {
         .collect()
 }
 
-/// The next-token logits of every row: the tokens not yet in the cache (all of them without
-/// a cache) through the model.
-fn next_logits<M: CausalLm>(
+/// [`next_step`] asking for the logits (sampling, beam search, recorded steps).
+pub(crate) fn next_logits<M: CausalLm>(
     model: &M,
     rows: &[Vec<u32>],
     mask: &[Vec<f32>],
     cache: Option<&mut M::Cache>,
     cached: &mut usize,
 ) -> Result<Array2<f32>> {
+    match next_step(model, rows, mask, cache, cached, false)? {
+        NextStep::Logits(logits) => Ok(logits),
+        NextStep::Tokens(_) => unreachable!("forward_last gives logits"),
+    }
+}
+
+/// The next step of every row: the tokens not yet in the cache (all of them without a cache)
+/// through the model; with `greedy`, the model may answer with the tokens instead of the logits.
+fn next_step<M: CausalLm>(
+    model: &M,
+    rows: &[Vec<u32>],
+    mask: &[Vec<f32>],
+    cache: Option<&mut M::Cache>,
+    cached: &mut usize,
+    greedy: bool,
+) -> Result<NextStep> {
     let batch = rows.len();
     let length = rows[0].len();
     let mut fresh;
@@ -623,9 +706,18 @@ fn next_logits<M: CausalLm>(
             attention[[b, t]] = m;
         }
     }
-    let logits = model.forward_last(ids.view(), positions.view(), attention.view(), cache)?;
+    let step = if greedy {
+        model.forward_last_greedy(ids.view(), positions.view(), attention.view(), cache)?
+    } else {
+        NextStep::Logits(model.forward_last(
+            ids.view(),
+            positions.view(),
+            attention.view(),
+            cache,
+        )?)
+    };
     *cached = length;
-    Ok(logits)
+    Ok(step)
 }
 
 /// Whether a stop string ends inside the row's last token (transformers'
