@@ -4,13 +4,15 @@
 //! their embeddings. Hidden states flow as (tokens, hidden) matrices, tokens = batch × seq, so
 //! that every Linear is one matrix product over the whole batch.
 
-use ndarray::{Array2, Array3, ArrayView2, Axis, s};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, s};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
 use oxformer_tensor::{Activation, AttentionMask, attention_into};
+use rayon::prelude::*;
 
 use crate::config::{BertConfig, PositionEmbeddingType};
 use crate::error::{Error, Result};
 use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
+use crate::workspace::{SharedWorkspace, Workspace, matrix};
 
 /// modeling_bert.py `BertEmbeddings`: word + token type + absolute position embeddings, then
 /// LayerNorm.
@@ -78,20 +80,22 @@ impl BertEmbeddings {
         position_ids: ArrayView2<'_, u32>,
         layout: &TokenLayout,
     ) -> Result<Array2<f32>> {
-        let mut out = Array2::<f32>::zeros((layout.rows(), self.layer_norm.dim()));
-        for (index, mut row) in out.rows_mut().into_iter().enumerate() {
+        let (rows, dim) = (layout.rows(), self.layer_norm.dim());
+        let mut values = Vec::with_capacity(rows * dim);
+        for index in 0..rows {
             let (b, t) = layout.position(index);
-            let row = row
-                .as_slice_mut()
-                .expect("rows of a fresh array are contiguous");
-            // transformers adds in this order: (word + token type) + position.
-            self.word_embeddings
-                .add_row_to(input.input_ids[[b, t]], row)?;
+            let word = self.word_embeddings.row(input.input_ids[[b, t]])?;
             let token_type = input.token_type_ids.map_or(0, |types| types[[b, t]]);
-            self.token_type_embeddings.add_row_to(token_type, row)?;
-            self.position_embeddings
-                .add_row_to(position_ids[[b, t]], row)?;
+            let token_type = self.token_type_embeddings.row(token_type)?;
+            let position = self.position_embeddings.row(position_ids[[b, t]])?;
+            // transformers adds in this order: (word + token type) + position.
+            let sums = word.iter().zip(token_type).zip(position);
+            values.extend(
+                sums.map(|((&word, &token_type), &position)| (word + token_type) + position),
+            );
         }
+        let mut out =
+            Array2::from_shape_vec((rows, dim), values).expect("one row of `dim` values per token");
         self.layer_norm.forward_in_place(out.view_mut(), None)?;
         Ok(out)
     }
@@ -121,24 +125,31 @@ impl BertSelfAttention {
         })
     }
 
-    /// `softmax(QKᵀ/√d + mask)·V` per head, heads side by side.
+    /// `softmax(QKᵀ/√d + mask)·V` per head, heads side by side, written into `context`; the
+    /// fused product goes through `qkv`.
     ///
     /// # Shapes
-    /// `hidden`: (rows, hidden); result: (rows, hidden).
-    pub(crate) fn forward(
+    /// `hidden`, `context`: (rows, hidden).
+    pub(crate) fn forward_into(
         &self,
         hidden: ArrayView2<'_, f32>,
         layout: &TokenLayout,
         mask: &AttentionMask<'_>,
-    ) -> Result<Array2<f32>> {
-        let qkv = self.qkv.forward(hidden)?; // (rows, 3 · hidden)
-        Ok(multi_head_attention(
+        qkv: &mut Vec<f32>,
+        context: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        let mut qkv = matrix(qkv, hidden.nrows(), self.qkv.out_features()); // (rows, 3 · hidden)
+        self.qkv
+            .forward_into(hidden, Activation::Identity, None, qkv.view_mut())?;
+        multi_head_attention_into(
             qkv.view(),
             layout,
             self.num_heads,
             self.head_dim,
             mask,
-        ))
+            context,
+        );
+        Ok(())
     }
 }
 
@@ -149,24 +160,23 @@ impl BertSelfAttention {
 ///
 /// # Shapes
 /// `qkv`: (rows, 3 · heads · head_dim), each row `[q | k | v]`, each part heads side by side;
-/// result: (rows, heads · head_dim).
-pub(crate) fn multi_head_attention(
+/// `context` (overwritten): (rows, heads · head_dim), row-major.
+pub(crate) fn multi_head_attention_into(
     qkv: ArrayView2<'_, f32>,
     layout: &TokenLayout,
     num_heads: usize,
     head_dim: usize,
     mask: &AttentionMask<'_>,
-) -> Array2<f32> {
+    mut context: ArrayViewMut2<'_, f32>,
+) {
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let rows = qkv.nrows();
-    let mut context = Array2::<f32>::zeros((rows, num_heads * head_dim));
     // One call over `batch` sequences of `seq` rows each, starting at `start`.
     let mut attend = |start: usize, batch: usize, seq: usize, mask: &AttentionMask<'_>| {
         let rows = start..start + batch * seq;
         let qkv = qkv
             .slice(s![rows.clone(), ..])
             .into_shape_with_order((batch, seq, 3, num_heads, head_dim))
-            .expect("rows of a fresh QKV product are contiguous");
+            .expect("rows of the QKV product are contiguous");
         // (batch, seq, heads, head_dim) → (batch, heads, seq, head_dim)
         let part = |index: usize| qkv.index_axis(Axis(2), index).permuted_axes([0, 2, 1, 3]);
         let out = context
@@ -184,7 +194,6 @@ pub(crate) fn multi_head_attention(
             }
         }
     }
-    context
 }
 
 /// modeling_bert.py `BertSelfOutput`: `LayerNorm(dense(x) + input)`, the residual added in the
@@ -215,20 +224,37 @@ impl BertSelfOutput {
         hidden: ArrayView2<'_, f32>,
         input: ArrayView2<'_, f32>,
     ) -> Result<Array2<f32>> {
-        residual_layer_norm(&self.dense, &self.layer_norm, hidden, input)
+        let mut out = Array2::zeros(input.dim());
+        self.forward_into(hidden, input, out.view_mut())?;
+        Ok(out)
+    }
+
+    /// [`BertSelfOutput::forward`] into `out` (overwritten).
+    pub(crate) fn forward_into(
+        &self,
+        hidden: ArrayView2<'_, f32>,
+        input: ArrayView2<'_, f32>,
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        residual_layer_norm_into(&self.dense, &self.layer_norm, hidden, input, out)
     }
 }
 
-/// `LayerNorm(dense(x) + residual)`: the residual fused into the product, then the norm in place.
-pub(crate) fn residual_layer_norm(
+/// `out ← LayerNorm(dense(x) + residual)`: the residual fused into the product, then the norm
+/// in place.
+///
+/// # Shapes
+/// `x`: (rows, dense's in_features); `residual`, `out`: (rows, dense's out_features).
+pub(crate) fn residual_layer_norm_into(
     dense: &Linear,
     layer_norm: &LayerNorm,
     x: ArrayView2<'_, f32>,
     residual: ArrayView2<'_, f32>,
-) -> Result<Array2<f32>> {
-    let mut out = dense.forward_with(x, Activation::Identity, Some(residual))?;
-    layer_norm.forward_in_place(out.view_mut(), None)?;
-    Ok(out)
+    mut out: ArrayViewMut2<'_, f32>,
+) -> Result<()> {
+    dense.forward_into(x, Activation::Identity, Some(residual), out.view_mut())?;
+    layer_norm.forward_in_place(out, None)?;
+    Ok(())
 }
 
 /// modeling_bert.py `BertAttention`: self-attention, then its output block.
@@ -250,16 +276,22 @@ impl BertAttention {
         })
     }
 
+    /// The block's output into `out`, its intermediate results through `qkv` and `context`.
+    ///
     /// # Shapes
-    /// `hidden`: (rows, hidden); result: (rows, hidden).
-    pub(crate) fn forward(
+    /// `hidden`, `out`: (rows, hidden).
+    pub(crate) fn forward_into(
         &self,
         hidden: ArrayView2<'_, f32>,
         layout: &TokenLayout,
         mask: &AttentionMask<'_>,
-    ) -> Result<Array2<f32>> {
-        let context = self.self_attention.forward(hidden, layout, mask)?;
-        self.output.forward(context.view(), hidden)
+        (qkv, context): (&mut Vec<f32>, &mut Vec<f32>),
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        let mut context = matrix(context, hidden.nrows(), hidden.ncols());
+        self.self_attention
+            .forward_into(hidden, layout, mask, qkv, context.view_mut())?;
+        self.output.forward_into(context.view(), hidden, out)
     }
 }
 
@@ -291,6 +323,17 @@ impl BertIntermediate {
     /// `hidden`: (tokens, hidden); result: (tokens, intermediate).
     pub fn forward(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         Ok(self.dense.forward_with(hidden, self.activation, None)?)
+    }
+
+    /// [`BertIntermediate::forward`] into `out` (overwritten).
+    pub(crate) fn forward_into(
+        &self,
+        hidden: ArrayView2<'_, f32>,
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        Ok(self
+            .dense
+            .forward_into(hidden, self.activation, None, out)?)
     }
 }
 
@@ -328,7 +371,19 @@ impl BertOutput {
         intermediate: ArrayView2<'_, f32>,
         input: ArrayView2<'_, f32>,
     ) -> Result<Array2<f32>> {
-        residual_layer_norm(&self.dense, &self.layer_norm, intermediate, input)
+        let mut out = Array2::zeros(input.dim());
+        self.forward_into(intermediate, input, out.view_mut())?;
+        Ok(out)
+    }
+
+    /// [`BertOutput::forward`] into `out` (overwritten).
+    pub(crate) fn forward_into(
+        &self,
+        intermediate: ArrayView2<'_, f32>,
+        input: ArrayView2<'_, f32>,
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        residual_layer_norm_into(&self.dense, &self.layer_norm, intermediate, input, out)
     }
 }
 
@@ -353,18 +408,33 @@ impl BertLayer {
         })
     }
 
+    /// `hidden ← layer(hidden)`, the intermediate results in `workspace`.
+    ///
     /// # Shapes
-    /// `hidden`: (rows, hidden); result: (rows, hidden).
-    pub(crate) fn forward(
+    /// `hidden`: (rows, hidden).
+    pub(crate) fn forward_in_place(
         &self,
-        hidden: ArrayView2<'_, f32>,
+        hidden: ArrayViewMut2<'_, f32>,
         layout: &TokenLayout,
         mask: &AttentionMask<'_>,
-    ) -> Result<Array2<f32>> {
-        let attention_output = self.attention.forward(hidden, layout, mask)?;
-        let intermediate = self.intermediate.forward(attention_output.view())?;
+        workspace: &mut Workspace,
+    ) -> Result<()> {
+        let (rows, hidden_size) = hidden.dim();
+        let mut attention_output = matrix(&mut workspace.attention_output, rows, hidden_size);
+        self.attention.forward_into(
+            hidden.view(),
+            layout,
+            mask,
+            (&mut workspace.qkv, &mut workspace.context),
+            attention_output.view_mut(),
+        )?;
+        let intermediate_size = self.intermediate.dense.out_features();
+        let mut intermediate = matrix(&mut workspace.intermediate, rows, intermediate_size);
+        self.intermediate
+            .forward_into(attention_output.view(), intermediate.view_mut())?;
+        // The layer's input is read for the last time above: its output takes its place.
         self.output
-            .forward(intermediate.view(), attention_output.view())
+            .forward_into(intermediate.view(), attention_output.view(), hidden)
     }
 }
 
@@ -372,6 +442,7 @@ impl BertLayer {
 #[derive(Debug, Clone)]
 pub struct BertEncoder {
     layers: Vec<BertLayer>,
+    workspace: SharedWorkspace,
 }
 
 impl BertEncoder {
@@ -380,10 +451,13 @@ impl BertEncoder {
     /// # Errors
     /// A missing or mis-shaped tensor, named with its full path.
     pub fn load(weights: &Weights, config: &BertConfig) -> Result<Self> {
-        let layers = (0..config.num_hidden_layers)
-            .map(|index| BertLayer::load(&weights.sub("layer").sub(index), config))
-            .collect::<Result<_>>()?;
-        Ok(Self { layers })
+        let layers = load_layers(config.num_hidden_layers, |index| {
+            BertLayer::load(&weights.sub("layer").sub(index), config)
+        })?;
+        Ok(Self {
+            layers,
+            workspace: SharedWorkspace::default(),
+        })
     }
 
     /// Runs every layer; with `all_hidden_states`, pushes each layer's output to it.
@@ -397,14 +471,26 @@ impl BertEncoder {
         mask: &AttentionMask<'_>,
         mut all_hidden_states: Option<&mut Vec<Array2<f32>>>,
     ) -> Result<Array2<f32>> {
-        for layer in &self.layers {
-            hidden = layer.forward(hidden.view(), layout, mask)?;
-            if let Some(states) = all_hidden_states.as_deref_mut() {
-                states.push(hidden.clone());
+        self.workspace.with(|workspace| {
+            for layer in &self.layers {
+                layer.forward_in_place(hidden.view_mut(), layout, mask, workspace)?;
+                if let Some(states) = all_hidden_states.as_deref_mut() {
+                    states.push(hidden.clone());
+                }
             }
-        }
-        Ok(hidden)
+            Ok(hidden)
+        })
     }
+}
+
+/// Loads `count` layers side by side on the rayon pool (packing their weights is most of a
+/// model's load); the first failing layer in order is the error returned.
+pub(crate) fn load_layers<Layer: Send>(
+    count: usize,
+    load: impl Fn(usize) -> Result<Layer> + Sync,
+) -> Result<Vec<Layer>> {
+    let layers: Vec<Result<Layer>> = (0..count).into_par_iter().map(&load).collect();
+    layers.into_iter().collect()
 }
 
 /// modeling_bert.py `BertPooler`: `tanh(dense(hidden[:, 0]))`.

@@ -1,13 +1,14 @@
 //! DistilBERT, as transformers' `models/distilbert/modeling_distilbert.py` (4.57.6).
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
 use oxformer_tensor::{Activation, AttentionMask};
 
-use crate::bert::{multi_head_attention, residual_layer_norm};
+use crate::bert::{load_layers, multi_head_attention_into, residual_layer_norm_into};
 use crate::config::DistilBertConfig;
 use crate::error::Result;
 use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
+use crate::workspace::{SharedWorkspace, Workspace, matrix};
 
 /// modeling_distilbert.py `Embeddings`: word + position embeddings (no token types), LayerNorm.
 #[derive(Debug, Clone)]
@@ -64,16 +65,20 @@ impl DistilBertEmbeddings {
         input: &EncoderInput<'_>,
         layout: &TokenLayout,
     ) -> Result<Array2<f32>> {
-        let mut out = Array2::<f32>::zeros((layout.rows(), self.layer_norm.dim()));
-        for (index, mut row) in out.rows_mut().into_iter().enumerate() {
+        let (rows, dim) = (layout.rows(), self.layer_norm.dim());
+        let mut values = Vec::with_capacity(rows * dim);
+        for index in 0..rows {
             let (b, t) = layout.position(index);
-            let row = row
-                .as_slice_mut()
-                .expect("rows of a fresh array are contiguous");
-            self.word_embeddings
-                .add_row_to(input.input_ids[[b, t]], row)?;
-            self.position_embeddings.add_row_to(t as u32, row)?;
+            let word = self.word_embeddings.row(input.input_ids[[b, t]])?;
+            let position = self.position_embeddings.row(t as u32)?;
+            values.extend(
+                word.iter()
+                    .zip(position)
+                    .map(|(&word, &position)| word + position),
+            );
         }
+        let mut out =
+            Array2::from_shape_vec((rows, dim), values).expect("one row of `dim` values per token");
         self.layer_norm.forward_in_place(out.view_mut(), None)?;
         Ok(out)
     }
@@ -105,24 +110,31 @@ impl MultiHeadSelfAttention {
         })
     }
 
-    /// The attention context after `out_lin`, before the residual.
+    /// The attention context before `out_lin`, written into `context`; the fused product goes
+    /// through `qkv`.
     ///
     /// # Shapes
-    /// `hidden`: (batch · seq, dim); result: (batch · seq, dim).
-    pub(crate) fn context(
+    /// `hidden`, `context`: (rows, dim).
+    pub(crate) fn context_into(
         &self,
-        hidden: ndarray::ArrayView2<'_, f32>,
+        hidden: ArrayView2<'_, f32>,
         layout: &TokenLayout,
         mask: &AttentionMask<'_>,
-    ) -> Result<Array2<f32>> {
-        let qkv = self.qkv.forward(hidden)?; // (rows, 3 · dim)
-        Ok(multi_head_attention(
+        qkv: &mut Vec<f32>,
+        context: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        let mut qkv = matrix(qkv, hidden.nrows(), self.qkv.out_features()); // (rows, 3 · dim)
+        self.qkv
+            .forward_into(hidden, Activation::Identity, None, qkv.view_mut())?;
+        multi_head_attention_into(
             qkv.view(),
             layout,
             self.num_heads,
             self.head_dim,
             mask,
-        ))
+            context,
+        );
+        Ok(())
     }
 }
 
@@ -172,30 +184,52 @@ impl TransformerBlock {
         })
     }
 
+    /// `hidden ← block(hidden)`, the intermediate results in `workspace`.
+    ///
     /// # Shapes
-    /// `hidden`: (batch · seq, dim); result: (batch · seq, dim).
-    pub(crate) fn forward(
+    /// `hidden`: (rows, dim).
+    pub(crate) fn forward_in_place(
         &self,
-        hidden: ndarray::ArrayView2<'_, f32>,
+        hidden: ArrayViewMut2<'_, f32>,
         layout: &TokenLayout,
         mask: &AttentionMask<'_>,
-    ) -> Result<Array2<f32>> {
-        let context = self.attention.context(hidden, layout, mask)?;
-        let sa_output = residual_layer_norm(
+        workspace: &mut Workspace,
+    ) -> Result<()> {
+        let (rows, dim) = hidden.dim();
+        let mut context = matrix(&mut workspace.context, rows, dim);
+        self.attention.context_into(
+            hidden.view(),
+            layout,
+            mask,
+            &mut workspace.qkv,
+            context.view_mut(),
+        )?;
+        let mut sa_output = matrix(&mut workspace.attention_output, rows, dim);
+        residual_layer_norm_into(
             &self.attention.out_lin,
             &self.sa_layer_norm,
             context.view(),
-            hidden,
+            hidden.view(),
+            sa_output.view_mut(),
         )?;
-        let inner = self
-            .ffn
-            .lin1
-            .forward_with(sa_output.view(), self.ffn.activation, None)?;
-        residual_layer_norm(
+        let mut inner = matrix(
+            &mut workspace.intermediate,
+            rows,
+            self.ffn.lin1.out_features(),
+        );
+        self.ffn.lin1.forward_into(
+            sa_output.view(),
+            self.ffn.activation,
+            None,
+            inner.view_mut(),
+        )?;
+        // The block's input is read for the last time above: its output takes its place.
+        residual_layer_norm_into(
             &self.ffn.lin2,
             &self.output_layer_norm,
             inner.view(),
             sa_output.view(),
+            hidden,
         )
     }
 }
@@ -206,6 +240,7 @@ pub struct DistilBertModel {
     config: DistilBertConfig,
     embeddings: DistilBertEmbeddings,
     layers: Vec<TransformerBlock>,
+    workspace: SharedWorkspace,
 }
 
 impl DistilBertModel {
@@ -216,15 +251,14 @@ impl DistilBertModel {
     /// A missing or mis-shaped tensor, named with its full path.
     pub fn load(weights: &Weights, config: &DistilBertConfig) -> Result<Self> {
         let weights = weights.sub_if_present("distilbert");
-        let layers = (0..config.n_layers)
-            .map(|index| {
-                TransformerBlock::load(&weights.sub("transformer").sub("layer").sub(index), config)
-            })
-            .collect::<Result<_>>()?;
+        let layers = load_layers(config.n_layers, |index| {
+            TransformerBlock::load(&weights.sub("transformer").sub("layer").sub(index), config)
+        })?;
         Ok(Self {
             config: config.clone(),
             embeddings: DistilBertEmbeddings::load(&weights.sub("embeddings"), config)?,
             layers,
+            workspace: SharedWorkspace::default(),
         })
     }
 
@@ -277,12 +311,15 @@ impl DistilBertModel {
         if output_hidden_states {
             states.push(hidden.clone());
         }
-        for layer in &self.layers {
-            hidden = layer.forward(hidden.view(), &layout, &mask)?;
-            if output_hidden_states {
-                states.push(hidden.clone());
+        self.workspace.with(|workspace| {
+            for layer in &self.layers {
+                layer.forward_in_place(hidden.view_mut(), &layout, &mask, workspace)?;
+                if output_hidden_states {
+                    states.push(hidden.clone());
+                }
             }
-        }
+            Ok::<_, crate::Error>(())
+        })?;
         let to_3d = |matrix: Array2<f32>| layout.unpack(matrix);
         Ok(EncoderOutput {
             last_hidden_state: to_3d(hidden),

@@ -11,6 +11,7 @@ mod error;
 pub mod gpt2;
 mod input;
 pub mod roberta;
+mod workspace;
 
 pub use config::{
     BertConfig, CommonConfig, DistilBertConfig, Gpt2Config, HiddenAct, ModelConfig,

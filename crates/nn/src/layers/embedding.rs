@@ -54,11 +54,11 @@ impl Embedding {
         Ok(out)
     }
 
-    /// Adds row `id` to `target` (summing embeddings without a temporary).
+    /// Row `id`.
     ///
     /// # Errors
-    /// [`Error::Layer`] when `id` is out of range or `target` is not `dim` long.
-    pub fn add_row_to(&self, id: u32, target: &mut [f32]) -> Result<()> {
+    /// [`Error::Layer`] naming the table and the id when `id` is not below `num_embeddings`.
+    pub fn row(&self, id: u32) -> Result<&[f32]> {
         let (rows, dim) = (self.num_embeddings(), self.dim());
         if id as usize >= rows {
             return Err(Error::Layer {
@@ -66,14 +66,23 @@ impl Embedding {
                 reason: format!("id {id} is out of range for a table of {rows} rows"),
             });
         }
+        let start = id as usize * dim;
+        Ok(&self.table.as_slice()[start..start + dim])
+    }
+
+    /// Adds row `id` to `target` (summing embeddings without a temporary).
+    ///
+    /// # Errors
+    /// [`Error::Layer`] when `id` is out of range or `target` is not `dim` long.
+    pub fn add_row_to(&self, id: u32, target: &mut [f32]) -> Result<()> {
+        let dim = self.dim();
+        let row = self.row(id)?;
         if target.len() != dim {
             return Err(Error::Layer {
                 layer: format!("Embedding `{}`", self.table.name()),
                 reason: format!("target has {} values, rows have {dim}", target.len()),
             });
         }
-        let start = id as usize * dim;
-        let row = &self.table.as_slice()[start..start + dim];
         for (value, &add) in target.iter_mut().zip(row) {
             *value += add;
         }

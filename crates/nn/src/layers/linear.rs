@@ -82,8 +82,10 @@ impl Linear {
     /// As [`Linear::load`] for each part.
     pub fn load_fused(parts: &[Weights], in_features: usize, out_features: usize) -> Result<Self> {
         let total = parts.len() * out_features;
-        // [Σ out, in]: each part's rows after the previous part's.
-        let mut stacked = Vec::with_capacity(total * in_features);
+        // [Σ out, in]: each part's rows after the previous part's, in a buffer lent by the
+        // checkpoint (the same memory for every layer's fusion).
+        let mut stacked = parts.first().map(Weights::take_scratch).unwrap_or_default();
+        stacked.reserve(total * in_features);
         let mut bias = Vec::with_capacity(total);
         for part in parts {
             let weight = part.get("weight", &[out_features, in_features])?;
@@ -91,8 +93,13 @@ impl Linear {
             weight.release_mapped_pages();
             bias.extend_from_slice(part.get("bias", &[out_features])?.as_slice());
         }
-        let stacked = Array2::from_shape_vec((total, in_features), stacked)
-            .expect("the parts fill the stacked weight");
+        let weight = PackedMatrix::from_linear_weight(
+            ArrayView2::from_shape((total, in_features), &stacked)
+                .expect("the parts fill the stacked weight"),
+        );
+        if let Some(first) = parts.first() {
+            first.give_back_scratch(stacked);
+        }
         let name = parts
             .iter()
             .map(|part| part.prefix().to_string())
@@ -100,7 +107,7 @@ impl Linear {
             .join(" + ");
         Ok(Self {
             name,
-            weight: PackedMatrix::from_linear_weight(stacked.view()),
+            weight,
             bias: Some(bias),
         })
     }

@@ -1,0 +1,82 @@
+//! [`Workspace`]: the buffers an encoder layer writes its intermediate results into, kept by the
+//! model and reused from layer to layer and from call to call, so that a forward pass after the
+//! first allocates (and the kernel zeroes) no new pages for them.
+
+use std::sync::{Mutex, TryLockError};
+
+use ndarray::ArrayViewMut2;
+
+/// One encoder layer's intermediate results. Each buffer only grows; its values are always
+/// overwritten before they are read.
+#[derive(Debug, Default)]
+pub(crate) struct Workspace {
+    /// The fused query/key/value product, (rows, 3 · hidden).
+    pub(crate) qkv: Vec<f32>,
+    /// Attention's output before its dense layer, (rows, hidden).
+    pub(crate) context: Vec<f32>,
+    /// The attention block's output, (rows, hidden).
+    pub(crate) attention_output: Vec<f32>,
+    /// The feed-forward block's inner activations, (rows, intermediate).
+    pub(crate) intermediate: Vec<f32>,
+}
+
+/// `buffer` as a (rows, columns) matrix, grown if it is too small. Its values are left as they
+/// were: the caller overwrites them.
+pub(crate) fn matrix(buffer: &mut Vec<f32>, rows: usize, columns: usize) -> ArrayViewMut2<'_, f32> {
+    let len = rows * columns;
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    ArrayViewMut2::from_shape((rows, columns), &mut buffer[..len])
+        .expect("the buffer holds rows × columns values")
+}
+
+/// A model's [`Workspace`], shared by its forward passes: a pass that finds it in use by
+/// another thread works in a fresh one of its own instead of waiting.
+#[derive(Debug, Default)]
+pub(crate) struct SharedWorkspace(Mutex<Workspace>);
+
+impl SharedWorkspace {
+    /// Runs `work` with the model's workspace, or a fresh one while another pass holds it.
+    pub(crate) fn with<R>(&self, work: impl FnOnce(&mut Workspace) -> R) -> R {
+        match self.0.try_lock() {
+            Ok(mut workspace) => work(&mut workspace),
+            // The buffers hold no invariant a panic elsewhere could break.
+            Err(TryLockError::Poisoned(poisoned)) => work(&mut poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => work(&mut Workspace::default()),
+        }
+    }
+}
+
+impl Clone for SharedWorkspace {
+    /// A clone of a model starts with an empty workspace of its own.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_grows_and_keeps_capacity() {
+        let mut buffer = Vec::new();
+        assert_eq!(matrix(&mut buffer, 3, 4).dim(), (3, 4));
+        assert_eq!(buffer.len(), 12);
+        assert_eq!(matrix(&mut buffer, 2, 5).dim(), (2, 5));
+        assert_eq!(buffer.len(), 12, "a smaller matrix reuses the buffer");
+        assert_eq!(matrix(&mut buffer, 4, 4).dim(), (4, 4));
+        assert_eq!(buffer.len(), 16);
+    }
+
+    #[test]
+    fn busy_workspace_lends_a_fresh_one() {
+        let shared = SharedWorkspace::default();
+        shared.with(|outer| {
+            outer.qkv.resize(8, 1.0);
+            shared.with(|inner| assert!(inner.qkv.is_empty(), "a second pass gets its own"));
+        });
+        shared.with(|again| assert_eq!(again.qkv.len(), 8, "the model's buffers are kept"));
+    }
+}
