@@ -32,6 +32,10 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (1, 1, 7, 130, 65),
     (1, 1, 4096, 4, 4),
     (1, 12, 128, 128, 64),
+    (1, 1, 20, 40, 130),
+    // more keys than one chunk of the tiled path: the softmax is online between chunks
+    (2, 2, 30, 1100, 64),
+    (1, 1, 600, 600, 16),
 ];
 
 #[test]
@@ -123,23 +127,25 @@ fn strided_case(queries: usize) {
 
 #[test]
 fn nan_and_infinity_propagate_as_in_the_reference() {
-    // 6 queries take the blocked path, 2 (decoding) the one reading K and V in place
-    for queries in [6, 2] {
-        nan_and_infinity_case(queries);
+    // 6 queries take the tiled path, 2 (decoding) the one reading K and V in place; 700 keys
+    // are two chunks of the tiled path
+    for (queries, keys) in [(6, 150), (2, 150), (6, 700)] {
+        nan_and_infinity_case(queries, keys);
     }
 }
 
-fn nan_and_infinity_case(queries: usize) {
-    let (batch, heads, keys, head_dim) = (1, 4, 150, 8);
+fn nan_and_infinity_case(queries: usize, keys: usize) {
+    let (batch, heads, head_dim) = (1, 4, 8);
+    let real = keys * 4 / 5;
     let q = random((batch, heads, queries, head_dim), 3);
     let mut k = random((batch, heads, keys, head_dim), 4);
     let mut v = random((batch, heads, keys, head_dim), 5);
     k[[0, 0, 100, 2]] = f32::NAN; // one NaN score per query of head 0
     k[[0, 1, 3, 0]] = f32::INFINITY; // ±inf scores in head 1
     v[[0, 2, 7, 5]] = f32::NAN; // NaN in one value column of head 2
-    v[[0, 3, 140, 1]] = f32::NAN; // NaN value behind padding in head 3: never read
-    k[[0, 3, 130, 0]] = f32::INFINITY; // and an infinite key behind padding: never scored
-    let padding = Array2::from_shape_fn((batch, keys), |(_, j)| if j < 120 { 1.0 } else { 0.0 });
+    v[[0, 3, real + 20, 1]] = f32::NAN; // NaN value behind padding in head 3: never read
+    k[[0, 3, real + 10, 0]] = f32::INFINITY; // and an infinite key behind padding: never scored
+    let padding = Array2::from_shape_fn((batch, keys), |(_, j)| if j < real { 1.0 } else { 0.0 });
     let mask = AttentionMask {
         key_padding: Some(padding.view()),
         causal: false,
@@ -153,8 +159,30 @@ fn nan_and_infinity_case(queries: usize) {
             &actual,
             &expected,
             2e-6,
-            &format!("{path:?} {queries} queries"),
+            &format!("{path:?} {queries} queries, {keys} keys"),
         );
+    }
+}
+
+#[test]
+fn padding_before_the_keys_longer_than_a_chunk() {
+    // entry 0 sees only its last 300 of 1100 keys, entry 1 none at all: a row sees nothing in
+    // the first chunks of the tiled path, then keys in the last one
+    let (batch, heads, queries, keys, head_dim) = (2, 3, 40, 1100, 64);
+    let q = random((batch, heads, queries, head_dim), 11) * 2.0;
+    let k = random((batch, heads, keys, head_dim), 12) * 2.0;
+    let v = random((batch, heads, keys, head_dim), 13);
+    let padding = Array2::from_shape_fn((batch, keys), |(b, j)| {
+        if b == 0 && j >= keys - 300 { 1.0 } else { 0.0 }
+    });
+    let mask = AttentionMask {
+        key_padding: Some(padding.view()),
+        causal: false,
+    };
+    let expected = attention_reference(q.view(), k.view(), v.view(), &mask, 0.125);
+    for path in available_paths("attention left padding") {
+        let actual = run(path, q.view(), k.view(), v.view(), &mask, 0.125);
+        assert_close(&actual, &expected, 2e-6, &format!("{path:?}"));
     }
 }
 

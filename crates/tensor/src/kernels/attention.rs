@@ -1,17 +1,19 @@
 //! Scaled-dot-product attention, tiled with an online softmax (after FlashAttention): one task per
-//! (batch entry, head); per tile of queries and block of 64 keys, the scores and the weighted sum
-//! of values are products by the GEMM microkernel, so no more than one MR × 64 tile of scores is
-//! ever in memory (the scratch is O(keys · head_dim) per task: Kᵀ and V copied once into panels).
+//! (batch entry, head). Kᵀ and V are packed once per task into panels; per tile of MR queries the
+//! scores against a chunk of up to 512 keys (MR × 512 floats, 24 KiB) and the weighted sum of
+//! values are products by the GEMM microkernel's register tile, the softmax in between works on
+//! the scores in place, and between chunks it is online, so the scratch is O(keys · head_dim)
+//! per task, never queries × keys. A few queries (decoding with a KV cache) read K and V in
+//! place instead.
 
 use std::cell::Cell;
 
 use ndarray::{Array4, ArrayView2, ArrayView4, ArrayViewMut4};
 use rayon::prelude::*;
 
-use crate::kernels::gemm::microkernel::{AVX2_MR, AVX512_MR, Problem, microkernel};
-use crate::kernels::gemm::pack::PANEL;
+use crate::kernels::gemm::microkernel::{AVX2_MR, AVX512_MR};
 use crate::simd::{self, Isa, Simd};
-use crate::{Activation, GemmPath, gemm_path};
+use crate::{GemmPath, gemm_path};
 
 /// Which keys each query may see.
 #[derive(Clone, Copy, Debug, Default)]
@@ -155,7 +157,7 @@ fn check_shapes(
 }
 
 thread_local! {
-    /// Kᵀ, V and the key mask of one head, kept between calls on this thread (taken out while in
+    /// Kᵀ, V, the key mask and the tiles of one head, kept between calls on this thread (taken out while in
     /// use, so a nested call simply allocates its own).
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
@@ -163,8 +165,8 @@ thread_local! {
 /// Up to this many queries, K and V are read in place rather than copied into blocks.
 const DIRECT_QUERIES: usize = 4;
 
-/// Keys per block: a query's scores against one block are computed, softmaxed and applied
-/// before the next, so a task holds one row of KEY_BLOCK scores, never queries × keys.
+/// Keys per block of the decoding path: a query's scores against one block are computed,
+/// softmaxed and applied before the next.
 const KEY_BLOCK: usize = 64;
 
 /// A 4-d operand as a pointer and element strides.
@@ -218,20 +220,145 @@ unsafe fn copy_row(src: *const f32, stride: isize, dst: &mut [f32]) {
     }
 }
 
-/// Flash-attention style with the GEMM microkernel, for one (entry, head): Kᵀ and V copied once
-/// into 32-column panels per key block; then per tile of MR queries and key block, the scores
-/// S = Q·Kᵀ (MR × 64) by the microkernel, an online softmax per row (running maximum and sum;
-/// the output rows rescaled when the maximum grows), and O += P·V by the microkernel again.
-/// A block that some query of the tile sees only in part (the causal diagonal) is applied per
-/// row over the keys that row sees, so a value no query may see is never read.
+/// Keys per chunk of the tiled path: a tile's scores against a whole chunk are computed,
+/// softmaxed and applied before the next chunk (an online softmax between chunks), so a task
+/// holds MR × KEY_CHUNK scores (24 KiB) whatever the sequence length; up to 512 keys the
+/// softmax is a plain two-pass one.
+const KEY_CHUNK: usize = 512;
+
+/// Row stride of the scores tile: a chunk and one cache line, so that rows do not fall into the
+/// same L1 sets.
+const SCORES_STRIDE: usize = KEY_CHUNK + 16;
+
+/// 0, 1, 2, … (enough for one vector of any instruction set).
+const LANE_INDICES: [f32; 16] = [
+    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+];
+
+/// What the tiled attention needs beyond [`Simd`].
+trait AttentionSimd: Simd {
+    /// `dst[c · dst_stride + r] = src[r · src_stride + c]` for `r, c < LANES`: a block of K
+    /// transposed in registers.
+    unsafe fn transpose(src: *const f32, src_stride: isize, dst: *mut f32, dst_stride: usize);
+    /// `e^x` for the softmax's `x = score − max ≤ 0`, as [`simd::exp`] (same polynomial);
+    /// `e^−∞ = 0` and NaN stays NaN.
+    unsafe fn exp_nonpositive(x: Self::V) -> Self::V;
+    /// The largest lane, for vectors without NaN.
+    unsafe fn max_lane(x: Self::V) -> f32;
+}
+
+/// Takes the next `len` floats of `rest`, keeping the following part on a 64-byte boundary.
+fn carve<'a>(rest: &mut &'a mut [f32], len: usize) -> &'a mut [f32] {
+    let (part, tail) = std::mem::take(rest).split_at_mut(len.next_multiple_of(16));
+    *rest = tail;
+    &mut part[..len]
+}
+
+/// `S[r, 0..NR] = mask[0..NR] + Σ_d Q[r, d] · Kᵀ[d, 0..NR]` for the MR rows of the query tile:
+/// the register tile of the GEMM microkernel (MR × 2 vectors), with Q broadcast from its rows in
+/// place (row stride `q_stride`, a constant after inlining, so every broadcast is one addressed
+/// operand). With `row_max`, each row's maximum so far is kept there too (NaN ignored, as
+/// `f32::max` does).
+///
+/// `keys_t`: one Kᵀ panel at this tile's keys (head_dim rows, row stride NR); `mask`: the
+/// additive key mask at this tile's keys (0 or −∞); `scores`: the scores tile at this tile's first
+/// key (row stride [`SCORES_STRIDE`]).
+#[inline(always)]
+unsafe fn scores_tile<S: Simd, const MR: usize>(
+    q: *const f32,
+    q_stride: usize,
+    head_dim: usize,
+    keys_t: *const f32,
+    mask: *const f32,
+    scores: *mut f32,
+    row_max: Option<&mut [S::V; MR]>,
+) {
+    unsafe {
+        let lanes = S::LANES;
+        let nr = 2 * lanes;
+        // a padding key's column of Kᵀ is 0, so its score is exactly the mask's −∞
+        let mut acc = [[S::load(mask), S::load(mask.add(lanes))]; MR];
+        for d in 0..head_dim {
+            let b0 = S::load(keys_t.add(d * nr));
+            let b1 = S::load(keys_t.add(d * nr + lanes));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a = S::splat(*q.add(r * q_stride + d));
+                row[0] = S::fma(a, b0, row[0]);
+                row[1] = S::fma(a, b1, row[1]);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            S::store(scores.add(r * SCORES_STRIDE), row[0]);
+            S::store(scores.add(r * SCORES_STRIDE + lanes), row[1]);
+        }
+        if let Some(row_max) = row_max {
+            for (max, row) in row_max.iter_mut().zip(&acc) {
+                *max = S::max(row[1], S::max(row[0], *max));
+            }
+        }
+    }
+}
+
+/// `O[r, 0..NR] += Σ_j P[r, j] · V[j, 0..NR]` over `keys` keys for the MR rows of the tile, with
+/// the weights P broadcast from the scores tile in place (row stride [`SCORES_STRIDE`]).
+///
+/// `values`: one V panel at the chunk's first key (row stride NR); `o`: the output tile at this
+/// panel's columns (row stride `o_stride`).
+#[inline(always)]
+unsafe fn values_tile<S: Simd, const MR: usize>(
+    weights: *const f32,
+    keys: usize,
+    values: *const f32,
+    o: *mut f32,
+    o_stride: usize,
+) {
+    unsafe {
+        let lanes = S::LANES;
+        let nr = 2 * lanes;
+        let mut acc = [[S::splat(0.0); 2]; MR];
+        for (r, row) in acc.iter_mut().enumerate() {
+            row[0] = S::load(o.add(r * o_stride));
+            row[1] = S::load(o.add(r * o_stride + lanes));
+        }
+        for j in 0..keys {
+            let b0 = S::load(values.add(j * nr));
+            let b1 = S::load(values.add(j * nr + lanes));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a = S::splat(*weights.add(r * SCORES_STRIDE + j));
+                row[0] = S::fma(a, b0, row[0]);
+                row[1] = S::fma(a, b1, row[1]);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            S::store(o.add(r * o_stride), row[0]);
+            S::store(o.add(r * o_stride + lanes), row[1]);
+        }
+    }
+}
+
+/// Flash-attention style for one (entry, head), the two products at GEMM speed: Kᵀ packed once
+/// into NR-key panels (register transposes), V into NR-column panels; then per tile of MR
+/// queries (Q scaled by `scale` on the way in) and chunk of up to [`KEY_CHUNK`] keys:
+/// S = Q·Kᵀ by the microkernel's register tile (key padding added as a −∞ mask, each row's
+/// maximum taken on the way out), exponentials in place, and O += P·V by the register tile
+/// again, reading P where the softmax left it. Between chunks the softmax is online (running
+/// maximum and sum, O rescaled when the maximum grows). Keys that only some rows of a tile see
+/// (the causal diagonal) are masked and applied per row, so a value no query may see is never
+/// read; padding keys' values are packed as zeros.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // rows, keys and lanes index several buffers at once
-unsafe fn head_gemm_body<S: Simd, const MR: usize>(job: &Job, b: usize, h: usize) {
+unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
+    job: &Job,
+    b: usize,
+    h: usize,
+    q_stride: usize,
+) {
     let lanes = S::LANES;
     let nr = 2 * lanes;
     let head_dim = job.head_dim;
-    let value_panels = head_dim.div_ceil(PANEL);
-    let out_dim = value_panels * PANEL; // O tile row length
+    debug_assert!(head_dim <= q_stride);
+    let value_panels = head_dim.div_ceil(nr);
+    let out_dim = value_panels * nr; // O tile row length
     let offset = job.keys as isize - job.queries as isize;
     let visible = |i: usize| {
         if job.causal {
@@ -240,182 +367,206 @@ unsafe fn head_gemm_body<S: Simd, const MR: usize>(job: &Job, b: usize, h: usize
             job.keys
         }
     };
-    let last_visible = visible(job.queries - 1);
-    let blocks = last_visible.div_ceil(KEY_BLOCK);
-    const KEY_PANELS: usize = KEY_BLOCK / PANEL;
+    let keys = visible(job.queries - 1); // the keys some query sees
+    let key_panels = keys.div_ceil(nr);
+    let padded_keys = key_panels * nr;
 
-    // scratch: Kᵀ panels (block, panel, head_dim, 32), V panels (block, panel, 64, 32),
-    // open flags (keys), Q packed (head_dim, MR), S (MR, 64), P packed (64, MR), O (MR, out_dim)
-    let keys_len = blocks * KEY_PANELS * head_dim * PANEL;
-    let values_len = blocks * value_panels * KEY_BLOCK * PANEL;
-    let open_len = blocks * KEY_BLOCK;
-    let q_len = head_dim * MR;
-    let s_len = MR * KEY_BLOCK;
-    let p_len = KEY_BLOCK * MR;
-    let o_len = MR * out_dim;
+    // scratch: Kᵀ (key panel, head_dim, NR), V (value panel, key, NR), additive key mask (key),
+    // Q tile (MR, q_stride), scores (MR, SCORES_STRIDE), O tile (MR, out_dim)
+    let lengths = [
+        key_panels * head_dim * nr,
+        value_panels * keys * nr,
+        padded_keys,
+        MR * q_stride,
+        MR * SCORES_STRIDE,
+        MR * out_dim,
+    ];
+    let total = lengths
+        .iter()
+        .map(|len| len.next_multiple_of(16))
+        .sum::<usize>()
+        + 16;
     let mut scratch = SCRATCH.with(|cell| cell.take());
-    scratch.clear();
-    scratch.resize(
-        keys_len + values_len + open_len + q_len + s_len + p_len + o_len,
-        0.0,
-    );
-    let (keys_t, rest) = scratch.split_at_mut(keys_len);
-    let (values, rest) = rest.split_at_mut(values_len);
-    let (key_open, rest) = rest.split_at_mut(open_len);
-    let (q_packed, rest) = rest.split_at_mut(q_len);
-    let (scores, rest) = rest.split_at_mut(s_len);
-    let (p_packed, o_tile) = rest.split_at_mut(p_len);
+    if scratch.len() < total {
+        scratch.resize(total, 0.0);
+    }
+    let align = scratch.as_ptr().align_offset(64).min(16);
+    let mut rest = &mut scratch[align..];
+    let keys_t = carve(&mut rest, lengths[0]);
+    let values = carve(&mut rest, lengths[1]);
+    let key_mask = carve(&mut rest, lengths[2]);
+    let q_tile = carve(&mut rest, lengths[3]);
+    let scores = carve(&mut rest, lengths[4]);
+    let o_tile = carve(&mut rest, lengths[5]);
 
     let base = |s: &Strided| b as isize * s.strides[0] + h as isize * s.strides[1];
-    let mut row = vec![0.0f32; head_dim];
-    for j in 0..last_visible {
-        let (block, column) = (j / KEY_BLOCK, j % KEY_BLOCK);
-        let open = job.padding.is_none_or(|(ptr, strides)| unsafe {
-            *ptr.offset(b as isize * strides[0] + j as isize * strides[1]) != 0.0
-        });
-        key_open[j] = if open { 1.0 } else { 0.0 };
-        unsafe {
-            let k_row = job
-                .k
-                .ptr
-                .offset(base(&job.k) + j as isize * job.k.strides[2]);
-            copy_row(k_row, job.k.strides[3], &mut row);
-        }
-        let panel = (block * KEY_PANELS + column / PANEL) * head_dim * PANEL;
-        for (d, &value) in row.iter().enumerate() {
-            keys_t[panel + d * PANEL + column % PANEL] = value;
-        }
-        if !open {
-            // a padding key's weight is exactly 0; its value must not reach the sum (0 · NaN)
-            continue;
-        }
-        unsafe {
-            let v_row = job
-                .v
-                .ptr
-                .offset(base(&job.v) + j as isize * job.v.strides[2]);
-            copy_row(v_row, job.v.strides[3], &mut row);
-        }
-        for (d, &value) in row.iter().enumerate() {
-            let panel = (block * value_panels + d / PANEL) * KEY_BLOCK * PANEL;
-            values[panel + column * PANEL + d % PANEL] = value;
-        }
-    }
+    let [_, _, k_row_stride, k_column_stride] = job.k.strides;
+    let [_, _, v_row_stride, v_column_stride] = job.v.strides;
+    let [_, _, q_row_stride, q_column_stride] = job.q.strides;
+    // SAFETY (whole body): every pointer below stays inside this (entry, head)'s rows of the
+    // inputs, of its rows of `out`, or inside the scratch parts sized above.
+    unsafe {
+        let k_base = job.k.ptr.offset(base(&job.k));
+        let v_base = job.v.ptr.offset(base(&job.v));
+        let q_base = job.q.ptr.offset(base(&job.q));
 
-    const INDICES: [f32; KEY_BLOCK] = {
-        let mut indices = [0.0f32; KEY_BLOCK];
-        let mut i = 0;
-        while i < KEY_BLOCK {
-            indices[i] = i as f32;
-            i += 1;
+        // the key mask: 0 for a key to attend to, −∞ for padding and for the last panel's
+        // missing keys
+        for (j, mask) in key_mask.iter_mut().enumerate() {
+            let open = j < keys
+                && job.padding.is_none_or(|(ptr, strides)| {
+                    *ptr.offset(b as isize * strides[0] + j as isize * strides[1]) != 0.0
+                });
+            *mask = if open { 0.0 } else { f32::NEG_INFINITY };
         }
-        indices
-    };
 
-    for i0 in (0..job.queries).step_by(MR) {
-        let height = MR.min(job.queries - i0);
-        for r in 0..MR {
-            for d in 0..head_dim {
-                q_packed[d * MR + r] = if r < height {
-                    unsafe {
-                        let at = base(&job.q)
-                            + (i0 + r) as isize * job.q.strides[2]
-                            + d as isize * job.q.strides[3];
-                        *job.q.ptr.offset(at)
-                    }
+        // Kᵀ: element (d, j) at (j / NR)·head_dim·NR + d·NR + j % NR; LANES × LANES blocks by
+        // register transposes, the edges one by one; masked keys' columns 0 (their scores are
+        // then exactly the mask's −∞, whatever K holds)
+        let key_t_at = |d: usize, j: usize| (j / nr) * head_dim * nr + d * nr + j % nr;
+        let (block_keys, block_dims) = if k_column_stride == 1 {
+            (keys / lanes * lanes, head_dim / lanes * lanes)
+        } else {
+            (0, 0)
+        };
+        for j0 in (0..block_keys).step_by(lanes) {
+            for d0 in (0..block_dims).step_by(lanes) {
+                S::transpose(
+                    k_base.offset(j0 as isize * k_row_stride + d0 as isize),
+                    k_row_stride,
+                    keys_t.as_mut_ptr().add(key_t_at(d0, j0)),
+                    nr,
+                );
+            }
+        }
+        for j in 0..padded_keys {
+            let open = key_mask[j] == 0.0;
+            let k_row = k_base.offset(j as isize * k_row_stride);
+            let first_dim = if j < block_keys && open {
+                block_dims
+            } else {
+                0
+            };
+            for d in first_dim..head_dim {
+                keys_t[key_t_at(d, j)] = if open {
+                    *k_row.offset(d as isize * k_column_stride)
                 } else {
                     0.0
                 };
             }
         }
-        o_tile.fill(0.0);
-        let mut running_max = [f32::NEG_INFINITY; MR];
-        let mut running_sum = [0.0f32; MR];
-        let mut saw_nan = [false; MR];
-        let tile_first_seen = visible(i0);
-        let tile_last_seen = visible(i0 + height - 1);
 
-        for block in 0..tile_last_seen.div_ceil(KEY_BLOCK) {
-            let start = block * KEY_BLOCK;
-            let block_keys = KEY_BLOCK.min(last_visible - start);
-            // S = Q·Kᵀ for the block, one microkernel call per NR keys
-            let s_problem = Problem {
-                k: head_dim,
-                a: q_packed.as_ptr(),
-                b: std::ptr::null(),
-                c: scores.as_mut_ptr(),
-                ldc: KEY_BLOCK,
-                bias: std::ptr::null(),
-                activation: Activation::Identity,
-                residual: std::ptr::null(),
-                ld_residual: 0,
-            };
-            for j0 in (0..KEY_BLOCK).step_by(nr) {
-                unsafe {
-                    let b_sliver = keys_t
-                        .as_ptr()
-                        .add((block * KEY_PANELS + j0 / PANEL) * head_dim * PANEL + j0 % PANEL);
-                    microkernel::<S, MR>(
-                        &s_problem,
-                        head_dim,
-                        q_packed.as_ptr(),
-                        b_sliver,
-                        0,
-                        j0,
-                        height,
-                        nr,
-                        true,
-                        true,
-                        std::ptr::null(),
-                    );
+        // V: element (j, d) at (d / NR)·keys·NR + j·NR + d % NR; a padding key's value is 0
+        // (its weight is exactly 0, and 0 · NaN must not reach the sum)
+        for j in 0..keys {
+            let open = key_mask[j] == 0.0;
+            let v_row = v_base.offset(j as isize * v_row_stride);
+            for panel in 0..value_panels {
+                let d0 = panel * nr;
+                let dst = values.as_mut_ptr().add(panel * keys * nr + j * nr);
+                for c in 0..2 {
+                    let first = d0 + c * lanes;
+                    let width = lanes.min(head_dim.saturating_sub(first));
+                    let value = if open && width > 0 {
+                        load_row::<S>(v_row, v_column_stride, first, width)
+                    } else {
+                        S::splat(0.0)
+                    };
+                    S::store(dst.add(c * lanes), value);
                 }
             }
+        }
 
-            // online softmax per row; P packed (keys, MR) for the product with V
+        let indices = S::load(LANE_INDICES.as_ptr());
+        let scale = S::splat(job.scale);
+        for i0 in (0..job.queries).step_by(MR) {
+            let height = MR.min(job.queries - i0);
+            // the Q tile, scaled (the rows past the last query zero)
             for r in 0..MR {
-                let seen = if r < height {
-                    visible(i0 + r).saturating_sub(start).min(block_keys)
+                for first in (0..head_dim).step_by(lanes) {
+                    let width = lanes.min(head_dim - first);
+                    let value = if r < height {
+                        let q_row = q_base.offset((i0 + r) as isize * q_row_stride);
+                        S::mul(load_row::<S>(q_row, q_column_stride, first, width), scale)
+                    } else {
+                        S::splat(0.0)
+                    };
+                    S::store_partial(q_tile.as_mut_ptr().add(r * q_stride + first), width, value);
+                }
+            }
+            o_tile.fill(0.0);
+            let mut running_max = [f32::NEG_INFINITY; MR];
+            let mut running_sum = [0.0f32; MR];
+            let mut saw_nan = [false; MR];
+            let tile_first_seen = visible(i0);
+            let tile_last_seen = visible(i0 + height - 1);
+
+            for start in (0..tile_last_seen).step_by(KEY_CHUNK) {
+                let chunk_keys = KEY_CHUNK.min(tile_last_seen - start);
+                let vectors = chunk_keys.div_ceil(lanes);
+                // keys every row of the tile sees, and the register tiles made only of them
+                // (the last one may end in the mask's −∞ past the last key)
+                let shared = tile_first_seen.saturating_sub(start).min(chunk_keys);
+                let shared_tiles = if shared == chunk_keys && start + chunk_keys == keys {
+                    chunk_keys.div_ceil(nr)
                 } else {
-                    0
+                    shared / nr
                 };
-                let s_row = &mut scores[r * KEY_BLOCK..(r + 1) * KEY_BLOCK];
-                let mut block_max = f32::NEG_INFINITY;
-                unsafe {
-                    let scale = S::splat(job.scale);
-                    let limit = S::splat(seen as f32 - 0.5);
-                    let open = key_open.as_ptr().add(start);
-                    let mut max = S::splat(f32::NEG_INFINITY);
-                    for c in 0..KEY_BLOCK / lanes {
-                        let p = s_row.as_mut_ptr().add(c * lanes);
-                        let score = S::mul(S::load(p), scale);
-                        let beyond = S::lt(limit, S::load(INDICES.as_ptr().add(c * lanes)));
-                        let score = S::select(beyond, S::splat(f32::NEG_INFINITY), score);
-                        // padding; `open` is read only below `seen` (lanes beyond load 0)
-                        let width = seen.saturating_sub(c * lanes).min(lanes);
-                        let closed =
-                            S::lt(S::load_partial(open.add(c * lanes), width), S::splat(0.5));
-                        let score = S::select(closed, S::splat(f32::NEG_INFINITY), score);
+
+                // S = Q·Kᵀ + mask for the chunk, NR keys per register tile, each row's maximum
+                // over the shared tiles on the way
+                let mut row_max = [S::splat(f32::NEG_INFINITY); MR];
+                for tile in 0..chunk_keys.div_ceil(nr) {
+                    let j0 = tile * nr;
+                    scores_tile::<S, MR>(
+                        q_tile.as_ptr(),
+                        q_stride,
+                        head_dim,
+                        keys_t.as_ptr().add(key_t_at(0, start + j0)),
+                        key_mask.as_ptr().add(start + j0),
+                        scores.as_mut_ptr().add(j0),
+                        (tile < shared_tiles).then_some(&mut row_max),
+                    );
+                }
+
+                // softmax per row, the weights left in place
+                for r in 0..height {
+                    let seen = visible(i0 + r).saturating_sub(start).min(chunk_keys);
+                    let row = scores.as_mut_ptr().add(r * SCORES_STRIDE);
+                    // the rest of the maximum: the causal diagonal, hiding keys beyond `seen`
+                    let mut max = row_max[r];
+                    for c in shared_tiles * 2..vectors {
+                        let p = row.add(c * lanes);
+                        let first = c * lanes;
+                        let beyond = S::lt(S::splat(seen as f32 - 0.5 - first as f32), indices);
+                        let score = S::select(beyond, S::splat(f32::NEG_INFINITY), S::load(p));
                         S::store(p, score);
                         max = S::max(score, max);
                     }
-                    block_max = block_max.max(S::reduce_max(max));
-                }
-                let new_max = running_max[r].max(block_max);
-                if new_max == f32::NEG_INFINITY {
-                    saw_nan[r] |= s_row.iter().any(|s| s.is_nan());
-                    for j in 0..KEY_BLOCK {
-                        p_packed[j * MR + r] = 0.0;
+                    let new_max = running_max[r].max(S::max_lane(max));
+                    if new_max == f32::NEG_INFINITY {
+                        // nothing seen in this chunk: weights 0 (a NaN score still makes the row
+                        // NaN if the row sees a key elsewhere, as in the reference)
+                        for j in 0..seen {
+                            saw_nan[r] |= (*row.add(j)).is_nan();
+                        }
+                        for c in 0..vectors {
+                            S::store(row.add(c * lanes), S::splat(0.0));
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                let correction = (running_max[r] - new_max).exp();
-                running_max[r] = new_max;
-                unsafe {
+                    let correction = if running_max[r] == f32::NEG_INFINITY {
+                        1.0 // O's row is still 0
+                    } else {
+                        (running_max[r] - new_max).exp()
+                    };
+                    running_max[r] = new_max;
+                    // P = exp(S − max) and its sum (hidden keys give e^−∞ = 0)
                     let max = S::splat(new_max);
                     let mut sum = S::splat(0.0);
-                    for c in 0..KEY_BLOCK / lanes {
-                        let p = s_row.as_mut_ptr().add(c * lanes);
-                        let e = simd::exp::<S>(S::sub(S::load(p), max));
+                    for c in 0..vectors {
+                        let p = row.add(c * lanes);
+                        let e = S::exp_nonpositive(S::sub(S::load(p), max));
                         S::store(p, e);
                         sum = S::add(sum, e);
                     }
@@ -423,91 +574,95 @@ unsafe fn head_gemm_body<S: Simd, const MR: usize>(job: &Job, b: usize, h: usize
                     if correction != 1.0 {
                         let correction = S::splat(correction);
                         let o_row = o_tile.as_mut_ptr().add(r * out_dim);
-                        for v in 0..out_dim / lanes {
-                            let p = o_row.add(v * lanes);
+                        for c in 0..out_dim / lanes {
+                            let p = o_row.add(c * lanes);
                             S::store(p, S::mul(S::load(p), correction));
                         }
                     }
                 }
-                for j in 0..KEY_BLOCK {
-                    p_packed[j * MR + r] = s_row[j];
-                }
-            }
 
-            let whole_block = tile_first_seen >= start + block_keys;
-            if whole_block {
-                // O += P·V, one microkernel call per NR output columns
-                let o_problem = Problem {
-                    k: block_keys,
-                    a: p_packed.as_ptr(),
-                    b: std::ptr::null(),
-                    c: o_tile.as_mut_ptr(),
-                    ldc: out_dim,
-                    bias: std::ptr::null(),
-                    activation: Activation::Identity,
-                    residual: std::ptr::null(),
-                    ld_residual: 0,
-                };
-                for j0 in (0..out_dim).step_by(nr) {
-                    unsafe {
-                        let b_sliver = values.as_ptr().add(
-                            (block * value_panels + j0 / PANEL) * KEY_BLOCK * PANEL + j0 % PANEL,
-                        );
-                        microkernel::<S, MR>(
-                            &o_problem,
-                            block_keys,
-                            p_packed.as_ptr(),
-                            b_sliver,
-                            0,
-                            j0,
-                            height,
-                            nr,
-                            false,
-                            true,
-                            std::ptr::null(),
+                // O += P·V over the keys every row of the tile sees, NR output columns per
+                // register tile; then the causal diagonal, each row over the keys it sees
+                if shared > 0 {
+                    for panel in 0..value_panels {
+                        values_tile::<S, MR>(
+                            scores.as_ptr(),
+                            shared,
+                            values.as_ptr().add(panel * keys * nr + start * nr),
+                            o_tile.as_mut_ptr().add(panel * nr),
+                            out_dim,
                         );
                     }
                 }
-            } else {
-                // the causal diagonal: each row over the keys it sees
                 for r in 0..height {
-                    let seen = visible(i0 + r).saturating_sub(start).min(block_keys);
-                    for j in 0..seen {
-                        let weight = p_packed[j * MR + r];
+                    let seen = visible(i0 + r).saturating_sub(start).min(chunk_keys);
+                    let o_row = o_tile.as_mut_ptr().add(r * out_dim);
+                    for j in shared..seen {
+                        let weight = scores[r * SCORES_STRIDE + j];
                         if weight == 0.0 {
                             continue;
                         }
-                        for d in 0..head_dim {
-                            let at = (block * value_panels + d / PANEL) * KEY_BLOCK * PANEL
-                                + j * PANEL
-                                + d % PANEL;
-                            o_tile[r * out_dim + d] += weight * values[at];
+                        let weight = S::splat(weight);
+                        for c in 0..out_dim / lanes {
+                            let (panel, column) = (c * lanes / nr, c * lanes % nr);
+                            let value = values
+                                .as_ptr()
+                                .add(panel * keys * nr + (start + j) * nr + column);
+                            let o = o_row.add(c * lanes);
+                            S::store(o, S::fma(weight, S::load(value), S::load(o)));
                         }
                     }
                 }
             }
-        }
 
-        for r in 0..height {
-            let fully_masked = running_max[r] == f32::NEG_INFINITY;
-            let inverse = 1.0 / running_sum[r];
-            for d in 0..head_dim {
-                let value = if fully_masked {
-                    0.0
-                } else if saw_nan[r] {
-                    f32::NAN
-                } else {
-                    o_tile[r * out_dim + d] * inverse
-                };
-                let at = b as isize * job.out_strides[0]
-                    + h as isize * job.out_strides[1]
-                    + (i0 + r) as isize * job.out_strides[2]
-                    + d as isize * job.out_strides[3];
-                unsafe { *job.out.offset(at) = value };
+            for r in 0..height {
+                let fully_masked = running_max[r] == f32::NEG_INFINITY;
+                let inverse = S::splat(1.0 / running_sum[r]);
+                let o_row = o_tile.as_ptr().add(r * out_dim);
+                let out_row = job.out.offset(
+                    b as isize * job.out_strides[0]
+                        + h as isize * job.out_strides[1]
+                        + (i0 + r) as isize * job.out_strides[2],
+                );
+                for first in (0..head_dim).step_by(lanes) {
+                    let value = if fully_masked {
+                        S::splat(0.0)
+                    } else if saw_nan[r] {
+                        S::splat(f32::NAN)
+                    } else {
+                        S::mul(S::load(o_row.add(first)), inverse)
+                    };
+                    let width = lanes.min(head_dim - first);
+                    if job.out_strides[3] == 1 {
+                        S::store_partial(out_row.add(first), width, value);
+                    } else {
+                        let mut lane_values = [0.0f32; 16];
+                        S::store(lane_values.as_mut_ptr(), value);
+                        for (l, &x) in lane_values.iter().enumerate().take(width) {
+                            *out_row.offset((first + l) as isize * job.out_strides[3]) = x;
+                        }
+                    }
+                }
             }
         }
     }
     SCRATCH.with(|cell| cell.set(scratch));
+}
+
+/// `width` (≤ LANES) elements of a strided row from element `first` on; the other lanes 0.
+#[inline(always)]
+unsafe fn load_row<S: Simd>(row: *const f32, stride: isize, first: usize, width: usize) -> S::V {
+    unsafe {
+        if stride == 1 {
+            S::load_partial(row.add(first), width)
+        } else {
+            let mut lane_values = [0.0f32; 16];
+            for (l, value) in lane_values.iter_mut().enumerate().take(width) {
+                *value = *row.offset((first + l) as isize * stride);
+            }
+            S::load(lane_values.as_ptr())
+        }
+    }
 }
 
 /// For a few queries (decoding): the same online softmax over blocks of keys, with K and V rows
@@ -631,17 +786,156 @@ unsafe fn head_direct_body<S: Simd>(job: &Job, b: usize, h: usize) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use std::arch::x86_64::*;
+
     use super::*;
     use crate::simd::{Avx2, Avx512};
 
+    impl AttentionSimd for Avx512 {
+        /// The 16 × 16 transpose in four rounds of shuffles (pairs of floats, of doubles, then
+        /// 128-bit lanes twice).
+        #[inline(always)]
+        unsafe fn transpose(src: *const f32, src_stride: isize, dst: *mut f32, dst_stride: usize) {
+            unsafe {
+                let mut rows = [_mm512_setzero_ps(); 16];
+                for (r, row) in rows.iter_mut().enumerate() {
+                    *row = _mm512_loadu_ps(src.offset(r as isize * src_stride));
+                }
+                // per 128-bit lane k: t[2i] = a₄ₖ b₄ₖ a₄ₖ₊₁ b₄ₖ₊₁, t[2i+1] = a₄ₖ₊₂ b₄ₖ₊₂ a₄ₖ₊₃ b₄ₖ₊₃
+                let mut t = [_mm512_setzero_ps(); 16];
+                for i in (0..16).step_by(2) {
+                    t[i] = _mm512_unpacklo_ps(rows[i], rows[i + 1]);
+                    t[i + 1] = _mm512_unpackhi_ps(rows[i], rows[i + 1]);
+                }
+                // u[4g + c], lane k: rows 4g .. 4g + 4 of column 4k + c
+                let mut u = [_mm512_setzero_ps(); 16];
+                for g in 0..4 {
+                    let t0 = _mm512_castps_pd(t[4 * g]);
+                    let t1 = _mm512_castps_pd(t[4 * g + 1]);
+                    let t2 = _mm512_castps_pd(t[4 * g + 2]);
+                    let t3 = _mm512_castps_pd(t[4 * g + 3]);
+                    u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+                    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+                    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+                    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+                }
+                // gather lane k of u[c], u[4 + c], u[8 + c], u[12 + c]: column 4k + c
+                for c in 0..4 {
+                    let even_low = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+                    let odd_low = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
+                    let even_high = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+                    let odd_high = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
+                    let columns = [
+                        (c, _mm512_shuffle_f32x4::<0x88>(even_low, even_high)),
+                        (4 + c, _mm512_shuffle_f32x4::<0x88>(odd_low, odd_high)),
+                        (8 + c, _mm512_shuffle_f32x4::<0xdd>(even_low, even_high)),
+                        (12 + c, _mm512_shuffle_f32x4::<0xdd>(odd_low, odd_high)),
+                    ];
+                    for (column, value) in columns {
+                        _mm512_storeu_ps(dst.add(column * dst_stride), value);
+                    }
+                }
+            }
+        }
+
+        /// [`simd::exp`]'s reduction and polynomial, with 2^n applied by `vscalefps` (no
+        /// clamping, no exponent bit tricks): bit-identical to it from −87 to 0; below −87.34
+        /// (−∞ included) exactly 0; NaN stays NaN.
+        #[inline(always)]
+        unsafe fn exp_nonpositive(x: __m512) -> __m512 {
+            unsafe {
+                const LOWEST: f32 = -87.336_55;
+                // x ≥ LOWEST, or NaN
+                let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(LOWEST));
+                let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+                );
+                let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693_359_4), x);
+                let r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.121_944_4e-4), r);
+                let mut p = _mm512_set1_ps(1.987_569_1e-4);
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.398_199_9e-3));
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.333_452e-3));
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166_579_6e-2));
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.166_666_65));
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5));
+                let r2 = _mm512_mul_ps(r, r);
+                let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
+                _mm512_maskz_scalef_ps(keep, y, n)
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn max_lane(x: __m512) -> f32 {
+            unsafe { _mm512_reduce_max_ps(x) }
+        }
+    }
+
+    impl AttentionSimd for Avx2 {
+        /// The 8 × 8 transpose: pairs of floats, pairs of pairs, then 128-bit halves.
+        #[inline(always)]
+        unsafe fn transpose(src: *const f32, src_stride: isize, dst: *mut f32, dst_stride: usize) {
+            unsafe {
+                let mut rows = [_mm256_setzero_ps(); 8];
+                for (r, row) in rows.iter_mut().enumerate() {
+                    *row = _mm256_loadu_ps(src.offset(r as isize * src_stride));
+                }
+                let mut t = [_mm256_setzero_ps(); 8];
+                for i in (0..8).step_by(2) {
+                    t[i] = _mm256_unpacklo_ps(rows[i], rows[i + 1]);
+                    t[i + 1] = _mm256_unpackhi_ps(rows[i], rows[i + 1]);
+                }
+                // u[4g + c], half k: rows 4g .. 4g + 4 of column 4k + c
+                let mut u = [_mm256_setzero_ps(); 8];
+                for g in 0..2 {
+                    let (t0, t1, t2, t3) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+                    u[4 * g] = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    u[4 * g + 1] = _mm256_shuffle_ps::<0xee>(t0, t2);
+                    u[4 * g + 2] = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    u[4 * g + 3] = _mm256_shuffle_ps::<0xee>(t1, t3);
+                }
+                for c in 0..4 {
+                    let low = _mm256_permute2f128_ps::<0x20>(u[c], u[4 + c]);
+                    let high = _mm256_permute2f128_ps::<0x31>(u[c], u[4 + c]);
+                    _mm256_storeu_ps(dst.add(c * dst_stride), low);
+                    _mm256_storeu_ps(dst.add((4 + c) * dst_stride), high);
+                }
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn exp_nonpositive(x: __m256) -> __m256 {
+            unsafe { simd::exp::<Avx2>(x) }
+        }
+
+        #[inline(always)]
+        unsafe fn max_lane(x: __m256) -> f32 {
+            unsafe { <Avx2 as Simd>::reduce_max(x) }
+        }
+    }
+
+    // The row stride of the Q tile is a constant for the usual head sizes, so that the scores'
+    // register tile addresses Q with fixed offsets.
+
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn head_avx512(job: &Job, b: usize, h: usize) {
-        unsafe { head_gemm_body::<Avx512, AVX512_MR>(job, b, h) }
+        unsafe {
+            match job.head_dim {
+                0..=64 => head_gemm_body::<Avx512, AVX512_MR>(job, b, h, 64),
+                65..=128 => head_gemm_body::<Avx512, AVX512_MR>(job, b, h, 128),
+                head_dim => head_gemm_body::<Avx512, AVX512_MR>(job, b, h, head_dim),
+            }
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn head_avx2(job: &Job, b: usize, h: usize) {
-        unsafe { head_gemm_body::<Avx2, AVX2_MR>(job, b, h) }
+        unsafe {
+            match job.head_dim {
+                0..=64 => head_gemm_body::<Avx2, AVX2_MR>(job, b, h, 64),
+                65..=128 => head_gemm_body::<Avx2, AVX2_MR>(job, b, h, 128),
+                head_dim => head_gemm_body::<Avx2, AVX2_MR>(job, b, h, head_dim),
+            }
+        }
     }
 
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -654,7 +948,6 @@ mod x86 {
         unsafe { head_direct_body::<Avx2>(job, b, h) }
     }
 }
-
 /// The definition: scores, softmax and weighted sum per query, in plain loops.
 pub fn attention_reference(
     q: ArrayView4<'_, f32>,
