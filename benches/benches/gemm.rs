@@ -1,5 +1,6 @@
 //! GEMM on BERT-base's shapes: ours (packed weights) beside matrixmultiply 0.3.11 in one group,
-//! both on two threads. M = 1 (decoding), 128 (one sequence), 1024 (8 × 128).
+//! both on two threads. M = 1 (decoding), 128 (one sequence), 512 (one long sequence), 1024
+//! (8 × 128).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
@@ -16,7 +17,7 @@ const SHAPES: [(&str, usize, usize); 4] = [
 
 fn gemm(c: &mut Criterion) {
     let pool = pool();
-    for m in [1, 128, 1024] {
+    for m in [1, 128, 512, 1024] {
         for (scenario, k, n) in SHAPES {
             let a = filled((m, k), 1);
             let b = filled((k, n), 2);

@@ -23,8 +23,8 @@ const SHAPES: [(&str, usize, usize); 4] = [
     ("ffn_down", 3072, 768),
 ];
 
-/// M: one token (decoding), a 128-token sequence, 8 × 128 tokens.
-const ROWS: [usize; 3] = [1, 128, 1024];
+/// M: one token (decoding), a 128-token sequence, one 512-token sequence, 8 × 128 tokens.
+const ROWS: [usize; 4] = [1, 128, 512, 1024];
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((what, rest)) = args.split_first() else {

@@ -10,7 +10,8 @@ use oxformer_tensor::{
 };
 
 /// Awkward shapes (M, K, N): empty, one, odd, around a vector and a panel, a 4096 × 4 × 4096
-/// product, M = 1 against transformer widths, and K beyond one KC block.
+/// product, M = 1 against transformer widths, K beyond one KC block, and M beyond one row block
+/// with K beyond one stretch of KC blocks (and a partial last panel and sliver).
 const SHAPES: &[(usize, usize, usize)] = &[
     (0, 7, 7),
     (7, 0, 7),
@@ -26,6 +27,7 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (13, 600, 97),
     (25, 17, 250),
     (4096, 4, 4096),
+    (200, 1000, 70),
 ];
 
 fn tolerance(k: usize) -> f32 {
@@ -172,7 +174,12 @@ fn nan_and_infinity_propagate_as_in_the_reference() {
 #[test]
 fn bit_identical_for_any_thread_count() {
     for path in available_paths("gemm threads") {
-        for &(m, k, n) in &[(1, 768, 3072), (128, 700, 768), (37, 1000, 200)] {
+        for &(m, k, n) in &[
+            (1, 768, 3072),
+            (128, 700, 768),
+            (37, 1000, 200),
+            (400, 800, 300),
+        ] {
             let a = random((m, k), 14);
             let b = random((k, n), 15);
             let bias = random(n, 16).to_vec();

@@ -6,9 +6,13 @@
 //!   accumulators, 2 for B, A broadcast from memory), sized so the two FMA ports stay busy.
 //!   AVX2: 6 × 16 (12 ymm accumulators).
 //! - KC = 256: the K block. One KC × NR sliver of a packed B panel (32 KiB) stays in L1 while
-//!   the microkernel sweeps every MR row panel of the tile over it.
-//! - MC × NC: the output tile one thread computes (chosen in `mod.rs`, at most 192 × 256); its
-//!   packed A block (MC × KC) stays in L2.
+//!   the microkernel sweeps every MR row panel of the tile over it (A streams from L2).
+//! - MC × NC: the output tile one thread computes (chosen in `mod.rs`: at most 192 rows, and a
+//!   contiguous range of columns per thread). Inside a tile the loops run sliver by sliver
+//!   (NR columns), then K block by K block, then row panel by row panel: the tile's C columns of
+//!   one sliver stay in cache from one K block to the next, and while the panels sweep one
+//!   sliver, the next sliver is prefetched towards L2 (a share per microkernel call) and each
+//!   call prefetches the next call's C block towards L1.
 //!
 //! K is never split between threads: every output element is one chain of fused multiply-adds
 //! in the order of K (the accumulators are stored after each KC block and reloaded for the next),
@@ -23,6 +27,9 @@ use crate::simd::{self, Simd};
 
 /// The K block.
 pub(crate) const KC: usize = 256;
+
+/// The stretch of K a tile runs every sliver over before moving on (a multiple of KC).
+const KB: usize = 3 * KC;
 
 /// Rows of the AVX-512 microkernel.
 pub(crate) const AVX512_MR: usize = 12;
@@ -87,7 +94,10 @@ unsafe fn write_out<S: Simd>(
 ///
 /// `a`: packed A at this KC block (kc × MR); `b`: packed B at this KC block and column
 /// (kc rows, row stride PANEL). Rows ≥ `height` and columns ≥ `width` are computed on padding
-/// and not written.
+/// and not written. `prefetch`, if not null: the next B sliver (kc × PANEL, contiguous), fetched
+/// towards L2 during the call.
+// the entry point of attention.rs's products (kept for it, also while it runs its own tile)
+#[allow(dead_code)]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn microkernel<S: Simd, const MR: usize>(
@@ -103,6 +113,56 @@ pub(crate) unsafe fn microkernel<S: Simd, const MR: usize>(
     last: bool,
     prefetch: *const f32,
 ) {
+    let lines = if prefetch.is_null() { 0 } else { 2 * kc };
+    let next = Prefetch {
+        b: prefetch,
+        b_lines: lines,
+        a: std::ptr::null(),
+        a_lines: 0,
+        c: std::ptr::null(),
+    };
+    unsafe {
+        microkernel_prefetching::<S, MR>(
+            problem, kc, a, b, i0, j0, height, width, first, last, next,
+        )
+    }
+}
+
+/// What a microkernel call fetches ahead for the calls after it.
+#[derive(Clone, Copy)]
+pub(crate) struct Prefetch {
+    /// `b_lines` cache lines (16 floats each) from `b`, towards L2.
+    pub(crate) b: *const f32,
+    pub(crate) b_lines: usize,
+    /// `a_lines` cache lines from `a` (the next call's packed A when it is not yet in cache),
+    /// towards L2.
+    pub(crate) a: *const f32,
+    pub(crate) a_lines: usize,
+    /// The next call's C block (MR rows of two lines from here, row stride `ldc`) towards L1,
+    /// or null.
+    pub(crate) c: *const f32,
+}
+
+/// Steps of K between two rounds of prefetches.
+const PREFETCH_GROUP: usize = 8;
+
+/// [`microkernel`] with its prefetches spelled out: spread over the K steps, a few before every
+/// group of [`PREFETCH_GROUP`] steps, so the loop of FMAs itself carries no test.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
+    problem: &Problem,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    i0: usize,
+    j0: usize,
+    height: usize,
+    width: usize,
+    first: bool,
+    last: bool,
+    next: Prefetch,
+) {
     unsafe {
         let lanes = S::LANES;
         let width0 = width.min(lanes);
@@ -115,20 +175,47 @@ pub(crate) unsafe fn microkernel<S: Simd, const MR: usize>(
                 row[1] = S::load_partial(c.add(lanes), width1);
             }
         }
-        for p in 0..kc {
-            if !prefetch.is_null() {
-                // the next B sliver, one row (two cache lines) per step, towards L2
-                prefetch_line(prefetch.add(p * PANEL));
-                prefetch_line(prefetch.add(p * PANEL + 16));
+        let groups = kc.div_ceil(PREFETCH_GROUP).max(1);
+        let b_per_group = next.b_lines.div_ceil(groups);
+        let mut b_issued = 0;
+        let a_per_group = next.a_lines.div_ceil(groups);
+        let mut a_issued = 0;
+        let mut c_line = if next.c.is_null() { 2 * MR } else { 0 };
+        let mut p0 = 0;
+        while p0 < kc {
+            let end = (p0 + PREFETCH_GROUP).min(kc);
+            if b_issued < next.b_lines {
+                let until = (b_issued + b_per_group).min(next.b_lines);
+                while b_issued < until {
+                    prefetch_line(next.b.wrapping_add(b_issued * 16));
+                    b_issued += 1;
+                }
             }
-            let b0 = S::load(b.add(p * PANEL));
-            let b1 = S::load(b.add(p * PANEL + lanes));
-            let a_column = a.add(p * MR);
-            for (r, row) in acc.iter_mut().enumerate() {
-                let a_value = S::splat(*a_column.add(r));
-                row[0] = S::fma(a_value, b0, row[0]);
-                row[1] = S::fma(a_value, b1, row[1]);
+            if a_issued < next.a_lines {
+                let until = (a_issued + a_per_group).min(next.a_lines);
+                while a_issued < until {
+                    prefetch_line(next.a.wrapping_add(a_issued * 16));
+                    a_issued += 1;
+                }
             }
+            if c_line < 2 * MR {
+                let row = next
+                    .c
+                    .wrapping_add((c_line >> 1) * problem.ldc + (c_line & 1) * 16);
+                prefetch_line_l1(row);
+                c_line += 1;
+            }
+            for p in p0..end {
+                let b0 = S::load(b.add(p * PANEL));
+                let b1 = S::load(b.add(p * PANEL + lanes));
+                let a_column = a.add(p * MR);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let a_value = S::splat(*a_column.add(r));
+                    row[0] = S::fma(a_value, b0, row[0]);
+                    row[1] = S::fma(a_value, b1, row[1]);
+                }
+            }
+            p0 = end;
         }
         for (r, row) in acc.iter().enumerate().take(height) {
             write_out::<S>(row[0], problem, i0 + r, j0, width0, last);
@@ -140,7 +227,8 @@ pub(crate) unsafe fn microkernel<S: Simd, const MR: usize>(
 }
 
 /// One output tile: rows `rows` (starting on a multiple of MR), columns `columns` (starting on a
-/// multiple of NR = 2 vectors).
+/// multiple of NR = 2 vectors). Per stretch of K, sliver by sliver, K block by K block, row panel
+/// by row panel.
 #[inline(always)]
 unsafe fn tile_body<S: Simd, const MR: usize>(
     problem: &Problem,
@@ -149,57 +237,110 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
 ) {
     let k = problem.k;
     let nr = 2 * S::LANES;
-    // split K into KC blocks; each block sweeps the tile's B slivers, each sliver all row panels
-    let mut k0 = 0;
-    while k0 < k {
-        let kc = KC.min(k - k0);
-        let (first, last) = (k0 == 0, k0 + kc == k);
+    let b_at = |j0: usize, k0: usize| (j0 / PANEL) * k * PANEL + k0 * PANEL + j0 % PANEL;
+    let panels = (rows.end - rows.start).div_ceil(MR);
+    // K in stretches of KB: the tile's packed A for one stretch (MC × KB) stays in L2 while
+    // every sliver passes
+    let mut kb0 = 0;
+    while kb0 < k {
+        let kb1 = (kb0 + KB).min(k);
         let mut j0 = columns.start;
         while j0 < columns.end {
             let width = nr.min(columns.end - j0);
-            // SAFETY: j0 < N, so its panel exists; the sliver is kc rows inside it.
-            let b = unsafe {
-                problem
-                    .b
-                    .add((j0 / PANEL) * k * PANEL + k0 * PANEL + j0 % PANEL)
-            };
-            // while the first row panel runs over this sliver, fetch the next one (or the first
-            // sliver of the next KC block) so that it is in cache when its turn comes
-            let next = if j0 + nr < columns.end {
-                Some((j0 + nr, k0))
-            } else if k0 + kc < k {
-                Some((columns.start, k0 + kc))
-            } else {
-                None
-            };
-            let next_kc = next.map_or(0, |(_, k1)| KC.min(k - k1));
-            let prefetch = match next {
-                // SAFETY: inside the packed panels, as `b`.
-                Some((j1, k1)) if next_kc == kc && j1 % PANEL == 0 => unsafe {
-                    problem.b.add((j1 / PANEL) * k * PANEL + k1 * PANEL)
-                },
-                _ => std::ptr::null(),
-            };
-            let mut i0 = rows.start;
-            while i0 < rows.end {
-                let height = MR.min(rows.end - i0);
-                let prefetch = if i0 == rows.start {
-                    prefetch
+            let mut k0 = kb0;
+            while k0 < kb1 {
+                let kc = KC.min(kb1 - k0);
+                let (first, last) = (k0 == 0, k0 + kc == k);
+                // SAFETY: j0 < N, so its panel exists; the sliver is kc rows inside it.
+                let b = unsafe { problem.b.add(b_at(j0, k0)) };
+                // the sliver after this one: the next K block, else the next columns' first
+                // block of this stretch, else the first columns' first block of the next stretch
+                let next = if k0 + kc < kb1 {
+                    Some((j0, k0 + kc))
+                } else if j0 + nr < columns.end {
+                    Some((j0 + nr, kb0))
+                } else if kb1 < k {
+                    Some((columns.start, kb1))
                 } else {
-                    std::ptr::null()
+                    None
                 };
-                unsafe {
-                    let a = problem.a.add((i0 / MR) * k * MR + k0 * MR);
-                    microkernel::<S, MR>(
-                        problem, kc, a, b, i0, j0, height, width, first, last, prefetch,
-                    );
+                // its cache lines, a share for each row panel's call (a sliver is one run of
+                // memory only from a panel boundary: AVX2's second half-panel fetches nothing)
+                let (next_b, next_lines) = match next {
+                    // SAFETY: inside the packed panels, as `b`.
+                    Some((j1, k1)) if j1 % PANEL == 0 => unsafe {
+                        (problem.b.add(b_at(j1, k1)), 2 * KC.min(k - k1))
+                    },
+                    _ => (std::ptr::null(), 0),
+                };
+                let share = next_lines.div_ceil(panels);
+                let mut i0 = rows.start;
+                let mut panel = 0;
+                while i0 < rows.end {
+                    let height = MR.min(rows.end - i0);
+                    let start = (panel * share).min(next_lines);
+                    // the next call's C block: the next rows, else the tile's first rows of the
+                    // next sliver
+                    let next_c = if i0 + MR < rows.end {
+                        problem.c.wrapping_add((i0 + MR) * problem.ldc + j0)
+                    } else {
+                        match next {
+                            Some((j1, _)) => problem.c.wrapping_add(rows.start * problem.ldc + j1),
+                            None => std::ptr::null(),
+                        }
+                    };
+                    // in the stretch's first sliver, the next call's A block comes from memory
+                    let next_a = if j0 != columns.start {
+                        None
+                    } else if i0 + MR < rows.end {
+                        Some((i0 + MR, k0, kc))
+                    } else if k0 + kc < kb1 {
+                        Some((rows.start, k0 + kc, KC.min(kb1 - k0 - kc)))
+                    } else {
+                        None
+                    };
+                    let (a_next, a_lines) = match next_a {
+                        Some((i1, k1, kc1)) => (
+                            problem.a.wrapping_add((i1 / MR) * k * MR + k1 * MR),
+                            kc1 * MR / 16,
+                        ),
+                        None => (std::ptr::null(), 0),
+                    };
+                    let fetch = Prefetch {
+                        b: next_b.wrapping_add(start * 16),
+                        b_lines: share.min(next_lines - start),
+                        a: a_next,
+                        a_lines,
+                        c: next_c,
+                    };
+                    // SAFETY: the panel holds rows i0.. of packed A; the tile is inside C.
+                    unsafe {
+                        let a = problem.a.add((i0 / MR) * k * MR + k0 * MR);
+                        microkernel_prefetching::<S, MR>(
+                            problem, kc, a, b, i0, j0, height, width, first, last, fetch,
+                        );
+                    }
+                    i0 += MR;
+                    panel += 1;
                 }
-                i0 += MR;
+                k0 += kc;
             }
             j0 += nr;
         }
-        k0 += kc;
+        kb0 = kb1;
     }
+}
+
+/// Asks for the cache line at `p` to be brought into L1.
+#[inline(always)]
+unsafe fn prefetch_line_l1(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Asks for the cache line at `p` to be brought into L2.

@@ -491,9 +491,15 @@ fn gemm_simd(
     PACKED_A.with(|cell| cell.set(packed));
 }
 
-/// Splits M × N into tiles (MC rows, NC columns; aligned to MR and NR): at most 16 MR-panels by
-/// 256 columns, smaller while there are fewer than three tiles per thread. The tiling changes
-/// only who computes what, never a result.
+/// Rows of one output tile at most (a multiple of both MRs): its packed A for one stretch of K
+/// (MC × 768, 576 KiB) stays in L2.
+const MC: usize = 192;
+
+/// Splits M × N into output tiles: the columns into contiguous parts, two per thread while there
+/// are at least four NR-slivers per part (one per thread otherwise), so a thread's B stays its
+/// own; each part into row blocks of equal size, at most [`MC`] rows (aligned to MR). Listed part by part,
+/// so rayon's halving gives each thread a run of whole parts. The tiling changes only who
+/// computes what, never a result.
 fn output_tiles(
     m: usize,
     n: usize,
@@ -506,20 +512,22 @@ fn output_tiles(
     } else {
         1
     };
-    let mut mc = mr * m.div_ceil(mr).min(16);
-    let mut nc = (256 / nr).min(n.div_ceil(nr)) * nr;
-    let count = |mc: usize, nc: usize| m.div_ceil(mc) * n.div_ceil(nc);
-    while count(mc, nc) < 3 * threads && (nc > nr || mc > mr) {
-        if nc > nr {
-            nc = (nc / 2).div_ceil(nr) * nr;
-        } else {
-            mc = (mc / 2).div_ceil(mr) * mr;
-        }
-    }
+    let slivers = n.div_ceil(nr);
+    let parts = if slivers >= 8 * threads {
+        2 * threads
+    } else {
+        threads.min(slivers).max(1)
+    };
+    // row blocks of equal size (in MR panels), as few as MC allows
+    let panels = m.div_ceil(mr);
+    let blocks = panels.div_ceil(MC / mr).max(1);
+    let mc = panels.div_ceil(blocks) * mr;
     let mut tiles = Vec::new();
-    for i0 in (0..m).step_by(mc) {
-        for j0 in (0..n).step_by(nc) {
-            tiles.push((i0..(i0 + mc).min(m), j0..(j0 + nc).min(n)));
+    for part in 0..parts {
+        let (s0, s1) = (slivers * part / parts, slivers * (part + 1) / parts);
+        let columns = s0 * nr..(s1 * nr).min(n);
+        for i0 in (0..m).step_by(mc) {
+            tiles.push((i0..(i0 + mc).min(m), columns.clone()));
         }
     }
     tiles

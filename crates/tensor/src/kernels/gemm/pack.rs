@@ -60,19 +60,38 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32], paralle
     if panel_len == 0 {
         return;
     }
+    // with AVX2, full panels of unit-stride rows are transposed 4 rows × 8 columns at a time
+    let row_stride = a.strides()[0];
+    let transpose =
+        mr.is_multiple_of(4) && crate::simd::has_avx2() && a.strides()[1] == 1 && row_stride > 0;
     let pack_panel = |(panel, dst): (usize, &mut [f32])| {
         let i0 = panel * mr;
         let height = mr.min(m - i0);
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if transpose && height == mr {
+            // SAFETY: the CPU has AVX2; rows i0..i0 + mr exist with unit column stride and
+            // `dst` holds k × mr values.
+            done = unsafe {
+                transpose_panel_avx2(
+                    a.row(i0).as_ptr(),
+                    row_stride as usize,
+                    k,
+                    mr,
+                    dst.as_mut_ptr(),
+                )
+            };
+        }
         for r in 0..height {
             let row = a.row(i0 + r);
             match row.as_slice() {
                 Some(src) => {
-                    for (p, &value) in src.iter().enumerate() {
+                    for (p, &value) in src.iter().enumerate().skip(done) {
                         dst[p * mr + r] = value;
                     }
                 }
                 None => {
-                    for (p, &value) in row.iter().enumerate() {
+                    for (p, &value) in row.iter().enumerate().skip(done) {
                         dst[p * mr + r] = value;
                     }
                 }
@@ -91,6 +110,55 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32], paralle
     } else {
         dst.chunks_mut(panel_len).enumerate().for_each(pack_panel);
     }
+}
+
+/// Packs one full panel of `mr` rows (a multiple of 4; `a`: row 0, `lda`: row stride) into `dst`
+/// (k × mr), 8 columns at a time: 4 rows × 8 columns loaded as 4 vectors, transposed as two 4 × 4
+/// blocks, stored as 8 runs of 4. Returns how many columns it packed (the rest, fewer than 8,
+/// are left to the caller).
+///
+/// # Safety
+/// The CPU has AVX2; the `mr` rows of `k` values exist; `dst` holds k × mr values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_panel_avx2(
+    a: *const f32,
+    lda: usize,
+    k: usize,
+    mr: usize,
+    dst: *mut f32,
+) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = k / 8;
+    for block in 0..blocks {
+        let p = block * 8;
+        for r in (0..mr).step_by(4) {
+            // SAFETY: rows r..r + 4, columns p..p + 8 exist; the stores are inside dst.
+            unsafe {
+                let row = |i: usize| _mm256_loadu_ps(a.add((r + i) * lda + p));
+                let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                let t0 = _mm256_unpacklo_ps(r0, r1);
+                let t1 = _mm256_unpackhi_ps(r0, r1);
+                let t2 = _mm256_unpacklo_ps(r2, r3);
+                let t3 = _mm256_unpackhi_ps(r2, r3);
+                // column p + j of the 4 rows in the low half, column p + 4 + j in the high one
+                let columns = [
+                    _mm256_shuffle_ps::<0x44>(t0, t2),
+                    _mm256_shuffle_ps::<0xEE>(t0, t2),
+                    _mm256_shuffle_ps::<0x44>(t1, t3),
+                    _mm256_shuffle_ps::<0xEE>(t1, t3),
+                ];
+                for (j, &column) in columns.iter().enumerate() {
+                    _mm_storeu_ps(dst.add((p + j) * mr + r), _mm256_castps256_ps128(column));
+                    _mm_storeu_ps(
+                        dst.add((p + 4 + j) * mr + r),
+                        _mm256_extractf128_ps::<1>(column),
+                    );
+                }
+            }
+        }
+    }
+    blocks * 8
 }
 
 /// The inverse of [`pack_b`]: B as a (K, N) row-major array.
