@@ -271,7 +271,7 @@ unsafe fn scores_tile<S: Simd, const MR: usize>(
     keys_t: *const f32,
     mask: *const f32,
     scores: *mut f32,
-    row_max: Option<&mut [S::V; MR]>,
+    row_max: Option<&mut [S::V]>,
 ) {
     unsafe {
         let lanes = S::LANES;
@@ -344,10 +344,11 @@ unsafe fn values_tile<S: Simd, const MR: usize>(
 /// again, reading P where the softmax left it. Between chunks the softmax is online (running
 /// maximum and sum, O rescaled when the maximum grows). Keys that only some rows of a tile see
 /// (the causal diagonal) are masked and applied per row, so a value no query may see is never
-/// read; padding keys' values are packed as zeros.
+/// read; padding keys' values are packed as zeros. A last tile of at most MR_SMALL queries runs
+/// register tiles of MR_SMALL rows (128 = 10 · 12 + 8).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // rows, keys and lanes index several buffers at once
-unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
+unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize, const MR_SMALL: usize>(
     job: &Job,
     b: usize,
     h: usize,
@@ -409,6 +410,23 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
         let k_base = job.k.ptr.offset(base(&job.k));
         let v_base = job.v.ptr.offset(base(&job.v));
         let q_base = job.q.ptr.offset(base(&job.q));
+        let out_base = job
+            .out
+            .offset(b as isize * job.out_strides[0] + h as isize * job.out_strides[1]);
+        // the rows of Q, K, V and the output lie far apart in the models' fused buffers, beyond
+        // the hardware prefetcher's reach: each is asked for a little ahead of its use
+        let prefetch = |base: *const f32, row_stride: isize, column_stride: isize, rows| {
+            if column_stride == 1 {
+                prefetch_rows(base, row_stride, rows, head_dim);
+            }
+        };
+        prefetch(
+            q_base,
+            q_row_stride,
+            q_column_stride,
+            0..MR.min(job.queries),
+        );
+        prefetch(k_base, k_row_stride, k_column_stride, 0..lanes.min(keys));
 
         // the key mask: 0 for a key to attend to, −∞ for padding and for the last panel's
         // missing keys
@@ -430,6 +448,8 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
             (0, 0)
         };
         for j0 in (0..block_keys).step_by(lanes) {
+            let next = j0 + lanes..(j0 + 2 * lanes).min(keys);
+            prefetch(k_base, k_row_stride, k_column_stride, next);
             for d0 in (0..block_dims).step_by(lanes) {
                 S::transpose(
                     k_base.offset(j0 as isize * k_row_stride + d0 as isize),
@@ -439,6 +459,12 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
                 );
             }
         }
+        prefetch(
+            v_base,
+            v_row_stride,
+            v_column_stride,
+            0..VALUES_AHEAD.min(keys),
+        );
         for j in 0..padded_keys {
             let open = key_mask[j] == 0.0;
             let k_row = k_base.offset(j as isize * k_row_stride);
@@ -460,6 +486,13 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
         // (its weight is exactly 0, and 0 · NaN must not reach the sum)
         for j in 0..keys {
             let open = key_mask[j] == 0.0;
+            let ahead = j + VALUES_AHEAD;
+            prefetch(
+                v_base,
+                v_row_stride,
+                v_column_stride,
+                ahead..(ahead + 1).min(keys),
+            );
             let v_row = v_base.offset(j as isize * v_row_stride);
             for panel in 0..value_panels {
                 let d0 = panel * nr;
@@ -494,6 +527,10 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
                     S::store_partial(q_tile.as_mut_ptr().add(r * q_stride + first), width, value);
                 }
             }
+            let next = i0 + MR..(i0 + 2 * MR).min(job.queries);
+            prefetch(q_base, q_row_stride, q_column_stride, next);
+            let (out_row_stride, out_column_stride) = (job.out_strides[2], job.out_strides[3]);
+            prefetch(out_base, out_row_stride, out_column_stride, i0..i0 + height);
             o_tile.fill(0.0);
             let mut running_max = [f32::NEG_INFINITY; MR];
             let mut running_sum = [0.0f32; MR];
@@ -518,15 +555,31 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
                 let mut row_max = [S::splat(f32::NEG_INFINITY); MR];
                 for tile in 0..chunk_keys.div_ceil(nr) {
                     let j0 = tile * nr;
-                    scores_tile::<S, MR>(
-                        q_tile.as_ptr(),
-                        q_stride,
-                        head_dim,
-                        keys_t.as_ptr().add(key_t_at(0, start + j0)),
-                        key_mask.as_ptr().add(start + j0),
-                        scores.as_mut_ptr().add(j0),
-                        (tile < shared_tiles).then_some(&mut row_max),
-                    );
+                    let keys_t = keys_t.as_ptr().add(key_t_at(0, start + j0));
+                    let mask = key_mask.as_ptr().add(start + j0);
+                    let scores = scores.as_mut_ptr().add(j0);
+                    let row_max = (tile < shared_tiles).then_some(&mut row_max[..]);
+                    if height <= MR_SMALL {
+                        scores_tile::<S, MR_SMALL>(
+                            q_tile.as_ptr(),
+                            q_stride,
+                            head_dim,
+                            keys_t,
+                            mask,
+                            scores,
+                            row_max,
+                        );
+                    } else {
+                        scores_tile::<S, MR>(
+                            q_tile.as_ptr(),
+                            q_stride,
+                            head_dim,
+                            keys_t,
+                            mask,
+                            scores,
+                            row_max,
+                        );
+                    }
                 }
 
                 // softmax per row, the weights left in place
@@ -585,13 +638,13 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
                 // register tile; then the causal diagonal, each row over the keys it sees
                 if shared > 0 {
                     for panel in 0..value_panels {
-                        values_tile::<S, MR>(
-                            scores.as_ptr(),
-                            shared,
-                            values.as_ptr().add(panel * keys * nr + start * nr),
-                            o_tile.as_mut_ptr().add(panel * nr),
-                            out_dim,
-                        );
+                        let values = values.as_ptr().add(panel * keys * nr + start * nr);
+                        let o = o_tile.as_mut_ptr().add(panel * nr);
+                        if height <= MR_SMALL {
+                            values_tile::<S, MR_SMALL>(scores.as_ptr(), shared, values, o, out_dim);
+                        } else {
+                            values_tile::<S, MR>(scores.as_ptr(), shared, values, o, out_dim);
+                        }
                     }
                 }
                 for r in 0..height {
@@ -619,11 +672,7 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
                 let fully_masked = running_max[r] == f32::NEG_INFINITY;
                 let inverse = S::splat(1.0 / running_sum[r]);
                 let o_row = o_tile.as_ptr().add(r * out_dim);
-                let out_row = job.out.offset(
-                    b as isize * job.out_strides[0]
-                        + h as isize * job.out_strides[1]
-                        + (i0 + r) as isize * job.out_strides[2],
-                );
+                let out_row = out_base.offset((i0 + r) as isize * job.out_strides[2]);
                 for first in (0..head_dim).step_by(lanes) {
                     let value = if fully_masked {
                         S::splat(0.0)
@@ -647,6 +696,33 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize>(
         }
     }
     SCRATCH.with(|cell| cell.set(scratch));
+}
+
+/// V rows are asked for this many rows ahead while V is packed.
+const VALUES_AHEAD: usize = 8;
+
+/// Asks for `rows` of a matrix (row stride `row_stride`, `row_len` contiguous floats per row) to
+/// be brought into L1.
+#[inline(always)]
+fn prefetch_rows(
+    base: *const f32,
+    row_stride: isize,
+    rows: std::ops::Range<usize>,
+    row_len: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    for r in rows {
+        let row = base.wrapping_offset(r as isize * row_stride);
+        for line in (0..row_len).step_by(16) {
+            // SAFETY: a prefetch never faults, whatever the address.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(line).cast());
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (base, row_stride, rows, row_len);
 }
 
 /// `width` (≤ LANES) elements of a strided row from element `first` on; the other lanes 0.
@@ -920,9 +996,9 @@ mod x86 {
     pub(super) unsafe fn head_avx512(job: &Job, b: usize, h: usize) {
         unsafe {
             match job.head_dim {
-                0..=64 => head_gemm_body::<Avx512, AVX512_MR>(job, b, h, 64),
-                65..=128 => head_gemm_body::<Avx512, AVX512_MR>(job, b, h, 128),
-                head_dim => head_gemm_body::<Avx512, AVX512_MR>(job, b, h, head_dim),
+                0..=64 => head_gemm_body::<Avx512, AVX512_MR, 8>(job, b, h, 64),
+                65..=128 => head_gemm_body::<Avx512, AVX512_MR, 8>(job, b, h, 128),
+                head_dim => head_gemm_body::<Avx512, AVX512_MR, 8>(job, b, h, head_dim),
             }
         }
     }
@@ -931,9 +1007,9 @@ mod x86 {
     pub(super) unsafe fn head_avx2(job: &Job, b: usize, h: usize) {
         unsafe {
             match job.head_dim {
-                0..=64 => head_gemm_body::<Avx2, AVX2_MR>(job, b, h, 64),
-                65..=128 => head_gemm_body::<Avx2, AVX2_MR>(job, b, h, 128),
-                head_dim => head_gemm_body::<Avx2, AVX2_MR>(job, b, h, head_dim),
+                0..=64 => head_gemm_body::<Avx2, AVX2_MR, 4>(job, b, h, 64),
+                65..=128 => head_gemm_body::<Avx2, AVX2_MR, 4>(job, b, h, 128),
+                head_dim => head_gemm_body::<Avx2, AVX2_MR, 4>(job, b, h, head_dim),
             }
         }
     }
