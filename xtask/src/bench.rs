@@ -1,5 +1,11 @@
-//! `cargo xtask bench kernels [--json] [--rounds N]`: our packed GEMM beside matrixmultiply 0.3.11
-//! on BERT-base's shapes, both on 2 threads, alternating in one process, medians of the rounds.
+//! `cargo xtask bench kernels [--json] [--rounds N] [--cpu]`: our packed GEMM beside
+//! matrixmultiply 0.3.11 on BERT-base's shapes, both on 2 threads, alternating in one process,
+//! medians of the rounds.
+//!
+//! `--cpu` divides the work by the CPU time the process's threads got (from
+//! `/proc/self/task/*/schedstat`, nanoseconds, Linux) over 2 threads instead of by the wall
+//! clock: on a machine others are loading, time spent descheduled then does not count (cache
+//! lines others evicted meanwhile still do; threads spinning or waiting for work count as busy).
 //!
 //! Ours runs in an `oxformer_tensor::ThreadPool` of 2 threads against weights packed once;
 //! matrixmultiply (features avx512 + threading) gets `MATMUL_NUM_THREADS=2` and the plain
@@ -11,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use oxformer_tensor::{Epilogue, PackedMatrix, ThreadPool, gemm_path, matmul_packed_into};
 
-const USAGE: &str = "usage: cargo xtask bench kernels [--json] [--rounds N]";
+const USAGE: &str = "usage: cargo xtask bench kernels [--json] [--rounds N] [--cpu]";
 
 const THREADS: usize = 2;
 
@@ -34,11 +40,13 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("unknown benchmark `{what}`\n{USAGE}");
     }
     let mut json = false;
+    let mut cpu = false;
     let mut rounds = 7usize;
     let mut rest = rest.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--json" => json = true,
+            "--cpu" => cpu = true,
             "--rounds" => {
                 rounds = rest
                     .next()
@@ -52,16 +60,24 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown option `{other}`\n{USAGE}"),
         }
     }
-    kernels(json, rounds)
+    if cpu {
+        process_cpu_seconds().context("--cpu reads /proc/self/task/*/schedstat (Linux)")?;
+    }
+    kernels(json, rounds, cpu)
 }
 
-fn kernels(json: bool, rounds: usize) -> Result<()> {
+fn kernels(json: bool, rounds: usize, cpu: bool) -> Result<()> {
     // SAFETY: set before any thread exists (matrixmultiply reads it on first use).
     unsafe { std::env::set_var("MATMUL_NUM_THREADS", THREADS.to_string()) };
     let pool = ThreadPool::new(THREADS)?;
     if !json {
+        let clock = if cpu {
+            "per CPU time of the threads"
+        } else {
+            "per wall-clock time"
+        };
         println!(
-            "GEMM, {THREADS} threads, median of {rounds} alternating rounds; ours = {:?} path, packed weights",
+            "GEMM, {THREADS} threads, median of {rounds} alternating rounds, {clock}; ours = {:?} path, packed weights",
             gemm_path()
         );
         println!(
@@ -109,8 +125,8 @@ fn kernels(json: bool, rounds: usize) -> Result<()> {
             let mut ours_rates = Vec::new();
             let mut base_rates = Vec::new();
             for _ in 0..rounds {
-                ours_rates.push(flops / seconds_per_call(&mut ours, repeats_ours) / 1e9);
-                base_rates.push(flops / seconds_per_call(&mut baseline, repeats_base) / 1e9);
+                ours_rates.push(flops / seconds_per_call(&mut ours, repeats_ours, cpu)? / 1e9);
+                base_rates.push(flops / seconds_per_call(&mut baseline, repeats_base, cpu)? / 1e9);
             }
             let ours_gflops = median(&mut ours_rates);
             let baseline_gflops = median(&mut base_rates);
@@ -151,12 +167,41 @@ fn repeats_for(work: &mut impl FnMut()) -> usize {
     ((Duration::from_millis(40).as_secs_f64() / once.as_secs_f64()) as usize).clamp(1, 100_000)
 }
 
-fn seconds_per_call(work: &mut impl FnMut(), repeats: usize) -> f64 {
+/// Seconds per call: wall clock, or (`cpu`) the process's CPU time shared out over [`THREADS`].
+fn seconds_per_call(work: &mut impl FnMut(), repeats: usize, cpu: bool) -> Result<f64> {
     let start = Instant::now();
+    let cpu_start = if cpu { process_cpu_seconds()? } else { 0.0 };
     for _ in 0..repeats {
         work();
     }
-    start.elapsed().as_secs_f64().max(1e-9) / repeats as f64
+    let seconds = if cpu {
+        (process_cpu_seconds()? - cpu_start) / THREADS as f64
+    } else {
+        start.elapsed().as_secs_f64()
+    };
+    Ok(seconds.max(1e-9) / repeats as f64)
+}
+
+/// CPU time of every thread of this process so far, in seconds: the first field (time on the
+/// CPU, nanoseconds) of each `/proc/self/task/<tid>/schedstat`. A thread that ends in between
+/// takes its time with it, so the pools here keep theirs.
+fn process_cpu_seconds() -> Result<f64> {
+    let mut nanoseconds = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let path = task?.path().join("schedstat");
+        // a thread may end between the listing and the read
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let first = text
+            .split_whitespace()
+            .next()
+            .with_context(|| format!("{}: empty", path.display()))?;
+        nanoseconds += first
+            .parse::<u64>()
+            .with_context(|| format!("{}: not a number of nanoseconds", path.display()))?;
+    }
+    Ok(nanoseconds as f64 * 1e-9)
 }
 
 fn median(values: &mut [f64]) -> f64 {
