@@ -1,6 +1,6 @@
 //! Layer normalisation, with an optional fused residual add.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray};
 use rayon::prelude::*;
 
 use crate::simd::{Isa, Simd};
@@ -63,7 +63,14 @@ pub fn layer_norm_in_place_on(
     if rows == 0 || dim == 0 {
         return;
     }
-    let residual = residual.map(|r| r.as_standard_layout().into_owned());
+    // a view when the residual is already row-major (the usual case), a copy otherwise
+    let residual = residual.map(|r| {
+        if r.is_standard_layout() {
+            CowArray::from(r)
+        } else {
+            CowArray::from(r.as_standard_layout().into_owned())
+        }
+    });
     let normalise = |(index, row): (usize, &mut [f32])| {
         let residual_row = residual
             .as_ref()
