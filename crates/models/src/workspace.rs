@@ -6,9 +6,9 @@ use std::sync::{Mutex, TryLockError};
 
 use ndarray::ArrayViewMut2;
 
-/// One encoder layer's intermediate results. Each buffer only grows; its values are always
-/// overwritten before they are read.
-#[derive(Debug, Default)]
+/// One encoder layer's intermediate results. Each buffer only grows (to the largest batch seen;
+/// about 28 KB per token for BERT-base); its values are always overwritten before they are read.
+#[derive(Default)]
 pub(crate) struct Workspace {
     /// The fused query/key/value product, (rows, 3 · hidden).
     pub(crate) qkv: Vec<f32>,
@@ -18,6 +18,18 @@ pub(crate) struct Workspace {
     pub(crate) attention_output: Vec<f32>,
     /// The feed-forward block's inner activations, (rows, intermediate).
     pub(crate) intermediate: Vec<f32>,
+}
+
+impl std::fmt::Debug for Workspace {
+    /// The sizes, not the values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("qkv", &self.qkv.len())
+            .field("context", &self.context.len())
+            .field("attention_output", &self.attention_output.len())
+            .field("intermediate", &self.intermediate.len())
+            .finish()
+    }
 }
 
 /// `buffer` as a (rows, columns) matrix, grown if it is too small. Its values are left as they
