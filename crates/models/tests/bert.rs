@@ -193,3 +193,27 @@ fn relative_position_embeddings_are_refused_not_miscomputed() {
     assert!(matches!(error, Error::Unsupported { .. }), "{error:?}");
     assert!(error.to_string().contains("relative_key"), "{error}");
 }
+
+/// What a model keeps between calls (its workspace: grown by a whole padded batch, then reused by
+/// one sequence with padding skipped) changes no result of the calls after.
+#[test]
+fn a_model_reused_across_batch_shapes_matches_transformers() {
+    let dir = model_dir("bert");
+    let ModelConfig::Bert(config) = ModelConfig::from_folder(&dir).unwrap() else {
+        unreachable!()
+    };
+    let reference = common::reference::Reference::load("bert");
+    let weights = Weights::from_folder(&dir).unwrap();
+    let model = BertModel::load(&weights, &config, reference.has("pooler_output")).unwrap();
+    let ids = reference.ids("input_ids");
+    let mask = reference.ids("attention_mask");
+    let batch = oxformer_models::EncoderInput::new(ids.view(), mask.view());
+    model.forward_with(&batch, false, false).unwrap();
+    let first = ndarray::s![..1, ..];
+    let one = oxformer_models::EncoderInput::new(ids.slice(first), mask.slice(first));
+    model.forward_with(&one, false, true).unwrap();
+    check_body("bert", |input, _| model.forward(input, true).unwrap());
+    check_body_skipping_padding("bert", |input, _| {
+        model.forward_with(input, true, true).unwrap()
+    });
+}
