@@ -533,7 +533,8 @@ fn output_tiles(
     tiles
 }
 
-/// Column strips for the matrix-vector kernel: whole panels, about four strips per thread.
+/// Column strips for the matrix-vector kernel: runs of 4 whole panels, about four strips per
+/// thread.
 fn column_strips(n: usize, parallel: bool) -> Vec<Range<usize>> {
     let threads = if parallel {
         rayon::current_num_threads()
@@ -541,7 +542,9 @@ fn column_strips(n: usize, parallel: bool) -> Vec<Range<usize>> {
         1
     };
     let panels = n.div_ceil(PANEL);
-    let per_strip = panels.div_ceil(4 * threads).max(4).min(panels.max(1));
+    // a multiple of 4 panels: whole runs of the kernel's 8 vectors (the vector-at-a-time rest,
+    // one chain of FMAs each, waits on their latency)
+    let per_strip = (panels.div_ceil(4 * threads).div_ceil(4) * 4).min(panels.max(1));
     (0..panels)
         .step_by(per_strip)
         .map(|p| p * PANEL..((p + per_strip) * PANEL).min(n))
