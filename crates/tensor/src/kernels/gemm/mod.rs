@@ -474,7 +474,11 @@ fn gemm_simd(
     let nr = if path == GemmPath::Avx512 { 32 } else { 16 };
     let packed_len = m.div_ceil(mr) * k * mr;
     let mut packed = PACKED_A.with(|cell| cell.take());
-    packed.resize(packed_len, 0.0);
+    // grown only: pack_a writes every value of the slice (padding rows too), so a buffer kept
+    // from a larger product is not zeroed again
+    if packed.len() < packed_len {
+        packed.resize(packed_len, 0.0);
+    }
     pack::pack_a(a, mr, &mut packed[..packed_len], parallel);
     problem.a = packed.as_ptr();
 
