@@ -61,19 +61,27 @@ fn every_path_matches_the_reference_on_awkward_shapes() {
 
 #[test]
 fn linear_layout_is_the_transpose() {
-    let weight = random((45, 70), 3); // [out, in]
-    let x = random((9, 70), 4);
-    let packed = PackedMatrix::from_linear_weight(weight.view());
-    assert_eq!((packed.k(), packed.n()), (70, 45));
-    assert_eq!(packed.to_in_out(), weight.t());
-    for path in available_paths("gemm linear layout") {
-        let expected = gemm_reference(x.view(), weight.t(), &Epilogue::none());
-        assert_close(
-            &run(path, &x, &packed, &Epilogue::none()),
-            &expected,
-            tolerance(70),
-            &format!("{path:?}"),
-        );
+    // K = 70: packed value by value; K = 64 and 3072: by 8 × 8 tiles, with a partial last panel
+    for (out, k, seed) in [(45, 70, 3), (77, 64, 5), (40, 3072, 6)] {
+        let weight = random((out, k), seed); // [out, in]
+        let x = random((9, k), seed + 1);
+        let packed = PackedMatrix::from_linear_weight(weight.view());
+        assert_eq!((packed.k(), packed.n()), (k, out));
+        assert_eq!(packed.to_in_out(), weight.t(), "{out}x{k}");
+        // a strided view packs to the same values
+        let wide = random((out, 2 * k), seed + 2);
+        let strided = wide.slice(s![.., ..;2]);
+        let packed_strided = PackedMatrix::from_linear_weight(strided);
+        assert_eq!(packed_strided.to_in_out(), strided.t(), "{out}x{k} strided");
+        for path in available_paths("gemm linear layout") {
+            let expected = gemm_reference(x.view(), weight.t(), &Epilogue::none());
+            assert_close(
+                &run(path, &x, &packed, &Epilogue::none()),
+                &expected,
+                tolerance(k),
+                &format!("{path:?} {out}x{k}"),
+            );
+        }
     }
 }
 

@@ -13,42 +13,102 @@ pub(crate) const PANEL: usize = 32;
 pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Vec<f32> {
     let (k, n) = b.dim();
     let panels = n.div_ceil(PANEL);
-    let mut data = vec![0.0f32; panels * k * PANEL];
-    if k == 0 {
+    let len = panels * k * PANEL;
+    let mut data = Vec::<f32>::with_capacity(len);
+    if k == 0 || n == 0 {
+        data.resize(len, 0.0);
         return data;
     }
+    populate(&mut data);
     let row_stride = b.strides()[0];
     let column_stride = b.strides()[1];
-    data.par_chunks_mut(k * PANEL)
+    data.spare_capacity_mut()[..len]
+        .par_chunks_mut(k * PANEL)
         .enumerate()
         .for_each(|(panel, dst)| {
             let j0 = panel * PANEL;
             let width = PANEL.min(n - j0);
+            if row_stride == 1 && width == PANEL && k.is_multiple_of(TILE) {
+                // HF's Linear layout seen transposed: columns of B are contiguous rows of W,
+                // turned into panel rows by 8 × 8 tiles (every value of the panel written)
+                let base = b.as_ptr();
+                for p0 in (0..k).step_by(TILE) {
+                    for c0 in (0..PANEL).step_by(TILE) {
+                        let mut tile = [[0.0f32; TILE]; TILE];
+                        for (c, tile_row) in tile.iter_mut().enumerate() {
+                            let column = (j0 + c0 + c) as isize * column_stride;
+                            // SAFETY: column j0 + c0 + c < n and rows p0..p0 + TILE ≤ k of B,
+                            // contiguous (unit row stride).
+                            let src = unsafe { base.offset(column).add(p0) };
+                            for (p, value) in tile_row.iter_mut().enumerate() {
+                                *value = unsafe { *src.add(p) };
+                            }
+                        }
+                        for p in 0..TILE {
+                            for c in 0..TILE {
+                                dst[(p0 + p) * PANEL + c0 + c].write(tile[c][p]);
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            for value in dst.iter_mut() {
+                value.write(0.0);
+            }
             if column_stride == 1 {
-                // [in, out] layout: rows of B are contiguous.
+                // [in, out] layout: rows of B are contiguous
                 for p in 0..k {
                     let row = b.row(p);
                     let src = &row.as_slice().expect("unit column stride")[j0..j0 + width];
-                    dst[p * PANEL..p * PANEL + width].copy_from_slice(src);
+                    for (target, &value) in dst[p * PANEL..p * PANEL + width].iter_mut().zip(src) {
+                        target.write(value);
+                    }
                 }
-            } else if row_stride == 1 {
-                // HF's Linear layout seen transposed: columns of B are contiguous rows of W.
+                return;
+            }
+            for p in 0..k {
                 for c in 0..width {
-                    let column = b.column(j0 + c);
-                    let src = column.as_slice().expect("unit row stride");
-                    for (p, &value) in src.iter().enumerate() {
-                        dst[p * PANEL + c] = value;
-                    }
-                }
-            } else {
-                for p in 0..k {
-                    for c in 0..width {
-                        dst[p * PANEL + c] = b[[p, j0 + c]];
-                    }
+                    dst[p * PANEL + c].write(b[[p, j0 + c]]);
                 }
             }
         });
+    // SAFETY: every panel wrote all of its K × PANEL values above.
+    unsafe { data.set_len(len) };
     data
+}
+
+/// Side of the square tiles in which [`pack_b`] transposes.
+const TILE: usize = 8;
+
+/// Maps the pages of `data`'s spare capacity in one system call (Linux's
+/// `MADV_POPULATE_WRITE`), rather than one page fault per 4 KiB as packing first touches
+/// them; only a hint, ignored where unsupported.
+fn populate(data: &mut Vec<f32>) {
+    #[cfg(target_os = "linux")]
+    {
+        const MADV_POPULATE_WRITE: i32 = 23;
+        unsafe extern "C" {
+            fn madvise(address: *mut std::ffi::c_void, length: usize, advice: i32) -> i32;
+        }
+        const PAGE: usize = 4096;
+        let start = data.as_mut_ptr() as usize;
+        let end = start + data.capacity() * size_of::<f32>();
+        let (first, last) = (start.div_ceil(PAGE) * PAGE, end / PAGE * PAGE);
+        if last > first {
+            // SAFETY: the range lies inside the vector's own allocation; populating pages
+            // changes no values (an error, e.g. an older kernel, leaves it as it was).
+            unsafe {
+                madvise(
+                    first as *mut std::ffi::c_void,
+                    last - first,
+                    MADV_POPULATE_WRITE,
+                )
+            };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = data;
 }
 
 /// A (M × K) as ⌈M / mr⌉ row panels, each K × mr (the mr values of one column together), padded
