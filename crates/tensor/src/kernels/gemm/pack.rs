@@ -30,8 +30,26 @@ pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Vec<f32> {
             let width = PANEL.min(n - j0);
             if row_stride == 1 && width == PANEL && k.is_multiple_of(TILE) {
                 // HF's Linear layout seen transposed: columns of B are contiguous rows of W,
-                // turned into panel rows by 8 × 8 tiles (every value of the panel written)
+                // turned into panel rows by register transposes (as A's panels) or 8 × 8 tiles;
+                // either way every value of the panel is written
                 let base = b.as_ptr();
+                #[cfg(target_arch = "x86_64")]
+                if crate::simd::has_avx2() && column_stride > 0 {
+                    // SAFETY: the CPU has AVX2; the PANEL columns of B from j0 are rows of W,
+                    // `column_stride` apart, each k long and contiguous; `dst` holds k × PANEL
+                    // values; k is a multiple of 8, so all of them are written.
+                    let done = unsafe {
+                        transpose_panel_avx2(
+                            base.offset(j0 as isize * column_stride),
+                            column_stride as usize,
+                            k,
+                            PANEL,
+                            dst.as_mut_ptr().cast::<f32>(),
+                        )
+                    };
+                    debug_assert_eq!(done, k);
+                    return;
+                }
                 for p0 in (0..k).step_by(TILE) {
                     for c0 in (0..PANEL).step_by(TILE) {
                         let mut tile = [[0.0f32; TILE]; TILE];
