@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::checkpoint::SafeTensors;
 use crate::error::{Error, Result};
@@ -33,10 +33,6 @@ pub struct Weights {
     prefix: String,
     /// Full name → full name it stands for (tied weights).
     aliases: Arc<BTreeMap<String, String>>,
-    /// Buffers lent to layers while they load (e.g. the stacked weight of a fused Linear), so
-    /// that loading one layer after another reuses memory instead of faulting in fresh pages
-    /// for each; freed with the last view of the checkpoint.
-    scratch: Arc<Mutex<Vec<Vec<f32>>>>,
 }
 
 impl Weights {
@@ -46,7 +42,6 @@ impl Weights {
             tensors: Arc::new(tensors),
             prefix: String::new(),
             aliases: Arc::default(),
-            scratch: Arc::default(),
         }
     }
 
@@ -78,7 +73,6 @@ impl Weights {
             tensors: self.tensors.clone(),
             prefix: self.full_name(&name.to_string()),
             aliases: self.aliases.clone(),
-            scratch: self.scratch.clone(),
         }
     }
 
@@ -205,21 +199,6 @@ impl Weights {
             Some(real) => self.tensors.tensor(&real),
             None => Err(self.tensors.not_found(full)),
         }
-    }
-
-    /// An empty buffer for temporary values during a load, with the capacity of one that was
-    /// given back before (see [`Weights::give_back_scratch`]) when there is one.
-    pub(crate) fn take_scratch(&self) -> Vec<f32> {
-        let mut buffers = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut buffer = buffers.pop().unwrap_or_default();
-        buffer.clear();
-        buffer
-    }
-
-    /// Returns a buffer from [`Weights::take_scratch`] for later loads of this checkpoint.
-    pub(crate) fn give_back_scratch(&self, buffer: Vec<f32>) {
-        let mut buffers = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
-        buffers.push(buffer);
     }
 
     /// The stored name a full name refers to, following aliases.

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_bit_identical, assert_close, available_paths, on_threads, random};
-use oxformer_tensor::ndarray::{Array2, Array3, Axis, s};
+use oxformer_tensor::ndarray::{Array2, Array3, Axis, concatenate, s};
 use oxformer_tensor::{
     Activation, Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, gemm_path,
     gemm_reference, matmul, matmul_packed, matmul_packed_into_on,
@@ -82,6 +82,23 @@ fn linear_layout_is_the_transpose() {
                 &format!("{path:?} {out}x{k}"),
             );
         }
+    }
+}
+
+#[test]
+fn linear_parts_pack_as_their_stack() {
+    // whole panels before the last (packed part by part), then a part of 45 rows first (stacked)
+    for sizes in [&[64usize, 32, 45][..], &[45, 64], &[32]] {
+        let parts: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(index, &rows)| random((rows, 96), 20 + index as u64))
+            .collect();
+        let views: Vec<_> = parts.iter().map(|part| part.view()).collect();
+        let stacked = concatenate(Axis(0), &views).expect("same width");
+        let packed = PackedMatrix::from_linear_weights(&views);
+        assert_eq!((packed.k(), packed.n()), (96, stacked.nrows()), "{sizes:?}");
+        assert_eq!(packed.to_in_out(), stacked.t(), "{sizes:?}");
     }
 }
 

@@ -82,23 +82,22 @@ impl Linear {
     /// As [`Linear::load`] for each part.
     pub fn load_fused(parts: &[Weights], in_features: usize, out_features: usize) -> Result<Self> {
         let total = parts.len() * out_features;
-        // [Σ out, in]: each part's rows after the previous part's, in a buffer lent by the
-        // checkpoint (the same memory for every layer's fusion).
-        let mut stacked = parts.first().map(Weights::take_scratch).unwrap_or_default();
-        stacked.reserve(total * in_features);
+        // [Σ out, in]: each part's rows after the previous part's, packed part by part
+        let weights = parts
+            .iter()
+            .map(|part| part.get("weight", &[out_features, in_features]))
+            .collect::<Result<Vec<_>>>()?;
+        let views = weights
+            .iter()
+            .map(Tensor::view2)
+            .collect::<Result<Vec<_>>>()?;
+        let weight = PackedMatrix::from_linear_weights(&views);
+        for part in &weights {
+            part.release_mapped_pages();
+        }
         let mut bias = Vec::with_capacity(total);
         for part in parts {
-            let weight = part.get("weight", &[out_features, in_features])?;
-            stacked.extend_from_slice(weight.as_slice());
-            weight.release_mapped_pages();
             bias.extend_from_slice(part.get("bias", &[out_features])?.as_slice());
-        }
-        let weight = PackedMatrix::from_linear_weight(
-            ArrayView2::from_shape((total, in_features), &stacked)
-                .expect("the parts fill the stacked weight"),
-        );
-        if let Some(first) = parts.first() {
-            first.give_back_scratch(stacked);
         }
         let name = parts
             .iter()

@@ -58,6 +58,34 @@ impl PackedMatrix {
         Self::from_in_out(weight.t())
     }
 
+    /// From several Linear weights `[outᵢ, in]` stacked along `out` (a fused QKV product:
+    /// `x · [W₀; W₁; …]ᵀ`), without stacking them in memory first.
+    ///
+    /// # Panics
+    /// If the parts' `in` differ.
+    pub fn from_linear_weights(parts: &[ArrayView2<'_, f32>]) -> Self {
+        let k = parts.first().map_or(0, |part| part.ncols());
+        assert!(
+            parts.iter().all(|part| part.ncols() == k),
+            "PackedMatrix::from_linear_weights: the parts' `in` differ"
+        );
+        let n = parts.iter().map(|part| part.nrows()).sum();
+        let transposed: Vec<_> = parts.iter().map(|part| part.t()).collect();
+        let whole_panels = parts
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|part| part.nrows().is_multiple_of(PANEL));
+        let data = if whole_panels {
+            pack::pack_b_parts(&transposed)
+        } else {
+            let stacked = ndarray::concatenate(Axis(1), &transposed)
+                .expect("the parts share K, checked above");
+            pack::pack_b(stacked.view())
+        };
+        Self { k, n, data }
+    }
+
     /// From the `[in, out]` = (K, N) layout (GPT-2's Conv1D): the product is `x · W`.
     pub fn from_in_out(weight: ArrayView2<'_, f32>) -> Self {
         let (k, n) = weight.dim();

@@ -11,19 +11,48 @@ pub(crate) const PANEL: usize = 32;
 /// with zero columns: element (p, j) lives at `(j / PANEL)·K·PANEL + p·PANEL + j % PANEL`.
 /// A microkernel then streams one panel front to back; a KC block of it is contiguous too.
 pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Vec<f32> {
-    let (k, n) = b.dim();
-    let panels = n.div_ceil(PANEL);
-    let len = panels * k * PANEL;
+    pack_b_parts(&[b])
+}
+
+/// [`pack_b`] of the parts side by side, `[B₀ | B₁ | …]` (same K), each part but the last
+/// a whole number of panels wide: a fused product's weights packed without stacking them first.
+///
+/// # Panics
+/// If the parts' K differ or a part before the last is not a multiple of PANEL wide.
+pub(crate) fn pack_b_parts(parts: &[ArrayView2<'_, f32>]) -> Vec<f32> {
+    let k = parts.first().map_or(0, |part| part.nrows());
+    let n: usize = parts.iter().map(|part| part.ncols()).sum();
+    for (index, part) in parts.iter().enumerate() {
+        assert_eq!(part.nrows(), k, "pack_b_parts: the parts' K differ");
+        assert!(
+            index + 1 == parts.len() || part.ncols().is_multiple_of(PANEL),
+            "pack_b_parts: a part before the last is not a whole number of panels"
+        );
+    }
+    let len = n.div_ceil(PANEL) * k * PANEL;
     let mut data = Vec::<f32>::with_capacity(len);
     if k == 0 || n == 0 {
         data.resize(len, 0.0);
         return data;
     }
     populate(&mut data);
+    let mut rest = &mut data.spare_capacity_mut()[..len];
+    for part in parts {
+        let (target, after) = rest.split_at_mut(part.ncols().div_ceil(PANEL) * k * PANEL);
+        pack_b_into(*part, target);
+        rest = after;
+    }
+    // SAFETY: every panel of every part wrote all of its K × PANEL values.
+    unsafe { data.set_len(len) };
+    data
+}
+
+/// Packs B into `dst` (⌈N / PANEL⌉ · K · PANEL values), writing every one of them.
+fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
+    let (k, n) = b.dim();
     let row_stride = b.strides()[0];
     let column_stride = b.strides()[1];
-    data.spare_capacity_mut()[..len]
-        .par_chunks_mut(k * PANEL)
+    dst.par_chunks_mut(k * PANEL)
         .enumerate()
         .for_each(|(panel, dst)| {
             let j0 = panel * PANEL;
@@ -91,9 +120,6 @@ pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Vec<f32> {
                 }
             }
         });
-    // SAFETY: every panel wrote all of its K × PANEL values above.
-    unsafe { data.set_len(len) };
-    data
 }
 
 /// Side of the square tiles in which [`pack_b`] transposes.
