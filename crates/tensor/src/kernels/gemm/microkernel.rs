@@ -108,8 +108,13 @@ pub(crate) struct Prefetch {
 /// Steps of K between two rounds of prefetches.
 const PREFETCH_GROUP: usize = 8;
 
-/// [`microkernel`] with its prefetches spelled out: spread over the K steps, a few before every
+/// The MR × (2 vectors) register tile, `C[i0.., j0..] (+)= A_panel · B_sliver` over `kc`, with
+/// its prefetches of the next calls' data spelled out: spread over the K steps, a few before every
 /// group of [`PREFETCH_GROUP`] steps, so the loop of FMAs itself carries no test.
+///
+/// `a`: packed A at this KC block (kc × MR); `b`: packed B at this KC block and column
+/// (kc rows, row stride PANEL). Rows ≥ `height` and columns ≥ `width` are computed on padding
+/// and not written.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
