@@ -57,45 +57,25 @@ fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
         .for_each(|(panel, dst)| {
             let j0 = panel * PANEL;
             let width = PANEL.min(n - j0);
-            if row_stride == 1 && width == PANEL && k.is_multiple_of(TILE) {
+            #[cfg(target_arch = "x86_64")]
+            if row_stride == 1 && column_stride > 0 && width == PANEL && crate::simd::has_avx2() {
                 // HF's Linear layout seen transposed: columns of B are contiguous rows of W,
-                // turned into panel rows by register transposes (as A's panels) or 8 × 8 tiles;
-                // either way every value of the panel is written
-                let base = b.as_ptr();
-                #[cfg(target_arch = "x86_64")]
-                if crate::simd::has_avx2() && column_stride > 0 {
-                    // SAFETY: the CPU has AVX2; the PANEL columns of B from j0 are rows of W,
-                    // `column_stride` apart, each k long and contiguous; `dst` holds k × PANEL
-                    // values; k is a multiple of 8, so all of them are written.
-                    let done = unsafe {
-                        transpose_panel_avx2(
-                            base.offset(j0 as isize * column_stride),
-                            column_stride as usize,
-                            k,
-                            PANEL,
-                            dst.as_mut_ptr().cast::<f32>(),
-                        )
-                    };
-                    debug_assert_eq!(done, k);
-                    return;
-                }
-                for p0 in (0..k).step_by(TILE) {
-                    for c0 in (0..PANEL).step_by(TILE) {
-                        let mut tile = [[0.0f32; TILE]; TILE];
-                        for (c, tile_row) in tile.iter_mut().enumerate() {
-                            let column = (j0 + c0 + c) as isize * column_stride;
-                            // SAFETY: column j0 + c0 + c < n and rows p0..p0 + TILE ≤ k of B,
-                            // contiguous (unit row stride).
-                            let src = unsafe { base.offset(column).add(p0) };
-                            for (p, value) in tile_row.iter_mut().enumerate() {
-                                *value = unsafe { *src.add(p) };
-                            }
-                        }
-                        for p in 0..TILE {
-                            for c in 0..TILE {
-                                dst[(p0 + p) * PANEL + c0 + c].write(tile[c][p]);
-                            }
-                        }
+                // turned into panel rows by the register transposes of A's panels, the last
+                // K % 8 values one by one; every value of the panel is written
+                // SAFETY: the CPU has AVX2; the PANEL columns of B from j0 are rows of W,
+                // `column_stride` apart, each k long and contiguous; `dst` holds k × PANEL values.
+                let done = unsafe {
+                    transpose_panel_avx2(
+                        b.as_ptr().offset(j0 as isize * column_stride),
+                        column_stride as usize,
+                        k,
+                        PANEL,
+                        dst.as_mut_ptr().cast::<f32>(),
+                    )
+                };
+                for p in done..k {
+                    for c in 0..PANEL {
+                        dst[p * PANEL + c].write(b[[p, j0 + c]]);
                     }
                 }
                 return;
@@ -121,9 +101,6 @@ fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
             }
         });
 }
-
-/// Side of the square tiles in which [`pack_b`] transposes.
-const TILE: usize = 8;
 
 /// Maps the pages of `data`'s spare capacity in one system call (Linux's
 /// `MADV_POPULATE_WRITE`), rather than one page fault per 4 KiB as packing first touches
