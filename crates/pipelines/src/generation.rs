@@ -500,7 +500,12 @@ impl<'a, M: CausalLm> Generation<'a, M> {
             NextStep::Logits(logits) => (Some(logits), None),
             NextStep::Tokens(tokens) => (None, Some(tokens)),
         };
-        let mut scores = logits.clone();
+        // the processors work on the logits themselves; a copy is kept only to be recorded
+        let (logits, mut scores) = if self.record {
+            (logits.clone(), logits)
+        } else {
+            (None, logits)
+        };
         if let Some(scores) = &mut scores {
             for (row, mut row_scores) in state.rows.iter().zip(scores.rows_mut()) {
                 let slice = row_scores
