@@ -482,7 +482,7 @@ pub struct Gpt2LmHeadModel {
     /// The same weight unpacked, `[vocab, n_embd]` (in place in the checkpoint when f32): the
     /// exact recheck of [`Gpt2LmHeadModel::greedy_token`].
     lm_head_weight: Tensor,
-    /// The f16 screen of `lm_head_weight`, made on the first greedy step (`None` inside when the
+    /// The 8-bit screen of `lm_head_weight`, made on the first greedy step (`None` inside when the
     /// weights cannot be screened).
     screen: OnceLock<Option<ArgmaxScreen>>,
 }
@@ -637,11 +637,11 @@ impl Gpt2LmHeadModel {
 
     /// The id of the largest logit of one hidden state, the first on ties: the answer of
     /// [`Gpt2LmHeadModel::logits`] followed by an argmax, bit for bit, but found by streaming an
-    /// f16 copy of the LM head (half the bytes) and rechecking in f32 only the rows it cannot
-    /// rule out ([`ArgmaxScreen`]). `None` when the screen cannot decide (non-finite values, a
+    /// 8-bit copy of the LM head (a quarter of the bytes) and rechecking in f32 only the rows it
+    /// cannot rule out ([`ArgmaxScreen`]). `None` when the screen cannot decide (non-finite values, a
     /// CPU or GEMM path it does not cover): then compute the logits.
     ///
-    /// The first call makes the screen (an f16 copy of the head: vocab × n_embd × 2 bytes).
+    /// The first call makes the screen (an 8-bit copy of the head: vocab × n_embd bytes).
     ///
     /// # Shapes
     /// `hidden`: n_embd.

@@ -268,3 +268,60 @@ fn a_folder_of_another_model_type_is_refused() {
         "{error}"
     );
 }
+
+/// The greedy shortcut (`greedy_token`, the 8-bit screen of the LM head) picks, at every attended
+/// position of every fixture model, the first largest of our f32 logits, and the token of
+/// transformers' logits wherever their top two are further apart than the tolerance.
+#[test]
+fn greedy_token_is_the_argmax_of_the_logits() {
+    let screened = oxformer_tensor::gemm_path() == oxformer_tensor::GemmPath::Avx512;
+    for name in MODELS {
+        let model = Gpt2LmHeadModel::from_folder(&folder(name)).unwrap();
+        let reference = Reference::open(name);
+        let mask = reference.ints("attention_mask");
+        let ids = to_u32(&reference.ints("input_ids"));
+        let positions = to_u32(&reference.ints("position_ids"));
+        let mask_f32 = mask.mapv(|v| v as f32);
+        let input = Gpt2Input {
+            input_ids: ids.view(),
+            position_ids: Some(positions.view()),
+            attention_mask: Some(mask_f32.view()),
+        };
+        let (_, output) = model.forward(&input, None, false).unwrap();
+        let expected = reference.floats("logits");
+        let first_largest = |row: &[f32]| {
+            (0..row.len()).fold(0, |best, j| if row[j] > row[best] { j } else { best })
+        };
+        let mut decided = 0;
+        for ((b, t), &attended) in mask.indexed_iter() {
+            if attended == 0 {
+                continue;
+            }
+            let hidden = output.last_hidden_state.slice(s![b, t, ..]).to_vec();
+            let Some(token) = model.greedy_token(&hidden) else {
+                assert!(!screened, "{name} [{b}, {t}]: the screen declined");
+                continue;
+            };
+            decided += 1;
+            let row = Array2::from_shape_vec((1, hidden.len()), hidden).unwrap();
+            let logits = model.logits(row.view()).unwrap();
+            let ours = first_largest(logits.row(0).as_slice().unwrap());
+            assert_eq!(token as usize, ours, "{name} [{b}, {t}]");
+            let theirs: Vec<f32> = expected.slice(s![b, t, ..]).to_vec();
+            let top = first_largest(&theirs);
+            let runner_up = theirs
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != top)
+                .map(|(_, &v)| v)
+                .fold(f32::NEG_INFINITY, f32::max);
+            if theirs[top] - runner_up > 2.0 * TOLERANCE {
+                assert_eq!(
+                    token as usize, top,
+                    "{name} [{b}, {t}]: transformers' argmax"
+                );
+            }
+        }
+        assert!(!screened || decided > 0, "{name}: nothing screened");
+    }
+}

@@ -141,7 +141,7 @@ impl CausalLm for Gpt2LmHeadModel {
         Ok(cache.reorder_rows(rows)?)
     }
 
-    /// Through the f16 screen of the LM head ([`Gpt2LmHeadModel::greedy_token`]); the logits
+    /// Through the 8-bit screen of the LM head ([`Gpt2LmHeadModel::greedy_token`]); the logits
     /// when it cannot decide a row.
     fn forward_last_greedy(
         &self,

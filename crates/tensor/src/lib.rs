@@ -7,8 +7,8 @@
 //!   [`Epilogue`] (bias, [`Activation`], residual); [`matmul`] and [`batched_matmul`] for the rest.
 //! - [`attention`]: scaled-dot-product attention with padding and causal masks.
 //! - [`layer_norm`], [`softmax_rows`], [`apply_activation`], [`gather_rows`], and f16/bf16 → f32.
-//! - [`ArgmaxScreen`]: the exact argmax of a language-model head's scores from an f16 copy of its
-//!   weights (greedy decoding), rows rechecked in f32.
+//! - [`ArgmaxScreen`]: the exact argmax of a language-model head's scores from an 8-bit copy of
+//!   its weights (greedy decoding), rows rechecked in f32.
 //! - [`ThreadPool`]: run kernels on a chosen number of threads.
 //!
 //! Every fast kernel has a plain reference beside it (`*_reference`), which tests compare against.
@@ -50,6 +50,6 @@ pub use kernels::gemm::{
 pub use kernels::norm::{
     layer_norm, layer_norm_in_place, layer_norm_in_place_on, layer_norm_reference,
 };
-pub use kernels::screen::{ArgmaxScreen, argmax_reference};
+pub use kernels::screen::{ArgmaxScreen, Screened, argmax_reference};
 pub use kernels::softmax::{softmax_reference, softmax_rows, softmax_rows_on};
 pub use threads::ThreadPool;

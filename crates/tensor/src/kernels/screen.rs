@@ -1,7 +1,8 @@
 //! The exact `argmax_j x·w_j` over the rows of a large weight matrix (a language-model head) while
-//! reading half the bytes: every score is first estimated from an f16 copy of the weights, with a
-//! rigorous bound on the estimate's error; only the rows that could still be the largest are then
-//! recomputed exactly, in f32, by the same chain of fused multiply-adds as [`matmul_packed`].
+//! reading a quarter of the bytes: every score is first estimated from an 8-bit copy of the
+//! weights (one scale per row), with a rigorous bound on the estimate's error; only the rows that
+//! could still be the largest are then recomputed exactly, in f32, by the same chain of fused
+//! multiply-adds as [`matmul_packed`].
 //!
 //! Greedy decoding needs nothing else from the logits, and with GPT-2's 50257 × 768 head that is a
 //! third of the bytes streamed per token. The answer is the one the full f32 product would give,
@@ -9,78 +10,133 @@
 //! inputs, no AVX-512 on this CPU, or another GEMM path in use): the caller then takes the product.
 //!
 //! # The bound
-//! For row `j` with largest magnitude `m_j` and largest f16 rounding error `d_j`, the estimate
-//! `ŝ_j` (f16 weights, f32 FMA chain) and the exact score `s_j` (f32 weights, f32 FMA chain) of a
-//! K-long `x` differ by at most `‖x‖₁ · (d_j + γ_K · (2 m_j + d_j))`, `γ_K = K u / (1 − K u)`,
-//! `u = 2⁻²⁴` (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1, for each chain).
-//! With `L = max_j (ŝ_j − B_j)`, a row whose `ŝ_j + B_j < L` is below the row attaining `L`, so
-//! only the others are recomputed.
+//! Row `j` is stored as `q_j = round(w_j / s_j)`, `s_j = max_p |w_jp| / 127`, leaving the residual
+//! `r_j = w_j − s_j q_j`. The estimate is `ŝ_j = s_j · D_j`, `D_j` the f32 FMA chain of `x·q_j`
+//! (the product by `s_j` is exact in f64). With `γ_K = K u / (1 − K u)`, `u = 2⁻²⁴` (Higham,
+//! *Accuracy and Stability of Numerical Algorithms*, §3.1), the f32 score `f_j` the GEMM computes
+//! and the exact `x·w_j` satisfy
+//! - `|D_j − x·q_j| ≤ γ_K ‖x‖₁ · 127` and `|f_j − x·w_j| ≤ γ_K ‖x‖₁ · m_j`, `m_j = max_p |w_jp|`;
+//! - `|x·r_j| ≤ ‖x_T‖₁ · ρ_j + ‖x_{∖T}‖₂ · ‖r_j‖₂` for any set `T` of positions, `ρ_j = max_p |r_jp|`
+//!   (Hölder on `T`, Cauchy–Schwarz on the rest). `T` is the few largest `|x_p|`, as many as make
+//!   the bound smallest for an average row: outlier features go to the Hölder term, where they
+//!   cost least.
+//!
+//! So `|ŝ_j − f_j| ≤ B_j = γ_K ‖x‖₁ (127 s_j + m_j) + ‖x_T‖₁ ρ_j + ‖x_{∖T}‖₂ ‖r_j‖₂` (evaluated in
+//! f64 and rounded up). With `L = max_j (ŝ_j − B_j)`, a row whose `ŝ_j + B_j < L` scores below the
+//! row attaining `L`, so only the others are recomputed.
 //!
 //! [`matmul_packed`]: crate::matmul_packed
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 use crate::{GemmPath, gemm_path};
 
-/// Columns (weight rows) per f16 panel: K × 128 halves, one K-row of a panel is four cache lines.
+/// Columns (weight rows) per 8-bit panel: K × 128 bytes, one K-row of a panel is two cache lines.
 const PANEL: usize = 128;
 
 /// Panels per parallel task.
 const PANELS_PER_TASK: usize = 16;
 
-/// An f16 copy of a `[n, k]` weight matrix laid out for streaming, with each row's error bound.
+/// The largest stored magnitude.
+const LEVELS: f32 = 127.0;
+
+/// Upward rounding of the bound's own f64 arithmetic (relative errors of order K · 2⁻⁵³).
+const INFLATE: f64 = 1.0 + 1e-9;
+
+/// What the screen keeps of one weight row.
+#[derive(Clone, Copy, Debug, Default)]
+struct RowBound {
+    /// `s_j`: the row's step.
+    scale: f32,
+    /// `γ_K (127 s_j + m_j)`, rounded up: times `‖x‖₁`, the two FMA chains' rounding.
+    chains: f64,
+    /// `ρ_j`: the largest residual, rounded up.
+    largest_residual: f64,
+    /// `‖r_j‖₂`, rounded up.
+    residual_norm: f64,
+}
+
+/// An 8-bit copy of a `[n, k]` weight matrix laid out for streaming, with each row's error terms.
 #[derive(Clone, Debug)]
 pub struct ArgmaxScreen {
     k: usize,
     n: usize,
     /// ⌈n / PANEL⌉ panels, each K × PANEL row-major; rows past `n` are zero.
-    halves: Vec<f16>,
-    /// Per weight row: `d_j + γ_K (2 m_j + d_j)`, rounded up.
-    bound: Vec<f64>,
+    levels: Vec<i8>,
+    rows: Vec<RowBound>,
+    /// The rows' mean `ρ_j` and `‖r_j‖₂`: the average row the split of `x` is chosen for.
+    mean_largest_residual: f64,
+    mean_residual_norm: f64,
+}
+
+/// The outcome of one [`ArgmaxScreen::argmax_counted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Screened {
+    /// The first index of the largest f32 score.
+    pub index: usize,
+    /// How many rows were recomputed in f32 (the rest were ruled out by their estimates).
+    pub rechecked: usize,
 }
 
 impl ArgmaxScreen {
     /// From HF's Linear layout `[out, in]` = (N, K), the rows being the candidates. `None` when a
-    /// weight is not finite or out of f16's range (the screen would decide nothing).
+    /// weight is not finite (the screen would decide nothing).
     pub fn from_linear_weight(weight: ArrayView2<'_, f32>) -> Option<Self> {
         let (n, k) = weight.dim();
         let panels = n.div_ceil(PANEL);
-        let mut halves = vec![f16::ZERO; panels * k * PANEL];
-        let mut bound = vec![0.0f64; n];
+        let mut levels = vec![0i8; panels * k * PANEL];
+        let mut rows = vec![RowBound::default(); n];
         let unit = f64::from(f32::EPSILON) / 2.0;
         let gamma = k as f64 * unit / (1.0 - k as f64 * unit);
-        let ok = halves
+        let ok = levels
             .par_chunks_mut((k * PANEL).max(1))
-            .zip(bound.par_chunks_mut(PANEL))
+            .zip(rows.par_chunks_mut(PANEL))
             .enumerate()
-            .all(|(panel, (target, bound))| {
-                let mut row_halves = vec![f16::ZERO; k];
-                for (c, bound) in bound.iter_mut().enumerate() {
+            .all(|(panel, (target, rows))| {
+                for (c, bound) in rows.iter_mut().enumerate() {
                     let row = weight.row(panel * PANEL + c);
-                    let row = row.as_standard_layout();
-                    let row = row.as_slice().expect("a standard-layout row");
-                    row_halves.convert_from_f32_slice(row);
-                    let (mut largest, mut error) = (0.0f64, 0.0f64);
-                    for (p, (&w, &h)) in row.iter().zip(&row_halves).enumerate() {
-                        if !w.is_finite() || !h.is_finite() {
-                            return false;
-                        }
-                        largest = largest.max(f64::from(w.abs()));
-                        error = error.max((f64::from(h.to_f32()) - f64::from(w)).abs());
-                        target[p * PANEL + c] = h;
+                    if !row.iter().all(|w| w.is_finite()) {
+                        return false;
                     }
-                    *bound = (error + gamma * (2.0 * largest + error)) * (1.0 + 1e-6);
+                    let largest = row.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+                    let scale = largest / LEVELS;
+                    let (mut residual_max, mut residual_squares) = (0.0f64, 0.0f64);
+                    for (p, &w) in row.iter().enumerate() {
+                        let level = if scale > 0.0 {
+                            (w / scale).round().clamp(-LEVELS, LEVELS)
+                        } else {
+                            0.0
+                        };
+                        // s·q is exact in f64 (24 + 7 bits), the difference nearly so
+                        let residual = f64::from(w) - f64::from(scale) * f64::from(level);
+                        residual_max = residual_max.max(residual.abs());
+                        residual_squares += residual * residual;
+                        target[p * PANEL + c] = level as i8;
+                    }
+                    *bound = RowBound {
+                        scale,
+                        chains: gamma
+                            * (f64::from(LEVELS) * f64::from(scale) + f64::from(largest))
+                            * INFLATE,
+                        largest_residual: residual_max * INFLATE,
+                        residual_norm: residual_squares.sqrt() * INFLATE,
+                    };
                 }
                 true
             });
+        let mean = |term: fn(&RowBound) -> f64| {
+            rows.iter().map(term).sum::<f64>() / (rows.len().max(1) as f64)
+        };
+        let mean_largest_residual = mean(|row| row.largest_residual);
+        let mean_residual_norm = mean(|row| row.residual_norm);
         ok.then_some(Self {
             k,
             n,
-            halves,
-            bound,
+            levels,
+            rows,
+            mean_largest_residual,
+            mean_residual_norm,
         })
     }
 
@@ -104,6 +160,18 @@ impl ArgmaxScreen {
     /// # Panics
     /// If the shapes disagree.
     pub fn argmax(&self, x: &[f32], weight: ArrayView2<'_, f32>) -> Option<usize> {
+        self.argmax_counted(x, weight)
+            .map(|screened| screened.index)
+    }
+
+    /// [`ArgmaxScreen::argmax`], also telling how many rows it had to recompute in f32.
+    ///
+    /// # Shapes
+    /// `x`: K; `weight`: (N, K), the matrix the screen was made from.
+    ///
+    /// # Panics
+    /// If the shapes disagree.
+    pub fn argmax_counted(&self, x: &[f32], weight: ArrayView2<'_, f32>) -> Option<Screened> {
         assert_eq!(
             x.len(),
             self.k,
@@ -119,40 +187,51 @@ impl ArgmaxScreen {
         }
         if self.k == 0 {
             // every score is the empty sum 0: the first row
-            return Some(0);
+            return Some(Screened {
+                index: 0,
+                rechecked: 0,
+            });
         }
-        let norm: f64 = x.iter().map(|&v| f64::from(v.abs())).sum();
-        let mut estimates = vec![0.0f32; self.halves.len() / self.k];
-        estimates
+        let mut chains = vec![0.0f32; self.levels.len() / self.k];
+        chains
             .par_chunks_mut(PANEL * PANELS_PER_TASK)
             .enumerate()
             .for_each(|(task, out)| {
                 let first = task * PANELS_PER_TASK;
                 for (index, out) in out.chunks_mut(PANEL).enumerate() {
                     let start = (first + index) * self.k * PANEL;
-                    let panel = &self.halves[start..start + self.k * PANEL];
+                    let panel = &self.levels[start..start + self.k * PANEL];
                     // SAFETY: gemm_path() is Avx512 only when the CPU has AVX-512F and FMA.
                     unsafe { x86::panel_avx512(x, panel, out) };
                 }
             });
-        let estimates = &estimates[..self.n];
-        if !estimates.iter().all(|v| v.is_finite()) {
+        let chains = &chains[..self.n];
+        if !chains.iter().all(|v| v.is_finite()) {
             return None;
         }
-        // each estimate with its radius: the exact score lies in [estimate − radius, estimate + radius]
-        let ranges = estimates
-            .iter()
-            .zip(&self.bound)
-            .map(|(&estimate, &bound)| (f64::from(estimate), norm * bound));
+        let split = self.split(x);
+        // each estimate with its radius: the f32 score lies in [estimate − radius, estimate + radius]
+        let ranges = chains.iter().zip(&self.rows).map(|(&chain, row)| {
+            let estimate = f64::from(row.scale) * f64::from(chain);
+            let radius = (split.norm1 * row.chains
+                + split.head_norm1 * row.largest_residual
+                + split.tail_norm2 * row.residual_norm)
+                * INFLATE
+                // and the rounding of estimate ± radius themselves
+                + estimate.abs() * 1e-15;
+            (estimate, radius)
+        });
         let floor = ranges
             .clone()
             .map(|(estimate, radius)| estimate - radius)
             .fold(f64::NEG_INFINITY, f64::max);
         let mut best: Option<(usize, f32)> = None;
+        let mut rechecked = 0;
         for (j, (estimate, radius)) in ranges.enumerate() {
             if estimate + radius < floor {
                 continue;
             }
+            rechecked += 1;
             let row = weight.row(j);
             let row = row.as_standard_layout();
             // SAFETY: as above.
@@ -161,8 +240,45 @@ impl ArgmaxScreen {
                 best = Some((j, score));
             }
         }
-        best.map(|(j, _)| j)
+        best.map(|(index, _)| Screened { index, rechecked })
     }
+
+    /// The norms of `x` the bound needs, with `T` the `t` largest `|x_p|` for the `t` that makes
+    /// the residual term smallest for the average row.
+    fn split(&self, x: &[f32]) -> Split {
+        let mut magnitudes: Vec<f64> = x.iter().map(|&v| f64::from(v.abs())).collect();
+        magnitudes.sort_unstable_by(|a, b| b.total_cmp(a));
+        let norm1: f64 = magnitudes.iter().sum::<f64>() * INFLATE;
+        let mut tail_squares: f64 = magnitudes.iter().map(|v| v * v).sum();
+        let mut head_norm1 = 0.0f64;
+        let cost = |head: f64, tail_squares: f64| {
+            head * self.mean_largest_residual
+                + tail_squares.max(0.0).sqrt() * self.mean_residual_norm
+        };
+        let mut best = (cost(0.0, tail_squares), 0);
+        for (t, &v) in magnitudes.iter().enumerate() {
+            head_norm1 += v;
+            tail_squares -= v * v;
+            let here = cost(head_norm1, tail_squares);
+            if here < best.0 {
+                best = (here, t + 1);
+            }
+        }
+        // the chosen split, summed afresh (no cancellation from the running differences)
+        let t = best.1;
+        Split {
+            norm1,
+            head_norm1: magnitudes[..t].iter().sum::<f64>() * INFLATE,
+            tail_norm2: magnitudes[t..].iter().map(|v| v * v).sum::<f64>().sqrt() * INFLATE,
+        }
+    }
+}
+
+/// The norms of one `x` in the bound: `‖x‖₁`, `‖x_T‖₁`, `‖x_{∖T}‖₂` (each rounded up).
+struct Split {
+    norm1: f64,
+    head_norm1: f64,
+    tail_norm2: f64,
 }
 
 /// The f32 score of every row by the definition, then the first largest: what
@@ -188,26 +304,25 @@ pub fn argmax_reference(x: &[f32], weight: ArrayView2<'_, f32>) -> Option<usize>
 mod x86 {
     use std::arch::x86_64::*;
 
-    use half::f16;
-
     use super::PANEL;
 
-    /// `out[c] = Σ_p x[p] · panel[p][c]` for one f16 panel (K × PANEL), one FMA chain per column.
+    /// `out[c] = Σ_p x[p] · panel[p][c]` for one 8-bit panel (K × PANEL), one FMA chain per
+    /// column.
     ///
     /// # Safety
-    /// The CPU has AVX-512F and FMA; `panel` holds `x.len()` rows of PANEL halves.
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    pub(super) unsafe fn panel_avx512(x: &[f32], panel: &[f16], out: &mut [f32]) {
+    /// The CPU has AVX-512F and FMA; `panel` holds `x.len()` rows of PANEL levels.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn panel_avx512(x: &[f32], panel: &[i8], out: &mut [f32]) {
         const VECTORS: usize = PANEL / 16;
         debug_assert_eq!(panel.len(), x.len() * PANEL);
         unsafe {
             let mut acc = [_mm512_setzero_ps(); VECTORS];
-            let base = panel.as_ptr().cast::<__m256i>();
+            let base = panel.as_ptr().cast::<__m128i>();
             for (p, &value) in x.iter().enumerate() {
                 let a = _mm512_set1_ps(value);
                 let row = base.add(p * VECTORS);
                 for (v, acc) in acc.iter_mut().enumerate() {
-                    let b = _mm512_cvtph_ps(_mm256_loadu_si256(row.add(v)));
+                    let b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(row.add(v))));
                     *acc = _mm512_fmadd_ps(a, b, *acc);
                 }
             }
@@ -233,9 +348,7 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    use half::f16;
-
-    pub(super) unsafe fn panel_avx512(_: &[f32], _: &[f16], _: &mut [f32]) {
+    pub(super) unsafe fn panel_avx512(_: &[f32], _: &[i8], _: &mut [f32]) {
         unreachable!("no AVX-512 off x86_64")
     }
 
