@@ -44,12 +44,13 @@ impl<'a> Epilogue<'a> {
 }
 
 /// A weight matrix B (K × N) laid out once for the product: column panels of 32, each K × 32
-/// row-major and contiguous (what the microkernels stream), the last one zero-padded.
+/// row-major and contiguous (what the microkernels stream), the last one zero-padded; the first
+/// starts on a cache line, so no vector load of a panel row straddles two lines.
 #[derive(Clone, Debug)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
-    data: Vec<f32>,
+    data: pack::Aligned,
 }
 
 impl PackedMatrix {
@@ -105,7 +106,7 @@ impl PackedMatrix {
 
     /// B unpacked, as a (K, N) row-major array (a copy).
     pub fn to_in_out(&self) -> Array2<f32> {
-        pack::unpack_b(&self.data, self.k, self.n)
+        pack::unpack_b(self.data.as_slice(), self.k, self.n)
     }
 }
 
@@ -439,7 +440,7 @@ fn gemm_portable(
                 a.as_ptr(),
                 rsa,
                 csa,
-                b.data.as_ptr().add(panel * k * PANEL),
+                b.data.as_slice().as_ptr().add(panel * k * PANEL),
                 PANEL as isize,
                 1,
                 0.0,
@@ -467,7 +468,7 @@ fn gemm_simd(
     let mut problem = Problem {
         k,
         a: std::ptr::null(),
-        b: b.data.as_ptr(),
+        b: b.data.as_slice().as_ptr(),
         c: out.as_mut_ptr(),
         ldc: out.strides()[0] as usize,
         bias: epilogue.bias.map_or(std::ptr::null(), |bias| bias.as_ptr()),

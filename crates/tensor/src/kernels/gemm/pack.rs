@@ -7,10 +7,60 @@ use rayon::prelude::*;
 /// microkernels' (2 × two vectors of 8).
 pub(crate) const PANEL: usize = 32;
 
+/// Floats in a vector whose first lies on a cache-line boundary (64 bytes), so that no vector
+/// load of a packed panel (a row of 32 floats is two lines) straddles two lines.
+pub(crate) struct Aligned {
+    /// `start` values (≤ 15, zero) before the first, then the values.
+    storage: Vec<f32>,
+    start: usize,
+}
+
+/// Floats per cache line.
+const LINE: usize = 16;
+
+impl Aligned {
+    /// `len` values, each written by `fill` (given the whole slice, uninitialised).
+    fn new(len: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>])) -> Self {
+        let mut storage = Vec::<f32>::with_capacity(len + LINE - 1);
+        populate(&mut storage);
+        let start = storage.as_ptr().align_offset(LINE * size_of::<f32>());
+        let spare = &mut storage.spare_capacity_mut()[..start + len];
+        for value in &mut spare[..start] {
+            value.write(0.0);
+        }
+        fill(&mut spare[start..]);
+        // SAFETY: the first `start` values were written above, the next `len` by `fill`.
+        unsafe { storage.set_len(start + len) };
+        Self { storage, start }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        &self.storage[self.start..]
+    }
+}
+
+impl Clone for Aligned {
+    fn clone(&self) -> Self {
+        let values = self.as_slice();
+        Self::new(values.len(), |target| {
+            for (target, &value) in target.iter_mut().zip(values) {
+                target.write(value);
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for Aligned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
+}
+
 /// B (K × N) as ⌈N / PANEL⌉ panels, each K × PANEL row-major and contiguous, the last one padded
 /// with zero columns: element (p, j) lives at `(j / PANEL)·K·PANEL + p·PANEL + j % PANEL`.
-/// A microkernel then streams one panel front to back; a KC block of it is contiguous too.
-pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Vec<f32> {
+/// A microkernel then streams one panel front to back; a KC block of it is contiguous too, and
+/// starts on a cache line.
+pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Aligned {
     pack_b_parts(&[b])
 }
 
@@ -19,7 +69,7 @@ pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Vec<f32> {
 ///
 /// # Panics
 /// If the parts' K differ or a part before the last is not a multiple of PANEL wide.
-pub(crate) fn pack_b_parts(parts: &[ArrayView2<'_, f32>]) -> Vec<f32> {
+pub(crate) fn pack_b_parts(parts: &[ArrayView2<'_, f32>]) -> Aligned {
     let k = parts.first().map_or(0, |part| part.nrows());
     let n: usize = parts.iter().map(|part| part.ncols()).sum();
     for (index, part) in parts.iter().enumerate() {
@@ -30,21 +80,17 @@ pub(crate) fn pack_b_parts(parts: &[ArrayView2<'_, f32>]) -> Vec<f32> {
         );
     }
     let len = n.div_ceil(PANEL) * k * PANEL;
-    let mut data = Vec::<f32>::with_capacity(len);
-    if k == 0 || n == 0 {
-        data.resize(len, 0.0);
-        return data;
-    }
-    populate(&mut data);
-    let mut rest = &mut data.spare_capacity_mut()[..len];
-    for part in parts {
-        let (target, after) = rest.split_at_mut(part.ncols().div_ceil(PANEL) * k * PANEL);
-        pack_b_into(*part, target);
-        rest = after;
-    }
-    // SAFETY: every panel of every part wrote all of its K × PANEL values.
-    unsafe { data.set_len(len) };
-    data
+    // every panel of every part writes all of its K × PANEL values
+    Aligned::new(len, |mut rest| {
+        if len == 0 {
+            return;
+        }
+        for part in parts {
+            let (target, after) = rest.split_at_mut(part.ncols().div_ceil(PANEL) * k * PANEL);
+            pack_b_into(*part, target);
+            rest = after;
+        }
+    })
 }
 
 /// Packs B into `dst` (⌈N / PANEL⌉ · K · PANEL values), writing every one of them.
@@ -247,4 +293,27 @@ pub(crate) fn unpack_b(data: &[f32], k: usize, n: usize) -> ndarray::Array2<f32>
     ndarray::Array2::from_shape_fn((k, n), |(p, j)| {
         data[(j / PANEL) * k * PANEL + p * PANEL + j % PANEL]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_panels_and_their_clones_start_on_a_cache_line() {
+        for (k, n) in [(1, 1), (3, 45), (64, 96), (768, 2304)] {
+            let b = ndarray::Array2::from_shape_fn((k, n), |(p, j)| (p * n + j) as f32);
+            let packed = pack_b(b.view());
+            let copy = packed.clone();
+            for values in [packed.as_slice(), copy.as_slice()] {
+                assert_eq!(values.as_ptr() as usize % (LINE * size_of::<f32>()), 0);
+                assert_eq!(unpack_b(values, k, n), b, "{k}×{n}");
+            }
+        }
+        assert!(
+            pack_b(ndarray::Array2::<f32>::zeros((0, 5)).view())
+                .as_slice()
+                .is_empty()
+        );
+    }
 }
