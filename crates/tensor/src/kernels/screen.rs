@@ -192,42 +192,60 @@ impl ArgmaxScreen {
                 rechecked: 0,
             });
         }
-        let mut chains = vec![0.0f32; self.levels.len() / self.k];
-        chains
-            .par_chunks_mut(PANEL * PANELS_PER_TASK)
+        let split = self.split(x);
+        // each row's estimate and radius (its f32 score lies in [estimate − radius, estimate +
+        // radius]), computed by the task that streams its panel; a task answers its largest
+        // `estimate − radius`, or NaN when a chain overflowed
+        let rows_per_task = PANEL * PANELS_PER_TASK;
+        let mut ranges = vec![(0.0f64, 0.0f64); self.n];
+        let floor = ranges
+            .par_chunks_mut(rows_per_task)
             .enumerate()
-            .for_each(|(task, out)| {
-                let first = task * PANELS_PER_TASK;
-                for (index, out) in out.chunks_mut(PANEL).enumerate() {
-                    let start = (first + index) * self.k * PANEL;
-                    let panel = &self.levels[start..start + self.k * PANEL];
+            .map(|(task, ranges)| {
+                let mut chains = [0.0f32; PANEL];
+                let mut floor = f64::NEG_INFINITY;
+                for (index, ranges) in ranges.chunks_mut(PANEL).enumerate() {
+                    let panel = task * PANELS_PER_TASK + index;
+                    let start = panel * self.k * PANEL;
+                    let levels = &self.levels[start..start + self.k * PANEL];
                     // SAFETY: gemm_path() is Avx512 only when the CPU has AVX-512F and FMA.
-                    unsafe { x86::panel_avx512(x, panel, out) };
+                    unsafe { x86::panel_avx512(x, levels, &mut chains) };
+                    let rows = &self.rows[panel * PANEL..panel * PANEL + ranges.len()];
+                    for ((range, &chain), row) in ranges.iter_mut().zip(&chains).zip(rows) {
+                        if !chain.is_finite() {
+                            return f64::NAN;
+                        }
+                        let estimate = f64::from(row.scale) * f64::from(chain);
+                        let radius = (split.norm1 * row.chains
+                            + split.head_norm1 * row.largest_residual
+                            + split.tail_norm2 * row.residual_norm)
+                            * INFLATE
+                            // and the rounding of estimate ± radius themselves
+                            + estimate.abs() * 1e-15;
+                        *range = (estimate, radius);
+                        floor = floor.max(estimate - radius);
+                    }
                 }
-            });
-        let chains = &chains[..self.n];
-        if !chains.iter().all(|v| v.is_finite()) {
+                floor
+            })
+            .reduce(
+                || f64::NEG_INFINITY,
+                |a, b| {
+                    if a.is_nan() {
+                        a
+                    } else if b.is_nan() {
+                        b
+                    } else {
+                        a.max(b)
+                    }
+                },
+            );
+        if floor.is_nan() {
             return None;
         }
-        let split = self.split(x);
-        // each estimate with its radius: the f32 score lies in [estimate − radius, estimate + radius]
-        let ranges = chains.iter().zip(&self.rows).map(|(&chain, row)| {
-            let estimate = f64::from(row.scale) * f64::from(chain);
-            let radius = (split.norm1 * row.chains
-                + split.head_norm1 * row.largest_residual
-                + split.tail_norm2 * row.residual_norm)
-                * INFLATE
-                // and the rounding of estimate ± radius themselves
-                + estimate.abs() * 1e-15;
-            (estimate, radius)
-        });
-        let floor = ranges
-            .clone()
-            .map(|(estimate, radius)| estimate - radius)
-            .fold(f64::NEG_INFINITY, f64::max);
         let mut best: Option<(usize, f32)> = None;
         let mut rechecked = 0;
-        for (j, (estimate, radius)) in ranges.enumerate() {
+        for (j, &(estimate, radius)) in ranges.iter().enumerate() {
             if estimate + radius < floor {
                 continue;
             }
@@ -312,7 +330,7 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX-512F and FMA; `panel` holds `x.len()` rows of PANEL levels.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn panel_avx512(x: &[f32], panel: &[i8], out: &mut [f32]) {
+    pub(super) unsafe fn panel_avx512(x: &[f32], panel: &[i8], out: &mut [f32; PANEL]) {
         const VECTORS: usize = PANEL / 16;
         debug_assert_eq!(panel.len(), x.len() * PANEL);
         unsafe {
@@ -326,11 +344,9 @@ mod x86 {
                     *acc = _mm512_fmadd_ps(a, b, *acc);
                 }
             }
-            let mut all = [0.0f32; PANEL];
             for (v, acc) in acc.iter().enumerate() {
-                _mm512_storeu_ps(all.as_mut_ptr().add(v * 16), *acc);
+                _mm512_storeu_ps(out.as_mut_ptr().add(v * 16), *acc);
             }
-            out.copy_from_slice(&all[..out.len()]);
         }
     }
 
@@ -348,7 +364,7 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    pub(super) unsafe fn panel_avx512(_: &[f32], _: &[i8], _: &mut [f32]) {
+    pub(super) unsafe fn panel_avx512(_: &[f32], _: &[i8], _: &mut [f32; super::PANEL]) {
         unreachable!("no AVX-512 off x86_64")
     }
 
