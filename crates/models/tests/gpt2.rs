@@ -87,20 +87,41 @@ fn to_u32(values: &Array2<i64>) -> Array2<u32> {
     values.mapv(|v| u32::try_from(v).unwrap())
 }
 
+/// A fixture's batch: ids, positions and attention mask, as `forward` takes them.
+struct Inputs {
+    mask: Array2<i64>,
+    ids: Array2<u32>,
+    positions: Array2<u32>,
+    mask_f32: Array2<f32>,
+}
+
+impl Inputs {
+    fn of(reference: &Reference) -> Self {
+        let mask = reference.ints("attention_mask");
+        Inputs {
+            ids: to_u32(&reference.ints("input_ids")),
+            positions: to_u32(&reference.ints("position_ids")),
+            mask_f32: mask.mapv(|v| v as f32),
+            mask,
+        }
+    }
+
+    fn input(&self) -> Gpt2Input<'_> {
+        Gpt2Input {
+            input_ids: self.ids.view(),
+            position_ids: Some(self.positions.view()),
+            attention_mask: Some(self.mask_f32.view()),
+        }
+    }
+}
+
 #[test]
 fn every_hidden_state_and_logits_match_transformers() {
     for name in MODELS {
         let model = Gpt2LmHeadModel::from_folder(&folder(name)).unwrap();
         let reference = Reference::open(name);
-        let mask = reference.ints("attention_mask");
-        let ids = to_u32(&reference.ints("input_ids"));
-        let positions = to_u32(&reference.ints("position_ids"));
-        let mask_f32 = mask.mapv(|v| v as f32);
-        let input = Gpt2Input {
-            input_ids: ids.view(),
-            position_ids: Some(positions.view()),
-            attention_mask: Some(mask_f32.view()),
-        };
+        let inputs = Inputs::of(&reference);
+        let (mask, input) = (&inputs.mask, inputs.input());
         let (logits, output) = model.forward(&input, None, true).unwrap();
         assert_eq!(output.hidden_states.len(), model.config().n_layer + 1);
         for (index, hidden) in output.hidden_states.iter().enumerate() {
@@ -110,7 +131,7 @@ fn every_hidden_state_and_logits_match_transformers() {
                 &format!("{name} hidden_states.{index}"),
                 hidden.view(),
                 expected.view(),
-                &mask,
+                mask,
             );
         }
         let expected = reference
@@ -121,7 +142,7 @@ fn every_hidden_state_and_logits_match_transformers() {
             &format!("{name} logits"),
             logits.view(),
             expected.view(),
-            &mask,
+            mask,
         );
     }
 }
@@ -133,10 +154,12 @@ fn cached_chunks_match_transformers() {
     for name in MODELS {
         let model = Gpt2LmHeadModel::from_folder(&folder(name)).unwrap();
         let reference = Reference::open(name);
-        let mask = reference.ints("attention_mask");
-        let ids = to_u32(&reference.ints("input_ids"));
-        let positions = to_u32(&reference.ints("position_ids"));
-        let mask_f32 = mask.mapv(|v| v as f32);
+        let Inputs {
+            mask,
+            ids,
+            positions,
+            mask_f32,
+        } = Inputs::of(&reference);
         let expected = reference
             .floats("logits")
             .into_dimensionality::<ndarray::Ix3>()
@@ -169,14 +192,8 @@ fn cached_chunks_match_transformers() {
 fn forward_last_equals_the_last_position_of_forward() {
     let model = Gpt2LmHeadModel::from_folder(&folder("gpt2")).unwrap();
     let reference = Reference::open("gpt2");
-    let ids = to_u32(&reference.ints("input_ids"));
-    let positions = to_u32(&reference.ints("position_ids"));
-    let mask_f32 = reference.ints("attention_mask").mapv(|v| v as f32);
-    let input = Gpt2Input {
-        input_ids: ids.view(),
-        position_ids: Some(positions.view()),
-        attention_mask: Some(mask_f32.view()),
-    };
+    let inputs = Inputs::of(&reference);
+    let (ids, input) = (&inputs.ids, inputs.input());
     let last = model.forward_last(&input, None).unwrap();
     let expected = reference.floats("logits");
     let seq = ids.ncols();
@@ -278,15 +295,8 @@ fn greedy_token_is_the_argmax_of_the_logits() {
     for name in MODELS {
         let model = Gpt2LmHeadModel::from_folder(&folder(name)).unwrap();
         let reference = Reference::open(name);
-        let mask = reference.ints("attention_mask");
-        let ids = to_u32(&reference.ints("input_ids"));
-        let positions = to_u32(&reference.ints("position_ids"));
-        let mask_f32 = mask.mapv(|v| v as f32);
-        let input = Gpt2Input {
-            input_ids: ids.view(),
-            position_ids: Some(positions.view()),
-            attention_mask: Some(mask_f32.view()),
-        };
+        let inputs = Inputs::of(&reference);
+        let (mask, input) = (&inputs.mask, inputs.input());
         let (_, output) = model.forward(&input, None, false).unwrap();
         let expected = reference.floats("logits");
         let first_largest = |row: &[f32]| {
