@@ -100,7 +100,7 @@ pub(crate) struct Prefetch {
     /// towards L2.
     pub(crate) a: *const f32,
     pub(crate) a_lines: usize,
-    /// The next call's C block (MR rows of two lines from here, row stride `ldc`) towards L1,
+    /// The next call's C block (MR rows of 2 vectors from here, row stride `ldc`) towards L1,
     /// or null.
     pub(crate) c: *const f32,
 }
@@ -147,7 +147,13 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
         let mut b_issued = 0;
         let a_per_group = next.a_lines.div_ceil(groups);
         let mut a_issued = 0;
-        let mut c_line = if next.c.is_null() { 2 * MR } else { 0 };
+        // each of the next C block's rows (2 vectors) spans its whole cache lines from a line
+        // boundary, one more otherwise (an output allocated by Vec starts 16 bytes past one)
+        let row_len = 2 * lanes;
+        let per_row = row_len.div_ceil(16) + usize::from(!(next.c as usize).is_multiple_of(64));
+        let c_lines = if next.c.is_null() { 0 } else { per_row * MR };
+        let c_per_group = c_lines.div_ceil(groups);
+        let mut c_line = 0;
         let mut p0 = 0;
         while p0 < kc {
             let end = (p0 + PREFETCH_GROUP).min(kc);
@@ -165,12 +171,15 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
                     a_issued += 1;
                 }
             }
-            if c_line < 2 * MR {
-                let row = next
-                    .c
-                    .wrapping_add((c_line >> 1) * problem.ldc + (c_line & 1) * 16);
-                prefetch_line_l1(row);
-                c_line += 1;
+            if c_line < c_lines {
+                let until = (c_line + c_per_group).min(c_lines);
+                while c_line < until {
+                    // values 0, 16, … of the row, the last one for the last line
+                    let (row, part) = (c_line / per_row, c_line % per_row);
+                    let column = (part * 16).min(row_len - 1);
+                    prefetch_line_l1(next.c.wrapping_add(row * problem.ldc + column));
+                    c_line += 1;
+                }
             }
             for p in p0..end {
                 let b0 = S::load(b.add(p * PANEL));
