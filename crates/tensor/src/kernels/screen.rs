@@ -70,6 +70,54 @@ pub struct ArgmaxScreen {
     mean_residual_norm: f64,
 }
 
+/// One row's quantization, before rounding up.
+struct RowTerms {
+    scale: f32,
+    largest: f32,
+    largest_residual: f64,
+    residual_squares: f64,
+}
+
+/// Independent running reductions per row (the chains of one accumulator would set the pace).
+const LANES: usize = 8;
+
+/// `row`'s levels into `levels`, with its step, largest magnitude and residual terms; `None` when
+/// a weight is not finite.
+fn quantize_row(row: &[f32], levels: &mut [i8]) -> Option<RowTerms> {
+    let mut largest = [0.0f32; LANES];
+    let mut finite = [true; LANES];
+    for (p, &w) in row.iter().enumerate() {
+        largest[p % LANES] = largest[p % LANES].max(w.abs());
+        finite[p % LANES] &= w.is_finite();
+    }
+    if !finite.iter().all(|&f| f) {
+        return None;
+    }
+    let largest = largest.iter().fold(0.0f32, |m, &v| m.max(v));
+    let scale = largest / LEVELS;
+    let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let mut residual_max = [0.0f64; LANES];
+    let mut residual_squares = [0.0f64; LANES];
+    for (p, (&w, level)) in row.iter().zip(levels.iter_mut()).enumerate() {
+        // nearest, ties away from zero, without a call to libm's roundf (any level in range
+        // would do: the residual, computed from the level kept, is what the bound uses)
+        let v = (w * inverse).clamp(-LEVELS, LEVELS);
+        let q = ((v.abs() + 0.5) as i32).min(LEVELS as i32) as f32;
+        let q = q.copysign(v);
+        *level = q as i8;
+        // s·q is exact in f64 (24 + 7 bits), the difference nearly so
+        let residual = f64::from(w) - f64::from(scale) * f64::from(q);
+        residual_max[p % LANES] = residual_max[p % LANES].max(residual.abs());
+        residual_squares[p % LANES] += residual * residual;
+    }
+    Some(RowTerms {
+        scale,
+        largest,
+        largest_residual: residual_max.iter().fold(0.0f64, |m, &v| m.max(v)),
+        residual_squares: residual_squares.iter().sum(),
+    })
+}
+
 /// The outcome of one [`ArgmaxScreen::argmax_counted`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Screened {
@@ -94,33 +142,25 @@ impl ArgmaxScreen {
             .zip(rows.par_chunks_mut(PANEL))
             .enumerate()
             .all(|(panel, (target, rows))| {
+                let mut row_levels = vec![0i8; k];
                 for (c, bound) in rows.iter_mut().enumerate() {
                     let row = weight.row(panel * PANEL + c);
-                    if !row.iter().all(|w| w.is_finite()) {
+                    let row = row.as_standard_layout();
+                    let row = row.as_slice().expect("a standard-layout row");
+                    let Some(terms) = quantize_row(row, &mut row_levels) else {
                         return false;
-                    }
-                    let largest = row.iter().fold(0.0f32, |m, w| m.max(w.abs()));
-                    let scale = largest / LEVELS;
-                    let (mut residual_max, mut residual_squares) = (0.0f64, 0.0f64);
-                    for (p, &w) in row.iter().enumerate() {
-                        let level = if scale > 0.0 {
-                            (w / scale).round().clamp(-LEVELS, LEVELS)
-                        } else {
-                            0.0
-                        };
-                        // s·q is exact in f64 (24 + 7 bits), the difference nearly so
-                        let residual = f64::from(w) - f64::from(scale) * f64::from(level);
-                        residual_max = residual_max.max(residual.abs());
-                        residual_squares += residual * residual;
-                        target[p * PANEL + c] = level as i8;
+                    };
+                    for (p, &level) in row_levels.iter().enumerate() {
+                        target[p * PANEL + c] = level;
                     }
                     *bound = RowBound {
-                        scale,
+                        scale: terms.scale,
                         chains: gamma
-                            * (f64::from(LEVELS) * f64::from(scale) + f64::from(largest))
+                            * (f64::from(LEVELS) * f64::from(terms.scale)
+                                + f64::from(terms.largest))
                             * INFLATE,
-                        largest_residual: residual_max * INFLATE,
-                        residual_norm: residual_squares.sqrt() * INFLATE,
+                        largest_residual: terms.largest_residual * INFLATE,
+                        residual_norm: terms.residual_squares.sqrt() * INFLATE,
                     };
                 }
                 true
