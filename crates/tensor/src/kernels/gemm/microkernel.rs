@@ -8,21 +8,26 @@
 //! - KC = 256: the K block. One KC × NR sliver of a packed B panel (32 KiB) stays in L1 while
 //!   the microkernel sweeps every MR row panel of the tile over it (A streams from L2).
 //! - MC × NC: the output tile one thread computes (chosen in `mod.rs`: at most 192 rows, and a
-//!   contiguous range of columns per thread). Inside a tile the loops run sliver by sliver
-//!   (NR columns), then K block by K block, then row panel by row panel: the tile's C columns of
-//!   one sliver stay in cache from one K block to the next, and while the panels sweep one
-//!   sliver, the next sliver is prefetched towards L2 (a share per microkernel call) and each
-//!   call prefetches the next call's C block towards L1.
+//!   contiguous range of columns per thread). Per stretch of K, the thread packs the tile's rows
+//!   of A for that stretch into its own block (MC × KB, in L2, never written back to memory
+//!   before use); then the loops run sliver by sliver (NR columns), then K block by K block,
+//!   then row panel by row panel: the tile's C columns of one sliver stay in cache from one K
+//!   block to the next, and while the panels sweep one sliver, the next sliver is prefetched
+//!   towards L2 (a share per microkernel call) and each call prefetches the next call's C block
+//!   towards L1.
 //!
 //! K is never split between threads: every output element is one chain of fused multiply-adds
 //! in the order of K (the accumulators are stored after each KC block and reloaded for the next),
 //! so the result does not depend on the tiling or on the number of threads, and a row computed by
 //! the matrix-vector kernel is bit-identical to the same row computed inside a larger product.
 
+use std::cell::Cell;
 use std::ops::Range;
 
+use ndarray::{ArrayView2, s};
+
 use crate::Activation;
-use crate::kernels::gemm::pack::PANEL;
+use crate::kernels::gemm::pack::{self, PANEL};
 use crate::simd::{self, Simd};
 
 /// The K block.
@@ -38,10 +43,10 @@ pub(crate) const AVX2_MR: usize = 6;
 
 /// One product, as raw parts shared by the threads (each writes only its own tile of `c`).
 #[derive(Clone, Copy)]
-pub(crate) struct Problem {
+pub(crate) struct Problem<'a> {
     pub(crate) k: usize,
-    /// Packed A: ⌈M / MR⌉ panels of K × MR.
-    pub(crate) a: *const f32,
+    /// A (M × K), as given: each tile packs the rows it needs.
+    pub(crate) a: ArrayView2<'a, f32>,
     /// Packed B: see `pack::pack_b`.
     pub(crate) b: *const f32,
     /// Output, row-major with row stride `ldc`.
@@ -56,14 +61,14 @@ pub(crate) struct Problem {
 }
 
 // SAFETY: the pointers are read-only except `c`, of which every task writes a disjoint tile.
-unsafe impl Send for Problem {}
-unsafe impl Sync for Problem {}
+unsafe impl Send for Problem<'_> {}
+unsafe impl Sync for Problem<'_> {}
 
 /// `c ← activation(acc + bias) + residual` for `width` columns of one row, or just `c ← acc`.
 #[inline(always)]
 unsafe fn write_out<S: Simd>(
     acc: S::V,
-    problem: &Problem,
+    problem: &Problem<'_>,
     row: usize,
     column: usize,
     width: usize,
@@ -96,10 +101,6 @@ pub(crate) struct Prefetch {
     /// `b_lines` cache lines (16 floats each) from `b`, towards L2.
     pub(crate) b: *const f32,
     pub(crate) b_lines: usize,
-    /// `a_lines` cache lines from `a` (the next call's packed A when it is not yet in cache),
-    /// towards L2.
-    pub(crate) a: *const f32,
-    pub(crate) a_lines: usize,
     /// The next call's C block (MR rows of 2 vectors from here, row stride `ldc`) towards L1,
     /// or null.
     pub(crate) c: *const f32,
@@ -118,7 +119,7 @@ const PREFETCH_GROUP: usize = 8;
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
-    problem: &Problem,
+    problem: &Problem<'_>,
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -145,8 +146,6 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
         let groups = kc.div_ceil(PREFETCH_GROUP).max(1);
         let b_per_group = next.b_lines.div_ceil(groups);
         let mut b_issued = 0;
-        let a_per_group = next.a_lines.div_ceil(groups);
-        let mut a_issued = 0;
         // each of the next C block's rows (2 vectors) spans its whole cache lines from a line
         // boundary, one more otherwise (an output allocated by Vec starts 16 bytes past one)
         let row_len = 2 * lanes;
@@ -162,13 +161,6 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
                 while b_issued < until {
                     prefetch_line(next.b.wrapping_add(b_issued * 16));
                     b_issued += 1;
-                }
-            }
-            if a_issued < next.a_lines {
-                let until = (a_issued + a_per_group).min(next.a_lines);
-                while a_issued < until {
-                    prefetch_line(next.a.wrapping_add(a_issued * 16));
-                    a_issued += 1;
                 }
             }
             if c_line < c_lines {
@@ -202,12 +194,18 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
     }
 }
 
+thread_local! {
+    /// This thread's packed block of A (a tile's rows for one stretch of K), kept between tiles
+    /// and calls; grown only (packing writes every value the tile reads).
+    static A_BLOCK: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
 /// One output tile: rows `rows` (starting on a multiple of MR), columns `columns` (starting on a
-/// multiple of NR = 2 vectors). Per stretch of K, sliver by sliver, K block by K block, row panel
-/// by row panel.
+/// multiple of NR = 2 vectors). Per stretch of K: its rows of A packed, then sliver by sliver,
+/// K block by K block, row panel by row panel.
 #[inline(always)]
 unsafe fn tile_body<S: Simd, const MR: usize>(
-    problem: &Problem,
+    problem: &Problem<'_>,
     rows: Range<usize>,
     columns: Range<usize>,
 ) {
@@ -215,11 +213,21 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
     let nr = 2 * S::LANES;
     let b_at = |j0: usize, k0: usize| (j0 / PANEL) * k * PANEL + k0 * PANEL + j0 % PANEL;
     let panels = (rows.end - rows.start).div_ceil(MR);
+    let mut block = A_BLOCK.with(Cell::take);
     // K in stretches of KB: the tile's packed A for one stretch (MC × KB) stays in L2 while
     // every sliver passes
     let mut kb0 = 0;
     while kb0 < k {
         let kb1 = (kb0 + KB).min(k);
+        let stretch = kb1 - kb0;
+        let block_len = panels * stretch * MR;
+        if block.len() < block_len + pack::LINE - 1 {
+            block.resize(block_len + pack::LINE - 1, 0.0);
+        }
+        let start = block.as_ptr().align_offset(pack::LINE * size_of::<f32>());
+        let packed = &mut block[start..start + block_len];
+        pack::pack_a(problem.a.slice(s![rows.clone(), kb0..kb1]), MR, packed);
+        let packed = packed.as_ptr();
         let mut j0 = columns.start;
         while j0 < columns.end {
             let width = nr.min(columns.end - j0);
@@ -254,7 +262,7 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                 let mut panel = 0;
                 while i0 < rows.end {
                     let height = MR.min(rows.end - i0);
-                    let start = (panel * share).min(next_lines);
+                    let first_line = (panel * share).min(next_lines);
                     // the next call's C block: the next rows, else the tile's first rows of the
                     // next sliver
                     let next_c = if i0 + MR < rows.end {
@@ -265,33 +273,15 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                             None => std::ptr::null(),
                         }
                     };
-                    // in the stretch's first sliver, the next call's A block comes from memory
-                    let next_a = if j0 != columns.start {
-                        None
-                    } else if i0 + MR < rows.end {
-                        Some((i0 + MR, k0, kc))
-                    } else if k0 + kc < kb1 {
-                        Some((rows.start, k0 + kc, KC.min(kb1 - k0 - kc)))
-                    } else {
-                        None
-                    };
-                    let (a_next, a_lines) = match next_a {
-                        Some((i1, k1, kc1)) => (
-                            problem.a.wrapping_add((i1 / MR) * k * MR + k1 * MR),
-                            kc1 * MR / 16,
-                        ),
-                        None => (std::ptr::null(), 0),
-                    };
                     let fetch = Prefetch {
-                        b: next_b.wrapping_add(start * 16),
-                        b_lines: share.min(next_lines - start),
-                        a: a_next,
-                        a_lines,
+                        b: next_b.wrapping_add(first_line * 16),
+                        b_lines: share.min(next_lines - first_line),
                         c: next_c,
                     };
-                    // SAFETY: the panel holds rows i0.. of packed A; the tile is inside C.
+                    // SAFETY: the block's panel holds rows i0.. of A for this stretch; the tile
+                    // is inside C.
                     unsafe {
-                        let a = problem.a.add((i0 / MR) * k * MR + k0 * MR);
+                        let a = packed.add(panel * stretch * MR + (k0 - kb0) * MR);
                         microkernel_prefetching::<S, MR>(
                             problem, kc, a, b, i0, j0, height, width, first, last, fetch,
                         );
@@ -305,6 +295,7 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
         }
         kb0 = kb1;
     }
+    A_BLOCK.with(|cell| cell.set(block));
 }
 
 /// Asks for the cache line at `p` to be brought into L1.
@@ -337,7 +328,7 @@ const GEMV_VECTORS: usize = 8;
 /// `c[0, columns] = epilogue(a · B[.., columns])` for M = 1, `a` unpacked (length K): streams the
 /// weight panels once. `columns` starts on a multiple of PANEL.
 #[inline(always)]
-unsafe fn gemv_body<S: Simd>(problem: &Problem, a: *const f32, columns: Range<usize>) {
+unsafe fn gemv_body<S: Simd>(problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
     let k = problem.k;
     let lanes = S::LANES;
     let strip = GEMV_VECTORS * lanes;
@@ -388,28 +379,36 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX-512F, AVX2 and FMA; `problem` is valid and the tile inside it.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(crate) unsafe fn tile_avx512(problem: &Problem, rows: Range<usize>, columns: Range<usize>) {
+    pub(crate) unsafe fn tile_avx512(
+        problem: &Problem<'_>,
+        rows: Range<usize>,
+        columns: Range<usize>,
+    ) {
         unsafe { tile_body::<Avx512, AVX512_MR>(problem, rows, columns) }
     }
 
     /// # Safety
     /// The CPU has AVX2 and FMA; `problem` is valid and the tile inside it.
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn tile_avx2(problem: &Problem, rows: Range<usize>, columns: Range<usize>) {
+    pub(crate) unsafe fn tile_avx2(
+        problem: &Problem<'_>,
+        rows: Range<usize>,
+        columns: Range<usize>,
+    ) {
         unsafe { tile_body::<Avx2, AVX2_MR>(problem, rows, columns) }
     }
 
     /// # Safety
     /// As [`tile_avx512`]; `a` holds K values.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(crate) unsafe fn gemv_avx512(problem: &Problem, a: *const f32, columns: Range<usize>) {
+    pub(crate) unsafe fn gemv_avx512(problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
         unsafe { gemv_body::<Avx512>(problem, a, columns) }
     }
 
     /// # Safety
     /// As [`tile_avx2`]; `a` holds K values.
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn gemv_avx2(problem: &Problem, a: *const f32, columns: Range<usize>) {
+    pub(crate) unsafe fn gemv_avx2(problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
         unsafe { gemv_body::<Avx2>(problem, a, columns) }
     }
 }

@@ -6,7 +6,6 @@
 pub(crate) mod microkernel;
 pub(crate) mod pack;
 
-use std::cell::Cell;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -352,12 +351,6 @@ pub fn cpu_paths() -> Vec<(GemmPath, bool)> {
     .collect()
 }
 
-thread_local! {
-    /// Packed A, kept between calls on this thread (taken out while in use, so a nested call
-    /// on the same thread simply allocates its own).
-    static PACKED_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
 /// Checks the shapes, then runs `path`; `parallel` spreads output tiles over the current rayon
 /// pool (off inside [`batched_matmul`], which is parallel over its entries).
 fn run_gemm(
@@ -453,7 +446,8 @@ fn gemm_portable(
     apply_epilogue(out, epilogue);
 }
 
-/// Our microkernels: pack A once, then output tiles over the rayon pool (M = 1: column strips).
+/// Our microkernels: output tiles over the rayon pool, each packing its own rows of A (M = 1:
+/// column strips).
 fn gemm_simd(
     path: GemmPath,
     a: ArrayView2<'_, f32>,
@@ -465,9 +459,9 @@ fn gemm_simd(
     let (m, k) = a.dim();
     let n = b.n();
     let residual = epilogue.residual.as_ref().map(|r| r.as_standard_layout());
-    let mut problem = Problem {
+    let problem = Problem {
         k,
-        a: std::ptr::null(),
+        a,
         b: b.data.as_slice().as_ptr(),
         c: out.as_mut_ptr(),
         ldc: out.strides()[0] as usize,
@@ -501,16 +495,6 @@ fn gemm_simd(
         AVX2_MR
     };
     let nr = if path == GemmPath::Avx512 { 32 } else { 16 };
-    let packed_len = m.div_ceil(mr) * k * mr;
-    let mut packed = PACKED_A.with(|cell| cell.take());
-    // grown only: pack_a writes every value of the slice (padding rows too), so a buffer kept
-    // from a larger product is not zeroed again
-    if packed.len() < packed_len {
-        packed.resize(packed_len, 0.0);
-    }
-    pack::pack_a(a, mr, &mut packed[..packed_len], parallel);
-    problem.a = packed.as_ptr();
-
     let tiles = output_tiles(m, n, mr, nr, parallel);
     let run = |(rows, columns): (Range<usize>, Range<usize>)| {
         // SAFETY: the path was checked against the CPU; tiles are disjoint and inside C.
@@ -521,18 +505,17 @@ fn gemm_simd(
     } else {
         tiles.into_iter().for_each(run);
     }
-    PACKED_A.with(|cell| cell.set(packed));
 }
 
 /// Rows of one output tile at most (a multiple of both MRs): its packed A for one stretch of K
 /// (MC × 768, 576 KiB) stays in L2.
 const MC: usize = 192;
 
-/// Splits M × N into output tiles: the columns into contiguous parts, two per thread while there
-/// are at least four NR-slivers per part (one per thread otherwise), so a thread's B stays its
-/// own; each part into row blocks of equal size, at most [`MC`] rows (aligned to MR). Listed part by part,
-/// so rayon's halving gives each thread a run of whole parts. The tiling changes only who
-/// computes what, never a result.
+/// Splits M × N into output tiles: the columns into contiguous parts, one per thread, so a
+/// thread's B stays its own and it packs each row block of A once per stretch of K; each part
+/// into row blocks of equal size, at most [`MC`] rows (aligned to MR). Listed part by part, so
+/// rayon's halving gives each thread a whole part. The tiling changes only who computes what,
+/// never a result.
 fn output_tiles(
     m: usize,
     n: usize,
@@ -546,11 +529,7 @@ fn output_tiles(
         1
     };
     let slivers = n.div_ceil(nr);
-    let parts = if slivers >= 8 * threads {
-        2 * threads
-    } else {
-        threads.min(slivers).max(1)
-    };
+    let parts = threads.min(slivers).max(1);
     // row blocks of equal size (in MR panels), as few as MC allows
     let panels = m.div_ceil(mr);
     let blocks = panels.div_ceil(MC / mr).max(1);
@@ -586,7 +565,7 @@ fn column_strips(n: usize, parallel: bool) -> Vec<Range<usize>> {
 
 /// # Safety
 /// The CPU can run `path` (a SIMD path); `problem` is valid; the tile is inside it.
-unsafe fn tile(path: GemmPath, problem: &Problem, rows: Range<usize>, columns: Range<usize>) {
+unsafe fn tile(path: GemmPath, problem: &Problem<'_>, rows: Range<usize>, columns: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
     unsafe {
         match path {
@@ -602,7 +581,7 @@ unsafe fn tile(path: GemmPath, problem: &Problem, rows: Range<usize>, columns: R
 
 /// # Safety
 /// As [`tile`]; `a` holds K values.
-unsafe fn gemv(path: GemmPath, problem: &Problem, a: *const f32, columns: Range<usize>) {
+unsafe fn gemv(path: GemmPath, problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
     unsafe {
         match path {

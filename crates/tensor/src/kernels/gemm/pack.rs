@@ -16,7 +16,7 @@ pub(crate) struct Aligned {
 }
 
 /// Floats per cache line.
-const LINE: usize = 16;
+pub(crate) const LINE: usize = 16;
 
 impl Aligned {
     /// `len` values, each written by `fill` (given the whole slice, uninitialised).
@@ -180,7 +180,8 @@ fn populate(data: &mut Vec<f32>) {
 
 /// A (M × K) as ⌈M / mr⌉ row panels, each K × mr (the mr values of one column together), padded
 /// with zero rows: what the microkernel broadcasts from, one contiguous stream per panel.
-pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32], parallel: bool) {
+/// `dst` holds ⌈M / mr⌉ · K · mr values, every one of which is written.
+pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
     let (m, k) = a.dim();
     let panel_len = k * mr;
     debug_assert_eq!(dst.len(), m.div_ceil(mr) * panel_len);
@@ -191,7 +192,7 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32], paralle
     let row_stride = a.strides()[0];
     let transpose =
         mr.is_multiple_of(4) && crate::simd::has_avx2() && a.strides()[1] == 1 && row_stride > 0;
-    let pack_panel = |(panel, dst): (usize, &mut [f32])| {
+    for (panel, dst) in dst.chunks_mut(panel_len).enumerate() {
         let i0 = panel * mr;
         let height = mr.min(m - i0);
         let mut done = 0;
@@ -229,13 +230,6 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32], paralle
                 dst[p * mr + r] = 0.0;
             }
         }
-    };
-    if parallel {
-        dst.par_chunks_mut(panel_len)
-            .enumerate()
-            .for_each(pack_panel);
-    } else {
-        dst.chunks_mut(panel_len).enumerate().for_each(pack_panel);
     }
 }
 
