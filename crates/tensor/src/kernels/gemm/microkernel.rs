@@ -42,7 +42,7 @@ pub(crate) const AVX512_MR: usize = 12;
 pub(crate) const AVX2_MR: usize = 6;
 
 /// One product, as raw parts shared by the threads (each writes only its own tile of `c`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Problem<'a> {
     pub(crate) k: usize,
     /// A (M × K), as given: each tile packs the rows it needs.
