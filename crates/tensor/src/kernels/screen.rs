@@ -242,16 +242,29 @@ impl ArgmaxScreen {
             .par_chunks_mut(rows_per_task)
             .enumerate()
             .map(|(task, ranges)| {
-                let mut chains = [0.0f32; PANEL];
+                let mut chains = [[0.0f32; PANEL]; 2];
                 let mut floor = f64::NEG_INFINITY;
-                for (index, ranges) in ranges.chunks_mut(PANEL).enumerate() {
-                    let panel = task * PANELS_PER_TASK + index;
-                    let start = panel * self.k * PANEL;
-                    let levels = &self.levels[start..start + self.k * PANEL];
+                // two panels at a time: two streams from memory keep more reads in flight
+                for (pair, ranges) in ranges.chunks_mut(2 * PANEL).enumerate() {
+                    let first = task * PANELS_PER_TASK + 2 * pair;
+                    let count = ranges.len().div_ceil(PANEL);
+                    let panel = |index: usize| {
+                        let start = (first + index) * self.k * PANEL;
+                        &self.levels[start..start + self.k * PANEL]
+                    };
                     // SAFETY: gemm_path() is Avx512 only when the CPU has AVX-512F and FMA.
-                    unsafe { x86::panel_avx512(x, levels, &mut chains) };
-                    let rows = &self.rows[panel * PANEL..panel * PANEL + ranges.len()];
-                    for ((range, &chain), row) in ranges.iter_mut().zip(&chains).zip(rows) {
+                    unsafe {
+                        if count == 2 {
+                            x86::panels_avx512::<2>(x, [panel(0), panel(1)], &mut chains);
+                        } else {
+                            let [one, _] = &mut chains;
+                            x86::panels_avx512::<1>(x, [panel(0)], std::array::from_mut(one));
+                        }
+                    }
+                    let rows = &self.rows[first * PANEL..first * PANEL + ranges.len()];
+                    for ((range, &chain), row) in
+                        ranges.iter_mut().zip(chains.as_flattened()).zip(rows)
+                    {
                         if !chain.is_finite() {
                             return f64::NAN;
                         }
@@ -364,28 +377,46 @@ mod x86 {
 
     use super::PANEL;
 
-    /// `out[c] = Σ_p x[p] · panel[p][c]` for one 8-bit panel (K × PANEL), one FMA chain per
-    /// column.
+    /// Bytes ahead of the current row of a panel that the kernel asks for (the hardware
+    /// prefetcher alone leaves a single stream short of the memory's rate).
+    const AHEAD: usize = 2048;
+
+    /// `out[i][c] = Σ_p x[p] · panels[i][p][c]` for N 8-bit panels (each K × PANEL) side by side,
+    /// one FMA chain per column.
     ///
     /// # Safety
-    /// The CPU has AVX-512F and FMA; `panel` holds `x.len()` rows of PANEL levels.
+    /// The CPU has AVX-512F and FMA; each panel holds `x.len()` rows of PANEL levels.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn panel_avx512(x: &[f32], panel: &[i8], out: &mut [f32; PANEL]) {
+    pub(super) unsafe fn panels_avx512<const N: usize>(
+        x: &[f32],
+        panels: [&[i8]; N],
+        out: &mut [[f32; PANEL]; N],
+    ) {
         const VECTORS: usize = PANEL / 16;
-        debug_assert_eq!(panel.len(), x.len() * PANEL);
         unsafe {
-            let mut acc = [_mm512_setzero_ps(); VECTORS];
-            let base = panel.as_ptr().cast::<__m128i>();
+            let mut acc = [[_mm512_setzero_ps(); VECTORS]; N];
+            let bases = panels.map(|panel| {
+                debug_assert_eq!(panel.len(), x.len() * PANEL);
+                panel.as_ptr()
+            });
             for (p, &value) in x.iter().enumerate() {
                 let a = _mm512_set1_ps(value);
-                let row = base.add(p * VECTORS);
-                for (v, acc) in acc.iter_mut().enumerate() {
-                    let b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(row.add(v))));
-                    *acc = _mm512_fmadd_ps(a, b, *acc);
+                for (acc, base) in acc.iter_mut().zip(&bases) {
+                    let row = base.add(p * PANEL);
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD));
+                    _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD + 64));
+                    let row = row.cast::<__m128i>();
+                    for (v, acc) in acc.iter_mut().enumerate() {
+                        let b =
+                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(row.add(v))));
+                        *acc = _mm512_fmadd_ps(a, b, *acc);
+                    }
                 }
             }
-            for (v, acc) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.as_mut_ptr().add(v * 16), *acc);
+            for (acc, out) in acc.iter().zip(out.iter_mut()) {
+                for (v, acc) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(out.as_mut_ptr().add(v * 16), *acc);
+                }
             }
         }
     }
@@ -404,7 +435,11 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    pub(super) unsafe fn panel_avx512(_: &[f32], _: &[i8], _: &mut [f32; super::PANEL]) {
+    pub(super) unsafe fn panels_avx512<const N: usize>(
+        _: &[f32],
+        _: [&[i8]; N],
+        _: &mut [[f32; super::PANEL]; N],
+    ) {
         unreachable!("no AVX-512 off x86_64")
     }
 
