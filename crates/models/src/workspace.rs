@@ -32,14 +32,20 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-/// `buffer` as a (rows, columns) matrix, grown if it is too small. Its values are left as they
-/// were: the caller overwrites them.
+/// Floats per cache line (64 bytes).
+const LINE: usize = 16;
+
+/// `buffer` as a (rows, columns) matrix starting on a cache line (a vector load or store of a
+/// row then touches one line fewer), grown if it is too small. Its values are left as they were:
+/// the caller overwrites them.
 pub(crate) fn matrix(buffer: &mut Vec<f32>, rows: usize, columns: usize) -> ArrayViewMut2<'_, f32> {
     let len = rows * columns;
-    if buffer.len() < len {
-        buffer.resize(len, 0.0);
+    if buffer.len() < len + LINE - 1 {
+        buffer.resize(len + LINE - 1, 0.0);
     }
-    ArrayViewMut2::from_shape((rows, columns), &mut buffer[..len])
+    // below LINE: a f32 pointer is 4-byte aligned
+    let start = buffer.as_ptr().align_offset(LINE * size_of::<f32>());
+    ArrayViewMut2::from_shape((rows, columns), &mut buffer[start..start + len])
         .expect("the buffer holds rows × columns values")
 }
 
@@ -72,14 +78,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matrix_grows_and_keeps_capacity() {
+    fn matrix_grows_keeps_capacity_and_starts_on_a_line() {
         let mut buffer = Vec::new();
-        assert_eq!(matrix(&mut buffer, 3, 4).dim(), (3, 4));
-        assert_eq!(buffer.len(), 12);
-        assert_eq!(matrix(&mut buffer, 2, 5).dim(), (2, 5));
-        assert_eq!(buffer.len(), 12, "a smaller matrix reuses the buffer");
-        assert_eq!(matrix(&mut buffer, 4, 4).dim(), (4, 4));
-        assert_eq!(buffer.len(), 16);
+        let on_a_line = |view: &ArrayViewMut2<'_, f32>| view.as_ptr() as usize % 64 == 0;
+        let view = matrix(&mut buffer, 3, 4);
+        assert_eq!(view.dim(), (3, 4));
+        assert!(on_a_line(&view));
+        assert_eq!(buffer.len(), 12 + LINE - 1);
+        let view = matrix(&mut buffer, 2, 5);
+        assert_eq!(view.dim(), (2, 5));
+        assert!(on_a_line(&view));
+        assert_eq!(
+            buffer.len(),
+            12 + LINE - 1,
+            "a smaller matrix reuses the buffer"
+        );
+        let view = matrix(&mut buffer, 40, 4);
+        assert_eq!(view.dim(), (40, 4));
+        assert!(on_a_line(&view));
+        assert_eq!(buffer.len(), 160 + LINE - 1);
     }
 
     #[test]
