@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::config::{BertConfig, PositionEmbeddingType};
 use crate::error::{Error, Result};
 use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
-use crate::workspace::{SharedWorkspace, Workspace, matrix};
+use crate::workspace::{SharedWorkspace, Workspace, line_buffer, line_matrix, matrix};
 
 /// modeling_bert.py `BertEmbeddings`: word + token type + absolute position embeddings, then
 /// LayerNorm.
@@ -81,7 +81,8 @@ impl BertEmbeddings {
         layout: &TokenLayout,
     ) -> Result<Array2<f32>> {
         let (rows, dim) = (layout.rows(), self.layer_norm.dim());
-        let mut values = Vec::with_capacity(rows * dim);
+        // the layers' GEMMs read and write it row by row: on a cache line
+        let mut values = line_buffer(rows, dim);
         for index in 0..rows {
             let (b, t) = layout.position(index);
             let word = self.word_embeddings.row(input.input_ids[[b, t]])?;
@@ -94,8 +95,7 @@ impl BertEmbeddings {
                 sums.map(|((&word, &token_type), &position)| (word + token_type) + position),
             );
         }
-        let mut out =
-            Array2::from_shape_vec((rows, dim), values).expect("one row of `dim` values per token");
+        let mut out = line_matrix(values, rows, dim);
         self.layer_norm.forward_in_place(out.view_mut(), None)?;
         Ok(out)
     }

@@ -8,7 +8,7 @@ use crate::bert::{load_layers, multi_head_attention_into, residual_layer_norm_in
 use crate::config::DistilBertConfig;
 use crate::error::Result;
 use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
-use crate::workspace::{SharedWorkspace, Workspace, matrix};
+use crate::workspace::{SharedWorkspace, Workspace, line_buffer, line_matrix, matrix};
 
 /// modeling_distilbert.py `Embeddings`: word + position embeddings (no token types), LayerNorm.
 #[derive(Debug, Clone)]
@@ -66,7 +66,8 @@ impl DistilBertEmbeddings {
         layout: &TokenLayout,
     ) -> Result<Array2<f32>> {
         let (rows, dim) = (layout.rows(), self.layer_norm.dim());
-        let mut values = Vec::with_capacity(rows * dim);
+        // the layers' GEMMs read and write it row by row: on a cache line
+        let mut values = line_buffer(rows, dim);
         for index in 0..rows {
             let (b, t) = layout.position(index);
             let word = self.word_embeddings.row(input.input_ids[[b, t]])?;
@@ -77,8 +78,7 @@ impl DistilBertEmbeddings {
                     .map(|(&word, &position)| word + position),
             );
         }
-        let mut out =
-            Array2::from_shape_vec((rows, dim), values).expect("one row of `dim` values per token");
+        let mut out = line_matrix(values, rows, dim);
         self.layer_norm.forward_in_place(out.view_mut(), None)?;
         Ok(out)
     }

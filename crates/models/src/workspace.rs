@@ -4,7 +4,7 @@
 
 use std::sync::{Mutex, TryLockError};
 
-use ndarray::ArrayViewMut2;
+use ndarray::{Array1, Array2, ArrayViewMut2, s};
 
 /// One encoder layer's intermediate results. Each buffer only grows (to the largest batch seen;
 /// about 28 KB per token for BERT-base); its values are always overwritten before they are read.
@@ -47,6 +47,24 @@ pub(crate) fn matrix(buffer: &mut Vec<f32>, rows: usize, columns: usize) -> Arra
     let start = buffer.as_ptr().align_offset(LINE * size_of::<f32>());
     ArrayViewMut2::from_shape((rows, columns), &mut buffer[start..start + len])
         .expect("the buffer holds rows × columns values")
+}
+
+/// An empty buffer for a (rows, columns) matrix pushed value by value, padded in front so that
+/// its first value lands on a cache line; [`line_matrix`] makes it the matrix.
+pub(crate) fn line_buffer(rows: usize, columns: usize) -> Vec<f32> {
+    let mut values = Vec::<f32>::with_capacity(rows * columns + LINE - 1);
+    let start = values.as_ptr().align_offset(LINE * size_of::<f32>());
+    values.resize(start.min(LINE - 1), 0.0);
+    values
+}
+
+/// The (rows, columns) matrix of a [`line_buffer`] once its rows × columns values are pushed.
+pub(crate) fn line_matrix(values: Vec<f32>, rows: usize, columns: usize) -> Array2<f32> {
+    let start = values.len() - rows * columns;
+    Array1::from_vec(values)
+        .slice_move(s![start..])
+        .into_shape_with_order((rows, columns))
+        .expect("rows × columns values after the padding")
 }
 
 /// A model's [`Workspace`], shared by its forward passes: a pass that finds it in use by
@@ -97,6 +115,22 @@ mod tests {
         assert_eq!(view.dim(), (40, 4));
         assert!(on_a_line(&view));
         assert_eq!(buffer.len(), 160 + LINE - 1);
+    }
+
+    #[test]
+    fn line_buffers_become_matrices_starting_on_a_line() {
+        for (rows, columns) in [(0, 4), (1, 1), (3, 5), (64, 768)] {
+            let mut values = line_buffer(rows, columns);
+            values.extend((0..rows * columns).map(|v| v as f32));
+            let matrix = line_matrix(values, rows, columns);
+            assert_eq!(matrix.dim(), (rows, columns));
+            if !matrix.is_empty() {
+                assert_eq!(matrix.as_ptr() as usize % 64, 0, "{rows} × {columns}");
+            }
+            for ((r, c), &value) in matrix.indexed_iter() {
+                assert_eq!(value, (r * columns + c) as f32);
+            }
+        }
     }
 
     #[test]
