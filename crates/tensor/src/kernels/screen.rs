@@ -10,8 +10,9 @@
 //! inputs, no AVX-512 on this CPU, or another GEMM path in use): the caller then takes the product.
 //!
 //! # The bound
-//! Row `j` is stored as `q_j = round(w_j / s_j)`, `s_j = max_p |w_jp| / 127`, leaving the residual
-//! `r_j = w_j − s_j q_j`. The estimate is `ŝ_j = s_j · D_j`, `D_j` the f32 FMA chain of `x·q_j`
+//! Row `j` is stored as levels `q_j ≈ w_j / s_j` rounded into [−127, 127], `s_j = max_p |w_jp| / 127`,
+//! leaving the residual `r_j = w_j − s_j q_j` (computed from the levels kept, so how they were
+//! rounded never matters to the bound). The estimate is `ŝ_j = s_j · D_j`, `D_j` the f32 FMA chain of `x·q_j`
 //! (the product by `s_j` is exact in f64). With `γ_K = K u / (1 − K u)`, `u = 2⁻²⁴` (Higham,
 //! *Accuracy and Stability of Numerical Algorithms*, §3.1), the f32 score `f_j` the GEMM computes
 //! and the exact `x·w_j` satisfy
@@ -35,7 +36,7 @@ use crate::{GemmPath, gemm_path};
 /// Columns (weight rows) per 8-bit panel: K × 128 bytes, one K-row of a panel is two cache lines.
 const PANEL: usize = 128;
 
-/// Panels per parallel task.
+/// Panels per parallel task (even: the kernel takes them two by two).
 const PANELS_PER_TASK: usize = 16;
 
 /// The largest stored magnitude.
