@@ -234,40 +234,39 @@ impl ArgmaxScreen {
             });
         }
         let split = self.split(x);
-        // each row's estimate and radius (its f32 score lies in [estimate − radius, estimate +
-        // radius]), computed by the task that streams its panel; a task answers its largest
-        // `estimate − radius`, or NaN when a chain overflowed
+        // each row's estimate ŝ and radius B (its f32 score lies in [ŝ − B, ŝ + B]), computed by
+        // the task that streams its panel, which keeps ŝ + B and answers its largest ŝ − B, or
+        // None when a chain overflowed
         let rows_per_task = PANEL * PANELS_PER_TASK;
-        let mut ranges = vec![(0.0f64, 0.0f64); self.n];
-        let floor = ranges
+        let mut uppers = vec![0.0f64; self.n];
+        let floor = uppers
             .par_chunks_mut(rows_per_task)
             .enumerate()
-            .map(|(task, ranges)| {
+            .map(|(task, uppers)| {
                 let mut chains = [[0.0f32; PANEL]; 2];
                 let mut floor = f64::NEG_INFINITY;
                 // two panels at a time: two streams from memory keep more reads in flight
-                for (pair, ranges) in ranges.chunks_mut(2 * PANEL).enumerate() {
+                for (pair, uppers) in uppers.chunks_mut(2 * PANEL).enumerate() {
                     let first = task * PANELS_PER_TASK + 2 * pair;
-                    let count = ranges.len().div_ceil(PANEL);
                     let panel = |index: usize| {
                         let start = (first + index) * self.k * PANEL;
                         &self.levels[start..start + self.k * PANEL]
                     };
                     // SAFETY: gemm_path() is Avx512 only when the CPU has AVX-512F and FMA.
                     unsafe {
-                        if count == 2 {
+                        if uppers.len() > PANEL {
                             x86::panels_avx512::<2>(x, [panel(0), panel(1)], &mut chains);
                         } else {
                             let [one, _] = &mut chains;
                             x86::panels_avx512::<1>(x, [panel(0)], std::array::from_mut(one));
                         }
                     }
-                    let rows = &self.rows[first * PANEL..first * PANEL + ranges.len()];
-                    for ((range, &chain), row) in
-                        ranges.iter_mut().zip(chains.as_flattened()).zip(rows)
+                    let rows = &self.rows[first * PANEL..first * PANEL + uppers.len()];
+                    for ((upper, &chain), row) in
+                        uppers.iter_mut().zip(chains.as_flattened()).zip(rows)
                     {
                         if !chain.is_finite() {
-                            return f64::NAN;
+                            return None;
                         }
                         let estimate = f64::from(row.scale) * f64::from(chain);
                         let radius = (split.norm1 * row.chains
@@ -276,31 +275,17 @@ impl ArgmaxScreen {
                             * INFLATE
                             // and the rounding of estimate ± radius themselves
                             + estimate.abs() * 1e-15;
-                        *range = (estimate, radius);
+                        *upper = estimate + radius;
                         floor = floor.max(estimate - radius);
                     }
                 }
-                floor
+                Some(floor)
             })
-            .reduce(
-                || f64::NEG_INFINITY,
-                |a, b| {
-                    if a.is_nan() {
-                        a
-                    } else if b.is_nan() {
-                        b
-                    } else {
-                        a.max(b)
-                    }
-                },
-            );
-        if floor.is_nan() {
-            return None;
-        }
+            .reduce(|| Some(f64::NEG_INFINITY), |a, b| Some(a?.max(b?)))?;
         let mut best: Option<(usize, f32)> = None;
         let mut rechecked = 0;
-        for (j, &(estimate, radius)) in ranges.iter().enumerate() {
-            if estimate + radius < floor {
+        for (j, &upper) in uppers.iter().enumerate() {
+            if upper < floor {
                 continue;
             }
             rechecked += 1;
