@@ -5,6 +5,7 @@
 use std::sync::{Mutex, TryLockError};
 
 use ndarray::{Array1, Array2, ArrayViewMut2, s};
+use oxformer_tensor::line_aligned;
 
 /// One encoder layer's intermediate results. Each buffer only grows (to the largest batch seen;
 /// about 28 KB per token for BERT-base); its values are always overwritten before they are read.
@@ -39,13 +40,7 @@ const LINE: usize = 16;
 /// row then touches one line fewer), grown if it is too small. Its values are left as they were:
 /// the caller overwrites them.
 pub(crate) fn matrix(buffer: &mut Vec<f32>, rows: usize, columns: usize) -> ArrayViewMut2<'_, f32> {
-    let len = rows * columns;
-    if buffer.len() < len + LINE - 1 {
-        buffer.resize(len + LINE - 1, 0.0);
-    }
-    // below LINE: a f32 pointer is 4-byte aligned
-    let start = buffer.as_ptr().align_offset(LINE * size_of::<f32>());
-    ArrayViewMut2::from_shape((rows, columns), &mut buffer[start..start + len])
+    ArrayViewMut2::from_shape((rows, columns), line_aligned(buffer, rows * columns))
         .expect("the buffer holds rows × columns values")
 }
 

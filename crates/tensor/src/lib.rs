@@ -45,7 +45,7 @@ pub use kernels::attention::{
 };
 pub use kernels::gemm::{
     Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, cpu_paths, gemm_path,
-    gemm_reference, matmul, matmul_packed, matmul_packed_into, matmul_packed_into_on,
+    gemm_reference, line_aligned, matmul, matmul_packed, matmul_packed_into, matmul_packed_into_on,
 };
 pub use kernels::norm::{
     layer_norm, layer_norm_in_place, layer_norm_in_place_on, layer_norm_reference,

@@ -221,11 +221,7 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
         let kb1 = (kb0 + KB).min(k);
         let stretch = kb1 - kb0;
         let block_len = panels * stretch * MR;
-        if block.len() < block_len + pack::LINE - 1 {
-            block.resize(block_len + pack::LINE - 1, 0.0);
-        }
-        let start = block.as_ptr().align_offset(pack::LINE * size_of::<f32>());
-        let packed = &mut block[start..start + block_len];
+        let packed = pack::line_aligned(&mut block, block_len);
         pack::pack_a(problem.a.slice(s![rows.clone(), kb0..kb1]), MR, packed);
         let packed = packed.as_ptr();
         let mut j0 = columns.start;

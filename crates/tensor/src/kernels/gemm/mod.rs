@@ -6,6 +6,8 @@
 pub(crate) mod microkernel;
 pub(crate) mod pack;
 
+pub use pack::line_aligned;
+
 use std::ops::Range;
 use std::sync::OnceLock;
 

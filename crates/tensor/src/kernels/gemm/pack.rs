@@ -18,6 +18,18 @@ pub(crate) struct Aligned {
 /// Floats per cache line.
 pub(crate) const LINE: usize = 16;
 
+/// `len` floats of `buffer` starting on a cache line (64 bytes), the buffer grown first if it is
+/// too small (never shrunk, so a buffer kept between calls stops allocating). The values are
+/// whatever the buffer held: for output the caller overwrites.
+pub fn line_aligned(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len + LINE - 1 {
+        buffer.resize(len + LINE - 1, 0.0);
+    }
+    // below LINE: an f32 pointer is 4-byte aligned
+    let start = buffer.as_ptr().align_offset(LINE * size_of::<f32>());
+    &mut buffer[start..start + len]
+}
+
 impl Aligned {
     /// `len` values, each written by `fill` (given the whole slice, uninitialised).
     fn new(len: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>])) -> Self {
