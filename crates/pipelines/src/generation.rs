@@ -30,6 +30,7 @@ mod rng;
 
 use ndarray::{Array2, ArrayView2};
 use oxformer_models::gpt2::{Gpt2Input, Gpt2LmHeadModel, KvCache};
+use oxformer_tensor::team;
 
 pub use config::{EarlyStopping, GenerationConfig, OPTION_NAMES};
 pub use processors::{LogitsProcessor, LogitsProcessorList};
@@ -711,16 +712,21 @@ fn next_step<M: CausalLm>(
             attention[[b, t]] = m;
         }
     }
-    let step = if greedy {
-        model.forward_last_greedy(ids.view(), positions.view(), attention.view(), cache)?
-    } else {
-        NextStep::Logits(model.forward_last(
-            ids.view(),
-            positions.view(),
-            attention.view(),
-            cache,
-        )?)
+    let mut run = || -> Result<NextStep> {
+        Ok(if greedy {
+            model.forward_last_greedy(ids.view(), positions.view(), attention.view(), cache)?
+        } else {
+            NextStep::Logits(model.forward_last(
+                ids.view(),
+                positions.view(),
+                attention.view(),
+                cache,
+            )?)
+        })
     };
+    // a step of one new token per row is a run of small kernels: keep the pool's threads awake
+    // between them
+    let step = if new == 1 { team(run) } else { run() }?;
     *cached = length;
     Ok(step)
 }

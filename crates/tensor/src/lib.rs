@@ -9,7 +9,7 @@
 //! - [`layer_norm`], [`softmax_rows`], [`apply_activation`], [`gather_rows`], and f16/bf16 → f32.
 //! - [`ArgmaxScreen`]: the exact argmax of a language-model head's scores from an 8-bit copy of
 //!   its weights (greedy decoding), rows rechecked in f32.
-//! - [`ThreadPool`]: run kernels on a chosen number of threads.
+//! - [`ThreadPool`]: run kernels on a chosen number of threads; [`team`]: keep them awake.
 //!
 //! Every fast kernel has a plain reference beside it (`*_reference`), which tests compare against.
 //!
@@ -23,8 +23,10 @@
 //! benchmarks can compare every path in one process.
 //!
 //! # Threads
-//! Kernels run on the rayon pool they are called from; [`ThreadPool::install`] chooses it. No
-//! kernel splits a reduction between threads, so results are bit-identical for any thread count.
+//! Kernels run on the rayon pool they are called from; [`ThreadPool::install`] chooses it. Inside
+//! [`team`], the pool's other threads stay awake between kernels (a decoding step: ~50 small
+//! kernels in a row). No kernel splits a reduction between threads, so results are bit-identical
+//! for any thread count, with or without a team.
 
 mod activation;
 mod convert;
@@ -52,4 +54,4 @@ pub use kernels::norm::{
 };
 pub use kernels::screen::{ArgmaxScreen, Screened, argmax_reference};
 pub use kernels::softmax::{softmax_reference, softmax_rows, softmax_rows_on};
-pub use threads::ThreadPool;
+pub use threads::{ThreadPool, team};

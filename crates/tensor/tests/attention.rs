@@ -4,7 +4,7 @@ mod common;
 
 use common::{assert_bit_identical, assert_close, available_paths, on_threads, random};
 use oxformer_tensor::ndarray::{Array2, Array4, ArrayView4};
-use oxformer_tensor::{AttentionMask, GemmPath, attention_into_on, attention_reference};
+use oxformer_tensor::{AttentionMask, GemmPath, attention_into_on, attention_reference, team};
 
 fn run(
     path: GemmPath,
@@ -202,6 +202,10 @@ fn bit_identical_for_any_thread_count() {
                 run(path, q.view(), k.view(), v.view(), &mask, 0.2)
             });
             assert_bit_identical(&many, &one, &format!("{path:?} {threads} threads"));
+            let teamed = on_threads(threads, || {
+                team(|| run(path, q.view(), k.view(), v.view(), &mask, 0.2))
+            });
+            assert_bit_identical(&teamed, &one, &format!("{path:?} a team of {threads}"));
         }
     }
 }

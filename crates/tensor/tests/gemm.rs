@@ -6,7 +6,7 @@ use common::{assert_bit_identical, assert_close, available_paths, on_threads, ra
 use oxformer_tensor::ndarray::{Array2, Array3, Axis, concatenate, s};
 use oxformer_tensor::{
     Activation, Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, gemm_path,
-    gemm_reference, matmul, matmul_packed, matmul_packed_into_on,
+    gemm_reference, matmul, matmul_packed, matmul_packed_into_on, team,
 };
 
 /// Awkward shapes (M, K, N): empty, one, odd, around a vector and a panel, a 4096 × 4 × 4096
@@ -221,6 +221,12 @@ fn bit_identical_for_any_thread_count() {
                     &many,
                     &one,
                     &format!("{path:?} {m}×{k}×{n} {threads} threads"),
+                );
+                let teamed = on_threads(threads, || team(|| run(path, &a, &packed, &epilogue)));
+                assert_bit_identical(
+                    &teamed,
+                    &one,
+                    &format!("{path:?} {m}×{k}×{n} a team of {threads} threads"),
                 );
             }
         }

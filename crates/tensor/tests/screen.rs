@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{available_paths, random};
+use common::{available_paths, on_threads, random};
 use oxformer_tensor::ndarray::{Array1, Array2, Axis};
 use oxformer_tensor::{
     ArgmaxScreen, Epilogue, GemmPath, PackedMatrix, argmax_reference, gemm_path,
-    matmul_packed_into_on,
+    matmul_packed_into_on, team,
 };
 
 /// The first largest score, as `torch.argmax` (and greedy decoding) picks it.
@@ -166,5 +166,20 @@ fn rechecks_few_rows_of_a_random_head() {
             screened.rechecked,
             weight.nrows()
         );
+    }
+}
+
+/// Split over a team of threads ([`team`]), the screen gives the same answer and rechecks the
+/// same rows as on one thread.
+#[test]
+fn a_team_screens_as_one_thread() {
+    let weight = random((20000, 768), 12) * 0.04;
+    let screen = ArgmaxScreen::from_linear_weight(weight.view()).expect("finite weights");
+    for (seed, x) in inputs(768).iter().enumerate() {
+        let one = on_threads(1, || screen.argmax_counted(x, weight.view()));
+        for threads in [2, 3] {
+            let teamed = on_threads(threads, || team(|| screen.argmax_counted(x, weight.view())));
+            assert_eq!(teamed, one, "input {seed}, a team of {threads}");
+        }
     }
 }

@@ -9,10 +9,10 @@
 use std::cell::Cell;
 
 use ndarray::{Array4, ArrayView2, ArrayView4, ArrayViewMut4};
-use rayon::prelude::*;
 
 use crate::kernels::gemm::microkernel::{AVX2_MR, AVX512_MR};
 use crate::simd::{self, Isa, Simd};
+use crate::threads::for_each_part;
 use crate::{GemmPath, gemm_path};
 
 /// Which keys each query may see.
@@ -112,7 +112,7 @@ pub fn attention_into_on(
         && head_dim <= 1024
         && job.k.strides[3] == 1
         && job.v.strides[3] == 1;
-    (0..batch * heads).into_par_iter().for_each(|index| {
+    for_each_part(batch * heads, |index| {
         let (entry, head) = (index / heads, index % heads);
         // SAFETY: `Isa::for_path` checked the CPU; each task writes its own (entry, head).
         unsafe {

@@ -31,6 +31,7 @@
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
+use crate::threads::map_parts;
 use crate::{GemmPath, gemm_path};
 
 /// Columns (weight rows) per 8-bit panel: K × 128 bytes, one K-row of a panel is two cache lines.
@@ -238,53 +239,56 @@ impl ArgmaxScreen {
         // the task that streams its panel, which keeps ŝ + B and answers its largest ŝ − B, or
         // None when a chain overflowed
         let rows_per_task = PANEL * PANELS_PER_TASK;
-        let mut uppers = vec![0.0f64; self.n];
-        let floor = uppers
-            .par_chunks_mut(rows_per_task)
-            .enumerate()
-            .map(|(task, uppers)| {
-                let mut chains = [[0.0f32; PANEL]; 2];
-                let mut floor = f64::NEG_INFINITY;
-                // two panels at a time: two streams from memory keep more reads in flight
-                for (pair, uppers) in uppers.chunks_mut(2 * PANEL).enumerate() {
-                    let first = task * PANELS_PER_TASK + 2 * pair;
-                    let panel = |index: usize| {
-                        let start = (first + index) * self.k * PANEL;
-                        &self.levels[start..start + self.k * PANEL]
-                    };
-                    // SAFETY: gemm_path() is Avx512 only when the CPU has AVX-512F and FMA.
-                    unsafe {
-                        if uppers.len() > PANEL {
-                            x86::panels_avx512::<2>(x, [panel(0), panel(1)], &mut chains);
-                        } else {
-                            let [one, _] = &mut chains;
-                            x86::panels_avx512::<1>(x, [panel(0)], std::array::from_mut(one));
-                        }
-                    }
-                    let rows = &self.rows[first * PANEL..first * PANEL + uppers.len()];
-                    for ((upper, &chain), row) in
-                        uppers.iter_mut().zip(chains.as_flattened()).zip(rows)
-                    {
-                        if !chain.is_finite() {
-                            return None;
-                        }
-                        let estimate = f64::from(row.scale) * f64::from(chain);
-                        let radius = (split.norm1 * row.chains
-                            + split.head_norm1 * row.largest_residual
-                            + split.tail_norm2 * row.residual_norm)
-                            * INFLATE
-                            // and the rounding of estimate ± radius themselves
-                            + estimate.abs() * 1e-15;
-                        *upper = estimate + radius;
-                        floor = floor.max(estimate - radius);
+        let tasks = map_parts(self.n.div_ceil(rows_per_task), |task| {
+            let first_row = task * rows_per_task;
+            let mut uppers = vec![0.0f64; rows_per_task.min(self.n - first_row)];
+            let mut chains = [[0.0f32; PANEL]; 2];
+            let mut floor = f64::NEG_INFINITY;
+            // two panels at a time: two streams from memory keep more reads in flight
+            for (pair, uppers) in uppers.chunks_mut(2 * PANEL).enumerate() {
+                let first = task * PANELS_PER_TASK + 2 * pair;
+                let panel = |index: usize| {
+                    let start = (first + index) * self.k * PANEL;
+                    &self.levels[start..start + self.k * PANEL]
+                };
+                // SAFETY: gemm_path() is Avx512 only when the CPU has AVX-512F and FMA.
+                unsafe {
+                    if uppers.len() > PANEL {
+                        x86::panels_avx512::<2>(x, [panel(0), panel(1)], &mut chains);
+                    } else {
+                        let [one, _] = &mut chains;
+                        x86::panels_avx512::<1>(x, [panel(0)], std::array::from_mut(one));
                     }
                 }
-                Some(floor)
-            })
-            .reduce(|| Some(f64::NEG_INFINITY), |a, b| Some(a?.max(b?)))?;
+                let rows = &self.rows[first * PANEL..first * PANEL + uppers.len()];
+                for ((upper, &chain), row) in uppers.iter_mut().zip(chains.as_flattened()).zip(rows)
+                {
+                    if !chain.is_finite() {
+                        return None;
+                    }
+                    let estimate = f64::from(row.scale) * f64::from(chain);
+                    let radius = (split.norm1 * row.chains
+                        + split.head_norm1 * row.largest_residual
+                        + split.tail_norm2 * row.residual_norm)
+                        * INFLATE
+                        // and the rounding of estimate ± radius themselves
+                        + estimate.abs() * 1e-15;
+                    *upper = estimate + radius;
+                    floor = floor.max(estimate - radius);
+                }
+            }
+            Some((uppers, floor))
+        });
+        let tasks: Vec<(Vec<f64>, f64)> = tasks.into_iter().collect::<Option<_>>()?;
+        let floor = tasks
+            .iter()
+            .fold(f64::NEG_INFINITY, |floor, &(_, task_floor)| {
+                floor.max(task_floor)
+            });
+        let uppers = tasks.iter().flat_map(|(uppers, _)| uppers);
         let mut best: Option<(usize, f32)> = None;
         let mut rechecked = 0;
-        for (j, &upper) in uppers.iter().enumerate() {
+        for (j, &upper) in uppers.enumerate() {
             if upper < floor {
                 continue;
             }

@@ -15,6 +15,7 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
 use crate::Activation;
+use crate::threads::for_each_part;
 use microkernel::{AVX2_MR, AVX512_MR, Problem};
 use pack::PANEL;
 
@@ -484,7 +485,7 @@ fn gemm_simd(
             unsafe { gemv(path, &problem, row.as_ptr(), range) }
         };
         if parallel && columns.len() > 1 {
-            columns.into_par_iter().for_each(run);
+            for_each_part(columns.len(), |part| run(columns[part].clone()));
         } else {
             columns.into_iter().for_each(run);
         }
@@ -497,15 +498,17 @@ fn gemm_simd(
         AVX2_MR
     };
     let nr = if path == GemmPath::Avx512 { 32 } else { 16 };
-    let tiles = output_tiles(m, n, mr, nr, parallel);
-    let run = |(rows, columns): (Range<usize>, Range<usize>)| {
-        // SAFETY: the path was checked against the CPU; tiles are disjoint and inside C.
-        unsafe { tile(path, &problem, rows, columns) }
+    let parts = output_tiles(m, n, mr, nr, parallel);
+    let run = |tiles: &[(Range<usize>, Range<usize>)]| {
+        for (rows, columns) in tiles {
+            // SAFETY: the path was checked against the CPU; tiles are disjoint and inside C.
+            unsafe { tile(path, &problem, rows.clone(), columns.clone()) }
+        }
     };
-    if parallel && tiles.len() > 1 {
-        tiles.into_par_iter().for_each(run);
+    if parallel && parts.len() > 1 {
+        for_each_part(parts.len(), |part| run(&parts[part]));
     } else {
-        tiles.into_iter().for_each(run);
+        parts.iter().for_each(|tiles| run(tiles));
     }
 }
 
@@ -515,16 +518,15 @@ const MC: usize = 192;
 
 /// Splits M × N into output tiles: the columns into contiguous parts, one per thread, so a
 /// thread's B stays its own and it packs each row block of A once per stretch of K; each part
-/// into row blocks of equal size, at most [`MC`] rows (aligned to MR). Listed part by part, so
-/// rayon's halving gives each thread a whole part. The tiling changes only who computes what,
-/// never a result.
+/// into row blocks of equal size, at most [`MC`] rows (aligned to MR). One list of tiles per
+/// part, run in order by one thread. The tiling changes only who computes what, never a result.
 fn output_tiles(
     m: usize,
     n: usize,
     mr: usize,
     nr: usize,
     parallel: bool,
-) -> Vec<(Range<usize>, Range<usize>)> {
+) -> Vec<Vec<(Range<usize>, Range<usize>)>> {
     let threads = if parallel {
         rayon::current_num_threads()
     } else {
@@ -536,15 +538,16 @@ fn output_tiles(
     let panels = m.div_ceil(mr);
     let blocks = panels.div_ceil(MC / mr).max(1);
     let mc = panels.div_ceil(blocks) * mr;
-    let mut tiles = Vec::new();
-    for part in 0..parts {
-        let (s0, s1) = (slivers * part / parts, slivers * (part + 1) / parts);
-        let columns = s0 * nr..(s1 * nr).min(n);
-        for i0 in (0..m).step_by(mc) {
-            tiles.push((i0..(i0 + mc).min(m), columns.clone()));
-        }
-    }
-    tiles
+    (0..parts)
+        .map(|part| {
+            let (s0, s1) = (slivers * part / parts, slivers * (part + 1) / parts);
+            let columns = s0 * nr..(s1 * nr).min(n);
+            (0..m)
+                .step_by(mc)
+                .map(|i0| (i0..(i0 + mc).min(m), columns.clone()))
+                .collect()
+        })
+        .collect()
 }
 
 /// Column strips for the matrix-vector kernel: runs of 4 whole panels, about four strips per
