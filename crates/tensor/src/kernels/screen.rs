@@ -236,8 +236,8 @@ impl ArgmaxScreen {
         }
         let split = self.split(x);
         // each row's estimate ŝ and radius B (its f32 score lies in [ŝ − B, ŝ + B]), computed by
-        // the task that streams its panel, which keeps ŝ + B and answers its largest ŝ − B, or
-        // None when a chain overflowed
+        // the task that streams its panel, which answers its rows' ŝ + B and its largest ŝ − B,
+        // or None when a chain overflowed (tasks split over the team when there is one)
         let rows_per_task = PANEL * PANELS_PER_TASK;
         let tasks = map_parts(self.n.div_ceil(rows_per_task), |task| {
             let first_row = task * rows_per_task;
