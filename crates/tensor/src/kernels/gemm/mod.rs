@@ -479,15 +479,17 @@ fn gemm_simd(
     if m == 1 {
         let row = a.row(0);
         let row = row.as_standard_layout();
-        let columns = column_strips(n, parallel);
-        let run = |range: Range<usize>| {
+        let width = strip_width(n, parallel);
+        let run = |strip: usize| {
+            let columns = strip * width..((strip + 1) * width).min(n);
             // SAFETY: the path was checked against the CPU; each strip writes its own columns.
-            unsafe { gemv(path, &problem, row.as_ptr(), range) }
+            unsafe { gemv(path, &problem, row.as_ptr(), columns) }
         };
-        if parallel && columns.len() > 1 {
-            for_each_part(columns.len(), |part| run(columns[part].clone()));
+        let strips = n.div_ceil(width);
+        if parallel && strips > 1 {
+            for_each_part(strips, run);
         } else {
-            columns.into_iter().for_each(run);
+            (0..strips).for_each(run);
         }
         return;
     }
@@ -498,17 +500,17 @@ fn gemm_simd(
         AVX2_MR
     };
     let nr = if path == GemmPath::Avx512 { 32 } else { 16 };
-    let parts = output_tiles(m, n, mr, nr, parallel);
-    let run = |tiles: &[(Range<usize>, Range<usize>)]| {
-        for (rows, columns) in tiles {
+    let tiling = Tiling::new(m, n, mr, nr, parallel);
+    let run = |part: usize| {
+        for (rows, columns) in tiling.tiles(part) {
             // SAFETY: the path was checked against the CPU; tiles are disjoint and inside C.
-            unsafe { tile(path, &problem, rows.clone(), columns.clone()) }
+            unsafe { tile(path, &problem, rows, columns) }
         }
     };
-    if parallel && parts.len() > 1 {
-        for_each_part(parts.len(), |part| run(&parts[part]));
+    if parallel && tiling.parts > 1 {
+        for_each_part(tiling.parts, run);
     } else {
-        parts.iter().for_each(|tiles| run(tiles));
+        (0..tiling.parts).for_each(run);
     }
 }
 
@@ -516,43 +518,60 @@ fn gemm_simd(
 /// (MC × 768, 576 KiB) stays in L2.
 const MC: usize = 192;
 
-/// Splits M × N into output tiles: the columns into contiguous parts, one per thread, so a
+/// How M × N splits into output tiles: the columns into contiguous parts, one per thread, so a
 /// thread's B stays its own and it packs each row block of A once per stretch of K; each part
-/// into row blocks of equal size, at most [`MC`] rows (aligned to MR). One list of tiles per
-/// part, run in order by one thread. The tiling changes only who computes what, never a result.
-fn output_tiles(
+/// into row blocks of equal size, at most [`MC`] rows (aligned to MR), run in order by the thread
+/// that takes the part. The tiling changes only who computes what, never a result. Computed, not
+/// listed: a forward pass allocates nothing for it.
+struct Tiling {
     m: usize,
     n: usize,
-    mr: usize,
     nr: usize,
-    parallel: bool,
-) -> Vec<Vec<(Range<usize>, Range<usize>)>> {
-    let threads = if parallel {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
-    let slivers = n.div_ceil(nr);
-    let parts = threads.min(slivers).max(1);
-    // row blocks of equal size (in MR panels), as few as MC allows
-    let panels = m.div_ceil(mr);
-    let blocks = panels.div_ceil(MC / mr).max(1);
-    let mc = panels.div_ceil(blocks) * mr;
-    (0..parts)
-        .map(|part| {
-            let (s0, s1) = (slivers * part / parts, slivers * (part + 1) / parts);
-            let columns = s0 * nr..(s1 * nr).min(n);
-            (0..m)
-                .step_by(mc)
-                .map(|i0| (i0..(i0 + mc).min(m), columns.clone()))
-                .collect()
-        })
-        .collect()
+    /// Column parts.
+    parts: usize,
+    /// NR-wide column slivers in all.
+    slivers: usize,
+    /// Rows per row block.
+    mc: usize,
 }
 
-/// Column strips for the matrix-vector kernel: runs of 4 whole panels, about four strips per
-/// thread.
-fn column_strips(n: usize, parallel: bool) -> Vec<Range<usize>> {
+impl Tiling {
+    fn new(m: usize, n: usize, mr: usize, nr: usize, parallel: bool) -> Self {
+        let threads = if parallel {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let slivers = n.div_ceil(nr);
+        // row blocks of equal size (in MR panels), as few as MC allows
+        let panels = m.div_ceil(mr);
+        let blocks = panels.div_ceil(MC / mr).max(1);
+        Self {
+            m,
+            n,
+            nr,
+            parts: threads.min(slivers).max(1),
+            slivers,
+            mc: panels.div_ceil(blocks) * mr,
+        }
+    }
+
+    /// The tiles (rows, columns) of column part `part`, in order.
+    fn tiles(&self, part: usize) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+        let (s0, s1) = (
+            self.slivers * part / self.parts,
+            self.slivers * (part + 1) / self.parts,
+        );
+        let columns = s0 * self.nr..(s1 * self.nr).min(self.n);
+        (0..self.m)
+            .step_by(self.mc)
+            .map(move |i0| (i0..(i0 + self.mc).min(self.m), columns.clone()))
+    }
+}
+
+/// The width of the matrix-vector kernel's column strips: runs of 4 whole panels, about four
+/// strips per thread.
+fn strip_width(n: usize, parallel: bool) -> usize {
     let threads = if parallel {
         rayon::current_num_threads()
     } else {
@@ -561,11 +580,7 @@ fn column_strips(n: usize, parallel: bool) -> Vec<Range<usize>> {
     let panels = n.div_ceil(PANEL);
     // a multiple of 4 panels: whole runs of the kernel's 8 vectors (the vector-at-a-time rest,
     // one chain of FMAs each, waits on their latency)
-    let per_strip = (panels.div_ceil(4 * threads).div_ceil(4) * 4).min(panels.max(1));
-    (0..panels)
-        .step_by(per_strip)
-        .map(|p| p * PANEL..((p + per_strip) * PANEL).min(n))
-        .collect()
+    (panels.div_ceil(4 * threads).div_ceil(4) * 4).clamp(1, panels.max(1)) * PANEL
 }
 
 /// # Safety

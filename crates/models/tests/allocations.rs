@@ -1,0 +1,103 @@
+//! An encoder's forward pass after warm-up allocates per call (its output, the batch's layout),
+//! nothing per layer: each layer writes into the model's workspace, and the kernels allocate
+//! nothing.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::reference::model_dir;
+use oxformer_models::bert::BertModel;
+use oxformer_models::distilbert::DistilBertModel;
+use oxformer_models::{BertConfig, DistilBertConfig, EncoderInput, ModelConfig};
+use oxformer_nn::Weights;
+use oxformer_tensor::ThreadPool;
+
+/// The system allocator, counting allocations.
+struct Counting;
+
+thread_local! {
+    /// This thread's allocations (tests run side by side: a global count would mix theirs).
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    ALLOCATIONS.with(|count| count.set(count.get() + 1));
+}
+
+// SAFETY: forwards to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations made by the second of two identical forward passes of `forward`, on a pool of one
+/// thread, which does all the work (a thread's first GEMM grows its own A block: with more
+/// threads, which of them the warm-up pass used is up to rayon).
+fn allocations_per_pass(forward: impl Fn(&EncoderInput<'_>) + Sync) -> usize {
+    let ids = ndarray::Array2::<u32>::from_shape_fn((2, 9), |(b, t)| (7 + 13 * b + t) as u32);
+    let mask = ndarray::Array2::<u32>::from_shape_fn((2, 9), |(b, t)| u32::from(b == 0 || t < 6));
+    let input = EncoderInput::new(ids.view(), mask.view());
+    ThreadPool::new(1).unwrap().install(|| {
+        forward(&input);
+        let before = ALLOCATIONS.get();
+        forward(&input);
+        ALLOCATIONS.get() - before
+    })
+}
+
+/// Allocations per pass of the `name` fixture cut to 1 and to 2 layers, which must agree.
+fn check(name: &str, per_pass: impl Fn(usize) -> usize) {
+    let (one, two) = (per_pass(1), per_pass(2));
+    println!("{name}: allocations per forward pass: 1 layer {one}, 2 layers {two}");
+    assert_eq!(one, two, "{name}: allocations grow with the layers");
+}
+
+#[test]
+fn bert_layers_allocate_nothing_after_warm_up() {
+    let dir = model_dir("bert");
+    let ModelConfig::Bert(config) = ModelConfig::from_folder(&dir).unwrap() else {
+        unreachable!()
+    };
+    let weights = Weights::from_folder(&dir).unwrap();
+    check("bert", |layers| {
+        let config = BertConfig {
+            num_hidden_layers: layers,
+            ..config.clone()
+        };
+        let model = BertModel::load(&weights, &config, true).unwrap();
+        allocations_per_pass(|input| drop(model.forward(input, false).unwrap()))
+    });
+}
+
+#[test]
+fn distilbert_layers_allocate_nothing_after_warm_up() {
+    let dir = model_dir("distilbert");
+    let ModelConfig::DistilBert(config) = ModelConfig::from_folder(&dir).unwrap() else {
+        unreachable!()
+    };
+    let weights = Weights::from_folder(&dir).unwrap();
+    check("distilbert", |layers| {
+        let config = DistilBertConfig {
+            n_layers: layers,
+            ..config.clone()
+        };
+        let model = DistilBertModel::load(&weights, &config).unwrap();
+        allocations_per_pass(|input| drop(model.forward(input, false).unwrap()))
+    });
+}
