@@ -240,8 +240,7 @@ impl BertSelfOutput {
     }
 }
 
-/// `out ← LayerNorm(dense(x) + residual)`: the residual fused into the product, then the norm
-/// in place.
+/// `out ← LayerNorm(dense(x) + residual)`, both fused into the product's write-out.
 ///
 /// # Shapes
 /// `x`: (rows, dense's in_features); `residual`, `out`: (rows, dense's out_features).
@@ -250,11 +249,9 @@ pub(crate) fn residual_layer_norm_into(
     layer_norm: &LayerNorm,
     x: ArrayView2<'_, f32>,
     residual: ArrayView2<'_, f32>,
-    mut out: ArrayViewMut2<'_, f32>,
+    out: ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
-    dense.forward_into(x, Activation::Identity, Some(residual), out.view_mut())?;
-    layer_norm.forward_in_place(out, None)?;
-    Ok(())
+    Ok(dense.forward_into_normed(x, residual, layer_norm, out)?)
 }
 
 /// modeling_bert.py `BertAttention`: self-attention, then its output block.

@@ -52,6 +52,7 @@ fn linear_matches_the_reference_product_with_fused_epilogue() {
         bias: Some(bias.as_slice()),
         activation: Activation::Gelu,
         residual: Some(residual.view()),
+        layer_norm: None,
     };
     assert_close(
         &fused,
@@ -225,4 +226,45 @@ fn released_mapped_pages_read_back_the_same_values() {
     );
     assert_close(&linear.forward(x.view()).unwrap(), &expected);
     assert_eq!(weight.as_slice(), before.as_slice());
+}
+
+#[test]
+fn linear_into_a_layer_norm_is_the_norm_of_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_f32_file(
+        dir.path(),
+        "model.safetensors",
+        &[
+            ("dense.weight", vec![5, 3]),
+            ("dense.bias", vec![5]),
+            ("LayerNorm.weight", vec![5]),
+            ("LayerNorm.bias", vec![5]),
+            ("small.weight", vec![4]),
+            ("small.bias", vec![4]),
+        ],
+    );
+    let weights = Weights::from_file(&path).unwrap();
+    let linear = Linear::load(&weights.sub("dense"), 3, 5).unwrap();
+    let norm = LayerNorm::load(&weights.sub("LayerNorm"), 5, 1e-12).unwrap();
+    let x = input(7, 3);
+    let residual = input(7, 5);
+
+    let mut fused = Array2::<f32>::zeros((7, 5));
+    linear
+        .forward_into_normed(x.view(), residual.view(), &norm, fused.view_mut())
+        .unwrap();
+    let separate = linear
+        .forward_with(x.view(), Activation::Identity, Some(residual.view()))
+        .unwrap();
+    assert_eq!(fused, norm.forward(separate.view(), None).unwrap());
+
+    let small = LayerNorm::load(&weights.sub("small"), 4, 1e-12).unwrap();
+    let error =
+        message(linear.forward_into_normed(x.view(), residual.view(), &small, fused.view_mut()));
+    assert!(
+        error.contains("dense")
+            && error.contains("small.weight")
+            && error.contains("of 4 features"),
+        "{error}"
+    );
 }

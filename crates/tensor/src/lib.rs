@@ -46,7 +46,7 @@ pub use kernels::attention::{
     AttentionMask, attention, attention_into, attention_into_on, attention_reference,
 };
 pub use kernels::gemm::{
-    Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, cpu_paths, gemm_path,
+    Epilogue, GemmPath, PackedMatrix, RowNorm, Transpose, batched_matmul, cpu_paths, gemm_path,
     gemm_reference, line_aligned, matmul, matmul_packed, matmul_packed_into, matmul_packed_into_on,
 };
 pub use kernels::norm::{

@@ -5,8 +5,8 @@ mod common;
 use common::{assert_bit_identical, assert_close, available_paths, on_threads, random};
 use oxformer_tensor::ndarray::{Array2, Array3, Axis, concatenate, s};
 use oxformer_tensor::{
-    Activation, Epilogue, GemmPath, PackedMatrix, Transpose, batched_matmul, gemm_path,
-    gemm_reference, matmul, matmul_packed, matmul_packed_into_on, team,
+    Activation, Epilogue, GemmPath, PackedMatrix, RowNorm, Transpose, batched_matmul, gemm_path,
+    gemm_reference, layer_norm_in_place_on, matmul, matmul_packed, matmul_packed_into_on, team,
 };
 
 /// Awkward shapes (M, K, N): empty, one, odd, around a vector and a panel, a 4096 × 4 × 4096
@@ -124,6 +124,7 @@ fn fused_epilogue_matches_the_reference() {
                     bias: Some(&bias),
                     activation,
                     residual: Some(residual.view()),
+                    layer_norm: None,
                 };
                 let expected = gemm_reference(a.view(), b.view(), &epilogue);
                 let actual = run(path, &a, &packed, &epilogue);
@@ -150,6 +151,7 @@ fn strided_operands_and_output() {
         bias: None,
         activation: Activation::Relu,
         residual: Some(residual),
+        layer_norm: None,
     };
     let expected = gemm_reference(a, b.view(), &epilogue);
     for path in available_paths("gemm strided") {
@@ -167,6 +169,63 @@ fn strided_operands_and_output() {
             tolerance(40),
             &format!("{path:?}"),
         );
+    }
+}
+
+/// The LayerNorm epilogue gives, bit for bit, the product (with its residual) normalised in place
+/// afterwards, on every path, thread count and team, over one row, one or many row blocks, and
+/// more row blocks than the product counts; and the reference's norm within tolerance.
+#[test]
+fn layer_norm_epilogue_is_the_norm_of_the_finished_product() {
+    for &(m, k, n) in &[
+        (1, 300, 768),
+        (7, 33, 65),
+        (128, 700, 768),
+        (400, 256, 200),
+        (50_000, 3, 40),
+    ] {
+        let a = random((m, k), 30);
+        let b = random((k, n), 31);
+        let bias = random(n, 32).to_vec();
+        let residual = random((m, n), 33);
+        let weight = random(n, 34).to_vec();
+        let norm_bias = random(n, 35).to_vec();
+        let packed = PackedMatrix::from_in_out(b.view());
+        let epilogue = Epilogue {
+            bias: Some(&bias),
+            activation: Activation::Identity,
+            residual: Some(residual.view()),
+            layer_norm: None,
+        };
+        let normed = Epilogue {
+            layer_norm: Some(RowNorm {
+                weight: &weight,
+                bias: &norm_bias,
+                eps: 1e-12,
+            }),
+            ..epilogue
+        };
+        let mut expected = gemm_reference(a.view(), b.view(), &epilogue);
+        layer_norm_in_place_on(
+            GemmPath::Reference,
+            expected.view_mut(),
+            None,
+            &weight,
+            &norm_bias,
+            1e-12,
+        );
+        for path in available_paths("gemm layer norm") {
+            let mut separate = run(path, &a, &packed, &epilogue);
+            layer_norm_in_place_on(path, separate.view_mut(), None, &weight, &norm_bias, 1e-12);
+            assert_close(&separate, &expected, 1e-4, &format!("{path:?} {m}×{k}×{n}"));
+            for threads in [1, 2, 3] {
+                let what = format!("{path:?} {m}×{k}×{n} {threads} threads");
+                let fused = on_threads(threads, || run(path, &a, &packed, &normed));
+                assert_bit_identical(&fused, &separate, &what);
+                let teamed = on_threads(threads, || team(|| run(path, &a, &packed, &normed)));
+                assert_bit_identical(&teamed, &separate, &format!("{what}, a team"));
+            }
+        }
     }
 }
 
@@ -213,6 +272,7 @@ fn bit_identical_for_any_thread_count() {
                 bias: Some(&bias),
                 activation: Activation::Gelu,
                 residual: None,
+                layer_norm: None,
             };
             let one = on_threads(1, || run(path, &a, &packed, &epilogue));
             for threads in [2, 3] {

@@ -1,7 +1,7 @@
 //! [`LayerNorm`]: torch.nn.LayerNorm over the last axis, with an optional fused residual add.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
-use oxformer_tensor::layer_norm_in_place;
+use oxformer_tensor::{RowNorm, layer_norm_in_place};
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -37,6 +37,20 @@ impl LayerNorm {
     /// The epsilon added to the variance.
     pub fn eps(&self) -> f32 {
         self.eps
+    }
+
+    /// The full name of its weight tensor, which names the layer in errors.
+    pub fn name(&self) -> &str {
+        self.weight.name()
+    }
+
+    /// This norm as a product's epilogue ([`oxformer_tensor::Epilogue::layer_norm`]).
+    pub fn row_norm(&self) -> RowNorm<'_> {
+        RowNorm {
+            weight: self.weight.as_slice(),
+            bias: self.bias.as_slice(),
+            eps: self.eps,
+        }
     }
 
     /// `LayerNorm(x + residual)`.

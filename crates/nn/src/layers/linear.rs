@@ -1,9 +1,10 @@
 //! [`Linear`]: `y = x·Wᵀ + b` with the weight packed once (torch.nn.Linear, and GPT-2's Conv1D).
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
-use oxformer_tensor::{Activation, Epilogue, PackedMatrix, matmul_packed_into};
+use oxformer_tensor::{Activation, Epilogue, PackedMatrix, RowNorm, matmul_packed_into};
 
 use crate::error::{Error, Result};
+use crate::layers::LayerNorm;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -199,6 +200,42 @@ impl Linear {
         residual: Option<ArrayView2<'_, f32>>,
         out: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
+        self.forward_into_epilogue(x, activation, residual, None, out)
+    }
+
+    /// `out ← layer_norm(x·Wᵀ + b + residual)` (BERT's `LayerNorm(dense(x) + input)`): the
+    /// residual added in the product's write-out, each block of rows normalised by the thread
+    /// that finishes it. `out`: (rows, out_features), overwritten.
+    ///
+    /// # Errors
+    /// [`Error::Layer`] when the shapes disagree, the norm's among them.
+    pub fn forward_into_normed(
+        &self,
+        x: ArrayView2<'_, f32>,
+        residual: ArrayView2<'_, f32>,
+        layer_norm: &LayerNorm,
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        if layer_norm.dim() != self.out_features() {
+            return Err(self.shape_error(format!(
+                "its {} outputs go to a LayerNorm `{}` of {} features",
+                self.out_features(),
+                layer_norm.name(),
+                layer_norm.dim()
+            )));
+        }
+        let norm = layer_norm.row_norm();
+        self.forward_into_epilogue(x, Activation::Identity, Some(residual), Some(norm), out)
+    }
+
+    fn forward_into_epilogue(
+        &self,
+        x: ArrayView2<'_, f32>,
+        activation: Activation,
+        residual: Option<ArrayView2<'_, f32>>,
+        layer_norm: Option<RowNorm<'_>>,
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
         let (rows, out_features) = (x.nrows(), self.out_features());
         if x.ncols() != self.in_features() {
             return Err(self.shape_error(format!(
@@ -225,6 +262,7 @@ impl Linear {
             bias: self.bias.as_deref(),
             activation,
             residual,
+            layer_norm,
         };
         matmul_packed_into(x, &self.weight, &epilogue, out);
         Ok(())

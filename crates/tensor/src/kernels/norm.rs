@@ -95,7 +95,7 @@ pub fn layer_norm_in_place_on(
 
 /// # Safety
 /// The CPU has `isa`.
-unsafe fn normalise_row(
+pub(crate) unsafe fn normalise_row(
     isa: Isa,
     row: &mut [f32],
     residual: Option<&[f32]>,

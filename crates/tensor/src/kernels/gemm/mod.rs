@@ -10,24 +10,45 @@ pub use pack::line_aligned;
 
 use std::ops::Range;
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::AcqRel;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
 use crate::Activation;
+use crate::kernels::norm::{layer_norm_in_place_on, normalise_row};
+use crate::simd::Isa;
 use crate::threads::for_each_part;
 use microkernel::{AVX2_MR, AVX512_MR, Problem};
 use pack::PANEL;
 
-/// What is applied to each output element as it is written: `activation(a·b + bias) + residual`.
+/// What is applied to each output element as it is written: `activation(a·b + bias) + residual`,
+/// then, once a row of C is complete, `layer_norm` of the row.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
     /// Added per output column (length N).
     pub bias: Option<&'a [f32]>,
     /// Applied after the bias.
     pub activation: Activation,
-    /// Added last, element-wise (M × N).
+    /// Added element-wise (M × N), after the activation.
     pub residual: Option<ArrayView2<'a, f32>>,
+    /// Last, each finished row normalised: the same values as
+    /// [`layer_norm_in_place`](crate::layer_norm_in_place) on the product would give, but done
+    /// by the thread that completes a block of rows, while they are still in its cache.
+    pub layer_norm: Option<RowNorm<'a>>,
+}
+
+/// A LayerNorm over each row of a product's output ([`Epilogue::layer_norm`]):
+/// `(x − mean) / √(variance + eps) · weight + bias`.
+#[derive(Clone, Copy, Debug)]
+pub struct RowNorm<'a> {
+    /// Length N.
+    pub weight: &'a [f32],
+    /// Length N.
+    pub bias: &'a [f32],
+    /// Added to the variance.
+    pub eps: f32,
 }
 
 impl<'a> Epilogue<'a> {
@@ -255,17 +276,13 @@ pub fn gemm_reference(
             out[[i, j]] = sum;
         }
     }
-    apply_epilogue(out.view_mut(), epilogue);
+    apply_epilogue(GemmPath::Reference, out.view_mut(), epilogue);
     out
 }
 
-fn apply_epilogue(mut out: ArrayViewMut2<'_, f32>, epilogue: &Epilogue<'_>) {
-    if let Some(bias) = epilogue.bias {
-        assert_eq!(bias.len(), out.ncols(), "epilogue: bias length");
-    }
-    if let Some(residual) = &epilogue.residual {
-        assert_eq!(residual.dim(), out.dim(), "epilogue: residual shape");
-    }
+/// The epilogue over a finished product, element by element, then the rows' norm on `path`.
+fn apply_epilogue(path: GemmPath, mut out: ArrayViewMut2<'_, f32>, epilogue: &Epilogue<'_>) {
+    check_epilogue(epilogue, out.dim());
     for (i, mut row) in out.rows_mut().into_iter().enumerate() {
         for (j, value) in row.iter_mut().enumerate() {
             let mut x = *value;
@@ -278,6 +295,24 @@ fn apply_epilogue(mut out: ArrayViewMut2<'_, f32>, epilogue: &Epilogue<'_>) {
             }
             *value = x;
         }
+    }
+    if let Some(norm) = epilogue.layer_norm {
+        layer_norm_in_place_on(path, out, None, norm.weight, norm.bias, norm.eps);
+    }
+}
+
+/// # Panics
+/// If the epilogue's operands do not fit an (M, N) output.
+fn check_epilogue(epilogue: &Epilogue<'_>, (m, n): (usize, usize)) {
+    if let Some(bias) = epilogue.bias {
+        assert_eq!(bias.len(), n, "epilogue: bias length");
+    }
+    if let Some(residual) = &epilogue.residual {
+        assert_eq!(residual.dim(), (m, n), "epilogue: residual shape");
+    }
+    if let Some(norm) = &epilogue.layer_norm {
+        assert_eq!(norm.weight.len(), n, "epilogue: layer norm weight length");
+        assert_eq!(norm.bias.len(), n, "epilogue: layer norm bias length");
     }
 }
 
@@ -373,12 +408,7 @@ fn run_gemm(
         b.k()
     );
     assert_eq!(out.dim(), (m, n), "matmul_packed: output shape");
-    if let Some(bias) = epilogue.bias {
-        assert_eq!(bias.len(), n, "epilogue: bias length");
-    }
-    if let Some(residual) = &epilogue.residual {
-        assert_eq!(residual.dim(), (m, n), "epilogue: residual shape");
-    }
+    check_epilogue(epilogue, (m, n));
     assert!(
         path_available(path),
         "matmul_packed: this CPU cannot run {path:?}"
@@ -388,7 +418,7 @@ fn run_gemm(
     }
     if k == 0 {
         out.fill(0.0);
-        apply_epilogue(out, epilogue);
+        apply_epilogue(path, out, epilogue);
         return;
     }
     match path {
@@ -446,7 +476,7 @@ fn gemm_portable(
             );
         }
     }
-    apply_epilogue(out, epilogue);
+    apply_epilogue(GemmPath::Portable, out, epilogue);
 }
 
 /// Our microkernels: output tiles over the rayon pool, each packing its own rows of A (M = 1:
@@ -491,6 +521,10 @@ fn gemm_simd(
         } else {
             (0..strips).for_each(run);
         }
+        if let Some(norm) = &epilogue.layer_norm {
+            // SAFETY: every strip is done; the row is C's first, N values from `c`.
+            unsafe { normalise_rows(path, &problem, norm, 0..1) };
+        }
         return;
     }
 
@@ -501,16 +535,64 @@ fn gemm_simd(
     };
     let nr = if path == GemmPath::Avx512 { 32 } else { 16 };
     let tiling = Tiling::new(m, n, mr, nr, parallel);
+    // a row block is finished when every column part has written its tile: the part that
+    // finishes it normalises its rows (for more blocks than counted here, all rows at the end)
+    let finished: [AtomicUsize; MAX_COUNTED_BLOCKS] = std::array::from_fn(|_| AtomicUsize::new(0));
+    let norm_in_tiles = epilogue
+        .layer_norm
+        .filter(|_| m.div_ceil(tiling.mc) <= MAX_COUNTED_BLOCKS);
     let run = |part: usize| {
         for (rows, columns) in tiling.tiles(part) {
             // SAFETY: the path was checked against the CPU; tiles are disjoint and inside C.
-            unsafe { tile(path, &problem, rows, columns) }
+            unsafe { tile(path, &problem, rows.clone(), columns) }
+            if let Some(norm) = &norm_in_tiles
+                && finished[rows.start / tiling.mc].fetch_add(1, AcqRel) + 1 == tiling.parts
+            {
+                // SAFETY: every part has written these rows (the counter orders their writes
+                // before this); no other thread touches them any more.
+                unsafe { normalise_rows(path, &problem, norm, rows) };
+            }
         }
     };
     if parallel && tiling.parts > 1 {
         for_each_part(tiling.parts, run);
     } else {
         (0..tiling.parts).for_each(run);
+    }
+    if let Some(norm) = epilogue.layer_norm
+        && norm_in_tiles.is_none()
+    {
+        layer_norm_in_place_on(path, out, None, norm.weight, norm.bias, norm.eps);
+    }
+}
+
+/// Row blocks whose completion a product counts (on the stack) to normalise them as they finish:
+/// up to 256 × [`MC`] rows.
+const MAX_COUNTED_BLOCKS: usize = 256;
+
+/// # Safety
+/// `rows` of the problem's C are finished and no other thread reads or writes them; the CPU can
+/// run `path`.
+unsafe fn normalise_rows(
+    path: GemmPath,
+    problem: &Problem<'_>,
+    norm: &RowNorm<'_>,
+    rows: Range<usize>,
+) {
+    let n = norm.weight.len();
+    for i in rows {
+        // SAFETY: row i of C is N values from c + i·ldc, ours alone (see above).
+        let row = unsafe { std::slice::from_raw_parts_mut(problem.c.add(i * problem.ldc), n) };
+        unsafe {
+            normalise_row(
+                Isa::for_path(path),
+                row,
+                None,
+                norm.weight,
+                norm.bias,
+                norm.eps,
+            )
+        };
     }
 }
 
