@@ -7,12 +7,13 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use ndarray::{Array2, Array3, Array4, ArrayView2, Axis, s};
+use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayViewMut2, Axis, s};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Tensor, Weights};
 use oxformer_tensor::{Activation, ArgmaxScreen, AttentionMask, attention_into};
 
 use crate::config::{Gpt2Config, HiddenAct, ModelConfig};
 use crate::error::{Error, Result};
+use crate::workspace::{SharedWorkspace, Workspace, matrix};
 
 /// The kernel activation of a config activation.
 fn activation_of(act: HiddenAct) -> Activation {
@@ -143,12 +144,13 @@ impl Gpt2Attention {
     }
 
     /// Causal self-attention of `seq` new positions per row, after the `cache`'s `past` ones;
-    /// writes the new keys and values into the cache. Returns `c_proj(attention) + residual`.
+    /// writes the new keys and values into the cache, and `c_proj(attention) + residual` into
+    /// `out`. The fused query/key/value product and the attention's output go to `buffers`.
     ///
     /// # Shapes
-    /// `x`, `residual`: (batch × seq, embed); `key_padding`: (batch, past + seq);
-    /// result: (batch × seq, embed).
-    fn forward(
+    /// `x`, `residual`, `out`: (batch × seq, embed); `key_padding`: (batch, past + seq).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_into(
         &self,
         x: ArrayView2<'_, f32>,
         residual: ArrayView2<'_, f32>,
@@ -156,12 +158,17 @@ impl Gpt2Attention {
         key_padding: ArrayView2<'_, f32>,
         cache: (&mut Array4<f32>, &mut Array4<f32>),
         past: usize,
-    ) -> Result<Array2<f32>> {
+        (qkv_buffer, context_buffer): (&mut Vec<f32>, &mut Vec<f32>),
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
         let (heads, head_dim) = (self.num_heads, self.head_dim);
         let embed = heads * head_dim;
-        let seq = x.nrows() / batch;
+        let rows = x.nrows();
+        let seq = rows / batch;
         let total = past + seq;
-        let qkv = self.c_attn.forward(x)?; // (batch × seq, 3 × embed)
+        let mut qkv = matrix(qkv_buffer, rows, 3 * embed);
+        self.c_attn
+            .forward_into(x, Activation::Identity, None, qkv.view_mut())?;
         let qkv = qkv
             .into_shape_with_order((batch, seq, 3, heads, head_dim))
             .expect("c_attn output is (tokens, 3 × embed)");
@@ -175,7 +182,8 @@ impl Gpt2Attention {
         let queries = qkv.slice(s![.., .., 0, .., ..]).permuted_axes([0, 2, 1, 3]); // (batch, heads, seq, head_dim)
         let keys = cache_keys.slice(s![.., .., ..total, ..]); // (batch, heads, total, head_dim)
         let values = cache_values.slice(s![.., .., ..total, ..]);
-        let mut context = Array4::<f32>::zeros((batch, seq, heads, head_dim));
+        // every element is written by the attention
+        let mut context = matrix(context_buffer, rows, embed);
         let mask = AttentionMask {
             key_padding: Some(key_padding),
             causal: true,
@@ -186,14 +194,15 @@ impl Gpt2Attention {
             values,
             &mask,
             self.scale,
-            context.view_mut().permuted_axes([0, 2, 1, 3]),
+            context
+                .view_mut()
+                .into_shape_with_order((batch, seq, heads, head_dim))
+                .expect("context is (batch, seq, heads, head_dim)")
+                .permuted_axes([0, 2, 1, 3]),
         );
-        let context = context
-            .into_shape_with_order((batch * seq, embed))
-            .expect("context is (batch, seq, heads, head_dim)");
         Ok(self
             .c_proj
-            .forward_with(context.view(), Activation::Identity, Some(residual))?)
+            .forward_into(context.view(), Activation::Identity, Some(residual), out)?)
     }
 }
 
@@ -214,16 +223,20 @@ impl Gpt2Mlp {
         })
     }
 
-    /// `c_proj(act(c_fc(x))) + residual`.
-    fn forward(
+    /// `out ← c_proj(act(c_fc(x))) + residual`, the inner activations in `inner_buffer`.
+    fn forward_into(
         &self,
         x: ArrayView2<'_, f32>,
         residual: ArrayView2<'_, f32>,
-    ) -> Result<Array2<f32>> {
-        let inner = self.c_fc.forward_with(x, self.activation, None)?;
+        inner_buffer: &mut Vec<f32>,
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        let mut inner = matrix(inner_buffer, x.nrows(), self.c_fc.out_features());
+        self.c_fc
+            .forward_into(x, self.activation, None, inner.view_mut())?;
         Ok(self
             .c_proj
-            .forward_with(inner.view(), Activation::Identity, Some(residual))?)
+            .forward_into(inner.view(), Activation::Identity, Some(residual), out)?)
     }
 }
 
@@ -246,25 +259,44 @@ impl Gpt2Block {
         })
     }
 
-    fn forward(
+    /// `hidden ← block(hidden)`, the intermediate results in `workspace`.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch × seq, embed); `key_padding`: (batch, past + seq).
+    fn forward_in_place(
         &self,
-        hidden: Array2<f32>,
+        mut hidden: ArrayViewMut2<'_, f32>,
         batch: usize,
         key_padding: ArrayView2<'_, f32>,
         cache: (&mut Array4<f32>, &mut Array4<f32>),
         past: usize,
-    ) -> Result<Array2<f32>> {
-        let normed = self.ln_1.forward(hidden.view(), None)?;
-        let hidden = self.attn.forward(
+        workspace: &mut Workspace,
+    ) -> Result<()> {
+        let (rows, embed) = hidden.dim();
+        let mut normed = matrix(&mut workspace.normed, rows, embed);
+        normed.assign(&hidden);
+        self.ln_1.forward_in_place(normed.view_mut(), None)?;
+        let mut attended = matrix(&mut workspace.attention_output, rows, embed);
+        self.attn.forward_into(
             normed.view(),
             hidden.view(),
             batch,
             key_padding,
             cache,
             past,
+            (&mut workspace.qkv, &mut workspace.context),
+            attended.view_mut(),
         )?;
-        let normed = self.ln_2.forward(hidden.view(), None)?;
-        self.mlp.forward(normed.view(), hidden.view())
+        let mut normed = matrix(&mut workspace.normed, rows, embed);
+        normed.assign(&attended);
+        self.ln_2.forward_in_place(normed.view_mut(), None)?;
+        // The block's input is read for the last time above: its output takes its place.
+        self.mlp.forward_into(
+            normed.view(),
+            attended.view(),
+            &mut workspace.intermediate,
+            hidden.view_mut(),
+        )
     }
 }
 
@@ -300,6 +332,7 @@ pub struct Gpt2Model {
     h: Vec<Gpt2Block>,
     ln_f: LayerNorm,
     config: Gpt2Config,
+    workspace: SharedWorkspace,
 }
 
 impl Gpt2Model {
@@ -318,6 +351,7 @@ impl Gpt2Model {
             h,
             ln_f: LayerNorm::load(&weights.sub("ln_f"), embed, config.layer_norm_epsilon)?,
             config: config.clone(),
+            workspace: SharedWorkspace::default(),
         })
     }
 
@@ -376,13 +410,23 @@ impl Gpt2Model {
                 .expect("hidden is (batch × seq, embed)")
         };
         let mut hidden_states = Vec::new();
-        for (index, block) in self.h.iter().enumerate() {
-            if output_hidden_states {
-                hidden_states.push(as_3d(&hidden));
+        self.workspace.with(|workspace| {
+            for (index, block) in self.h.iter().enumerate() {
+                if output_hidden_states {
+                    hidden_states.push(as_3d(&hidden));
+                }
+                let layer_cache = (&mut cache.keys[index], &mut cache.values[index]);
+                block.forward_in_place(
+                    hidden.view_mut(),
+                    batch,
+                    key_padding,
+                    layer_cache,
+                    past,
+                    workspace,
+                )?;
             }
-            let layer_cache = (&mut cache.keys[index], &mut cache.values[index]);
-            hidden = block.forward(hidden, batch, key_padding, layer_cache, past)?;
-        }
+            Ok::<_, Error>(())
+        })?;
         let last = self.ln_f.forward(hidden.view(), None)?;
         cache.len = total;
         let last_hidden_state = as_3d(&last);

@@ -1,13 +1,13 @@
-//! [`Workspace`]: the buffers an encoder layer writes its intermediate results into, kept by the
-//! model and reused from layer to layer and from call to call, so that a forward pass after the
-//! first allocates (and the kernel zeroes) no new pages for them.
+//! [`Workspace`]: the buffers an encoder layer or a GPT-2 block writes its intermediate results
+//! into, kept by the model and reused from layer to layer and from call to call, so that a forward
+//! pass after the first allocates (and the kernel zeroes) no new pages for them.
 
 use std::sync::{Mutex, TryLockError};
 
 use ndarray::{Array1, Array2, ArrayViewMut2, s};
 use oxformer_tensor::line_aligned;
 
-/// One encoder layer's intermediate results. Each buffer only grows (to the largest batch seen;
+/// One layer's intermediate results. Each buffer only grows (to the largest batch seen;
 /// about 28 KB per token for BERT-base); its values are always overwritten before they are read.
 #[derive(Default)]
 pub(crate) struct Workspace {
@@ -19,6 +19,8 @@ pub(crate) struct Workspace {
     pub(crate) attention_output: Vec<f32>,
     /// The feed-forward block's inner activations, (rows, intermediate).
     pub(crate) intermediate: Vec<f32>,
+    /// A pre-LayerNorm block's normalised input (GPT-2), (rows, hidden).
+    pub(crate) normed: Vec<f32>,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -29,6 +31,7 @@ impl std::fmt::Debug for Workspace {
             .field("context", &self.context.len())
             .field("attention_output", &self.attention_output.len())
             .field("intermediate", &self.intermediate.len())
+            .field("normed", &self.normed.len())
             .finish()
     }
 }

@@ -1,6 +1,6 @@
-//! An encoder's forward pass after warm-up allocates per call (its output, the batch's layout),
-//! nothing per layer: each layer writes into the model's workspace, and the kernels allocate
-//! nothing.
+//! A forward pass after warm-up allocates per call (its output, the batch's layout), nothing per
+//! layer: each layer writes into the model's workspace, and the kernels allocate nothing. For the
+//! encoders and for GPT-2's decoding steps.
 
 mod common;
 
@@ -10,7 +10,8 @@ use std::cell::Cell;
 use common::reference::model_dir;
 use oxformer_models::bert::BertModel;
 use oxformer_models::distilbert::DistilBertModel;
-use oxformer_models::{BertConfig, DistilBertConfig, EncoderInput, ModelConfig};
+use oxformer_models::gpt2::{Gpt2Input, Gpt2Model};
+use oxformer_models::{BertConfig, DistilBertConfig, EncoderInput, Gpt2Config, ModelConfig};
 use oxformer_nn::Weights;
 use oxformer_tensor::ThreadPool;
 
@@ -99,5 +100,48 @@ fn distilbert_layers_allocate_nothing_after_warm_up() {
         };
         let model = DistilBertModel::load(&weights, &config).unwrap();
         allocations_per_pass(|input| drop(model.forward(input, false).unwrap()))
+    });
+}
+
+#[test]
+fn gpt2_decoding_steps_allocate_nothing_per_block() {
+    let dir = model_dir("gpt2");
+    let ModelConfig::Gpt2(config) = ModelConfig::from_folder(&dir).unwrap() else {
+        unreachable!()
+    };
+    let weights = Weights::from_folder(&dir).unwrap();
+    check("gpt2", |layers| {
+        let config = Gpt2Config {
+            n_layer: layers,
+            ..config.clone()
+        };
+        // the transformer's weights sit under `transformer.` in a GPT2LMHeadModel checkpoint,
+        // at the top in a GPT2Model one
+        let model = Gpt2Model::load(&weights, &config)
+            .or_else(|_| Gpt2Model::load(&weights.sub("transformer"), &config))
+            .unwrap();
+        let mut cache = model.new_cache(2, 8);
+        let prompt = ndarray::Array2::<u32>::from_shape_fn((2, 3), |(b, t)| (5 + 7 * b + t) as u32);
+        let step = |cache: &mut _, token: u32| {
+            let ids = ndarray::Array2::<u32>::from_elem((2, 1), token);
+            let input = Gpt2Input {
+                input_ids: ids.view(),
+                position_ids: None,
+                attention_mask: None,
+            };
+            drop(model.forward(&input, Some(cache), false).unwrap());
+        };
+        ThreadPool::new(1).unwrap().install(|| {
+            let input = Gpt2Input {
+                input_ids: prompt.view(),
+                position_ids: None,
+                attention_mask: None,
+            };
+            drop(model.forward(&input, Some(&mut cache), false).unwrap());
+            step(&mut cache, 11);
+            let before = ALLOCATIONS.get();
+            step(&mut cache, 12);
+            ALLOCATIONS.get() - before
+        })
     });
 }
