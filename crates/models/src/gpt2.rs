@@ -117,6 +117,15 @@ impl KvCache {
     }
 }
 
+/// Where a forward pass's new positions sit: `batch` rows, each after `past` cached positions,
+/// with `key_padding` (batch, past + seq) over all of them.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    batch: usize,
+    key_padding: ArrayView2<'a, f32>,
+    past: usize,
+}
+
 // modeling_gpt2.py `GPT2Attention` (self-attention only).
 struct Gpt2Attention {
     c_attn: Linear,
@@ -148,19 +157,21 @@ impl Gpt2Attention {
     /// `out`. The fused query/key/value product and the attention's output go to `buffers`.
     ///
     /// # Shapes
-    /// `x`, `residual`, `out`: (batch × seq, embed); `key_padding`: (batch, past + seq).
-    #[allow(clippy::too_many_arguments)]
+    /// `x`, `residual`, `out`: (batch × seq, embed).
     fn forward_into(
         &self,
         x: ArrayView2<'_, f32>,
         residual: ArrayView2<'_, f32>,
-        batch: usize,
-        key_padding: ArrayView2<'_, f32>,
+        step: &Step<'_>,
         cache: (&mut Array4<f32>, &mut Array4<f32>),
-        past: usize,
         (qkv_buffer, context_buffer): (&mut Vec<f32>, &mut Vec<f32>),
         out: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
+        let Step {
+            batch,
+            key_padding,
+            past,
+        } = *step;
         let (heads, head_dim) = (self.num_heads, self.head_dim);
         let embed = heads * head_dim;
         let rows = x.nrows();
@@ -262,14 +273,12 @@ impl Gpt2Block {
     /// `hidden ← block(hidden)`, the intermediate results in `workspace`.
     ///
     /// # Shapes
-    /// `hidden`: (batch × seq, embed); `key_padding`: (batch, past + seq).
+    /// `hidden`: (batch × seq, embed).
     fn forward_in_place(
         &self,
         mut hidden: ArrayViewMut2<'_, f32>,
-        batch: usize,
-        key_padding: ArrayView2<'_, f32>,
+        step: &Step<'_>,
         cache: (&mut Array4<f32>, &mut Array4<f32>),
-        past: usize,
         workspace: &mut Workspace,
     ) -> Result<()> {
         let (rows, embed) = hidden.dim();
@@ -280,10 +289,8 @@ impl Gpt2Block {
         self.attn.forward_into(
             normed.view(),
             hidden.view(),
-            batch,
-            key_padding,
+            step,
             cache,
-            past,
             (&mut workspace.qkv, &mut workspace.context),
             attended.view_mut(),
         )?;
@@ -409,6 +416,11 @@ impl Gpt2Model {
                 .into_shape_with_order((batch, seq, embed))
                 .expect("hidden is (batch × seq, embed)")
         };
+        let step = Step {
+            batch,
+            key_padding,
+            past,
+        };
         let mut hidden_states = Vec::new();
         self.workspace.with(|workspace| {
             for (index, block) in self.h.iter().enumerate() {
@@ -416,14 +428,7 @@ impl Gpt2Model {
                     hidden_states.push(as_3d(&hidden));
                 }
                 let layer_cache = (&mut cache.keys[index], &mut cache.values[index]);
-                block.forward_in_place(
-                    hidden.view_mut(),
-                    batch,
-                    key_padding,
-                    layer_cache,
-                    past,
-                    workspace,
-                )?;
+                block.forward_in_place(hidden.view_mut(), &step, layer_cache, workspace)?;
             }
             Ok::<_, Error>(())
         })?;
