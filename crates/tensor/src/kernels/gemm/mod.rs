@@ -540,24 +540,24 @@ fn gemm_simd(
     let finished: [AtomicUsize; MAX_COUNTED_BLOCKS] = std::array::from_fn(|_| AtomicUsize::new(0));
     let norm_in_tiles = epilogue
         .layer_norm
-        .filter(|_| m.div_ceil(tiling.mc) <= MAX_COUNTED_BLOCKS);
-    let run = |part: usize| {
-        for (rows, columns) in tiling.tiles(part) {
-            // SAFETY: the path was checked against the CPU; tiles are disjoint and inside C.
-            unsafe { tile(path, &problem, rows.clone(), columns) }
-            if let Some(norm) = &norm_in_tiles
-                && finished[rows.start / tiling.mc].fetch_add(1, AcqRel) + 1 == tiling.parts
-            {
-                // SAFETY: every part has written these rows (the counter orders their writes
-                // before this); no other thread touches them any more.
-                unsafe { normalise_rows(path, &problem, norm, rows) };
-            }
+        .filter(|_| tiling.blocks <= MAX_COUNTED_BLOCKS);
+    let run = |index: usize| {
+        let (rows, columns) = tiling.tile(index);
+        // SAFETY: the path was checked against the CPU; tiles are disjoint and inside C.
+        unsafe { tile(path, &problem, rows.clone(), columns) }
+        if let Some(norm) = &norm_in_tiles
+            && finished[rows.start / tiling.mc].fetch_add(1, AcqRel) + 1 == tiling.parts
+        {
+            // SAFETY: every part has written these rows (the counter orders their writes before
+            // this); no other thread touches them any more.
+            unsafe { normalise_rows(path, &problem, norm, rows) };
         }
     };
-    if parallel && tiling.parts > 1 {
-        for_each_part(tiling.parts, run);
+    let tiles = tiling.parts * tiling.blocks;
+    if parallel && tiles > 1 {
+        for_each_part(tiles, run);
     } else {
-        (0..tiling.parts).for_each(run);
+        (0..tiles).for_each(run);
     }
     if let Some(norm) = epilogue.layer_norm
         && norm_in_tiles.is_none()
@@ -602,9 +602,8 @@ const MC: usize = 192;
 
 /// How M × N splits into output tiles: the columns into contiguous parts, one per thread, so a
 /// thread's B stays its own and it packs each row block of A once per stretch of K; each part
-/// into row blocks of equal size, at most [`MC`] rows (aligned to MR), run in order by the thread
-/// that takes the part. The tiling changes only who computes what, never a result. Computed, not
-/// listed: a forward pass allocates nothing for it.
+/// into row blocks of equal size, at most [`MC`] rows (aligned to MR). The tiling changes only who
+/// computes what, never a result. Computed, not listed: a forward pass allocates nothing for it.
 struct Tiling {
     m: usize,
     n: usize,
@@ -615,6 +614,8 @@ struct Tiling {
     slivers: usize,
     /// Rows per row block.
     mc: usize,
+    /// Row blocks.
+    blocks: usize,
 }
 
 impl Tiling {
@@ -628,26 +629,32 @@ impl Tiling {
         // row blocks of equal size (in MR panels), as few as MC allows
         let panels = m.div_ceil(mr);
         let blocks = panels.div_ceil(MC / mr).max(1);
+        let mc = panels.div_ceil(blocks) * mr;
         Self {
             m,
             n,
             nr,
             parts: threads.min(slivers).max(1),
             slivers,
-            mc: panels.div_ceil(blocks) * mr,
+            mc,
+            blocks: m.div_ceil(mc),
         }
     }
 
-    /// The tiles (rows, columns) of column part `part`, in order.
-    fn tiles(&self, part: usize) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+    /// Tile `index` (rows, columns), numbered part by part, each part's row blocks in order: so
+    /// rayon's halving of the numbers gives each thread a whole part, and a thread that finishes
+    /// early takes the other's last tiles.
+    fn tile(&self, index: usize) -> (Range<usize>, Range<usize>) {
+        let (part, block) = (index / self.blocks, index % self.blocks);
         let (s0, s1) = (
             self.slivers * part / self.parts,
             self.slivers * (part + 1) / self.parts,
         );
-        let columns = s0 * self.nr..(s1 * self.nr).min(self.n);
-        (0..self.m)
-            .step_by(self.mc)
-            .map(move |i0| (i0..(i0 + self.mc).min(self.m), columns.clone()))
+        let i0 = block * self.mc;
+        (
+            i0..(i0 + self.mc).min(self.m),
+            s0 * self.nr..(s1 * self.nr).min(self.n),
+        )
     }
 }
 
