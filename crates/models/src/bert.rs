@@ -6,13 +6,13 @@
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, s};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
-use oxformer_tensor::{Activation, AttentionMask, attention_into};
+use oxformer_tensor::{Activation, AttentionMask, attention_into, line_padded};
 use rayon::prelude::*;
 
 use crate::config::{BertConfig, PositionEmbeddingType};
 use crate::error::{Error, Result};
 use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
-use crate::workspace::{SharedWorkspace, Workspace, line_buffer, line_matrix, matrix};
+use crate::workspace::{SharedWorkspace, Workspace, line_matrix, matrix};
 
 /// modeling_bert.py `BertEmbeddings`: word + token type + absolute position embeddings, then
 /// LayerNorm.
@@ -82,7 +82,7 @@ impl BertEmbeddings {
     ) -> Result<Array2<f32>> {
         let (rows, dim) = (layout.rows(), self.layer_norm.dim());
         // the layers' GEMMs read and write it row by row: on a cache line
-        let mut values = line_buffer(rows, dim);
+        let mut values = line_padded(rows * dim);
         for index in 0..rows {
             let (b, t) = layout.position(index);
             let word = self.word_embeddings.row(input.input_ids[[b, t]])?;

@@ -2,13 +2,13 @@
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
-use oxformer_tensor::{Activation, AttentionMask};
+use oxformer_tensor::{Activation, AttentionMask, line_padded};
 
 use crate::bert::{load_layers, multi_head_attention_into, residual_layer_norm_into};
 use crate::config::DistilBertConfig;
 use crate::error::Result;
 use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
-use crate::workspace::{SharedWorkspace, Workspace, line_buffer, line_matrix, matrix};
+use crate::workspace::{SharedWorkspace, Workspace, line_matrix, matrix};
 
 /// modeling_distilbert.py `Embeddings`: word + position embeddings (no token types), LayerNorm.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ impl DistilBertEmbeddings {
     ) -> Result<Array2<f32>> {
         let (rows, dim) = (layout.rows(), self.layer_norm.dim());
         // the layers' GEMMs read and write it row by row: on a cache line
-        let mut values = line_buffer(rows, dim);
+        let mut values = line_padded(rows * dim);
         for index in 0..rows {
             let (b, t) = layout.position(index);
             let word = self.word_embeddings.row(input.input_ids[[b, t]])?;

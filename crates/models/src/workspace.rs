@@ -36,9 +36,6 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-/// Floats per cache line (64 bytes).
-const LINE: usize = 16;
-
 /// `buffer` as a (rows, columns) matrix starting on a cache line (a vector load or store of a
 /// row then touches one line fewer), grown if it is too small. Its values are left as they were:
 /// the caller overwrites them.
@@ -47,16 +44,8 @@ pub(crate) fn matrix(buffer: &mut Vec<f32>, rows: usize, columns: usize) -> Arra
         .expect("the buffer holds rows × columns values")
 }
 
-/// An empty buffer for a (rows, columns) matrix pushed value by value, padded in front so that
-/// its first value lands on a cache line; [`line_matrix`] makes it the matrix.
-pub(crate) fn line_buffer(rows: usize, columns: usize) -> Vec<f32> {
-    let mut values = Vec::<f32>::with_capacity(rows * columns + LINE - 1);
-    let start = values.as_ptr().align_offset(LINE * size_of::<f32>());
-    values.resize(start.min(LINE - 1), 0.0);
-    values
-}
-
-/// The (rows, columns) matrix of a [`line_buffer`] once its rows × columns values are pushed.
+/// The (rows, columns) matrix of a [`line_padded`](oxformer_tensor::line_padded) buffer once its rows × columns values are
+/// pushed: it starts on a cache line.
 pub(crate) fn line_matrix(values: Vec<f32>, rows: usize, columns: usize) -> Array2<f32> {
     let start = values.len() - rows * columns;
     Array1::from_vec(values)
@@ -92,6 +81,10 @@ impl Clone for SharedWorkspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oxformer_tensor::line_padded;
+
+    /// Floats per cache line: `line_aligned` keeps room for up to a line's padding.
+    const LINE: usize = 16;
 
     #[test]
     fn matrix_grows_keeps_capacity_and_starts_on_a_line() {
@@ -118,7 +111,7 @@ mod tests {
     #[test]
     fn line_buffers_become_matrices_starting_on_a_line() {
         for (rows, columns) in [(0, 4), (1, 1), (3, 5), (64, 768)] {
-            let mut values = line_buffer(rows, columns);
+            let mut values = line_padded(rows * columns);
             values.extend((0..rows * columns).map(|v| v as f32));
             let matrix = line_matrix(values, rows, columns);
             assert_eq!(matrix.dim(), (rows, columns));

@@ -47,7 +47,8 @@ pub use kernels::attention::{
 };
 pub use kernels::gemm::{
     Epilogue, GemmPath, PackedMatrix, RowNorm, Transpose, batched_matmul, cpu_paths, gemm_path,
-    gemm_reference, line_aligned, matmul, matmul_packed, matmul_packed_into, matmul_packed_into_on,
+    gemm_reference, line_aligned, line_padded, matmul, matmul_packed, matmul_packed_into,
+    matmul_packed_into_on,
 };
 pub use kernels::norm::{
     layer_norm, layer_norm_in_place, layer_norm_in_place_on, layer_norm_reference,

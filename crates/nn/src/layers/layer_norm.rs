@@ -80,7 +80,7 @@ impl LayerNorm {
         residual: Option<ArrayView2<'_, f32>>,
     ) -> Result<()> {
         let dim = self.dim();
-        let layer = || format!("LayerNorm `{}`", self.weight.name());
+        let layer = || format!("LayerNorm `{}`", self.name());
         if x.ncols() != dim {
             return Err(Error::Layer {
                 layer: layer(),

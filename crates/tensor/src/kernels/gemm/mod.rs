@@ -6,7 +6,7 @@
 pub(crate) mod microkernel;
 pub(crate) mod pack;
 
-pub use pack::line_aligned;
+pub use pack::{line_aligned, line_padded};
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -579,20 +579,11 @@ unsafe fn normalise_rows(
     norm: &RowNorm<'_>,
     rows: Range<usize>,
 ) {
-    let n = norm.weight.len();
+    let (n, isa) = (norm.weight.len(), Isa::for_path(path));
     for i in rows {
         // SAFETY: row i of C is N values from c + i·ldc, ours alone (see above).
         let row = unsafe { std::slice::from_raw_parts_mut(problem.c.add(i * problem.ldc), n) };
-        unsafe {
-            normalise_row(
-                Isa::for_path(path),
-                row,
-                None,
-                norm.weight,
-                norm.bias,
-                norm.eps,
-            )
-        };
+        unsafe { normalise_row(isa, row, None, norm.weight, norm.bias, norm.eps) };
     }
 }
 

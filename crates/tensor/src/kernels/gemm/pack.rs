@@ -30,18 +30,24 @@ pub fn line_aligned(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buffer[start..start + len]
 }
 
+/// An empty vector with room for `len` values after a few zeros (fewer than a line's 16) that
+/// put the next value pushed on a cache line: the values to come start at its `len()`.
+pub fn line_padded(len: usize) -> Vec<f32> {
+    let mut values = Vec::<f32>::with_capacity(len + LINE - 1);
+    // below LINE: an f32 pointer is 4-byte aligned
+    let start = values.as_ptr().align_offset(LINE * size_of::<f32>());
+    values.resize(start.min(LINE - 1), 0.0);
+    values
+}
+
 impl Aligned {
     /// `len` values, each written by `fill` (given the whole slice, uninitialised).
     fn new(len: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>])) -> Self {
-        let mut storage = Vec::<f32>::with_capacity(len + LINE - 1);
+        let mut storage = line_padded(len);
+        let start = storage.len();
         populate(&mut storage);
-        let start = storage.as_ptr().align_offset(LINE * size_of::<f32>());
-        let spare = &mut storage.spare_capacity_mut()[..start + len];
-        for value in &mut spare[..start] {
-            value.write(0.0);
-        }
-        fill(&mut spare[start..]);
-        // SAFETY: the first `start` values were written above, the next `len` by `fill`.
+        fill(&mut storage.spare_capacity_mut()[..len]);
+        // SAFETY: the first `start` values are the padding, the next `len` written by `fill`.
         unsafe { storage.set_len(start + len) };
         Self { storage, start }
     }
