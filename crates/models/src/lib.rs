@@ -2,12 +2,14 @@
 //!
 //! Encoders: [`bert::BertModel`], [`roberta::RobertaModel`] (also XLM-RoBERTa) and
 //! [`distilbert::DistilBertModel`], each taking an [`EncoderInput`] and returning an
-//! [`EncoderOutput`].
+//! [`EncoderOutput`]. Decoders for generation: [`gpt2::Gpt2LmHeadModel`], implementing
+//! [`generation::Generative`].
 
 pub mod bert;
 pub mod config;
 pub mod distilbert;
 mod error;
+pub mod generation;
 pub mod gpt2;
 mod input;
 pub mod roberta;
