@@ -35,7 +35,7 @@ use oxformer_tensor::team;
 pub use oxformer_models::generation::{Generative, NextStep, Prompts};
 
 pub use config::{EarlyStopping, GenerationConfig, OPTION_NAMES};
-pub use processors::{LogitsProcessor, LogitsProcessorList};
+pub use processors::{Builtin, LogitsProcessor, LogitsProcessorList};
 pub use rng::Rng;
 
 use crate::{Error, Result};
@@ -166,7 +166,7 @@ impl<'a, M: Generative> Generation<'a, M> {
         let rng = config.seed.map_or_else(Rng::from_clock, Rng::new);
         Ok(Self {
             model,
-            processors: LogitsProcessorList::from_config(config, prompt_length),
+            processors: LogitsProcessorList::for_generation(config, prompt_length, max_length),
             config: config.clone(),
             prompts: prompts.clone(),
             decoder_start,
