@@ -14,8 +14,8 @@ pub mod roberta;
 mod workspace;
 
 pub use config::{
-    BertConfig, CommonConfig, DistilBertConfig, Gpt2Config, HiddenAct, ModelConfig,
-    PositionEmbeddingType, ProblemType, SummaryType,
+    BartConfig, BertConfig, CommonConfig, DistilBertConfig, Gpt2Config, HiddenAct, MarianConfig,
+    ModelConfig, PositionEmbeddingType, ProblemType, SummaryType, T5Config,
 };
 pub use error::{Error, Result};
 pub use input::{EncoderInput, EncoderOutput};
