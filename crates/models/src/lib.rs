@@ -11,6 +11,8 @@ mod error;
 pub mod gpt2;
 mod input;
 pub mod roberta;
+pub mod seq2seq;
+pub mod t5;
 mod workspace;
 
 pub use config::{
