@@ -244,6 +244,31 @@ impl LayerCache<'_> {
         )
     }
 
+    /// Causal self-attention of the new positions over every stored one (`scale · Q·Kᵀ`, the
+    /// fused kernel), after [`LayerCache::append`]; the heads side by side into `context`.
+    ///
+    /// # Shapes
+    /// `qkv`: (rows × new, 3 × inner); `context`: (rows × new, inner).
+    pub(crate) fn self_attention_into(
+        &mut self,
+        qkv: ArrayView2<'_, f32>,
+        rows: usize,
+        scale: f32,
+        context: ArrayViewMut2<'_, f32>,
+    ) {
+        let (queries, keys, values) = self.append(qkv, rows);
+        let (_, heads, new, head_dim) = queries.dim();
+        let mask = AttentionMask {
+            key_padding: None,
+            causal: true,
+        };
+        let out = context
+            .into_shape_with_order((rows, new, heads, head_dim))
+            .expect("context is (rows × new, inner)")
+            .permuted_axes([0, 2, 1, 3]);
+        attention_into(queries, keys, values, &mask, scale, out);
+    }
+
     /// Cross-attention of the decoder rows' queries over their input's encoder keys and values
     /// (no copy per row: the rows of one input are that input's queries, side by side).
     ///

@@ -59,36 +59,16 @@ fn configs_are_read_as_transformers_reads_them() {
     assert!(v1_1.common.is_encoder_decoder);
 }
 
-/// A copy of a fixture folder with `edit` applied to its config and `drop` left out of the weights.
-fn broken_copy(name: &str, edit: impl Fn(&mut serde_json::Value), drop: &str) -> tempfile::TempDir {
-    let source = model_dir(name);
-    let dir = tempfile::tempdir().unwrap();
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap())
-            .unwrap();
-    edit(&mut config);
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .tensors()
-        .into_iter()
-        .filter(|(tensor, _)| tensor != drop)
-        .collect();
-    safetensors::serialize_to_file(kept, None, &dir.path().join("model.safetensors")).unwrap();
-    dir
-}
-
 #[test]
 fn a_missing_tensor_is_named() {
     let missing = "decoder.block.1.layer.1.EncDecAttention.k.weight";
-    let dir = broken_copy("t5", |_| {}, missing);
+    let dir = common::seq2seq::broken_copy("t5", |_| {}, missing);
     let error = T5ForConditionalGeneration::from_folder(dir.path())
         .unwrap_err()
         .to_string();
     assert!(error.contains(missing), "{error}");
     let missing = "lm_head.weight";
-    let dir = broken_copy("t5-v1_1", |_| {}, missing);
+    let dir = common::seq2seq::broken_copy("t5-v1_1", |_| {}, missing);
     let error = T5ForConditionalGeneration::from_folder(dir.path())
         .unwrap_err()
         .to_string();
@@ -104,14 +84,14 @@ fn a_malformed_config_names_the_field() {
         ("relative_attention_num_buckets", serde_json::json!(2)),
         ("num_heads", serde_json::json!(0)),
     ] {
-        let dir = broken_copy("t5", |config| config[field] = value.clone(), "");
+        let dir = common::seq2seq::broken_copy("t5", |config| config[field] = value.clone(), "");
         let error = T5ForConditionalGeneration::from_folder(dir.path()).unwrap_err();
         assert!(
             matches!(&error, Error::ConfigField { field: named, .. } if named == field),
             "{field}: {error}"
         );
     }
-    let dir = broken_copy("t5", |config| config["model_type"] = "t6".into(), "");
+    let dir = common::seq2seq::broken_copy("t5", |config| config["model_type"] = "t6".into(), "");
     let error = T5ForConditionalGeneration::from_folder(dir.path())
         .unwrap_err()
         .to_string();

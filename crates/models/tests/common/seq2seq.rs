@@ -268,3 +268,27 @@ pub fn check_rows_per_input(name: &str, model: &impl Seq2Seq) {
     );
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// A copy of a fixture folder with `edit` applied to its config and `drop` left out of the weights.
+pub fn broken_copy(
+    name: &str,
+    edit: impl Fn(&mut serde_json::Value),
+    drop: &str,
+) -> tempfile::TempDir {
+    let source = model_dir(name);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap())
+            .unwrap();
+    edit(&mut config);
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .tensors()
+        .into_iter()
+        .filter(|(tensor, _)| tensor != drop)
+        .collect();
+    safetensors::serialize_to_file(kept, None, &dir.path().join("model.safetensors")).unwrap();
+    dir
+}
