@@ -8,10 +8,11 @@
 //! embeddings. Hidden states flow as (tokens, d_model) matrices, tokens = rows × positions.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, s};
-use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
-use oxformer_tensor::{Activation, AttentionMask, line_padded};
+use oxformer_nn::{Embedding, LayerNorm, Linear, Tensor, Weights};
+use oxformer_tensor::{Activation, ArgmaxScreen, AttentionMask, line_padded};
 
 use crate::bert::{load_layers, multi_head_attention_into};
 use crate::config::{BartConfig, HiddenAct, ModelConfig};
@@ -567,15 +568,23 @@ impl BartModel {
 /// its bias) and the calls a generation makes.
 #[derive(Debug, Clone)]
 pub(crate) struct Seq2SeqLm {
-    pub(crate) model: BartModel,
+    model: BartModel,
     /// `[vocab, d_model]`, bias `final_logits_bias`.
-    pub(crate) lm_head: Linear,
+    lm_head: Linear,
+    /// The head's weight unpacked (the exact recheck of the greedy screen).
+    lm_head_weight: Tensor,
+    /// Whether `final_logits_bias` is all zeros (as in the published BART and opus-mt
+    /// checkpoints): only then can the greedy screen, which knows no bias, stand for the head.
+    bias_is_zero: bool,
+    /// The 8-bit screen of `lm_head_weight`, made on the first greedy step.
+    screen: OnceLock<Option<ArgmaxScreen>>,
 }
 
 impl Seq2SeqLm {
-    /// `lm_head.weight` (the caller ties it) and `final_logits_bias` (zeros when absent, as
-    /// transformers' `_keys_to_ignore_on_load_missing`).
-    pub(crate) fn load_head(weights: &Weights, d_model: usize, vocab: usize) -> Result<Linear> {
+    /// `model` with `lm_head.weight` (the caller ties it) and `final_logits_bias` (zeros when
+    /// absent, as transformers' `_keys_to_ignore_on_load_missing`).
+    pub(crate) fn new(model: BartModel, weights: &Weights, vocab: usize) -> Result<Self> {
+        let d_model = model.layout.d_model;
         let weight = weights.get("lm_head.weight", &[vocab, d_model])?;
         let bias = if weights.contains("final_logits_bias") {
             weights
@@ -585,11 +594,64 @@ impl Seq2SeqLm {
         } else {
             vec![0.0; vocab]
         };
-        Ok(Linear::from_weight(
-            &weights.full_name("lm_head"),
-            weight.view2()?,
-            Some(&bias),
-        )?)
+        Ok(Self {
+            model,
+            lm_head: Linear::from_weight(
+                &weights.full_name("lm_head"),
+                weight.view2()?,
+                Some(&bias),
+            )?,
+            lm_head_weight: weight,
+            bias_is_zero: bias.iter().all(|&value| value == 0.0),
+            screen: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn model(&self) -> &BartModel {
+        &self.model
+    }
+
+    pub(crate) fn encode(
+        &self,
+        input: &EncoderInput<'_>,
+        output_hidden_states: bool,
+    ) -> Result<EncoderOutput> {
+        self.model.encode(input, output_hidden_states)
+    }
+
+    pub(crate) fn decode_last_hidden(
+        &self,
+        decoder_input_ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<Array2<f32>> {
+        let new = decoder_input_ids.ncols();
+        let hidden = self.model.decode_hidden(decoder_input_ids, cache, None)?;
+        Ok(hidden.slice(s![new - 1..;new, ..]).to_owned())
+    }
+
+    /// Each row's largest logit's id through the 8-bit screen of the head; `None` when the bias
+    /// is not zero or the screen cannot decide.
+    pub(crate) fn greedy_tokens(&self, hidden: ArrayView2<'_, f32>) -> Option<Vec<u32>> {
+        if !self.bias_is_zero {
+            return None;
+        }
+        let weight = self.lm_head_weight.view2().ok()?;
+        if hidden.ncols() != weight.ncols() {
+            return None;
+        }
+        let screen = self
+            .screen
+            .get_or_init(|| ArgmaxScreen::from_linear_weight(weight))
+            .as_ref()?;
+        hidden
+            .rows()
+            .into_iter()
+            .map(|row| {
+                screen
+                    .argmax(&row.to_vec(), weight)
+                    .and_then(|index| u32::try_from(index).ok())
+            })
+            .collect()
     }
 
     pub(crate) fn start(
@@ -642,9 +704,8 @@ impl Seq2SeqLm {
         decoder_input_ids: ArrayView2<'_, u32>,
         cache: &mut Seq2SeqCache,
     ) -> Result<Array2<f32>> {
-        let new = decoder_input_ids.ncols();
-        let hidden = self.model.decode_hidden(decoder_input_ids, cache, None)?;
-        self.logits(hidden.slice(s![new - 1..;new, ..]))
+        let hidden = self.decode_last_hidden(decoder_input_ids, cache)?;
+        self.logits(hidden.view())
     }
 
     pub(crate) fn logits(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
@@ -712,10 +773,7 @@ impl BartForConditionalGeneration {
             "BartForConditionalGeneration",
         )?;
         Ok(Self {
-            inner: Seq2SeqLm {
-                model,
-                lm_head: Seq2SeqLm::load_head(&weights, d_model, vocab)?,
-            },
+            inner: Seq2SeqLm::new(model, &weights, vocab)?,
             config: config.clone(),
         })
     }
@@ -727,7 +785,7 @@ impl BartForConditionalGeneration {
 
     /// The encoder and decoder.
     pub fn model(&self) -> &BartModel {
-        &self.inner.model
+        self.inner.model()
     }
 
     /// Runs the encoder; see [`BartModel::encode`].
@@ -739,7 +797,7 @@ impl BartForConditionalGeneration {
         input: &EncoderInput<'_>,
         output_hidden_states: bool,
     ) -> Result<EncoderOutput> {
-        self.inner.model.encode(input, output_hidden_states)
+        self.inner.encode(input, output_hidden_states)
     }
 
     /// Runs the encoder once per input and returns the decoder's cache for `rows_per_input` rows
@@ -785,6 +843,28 @@ impl BartForConditionalGeneration {
         cache: &mut Seq2SeqCache,
     ) -> Result<Array2<f32>> {
         self.inner.decode_last(decoder_input_ids, cache)
+    }
+
+    /// The decoder's final hidden state of each row's last new position, (rows, d_model).
+    ///
+    /// # Errors
+    /// As [`BartForConditionalGeneration::decode`].
+    pub fn decode_last_hidden(
+        &self,
+        decoder_input_ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<Array2<f32>> {
+        self.inner.decode_last_hidden(decoder_input_ids, cache)
+    }
+
+    /// Each row's largest logit's id (the first on ties), as the head followed by an argmax,
+    /// from an 8-bit screen of the head rechecked in f32 ([`ArgmaxScreen`]); `None` when
+    /// `final_logits_bias` is not zero or the screen cannot decide (then compute the logits).
+    ///
+    /// # Shapes
+    /// `hidden`: (rows, d_model).
+    pub fn greedy_tokens(&self, hidden: ArrayView2<'_, f32>) -> Option<Vec<u32>> {
+        self.inner.greedy_tokens(hidden)
     }
 
     /// The LM head: `hidden · lm_headᵀ + final_logits_bias`, (rows, vocab).

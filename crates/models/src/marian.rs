@@ -140,10 +140,7 @@ impl MarianMTModel {
             MODEL,
         )?;
         Ok(Self {
-            inner: Seq2SeqLm {
-                model,
-                lm_head: Seq2SeqLm::load_head(&weights, d_model, target_vocab)?,
-            },
+            inner: Seq2SeqLm::new(model, &weights, target_vocab)?,
             config: config.clone(),
         })
     }
@@ -155,7 +152,7 @@ impl MarianMTModel {
 
     /// The encoder and decoder.
     pub fn model(&self) -> &BartModel {
-        &self.inner.model
+        self.inner.model()
     }
 
     /// Runs the encoder; see [`BartModel::encode`].
@@ -167,7 +164,7 @@ impl MarianMTModel {
         input: &EncoderInput<'_>,
         output_hidden_states: bool,
     ) -> Result<EncoderOutput> {
-        self.inner.model.encode(input, output_hidden_states)
+        self.inner.encode(input, output_hidden_states)
     }
 
     /// Runs the encoder once per input and returns the decoder's cache for `rows_per_input` rows
@@ -213,6 +210,27 @@ impl MarianMTModel {
         cache: &mut Seq2SeqCache,
     ) -> Result<Array2<f32>> {
         self.inner.decode_last(decoder_input_ids, cache)
+    }
+
+    /// The decoder's final hidden state of each row's last new position, (rows, d_model).
+    ///
+    /// # Errors
+    /// As [`MarianMTModel::decode`].
+    pub fn decode_last_hidden(
+        &self,
+        decoder_input_ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<Array2<f32>> {
+        self.inner.decode_last_hidden(decoder_input_ids, cache)
+    }
+
+    /// Each row's largest logit's id (the first on ties), from an 8-bit screen of the head
+    /// rechecked in f32; `None` when `final_logits_bias` is not zero or the screen cannot decide.
+    ///
+    /// # Shapes
+    /// `hidden`: (rows, d_model).
+    pub fn greedy_tokens(&self, hidden: ArrayView2<'_, f32>) -> Option<Vec<u32>> {
+        self.inner.greedy_tokens(hidden)
     }
 
     /// The LM head: `hidden · lm_headᵀ + final_logits_bias`, (rows, vocab).

@@ -8,13 +8,14 @@
 //! (tokens, d_model) matrices, tokens = rows × positions.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use ndarray::{
     Array2, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis,
     concatenate, s,
 };
 use oxformer_nn::{Embedding, Linear, Tensor, Weights};
-use oxformer_tensor::Activation;
+use oxformer_tensor::{Activation, ArgmaxScreen};
 use rayon::prelude::*;
 
 use crate::bert::load_layers;
@@ -671,6 +672,11 @@ pub struct T5ForConditionalGeneration {
     encoder: T5Stack,
     decoder: T5Stack,
     lm_head: Linear,
+    /// The head's weight unpacked, `[vocab, d_model]` (the shared table when tied): the exact
+    /// recheck of [`T5ForConditionalGeneration::greedy_tokens`].
+    lm_head_weight: Tensor,
+    /// The 8-bit screen of `lm_head_weight`, made on the first greedy step.
+    screen: OnceLock<Option<ArgmaxScreen>>,
     /// d_model^-0.5 with a tied head, else 1.
     head_scale: f32,
     config: T5Config,
@@ -716,6 +722,8 @@ impl T5ForConditionalGeneration {
             encoder: T5Stack::load(&weights.sub("encoder"), config, false)?,
             decoder: T5Stack::load(&weights.sub("decoder"), config, true)?,
             lm_head: Linear::load_without_bias(&weights.sub("lm_head"), d_model, vocab)?,
+            lm_head_weight: weights.get("lm_head.weight", &[vocab, d_model])?,
+            screen: OnceLock::new(),
             head_scale: if tied {
                 (d_model as f32).powf(-0.5)
             } else {
@@ -904,10 +912,53 @@ impl T5ForConditionalGeneration {
         decoder_input_ids: ArrayView2<'_, u32>,
         cache: &mut Seq2SeqCache,
     ) -> Result<Array2<f32>> {
+        let hidden = self.decode_last_hidden(decoder_input_ids, cache)?;
+        self.logits(hidden.view())
+    }
+
+    /// The decoder's final hidden state of each row's last new position (the LM head's input,
+    /// for [`T5ForConditionalGeneration::logits`] or
+    /// [`T5ForConditionalGeneration::greedy_tokens`]), (rows, d_model).
+    ///
+    /// # Errors
+    /// As [`T5ForConditionalGeneration::decode`].
+    pub fn decode_last_hidden(
+        &self,
+        decoder_input_ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<Array2<f32>> {
         let new = decoder_input_ids.ncols();
         let hidden = self.decode_hidden(decoder_input_ids, cache, None)?;
-        let last = hidden.slice(s![new - 1..;new, ..]);
-        self.logits(last)
+        Ok(hidden.slice(s![new - 1..;new, ..]).to_owned())
+    }
+
+    /// Each row's largest logit's id (the first on ties), as [`T5ForConditionalGeneration::logits`]
+    /// followed by an argmax would give, found by streaming an 8-bit copy of the LM head and
+    /// rechecking in f32 only the rows it cannot rule out ([`ArgmaxScreen`]); `None` when the
+    /// screen cannot decide a row (then compute the logits).
+    ///
+    /// # Shapes
+    /// `hidden`: (rows, d_model).
+    pub fn greedy_tokens(&self, hidden: ArrayView2<'_, f32>) -> Option<Vec<u32>> {
+        let weight = self.lm_head_weight.view2().ok()?;
+        if hidden.ncols() != weight.ncols() {
+            return None;
+        }
+        let screen = self
+            .screen
+            .get_or_init(|| ArgmaxScreen::from_linear_weight(weight))
+            .as_ref()?;
+        hidden
+            .rows()
+            .into_iter()
+            .map(|row| {
+                // as `logits` computes them (× 1 changes nothing for an untied head)
+                let scaled: Vec<f32> = row.iter().map(|&value| value * self.head_scale).collect();
+                screen
+                    .argmax(&scaled, weight)
+                    .and_then(|index| u32::try_from(index).ok())
+            })
+            .collect()
     }
 
     /// The decoder's final hidden states, (rows × new, d_model).

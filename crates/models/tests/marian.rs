@@ -5,7 +5,9 @@
 mod common;
 
 use common::reference::model_dir;
-use common::seq2seq::{check_against_reference, check_cache_and_batch, check_rows_per_input};
+use common::seq2seq::{
+    check_against_reference, check_cache_and_batch, check_greedy_screen, check_rows_per_input,
+};
 use oxformer_models::Error;
 use oxformer_models::marian::MarianMTModel;
 
@@ -56,4 +58,10 @@ fn a_malformed_config_names_the_field() {
             "{field}: {error}"
         );
     }
+}
+
+#[test]
+fn greedy_screen_declines_a_head_with_a_bias() {
+    // the fixture's final_logits_bias is random, not zero
+    check_greedy_screen(NAME, &load(), false);
 }

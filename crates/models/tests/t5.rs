@@ -6,7 +6,9 @@
 mod common;
 
 use common::reference::model_dir;
-use common::seq2seq::{check_against_reference, check_cache_and_batch, check_rows_per_input};
+use common::seq2seq::{
+    check_against_reference, check_cache_and_batch, check_greedy_screen, check_rows_per_input,
+};
 use oxformer_models::t5::T5ForConditionalGeneration;
 use oxformer_models::{Error, ModelConfig};
 
@@ -96,4 +98,11 @@ fn a_malformed_config_names_the_field() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("t6"), "{error}");
+}
+
+#[test]
+fn greedy_screen_picks_the_largest_logit() {
+    for name in MODELS {
+        check_greedy_screen(name, &load(name), true);
+    }
 }

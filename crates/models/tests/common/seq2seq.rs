@@ -27,6 +27,13 @@ pub trait Seq2Seq {
         ids: ArrayView2<'_, u32>,
         cache: &mut Seq2SeqCache,
     ) -> Result<Array2<f32>>;
+    fn decode_last_hidden(
+        &self,
+        ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<Array2<f32>>;
+    fn greedy_tokens(&self, hidden: ArrayView2<'_, f32>) -> Option<Vec<u32>>;
+    fn logits(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>>;
 }
 
 #[macro_export]
@@ -62,6 +69,22 @@ macro_rules! impl_seq2seq {
                 cache: &mut oxformer_models::seq2seq::Seq2SeqCache,
             ) -> oxformer_models::Result<ndarray::Array2<f32>> {
                 <$model>::decode_last(self, ids, cache)
+            }
+            fn decode_last_hidden(
+                &self,
+                ids: ndarray::ArrayView2<'_, u32>,
+                cache: &mut oxformer_models::seq2seq::Seq2SeqCache,
+            ) -> oxformer_models::Result<ndarray::Array2<f32>> {
+                <$model>::decode_last_hidden(self, ids, cache)
+            }
+            fn greedy_tokens(&self, hidden: ndarray::ArrayView2<'_, f32>) -> Option<Vec<u32>> {
+                <$model>::greedy_tokens(self, hidden)
+            }
+            fn logits(
+                &self,
+                hidden: ndarray::ArrayView2<'_, f32>,
+            ) -> oxformer_models::Result<ndarray::Array2<f32>> {
+                <$model>::logits(self, hidden)
             }
         }
     };
@@ -291,4 +314,41 @@ pub fn broken_copy(
         .collect();
     safetensors::serialize_to_file(kept, None, &dir.path().join("model.safetensors")).unwrap();
     dir
+}
+
+/// The greedy screen's ids against the argmax of the head's logits at every step of the
+/// reference decoder sequence; `expect_screen` false: the model must decline (a non-zero bias).
+pub fn check_greedy_screen(name: &str, model: &impl Seq2Seq, expect_screen: bool) {
+    let reference = Reference::load(name);
+    let input_ids = reference.ids("input_ids");
+    let attention_mask = reference.ids("attention_mask");
+    let input = EncoderInput::new(input_ids.view(), attention_mask.view());
+    let decoder_ids = reference.ids("decoder_input_ids");
+    let steps = decoder_ids.ncols();
+    let mut cache = model.start(&input, 1, steps).unwrap();
+    for step in 0..steps {
+        let hidden = model
+            .decode_last_hidden(decoder_ids.slice(s![.., step..step + 1]), &mut cache)
+            .unwrap();
+        let logits = model.logits(hidden.view()).unwrap();
+        let argmax: Vec<u32> = logits
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let mut best = 0;
+                for (index, &value) in row.iter().enumerate() {
+                    if value > row[best] {
+                        best = index;
+                    }
+                }
+                best as u32
+            })
+            .collect();
+        let screened = model.greedy_tokens(hidden.view());
+        if expect_screen {
+            assert_eq!(screened, Some(argmax), "{name} step {step}");
+        } else {
+            assert_eq!(screened, None, "{name} step {step}: a head with a bias");
+        }
+    }
 }
