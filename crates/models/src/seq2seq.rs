@@ -29,6 +29,9 @@ pub struct Seq2SeqCache {
     cross: Vec<Array2<f32>>,
     /// (inputs, source): 1 for real encoder tokens, 0 for padding.
     encoder_padding: Array2<f32>,
+    /// One more buffer of a layer's shape, allocated on the first reorder: each reorder gathers a
+    /// buffer's rows into it and swaps the two (no allocation or second copy per step).
+    scratch: Option<Array4<f32>>,
     rows_per_input: usize,
     heads: usize,
     head_dim: usize,
@@ -53,6 +56,7 @@ impl Seq2SeqCache {
             len: 0,
             cross,
             encoder_padding,
+            scratch: None,
             rows_per_input,
             heads,
             head_dim,
@@ -130,14 +134,22 @@ impl Seq2SeqCache {
             return Ok(());
         }
         let len = self.len;
+        let Some(shape) = self.keys.first().map(Array4::dim) else {
+            return Ok(());
+        };
+        let mut scratch = self
+            .scratch
+            .take()
+            .unwrap_or_else(|| Array4::zeros(shape));
         for buffer in self.keys.iter_mut().chain(self.values.iter_mut()) {
-            let old = buffer.slice(s![.., .., ..len, ..]).to_owned();
             for (target, &source) in rows.iter().enumerate() {
-                buffer
+                scratch
                     .slice_mut(s![target, .., ..len, ..])
-                    .assign(&old.index_axis(Axis(0), source));
+                    .assign(&buffer.slice(s![source, .., ..len, ..]));
             }
+            std::mem::swap(buffer, &mut scratch);
         }
+        self.scratch = Some(scratch);
         Ok(())
     }
 
