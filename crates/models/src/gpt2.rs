@@ -13,6 +13,7 @@ use oxformer_tensor::{Activation, ArgmaxScreen, AttentionMask, attention_into};
 
 use crate::config::{Gpt2Config, HiddenAct, ModelConfig};
 use crate::error::{Error, Result};
+use crate::generation::{Generative, NextStep, Prompts};
 use crate::workspace::{SharedWorkspace, Workspace, matrix};
 
 /// The kernel activation of a config activation.
@@ -706,5 +707,157 @@ impl Gpt2LmHeadModel {
         screen
             .argmax(hidden, weight)
             .and_then(|index| u32::try_from(index).ok())
+    }
+}
+
+/// What GPT-2 keeps between decoding steps: the [`KvCache`] and each row's prompt padding,
+/// from which the mask over cached keys and the position ids follow.
+#[derive(Clone, Debug)]
+pub struct Gpt2GenerationCache {
+    kv: KvCache,
+    /// Per row: 1 for the prompt's real tokens, 0 for its padding.
+    prompt_mask: Vec<Vec<f32>>,
+}
+
+impl Gpt2GenerationCache {
+    /// The keys and values.
+    pub fn kv(&self) -> &KvCache {
+        &self.kv
+    }
+
+    /// The mask over `total` positions of each row: the prompt's, then 1 for every generated
+    /// token.
+    fn attention_mask(&self, total: usize) -> Array2<f32> {
+        Array2::from_shape_fn((self.prompt_mask.len(), total), |(row, position)| {
+            self.prompt_mask[row].get(position).copied().unwrap_or(1.0)
+        })
+    }
+
+    /// Position ids of positions `from .. to` of each row: `cumsum(mask) − 1`, 1 on padding
+    /// (`GenerationMixin.prepare_inputs_for_generation`).
+    fn position_ids(&self, from: usize, to: usize) -> Array2<u32> {
+        let mut positions = Array2::<u32>::zeros((self.prompt_mask.len(), to - from));
+        for (row, mask) in self.prompt_mask.iter().enumerate() {
+            let mut seen = 0u32;
+            for position in 0..to {
+                let real = mask.get(position).is_none_or(|&m| m != 0.0);
+                let id = if real {
+                    seen += 1;
+                    seen - 1
+                } else {
+                    1
+                };
+                if position >= from {
+                    positions[[row, position - from]] = id;
+                }
+            }
+        }
+        positions
+    }
+}
+
+impl Gpt2LmHeadModel {
+    /// The [`Gpt2Input`] of `input_ids` after what `cache` holds.
+    fn generation_input<'a>(
+        input_ids: ArrayView2<'a, u32>,
+        cache: &Gpt2GenerationCache,
+        positions: &'a Array2<u32>,
+        mask: &'a Array2<f32>,
+    ) -> Result<Gpt2Input<'a>> {
+        if input_ids.nrows() != cache.prompt_mask.len() {
+            return Err(input_error(
+                "transformer",
+                format!(
+                    "{} rows given to a generation cache of {}",
+                    input_ids.nrows(),
+                    cache.prompt_mask.len()
+                ),
+            ));
+        }
+        Ok(Gpt2Input {
+            input_ids,
+            position_ids: Some(positions.view()),
+            attention_mask: Some(mask.view()),
+        })
+    }
+}
+
+impl Generative for Gpt2LmHeadModel {
+    type Cache = Gpt2GenerationCache;
+
+    fn vocab_size(&self) -> usize {
+        self.config().vocab_size
+    }
+
+    fn max_positions(&self) -> Option<usize> {
+        Some(self.config().n_positions)
+    }
+
+    fn is_encoder_decoder(&self) -> bool {
+        false
+    }
+
+    fn start(
+        &self,
+        prompts: &Prompts,
+        expand: usize,
+        capacity: usize,
+        _decoder_start_token_id: Option<u32>,
+    ) -> Result<(Gpt2GenerationCache, Vec<Vec<u32>>)> {
+        let rows = prompts.expanded(expand);
+        let prompt_mask = rows
+            .attention_mask()
+            .iter()
+            .map(|mask| mask.iter().map(|&m| m as f32).collect())
+            .collect();
+        let cache = Gpt2GenerationCache {
+            kv: self.new_cache(rows.len(), capacity),
+            prompt_mask,
+        };
+        Ok((cache, rows.input_ids().to_vec()))
+    }
+
+    fn forward_last(
+        &self,
+        input_ids: ArrayView2<'_, u32>,
+        cache: &mut Gpt2GenerationCache,
+    ) -> Result<Array2<f32>> {
+        let from = cache.kv.len();
+        let to = from + input_ids.ncols();
+        let (positions, mask) = (cache.position_ids(from, to), cache.attention_mask(to));
+        let input = Self::generation_input(input_ids, cache, &positions, &mask)?;
+        Gpt2LmHeadModel::forward_last(self, &input, Some(&mut cache.kv))
+    }
+
+    /// Through the 8-bit screen of the LM head ([`Gpt2LmHeadModel::greedy_token`]); the logits
+    /// when it cannot decide a row.
+    fn forward_last_greedy(
+        &self,
+        input_ids: ArrayView2<'_, u32>,
+        cache: &mut Gpt2GenerationCache,
+    ) -> Result<NextStep> {
+        let from = cache.kv.len();
+        let to = from + input_ids.ncols();
+        let (positions, mask) = (cache.position_ids(from, to), cache.attention_mask(to));
+        let input = Self::generation_input(input_ids, cache, &positions, &mask)?;
+        let hidden = self.forward_last_hidden(&input, Some(&mut cache.kv))?;
+        let tokens: Option<Vec<u32>> = hidden
+            .rows()
+            .into_iter()
+            .map(|row| self.greedy_token(row.as_slice()?))
+            .collect();
+        Ok(match tokens {
+            Some(tokens) => NextStep::Tokens(tokens),
+            None => NextStep::Logits(self.logits(hidden.view())?),
+        })
+    }
+
+    fn reorder_cache(&self, cache: &mut Gpt2GenerationCache, rows: &[usize]) -> Result<()> {
+        cache.kv.reorder_rows(rows)?;
+        cache.prompt_mask = rows
+            .iter()
+            .map(|&row| cache.prompt_mask[row].clone())
+            .collect();
+        Ok(())
     }
 }

@@ -2,16 +2,17 @@
 //!
 //! Encoders: [`bert::BertModel`], [`roberta::RobertaModel`] (also XLM-RoBERTa) and
 //! [`distilbert::DistilBertModel`], each taking an [`EncoderInput`] and returning an
-//! [`EncoderOutput`]. Decoder-only: [`gpt2::Gpt2LmHeadModel`]. Encoder-decoder:
-//! [`t5::T5ForConditionalGeneration`], [`bart::BartForConditionalGeneration`] and
-//! [`marian::MarianMTModel`], which run the encoder once per input into a
-//! [`seq2seq::Seq2SeqCache`] and then decode step by step.
+//! [`EncoderOutput`]. Generation ([`generation::Generative`]): the decoder-only
+//! [`gpt2::Gpt2LmHeadModel`], and the encoder-decoder [`t5::T5ForConditionalGeneration`],
+//! [`bart::BartForConditionalGeneration`] and [`marian::MarianMTModel`], which run the encoder
+//! once per input into a [`seq2seq::Seq2SeqCache`] and then decode step by step.
 
 pub mod bart;
 pub mod bert;
 pub mod config;
 pub mod distilbert;
 mod error;
+pub mod generation;
 pub mod gpt2;
 mod input;
 pub mod marian;

@@ -1,8 +1,9 @@
 //! The generation engine: model-agnostic decoding (greedy, sampling, beam search) over a KV
 //! cache, as transformers/generation/utils.py `GenerationMixin.generate` in 4.57.
 //!
-//! A model implements [`CausalLm`] (next-token logits from new ids, their positions and the
-//! padding mask, appending to its cache); [`Generation`] runs the decoding loop:
+//! A model implements [`Generative`] (in its own file in oxformer-models: a start hook that runs
+//! the encoder, if any, once per input; next-token logits from new decoder ids, appending to its
+//! cache; a cache reorder for beams); [`Generation`] runs the decoding loop:
 //!
 //! ```no_run
 //! # fn main() -> oxformer_pipelines::Result<()> {
@@ -28,9 +29,10 @@ mod config;
 pub mod processors;
 mod rng;
 
-use ndarray::{Array2, ArrayView2};
-use oxformer_models::gpt2::{Gpt2Input, Gpt2LmHeadModel, KvCache};
+use ndarray::Array2;
 use oxformer_tensor::team;
+
+pub use oxformer_models::generation::{Generative, NextStep, Prompts};
 
 pub use config::{EarlyStopping, GenerationConfig, OPTION_NAMES};
 pub use processors::{LogitsProcessor, LogitsProcessorList};
@@ -43,255 +45,16 @@ const TASK: &str = "text-generation";
 /// Turns a row's tokens into text (for stop strings).
 type TextDecoder<'a> = dyn Fn(&[u32]) -> String + Send + Sync + 'a;
 
-/// A decoder-only language model the engine can drive.
-pub trait CausalLm {
-    /// Keys and values kept between steps.
-    type Cache;
-
-    /// Size of the vocabulary (the logits' width).
-    fn vocab_size(&self) -> usize;
-
-    /// The most positions the model can see, if limited.
-    fn max_positions(&self) -> Option<usize>;
-
-    /// An empty cache for `batch` rows of up to `capacity` positions, allocated once.
-    fn new_cache(&self, batch: usize, capacity: usize) -> Self::Cache;
-
-    /// Runs the new tokens after those in `cache`, appends them to it, and returns the logits
-    /// of the last new position of each row.
-    ///
-    /// # Shapes
-    /// `input_ids`, `position_ids`: (batch, new); `attention_mask`: (batch, cached + new);
-    /// result: (batch, vocab).
-    ///
-    /// # Errors
-    /// Inputs the model cannot take (ids, positions, a full cache).
-    fn forward_last(
-        &self,
-        input_ids: ArrayView2<'_, u32>,
-        position_ids: ArrayView2<'_, u32>,
-        attention_mask: ArrayView2<'_, f32>,
-        cache: &mut Self::Cache,
-    ) -> Result<Array2<f32>>;
-
-    /// Row `i` of the cache becomes old row `rows[i]` (beam search).
-    ///
-    /// # Errors
-    /// When `rows` does not fit the cache.
-    fn reorder_cache(&self, cache: &mut Self::Cache, rows: &[usize]) -> Result<()>;
-
-    /// As [`CausalLm::forward_last`], for greedy decoding without logits processors: a model
-    /// that can find each row's largest logit (first on ties) without computing all of them
-    /// returns the tokens; by default, the logits.
-    ///
-    /// # Errors
-    /// As [`CausalLm::forward_last`].
-    fn forward_last_greedy(
-        &self,
-        input_ids: ArrayView2<'_, u32>,
-        position_ids: ArrayView2<'_, u32>,
-        attention_mask: ArrayView2<'_, f32>,
-        cache: &mut Self::Cache,
-    ) -> Result<NextStep> {
-        self.forward_last(input_ids, position_ids, attention_mask, cache)
-            .map(NextStep::Logits)
-    }
-}
-
-/// What a decoding step of the model gives: the logits of each row's last position, or, from
-/// [`CausalLm::forward_last_greedy`], directly the largest one's id.
-#[derive(Clone, Debug)]
-pub enum NextStep {
-    /// (batch, vocab).
-    Logits(Array2<f32>),
-    /// One id per row.
-    Tokens(Vec<u32>),
-}
-
-impl CausalLm for Gpt2LmHeadModel {
-    type Cache = KvCache;
-
-    fn vocab_size(&self) -> usize {
-        self.config().vocab_size
-    }
-
-    fn max_positions(&self) -> Option<usize> {
-        Some(self.config().n_positions)
-    }
-
-    fn new_cache(&self, batch: usize, capacity: usize) -> KvCache {
-        Gpt2LmHeadModel::new_cache(self, batch, capacity)
-    }
-
-    fn forward_last(
-        &self,
-        input_ids: ArrayView2<'_, u32>,
-        position_ids: ArrayView2<'_, u32>,
-        attention_mask: ArrayView2<'_, f32>,
-        cache: &mut KvCache,
-    ) -> Result<Array2<f32>> {
-        let input = Gpt2Input {
-            input_ids,
-            position_ids: Some(position_ids),
-            attention_mask: Some(attention_mask),
-        };
-        Ok(Gpt2LmHeadModel::forward_last(self, &input, Some(cache))?)
-    }
-
-    fn reorder_cache(&self, cache: &mut KvCache, rows: &[usize]) -> Result<()> {
-        Ok(cache.reorder_rows(rows)?)
-    }
-
-    /// Through the 8-bit screen of the LM head ([`Gpt2LmHeadModel::greedy_token`]); the logits
-    /// when it cannot decide a row.
-    fn forward_last_greedy(
-        &self,
-        input_ids: ArrayView2<'_, u32>,
-        position_ids: ArrayView2<'_, u32>,
-        attention_mask: ArrayView2<'_, f32>,
-        cache: &mut KvCache,
-    ) -> Result<NextStep> {
-        let input = Gpt2Input {
-            input_ids,
-            position_ids: Some(position_ids),
-            attention_mask: Some(attention_mask),
-        };
-        let hidden = self.forward_last_hidden(&input, Some(cache))?;
-        let tokens: Option<Vec<u32>> = hidden
-            .rows()
-            .into_iter()
-            .map(|row| self.greedy_token(row.as_slice()?))
-            .collect();
-        Ok(match tokens {
-            Some(tokens) => NextStep::Tokens(tokens),
-            None => NextStep::Logits(self.logits(hidden.view())?),
-        })
-    }
-}
-
-/// A batch of prompts of equal (padded) length, with their padding mask, as generate() takes
-/// `input_ids` and `attention_mask`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Prompts {
-    input_ids: Vec<Vec<u32>>,
-    attention_mask: Vec<Vec<u32>>,
-}
-
-impl Prompts {
-    /// Prompts left-padded with `pad_token_id` to the longest (what decoder-only generation
-    /// needs: every row's last token is real).
-    ///
-    /// # Errors
-    /// When there is no prompt or a prompt is empty.
-    pub fn left_padded(prompts: &[Vec<u32>], pad_token_id: u32) -> Result<Self> {
-        if prompts.is_empty() {
-            return Err(Error::input(TASK, "no prompt to generate from"));
-        }
-        if let Some(index) = prompts.iter().position(Vec::is_empty) {
-            return Err(Error::input(
-                TASK,
-                format!("prompt {index} has no tokens to generate from"),
-            ));
-        }
-        let length = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let mut input_ids = Vec::with_capacity(prompts.len());
-        let mut attention_mask = Vec::with_capacity(prompts.len());
-        for prompt in prompts {
-            let padding = length - prompt.len();
-            let mut ids = vec![pad_token_id; padding];
-            ids.extend_from_slice(prompt);
-            let mut mask = vec![0; padding];
-            mask.resize(length, 1);
-            input_ids.push(ids);
-            attention_mask.push(mask);
-        }
-        Ok(Self {
-            input_ids,
-            attention_mask,
-        })
-    }
-
-    /// Prompts already padded, with their mask (1 for real tokens, 0 for padding).
-    ///
-    /// # Errors
-    /// When the rows differ in length, the mask does not match, or a row has no real token.
-    pub fn from_padded(input_ids: Vec<Vec<u32>>, attention_mask: Vec<Vec<u32>>) -> Result<Self> {
-        let length = input_ids.first().map_or(0, Vec::len);
-        if input_ids.is_empty() || length == 0 {
-            return Err(Error::input(TASK, "no prompt to generate from"));
-        }
-        if input_ids.len() != attention_mask.len()
-            || input_ids
-                .iter()
-                .zip(&attention_mask)
-                .any(|(ids, mask)| ids.len() != length || mask.len() != length)
-        {
-            return Err(Error::input(
-                TASK,
-                "input_ids and attention_mask must be rows of one length",
-            ));
-        }
-        if let Some(index) = attention_mask.iter().position(|mask| !mask.contains(&1)) {
-            return Err(Error::input(
-                TASK,
-                format!("prompt {index} has no real token (its attention mask is all 0)"),
-            ));
-        }
-        Ok(Self {
-            input_ids,
-            attention_mask,
-        })
-    }
-
-    /// Number of prompts.
-    pub fn len(&self) -> usize {
-        self.input_ids.len()
-    }
-
-    /// Whether there is no prompt (never true for a built value).
-    pub fn is_empty(&self) -> bool {
-        self.input_ids.is_empty()
-    }
-
-    /// The padded length.
-    pub fn length(&self) -> usize {
-        self.input_ids[0].len()
-    }
-
-    /// The padded ids, one row per prompt.
-    pub fn input_ids(&self) -> &[Vec<u32>] {
-        &self.input_ids
-    }
-
-    /// The mask, one row per prompt.
-    pub fn attention_mask(&self) -> &[Vec<u32>] {
-        &self.attention_mask
-    }
-
-    /// Each row repeated `times` times in place (`repeat_interleave`, as generate() expands
-    /// for `num_return_sequences` and beams).
-    fn expanded(&self, times: usize) -> (Vec<Vec<u32>>, Vec<Vec<f32>>) {
-        let mut ids = Vec::with_capacity(self.len() * times);
-        let mut mask = Vec::with_capacity(self.len() * times);
-        for (row, row_mask) in self.input_ids.iter().zip(&self.attention_mask) {
-            for _ in 0..times {
-                ids.push(row.clone());
-                mask.push(row_mask.iter().map(|&m| m as f32).collect());
-            }
-        }
-        (ids, mask)
-    }
-}
-
 /// What [`Generation::run`] returns, as generate()'s `GenerateDecoderOnlyOutput` /
 /// `GenerateBeamDecoderOnlyOutput`.
 #[derive(Clone, Debug, Default)]
 pub struct GenerateOutput {
     /// One row per returned sequence (prompt `i`'s sequences are rows
-    /// `i × num_return_sequences ..`): the padded prompt, then the new tokens; rows that
-    /// finished early are filled with the pad token.
+    /// `i × num_return_sequences ..`): the decoder's start (decoder-only models: the padded
+    /// prompt; encoder-decoder models: `decoder_start_token_id`), then the new tokens; rows
+    /// that finished early are filled with the pad token.
     pub sequences: Vec<Vec<u32>>,
-    /// The padded prompt length: new tokens start there.
+    /// The length of the decoder's start: new tokens start there.
     pub prompt_length: usize,
     /// Beam search: each returned sequence's length-penalised log-probability.
     pub sequences_scores: Option<Vec<f32>>,
@@ -314,11 +77,17 @@ impl GenerateOutput {
 
 /// A decoding run: built from a model, prompts and a config, then [`Generation::run`] to the
 /// end or iterated step by step with [`Generation::tokens`].
-pub struct Generation<'a, M: CausalLm> {
+pub struct Generation<'a, M: Generative> {
     model: &'a M,
     config: GenerationConfig,
     processors: LogitsProcessorList,
     prompts: Prompts,
+    /// `decoder_start_token_id` (or `bos_token_id`) for encoder-decoder models.
+    decoder_start: Option<u32>,
+    /// The length of the decoder's start rows (decoder-only: the padded prompt; else 1).
+    start_length: usize,
+    /// Per prompt: padding before its first real token in the decoder's rows.
+    padding: Vec<usize>,
     max_length: usize,
     record: bool,
     decode: Option<Box<TextDecoder<'a>>>,
@@ -329,7 +98,6 @@ pub struct Generation<'a, M: CausalLm> {
 /// The running state of greedy decoding and sampling.
 struct State<C> {
     rows: Vec<Vec<u32>>,
-    mask: Vec<Vec<f32>>,
     unfinished: Vec<bool>,
     cache: Option<C>,
     cached: usize,
@@ -338,7 +106,7 @@ struct State<C> {
     finished: bool,
 }
 
-impl<'a, M: CausalLm> Generation<'a, M> {
+impl<'a, M: Generative> Generation<'a, M> {
     /// Prepares a run: validates the config and resolves the lengths.
     ///
     /// # Errors
@@ -346,14 +114,40 @@ impl<'a, M: CausalLm> Generation<'a, M> {
     /// model has; stop strings (they need [`Generation::with_text_decoder`], checked at run).
     pub fn new(model: &'a M, prompts: &Prompts, config: &GenerationConfig) -> Result<Self> {
         config.validate()?;
-        let prompt_length = prompts.length();
+        let encoder_decoder = model.is_encoder_decoder();
+        let decoder_start = config.decoder_start_token_id.or(config.bos_token_id);
+        if encoder_decoder && decoder_start.is_none() {
+            return Err(Error::option(
+                TASK,
+                "decoder_start_token_id",
+                "an encoder-decoder model needs decoder_start_token_id (or bos_token_id) to start the decoder",
+            ));
+        }
+        // the decoder's own prompt: the prompt itself, or the start token
+        let prompt_length = if encoder_decoder { 1 } else { prompts.length() };
+        let padding = prompts
+            .attention_mask()
+            .iter()
+            .map(|mask| {
+                if encoder_decoder {
+                    0
+                } else {
+                    mask.iter().take_while(|&&m| m == 0).count()
+                }
+            })
+            .collect();
         let max_length = config.resolved_max_length(prompt_length, model.max_positions());
         if prompt_length >= max_length {
+            let what = if encoder_decoder {
+                "decoder_input_ids have"
+            } else {
+                "the prompt has"
+            };
             return Err(Error::option(
                 TASK,
                 "max_length",
                 format!(
-                    "the prompt has {prompt_length} tokens but max_length is {max_length}; set max_new_tokens instead"
+                    "{what} {prompt_length} tokens but max_length is {max_length}; set max_new_tokens instead"
                 ),
             ));
         }
@@ -375,6 +169,9 @@ impl<'a, M: CausalLm> Generation<'a, M> {
             processors: LogitsProcessorList::from_config(config, prompt_length),
             config: config.clone(),
             prompts: prompts.clone(),
+            decoder_start,
+            start_length: prompt_length,
+            padding,
             max_length,
             record: false,
             decode: None,
@@ -422,7 +219,7 @@ impl<'a, M: CausalLm> Generation<'a, M> {
         let state = self.state.take().expect("step() made the state");
         Ok(GenerateOutput {
             sequences: state.rows,
-            prompt_length: self.prompts.length(),
+            prompt_length: self.start_length,
             sequences_scores: None,
             logits: state.logits,
             scores: state.scores,
@@ -460,43 +257,59 @@ impl<'a, M: CausalLm> Generation<'a, M> {
         Ok(())
     }
 
-    fn start(&self) -> State<M::Cache> {
-        let times = self.config.num_return_sequences;
-        let (rows, mask) = self.prompts.expanded(times);
-        let cache = self
-            .config
-            .use_cache
-            .then(|| self.model.new_cache(rows.len(), self.max_length));
-        State {
+    /// The model's start hook for `expand` rows per prompt: the cache (with room for
+    /// `capacity` decoder positions) and the decoder's first ids.
+    pub(crate) fn start_rows(
+        &self,
+        expand: usize,
+        capacity: usize,
+    ) -> Result<(M::Cache, Vec<Vec<u32>>)> {
+        Ok(self
+            .model
+            .start(&self.prompts, expand, capacity, self.decoder_start)?)
+    }
+
+    /// The decoding state of greedy decoding and sampling.
+    fn start(&self) -> Result<State<M::Cache>> {
+        let (cache, rows) = self.start_rows(self.config.num_return_sequences, self.max_length)?;
+        Ok(State {
             unfinished: vec![true; rows.len()],
             rows,
-            mask,
-            cache,
+            cache: self.config.use_cache.then_some(cache),
             cached: 0,
             logits: Vec::new(),
             scores: Vec::new(),
             finished: false,
-        }
+        })
     }
 
     /// One step of greedy decoding or sampling (utils.py `_sample`): the next token of every
     /// row, or `None` once every row has stopped.
     fn step(&mut self) -> Result<Option<Vec<u32>>> {
         if self.state.is_none() {
-            self.state = Some(self.start());
+            self.state = Some(self.start()?);
         }
+        let greedy = !self.config.do_sample && self.processors.is_empty() && !self.record;
+        let expand = self.config.num_return_sequences;
         let state = self.state.as_mut().expect("state was just made");
         if state.finished {
             return Ok(None);
         }
-        let greedy = !self.config.do_sample && self.processors.is_empty() && !self.record;
+        let fresh = || {
+            self.model.start(
+                &self.prompts,
+                expand,
+                state.rows[0].len(),
+                self.decoder_start,
+            )
+        };
         let (logits, chosen) = match next_step(
             self.model,
             &state.rows,
-            &state.mask,
             state.cache.as_mut(),
             &mut state.cached,
             greedy,
+            fresh,
         )? {
             NextStep::Logits(logits) => (Some(logits), None),
             NextStep::Tokens(tokens) => (None, Some(tokens)),
@@ -547,9 +360,8 @@ impl<'a, M: CausalLm> Generation<'a, M> {
             };
             tokens.push(token);
         }
-        for ((row, mask), &token) in state.rows.iter_mut().zip(&mut state.mask).zip(&tokens) {
+        for (row, &token) in state.rows.iter_mut().zip(&tokens) {
             row.push(token);
-            mask.push(1.0);
         }
         let length = state.rows[0].len();
         for (index, row) in state.rows.iter().enumerate() {
@@ -560,7 +372,7 @@ impl<'a, M: CausalLm> Generation<'a, M> {
                     &self.config.stop_strings,
                     self.decode.as_deref(),
                     row,
-                    &self.prompts.attention_mask[index / self.config.num_return_sequences],
+                    self.padding[index / expand],
                 );
             if stopped {
                 state.unfinished[index] = false;
@@ -582,7 +394,7 @@ impl<'a, M: CausalLm> Generation<'a, M> {
 ///
 /// # Errors
 /// An empty prompt, more positions than the model has, or a model error.
-pub fn greedy_decode<M: CausalLm>(
+pub fn greedy_decode<M: Generative>(
     model: &M,
     prompt: &[u32],
     new_tokens: usize,
@@ -600,12 +412,12 @@ pub fn greedy_decode<M: CausalLm>(
 
 /// The tokens of each decoding step, see [`Generation::tokens`]. After the last step,
 /// [`TokenStream::sequences`] gives the full rows.
-pub struct TokenStream<'a, M: CausalLm> {
+pub struct TokenStream<'a, M: Generative> {
     generation: Generation<'a, M>,
     failed: bool,
 }
 
-impl<M: CausalLm> TokenStream<'_, M> {
+impl<M: Generative> TokenStream<'_, M> {
     /// The rows so far: padded prompt then new tokens.
     pub fn sequences(&self) -> &[Vec<u32>] {
         self.generation
@@ -616,11 +428,11 @@ impl<M: CausalLm> TokenStream<'_, M> {
 
     /// The padded prompt length.
     pub fn prompt_length(&self) -> usize {
-        self.generation.prompts.length()
+        self.generation.start_length
     }
 }
 
-impl<M: CausalLm> Iterator for TokenStream<'_, M> {
+impl<M: Generative> Iterator for TokenStream<'_, M> {
     type Item = Result<Vec<u32>>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -648,80 +460,48 @@ fn argmax(scores: &[f32]) -> usize {
     best
 }
 
-/// Position ids for generation: `cumsum(mask) − 1`, 1 on padding
-/// (`GenerationMixin.prepare_inputs_for_generation`).
-fn position_ids(mask: &[f32]) -> Vec<u32> {
-    let mut seen = 0u32;
-    mask.iter()
-        .map(|&m| {
-            if m != 0.0 {
-                seen += 1;
-                seen - 1
-            } else {
-                1
-            }
-        })
-        .collect()
-}
-
 /// [`next_step`] asking for the logits (sampling, beam search, recorded steps).
-pub(crate) fn next_logits<M: CausalLm>(
+pub(crate) fn next_logits<M: Generative>(
     model: &M,
     rows: &[Vec<u32>],
-    mask: &[Vec<f32>],
     cache: Option<&mut M::Cache>,
     cached: &mut usize,
+    fresh: impl FnOnce() -> oxformer_models::Result<(M::Cache, Vec<Vec<u32>>)>,
 ) -> Result<Array2<f32>> {
-    match next_step(model, rows, mask, cache, cached, false)? {
+    match next_step(model, rows, cache, cached, false, fresh)? {
         NextStep::Logits(logits) => Ok(logits),
         NextStep::Tokens(_) => unreachable!("forward_last gives logits"),
     }
 }
 
-/// The next step of every row: the tokens not yet in the cache (all of them without a cache)
-/// through the model; with `greedy`, the model may answer with the tokens instead of the logits.
-fn next_step<M: CausalLm>(
+/// The next step of every row: the decoder ids not yet in the cache through the model; without
+/// a cache (`use_cache` false), every id through a `fresh` one. With `greedy`, the model may
+/// answer with the tokens instead of the logits.
+fn next_step<M: Generative>(
     model: &M,
     rows: &[Vec<u32>],
-    mask: &[Vec<f32>],
     cache: Option<&mut M::Cache>,
     cached: &mut usize,
     greedy: bool,
+    fresh: impl FnOnce() -> oxformer_models::Result<(M::Cache, Vec<Vec<u32>>)>,
 ) -> Result<NextStep> {
     let batch = rows.len();
     let length = rows[0].len();
-    let mut fresh;
+    let mut own;
     let (cache, from) = match cache {
         Some(cache) => (cache, *cached),
         None => {
-            fresh = model.new_cache(batch, length);
-            (&mut fresh, 0)
+            own = fresh()?.0;
+            (&mut own, 0)
         }
     };
     let new = length - from;
-    let mut ids = Array2::<u32>::zeros((batch, new));
-    let mut positions = Array2::<u32>::zeros((batch, new));
-    let mut attention = Array2::<f32>::zeros((batch, length));
-    for (b, (row, row_mask)) in rows.iter().zip(mask).enumerate() {
-        let row_positions = position_ids(row_mask);
-        for t in 0..new {
-            ids[[b, t]] = row[from + t];
-            positions[[b, t]] = row_positions[from + t];
-        }
-        for (t, &m) in row_mask.iter().enumerate() {
-            attention[[b, t]] = m;
-        }
-    }
+    let ids = Array2::from_shape_fn((batch, new), |(b, t)| rows[b][from + t]);
     let mut run = || -> Result<NextStep> {
         Ok(if greedy {
-            model.forward_last_greedy(ids.view(), positions.view(), attention.view(), cache)?
+            model.forward_last_greedy(ids.view(), cache)?
         } else {
-            NextStep::Logits(model.forward_last(
-                ids.view(),
-                positions.view(),
-                attention.view(),
-                cache,
-            )?)
+            NextStep::Logits(model.forward_last(ids.view(), cache)?)
         })
     };
     // a step of one new token per row is a run of small kernels: keep the pool's threads awake
@@ -737,7 +517,7 @@ fn stop_string_hit(
     stop_strings: &[String],
     decode: Option<&TextDecoder<'_>>,
     row: &[u32],
-    prompt_mask: &[u32],
+    padding: usize,
 ) -> bool {
     let Some(decode) = decode else {
         return false;
@@ -745,7 +525,6 @@ fn stop_string_hit(
     if stop_strings.is_empty() {
         return false;
     }
-    let padding = prompt_mask.iter().take_while(|&&m| m == 0).count();
     let real = &row[padding..];
     let Some((_, before_last)) = real.split_last() else {
         return false;

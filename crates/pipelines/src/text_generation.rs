@@ -28,7 +28,9 @@ use oxformer_tokenizer::{EncodeOptions, Tokenizer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::generation::{Generation, GenerationConfig, Prompts, TokenStream, greedy_decode};
+use crate::generation::{
+    Generation, GenerationConfig, Generative, Prompts, TokenStream, greedy_decode,
+};
 use crate::{Error, Result};
 
 const TASK: &str = "text-generation";
@@ -90,9 +92,10 @@ pub struct StreamPiece {
     pub text: String,
 }
 
-/// A causal language model and its tokenizer.
-pub struct TextGenerationPipeline {
-    model: Gpt2LmHeadModel,
+/// A causal language model and its tokenizer: any [`Generative`] decoder-only model (GPT-2 by
+/// default, which [`TextGenerationPipeline::from_folder`] loads).
+pub struct TextGenerationPipeline<M = Gpt2LmHeadModel> {
+    model: M,
     tokenizer: Tokenizer,
     generation_config: GenerationConfig,
     threads: Option<ThreadPool>,
@@ -121,15 +124,43 @@ impl TextGenerationPipeline {
     pub fn from_folder(dir: &Path) -> Result<Self> {
         let model = Gpt2LmHeadModel::from_folder(dir)?;
         let tokenizer = Tokenizer::from_folder(dir)?;
-        let mut generation_config = GenerationConfig {
+        let mut generation_config = Self::pipeline_defaults();
+        generation_config.update_from_folder(dir)?;
+        if generation_config.eos_token_id.is_empty() {
+            generation_config.eos_token_id = model.config().common.eos_token_ids.clone();
+        }
+        Self::from_model(model, tokenizer, generation_config)
+    }
+}
+
+impl<M: Generative> TextGenerationPipeline<M> {
+    /// transformers' defaults of the pipeline (`max_new_tokens` 256, `do_sample` true,
+    /// `temperature` 0.7), which a model's generation config then overrides.
+    pub fn pipeline_defaults() -> GenerationConfig {
+        GenerationConfig {
             max_new_tokens: Some(256),
             do_sample: true,
             temperature: 0.7,
             ..GenerationConfig::default()
-        };
-        generation_config.update_from_folder(dir)?;
-        if generation_config.eos_token_id.is_empty() {
-            generation_config.eos_token_id = model.config().common.eos_token_ids.clone();
+        }
+    }
+
+    /// A pipeline over a loaded decoder-only model, its tokenizer and its decoding defaults
+    /// (`pad_token_id` from the tokenizer when the config has none).
+    ///
+    /// # Errors
+    /// An encoder-decoder model (those go to the text2text pipelines).
+    pub fn from_model(
+        model: M,
+        tokenizer: Tokenizer,
+        mut generation_config: GenerationConfig,
+    ) -> Result<Self> {
+        if model.is_encoder_decoder() {
+            return Err(Error::input(
+                TASK,
+                "text-generation takes decoder-only models; encoder-decoder models run in \
+                 text2text-generation, summarization or translation",
+            ));
         }
         if generation_config.pad_token_id.is_none() {
             generation_config.pad_token_id = tokenizer.pad_token_id();
@@ -143,7 +174,7 @@ impl TextGenerationPipeline {
     }
 
     /// The model.
-    pub fn model(&self) -> &Gpt2LmHeadModel {
+    pub fn model(&self) -> &M {
         &self.model
     }
 
@@ -409,7 +440,7 @@ impl TextGenerationPipeline {
         &'a self,
         prompt: &str,
         options: &TextGenerationOptions,
-    ) -> Result<TextStream<'a>> {
+    ) -> Result<TextStream<'a, M>> {
         if options.generation.num_return_sequences != 1 {
             return Err(Error::option(
                 TASK,
@@ -467,8 +498,8 @@ fn plain_encoding() -> EncodeOptions {
 }
 
 /// The text of a generation as it is produced; see [`TextGenerationPipeline::stream`].
-pub struct TextStream<'a> {
-    tokens: TokenStream<'a, Gpt2LmHeadModel>,
+pub struct TextStream<'a, M: Generative = Gpt2LmHeadModel> {
+    tokens: TokenStream<'a, M>,
     threads: Option<&'a ThreadPool>,
     tokenizer: &'a Tokenizer,
     skip_special_tokens: bool,
@@ -478,7 +509,7 @@ pub struct TextStream<'a> {
     done: bool,
 }
 
-impl TextStream<'_> {
+impl<M: Generative> TextStream<'_, M> {
     fn decoded(&self) -> Result<String> {
         Ok(self
             .tokenizer
@@ -486,7 +517,7 @@ impl TextStream<'_> {
     }
 }
 
-impl Iterator for TextStream<'_> {
+impl<M: Generative> Iterator for TextStream<'_, M> {
     type Item = Result<StreamPiece>;
 
     fn next(&mut self) -> Option<Self::Item> {

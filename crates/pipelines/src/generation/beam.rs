@@ -5,7 +5,7 @@
 use ndarray::Array2;
 
 use super::{
-    CausalLm, EarlyStopping, GenerateOutput, Generation, next_logits, processors, stop_string_hit,
+    EarlyStopping, GenerateOutput, Generation, Generative, next_logits, processors, stop_string_hit,
 };
 use crate::Result;
 
@@ -40,14 +40,14 @@ fn penalised(base: f32, length: usize, length_penalty: f32) -> f32 {
     base / (length as f64).powf(length_penalty as f64) as f32
 }
 
-pub(super) fn beam_search<M: CausalLm>(
+pub(super) fn beam_search<M: Generative>(
     generation: &mut Generation<'_, M>,
 ) -> Result<GenerateOutput> {
     let model = generation.model;
     let config = &generation.config;
     let num_beams = config.num_beams;
     let batch = generation.prompts.len();
-    let prompt_length = generation.prompts.length();
+    let prompt_length = generation.start_length;
     let max_length = generation.max_length;
     let vocab = model.vocab_size();
     let eos = &config.eos_token_id;
@@ -60,7 +60,9 @@ pub(super) fn beam_search<M: CausalLm>(
     let length_penalty = config.length_penalty;
     let early_stopping = config.early_stopping;
 
-    let (mut running, mut mask) = generation.prompts.expanded(num_beams); // (batch × beams) rows
+    // (batch × beams) rows
+    let (cache, mut running) = generation.start_rows(num_beams, max_length)?;
+    let mut cache = config.use_cache.then_some(cache);
     let mut running_scores = vec![vec![0.0f32; num_beams]; batch];
     for scores in &mut running_scores {
         for score in scores.iter_mut().skip(1) {
@@ -76,15 +78,20 @@ pub(super) fn beam_search<M: CausalLm>(
     let mut is_finished = vec![vec![false; num_beams]; batch];
     let mut heuristic_unsatisfied = vec![true; batch];
 
-    let mut cache = config
-        .use_cache
-        .then(|| model.new_cache(batch * num_beams, max_length));
     let mut cached = 0;
     let mut cur_len = prompt_length;
     let mut recorded_logits = Vec::new();
     let mut recorded_scores = Vec::new();
     loop {
-        let logits = next_logits(model, &running, &mask, cache.as_mut(), &mut cached)?;
+        let fresh = || {
+            model.start(
+                &generation.prompts,
+                num_beams,
+                running[0].len(),
+                generation.decoder_start,
+            )
+        };
+        let logits = next_logits(model, &running, cache.as_mut(), &mut cached, fresh)?;
         let mut log_probs = Array2::<f32>::zeros(logits.dim());
         for ((row, logits_row), mut out) in
             running.iter().zip(logits.rows()).zip(log_probs.rows_mut())
@@ -141,7 +148,7 @@ pub(super) fn beam_search<M: CausalLm>(
                             &config.stop_strings,
                             generation.decode.as_deref(),
                             &sequence_of(candidate),
-                            &generation.prompts.attention_mask[b],
+                            generation.padding[b],
                         )
                 })
                 .collect();
@@ -204,9 +211,6 @@ pub(super) fn beam_search<M: CausalLm>(
         }
 
         running = next_running;
-        for row in &mut mask {
-            row.push(1.0);
-        }
         if let Some(cache) = cache.as_mut() {
             model.reorder_cache(cache, &parents)?;
         }

@@ -71,6 +71,9 @@ pub struct GenerationConfig {
     pub pad_token_id: Option<u32>,
     /// `bos_token_id`.
     pub bos_token_id: Option<u32>,
+    /// `decoder_start_token_id`: the decoder's first id for encoder-decoder models (`None`:
+    /// `bos_token_id`).
+    pub decoder_start_token_id: Option<u32>,
     /// `stop_strings`: stop a row once its text ends with one of these.
     pub stop_strings: Vec<String>,
     /// `use_cache` (true): reuse keys and values; false recomputes the whole sequence each step.
@@ -103,6 +106,7 @@ impl Default for GenerationConfig {
             eos_token_id: Vec::new(),
             pad_token_id: None,
             bos_token_id: None,
+            decoder_start_token_id: None,
             stop_strings: Vec::new(),
             use_cache: true,
             seed: None,
@@ -111,7 +115,7 @@ impl Default for GenerationConfig {
 }
 
 /// The option names [`GenerationConfig::update`] knows, as transformers spells them.
-pub const OPTION_NAMES: [&str; 24] = [
+pub const OPTION_NAMES: [&str; 25] = [
     "max_length",
     "max_new_tokens",
     "min_length",
@@ -132,6 +136,7 @@ pub const OPTION_NAMES: [&str; 24] = [
     "eos_token_id",
     "pad_token_id",
     "bos_token_id",
+    "decoder_start_token_id",
     "stop_strings",
     "use_cache",
     "seed",
@@ -258,6 +263,7 @@ impl GenerationConfig {
             }
             "pad_token_id" => self.pad_token_id = optional_token(name, value)?,
             "bos_token_id" => self.bos_token_id = optional_token(name, value)?,
+            "decoder_start_token_id" => self.decoder_start_token_id = optional_token(name, value)?,
             "stop_strings" => {
                 self.stop_strings = match value {
                     Value::Null => Vec::new(),
