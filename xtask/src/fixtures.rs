@@ -6,7 +6,8 @@
 //!   the venv says which requirements it holds).
 //! - `fixtures_tokenizers.py --out DIR` writes the trained tokenizers, then
 //!   `fixtures_models.py --out DIR` writes the tiny checkpoints and every reference output
-//!   (layout in `fixtures/README.md`).
+//!   (layout in `fixtures/README.md`), `fixtures_configs.py` the config defaults, and
+//!   `fixtures_seq2seq.py` the encoder-decoder checkpoints (T5, BART, Marian) and their references.
 //! - Without `--check`, DIR is `<workspace>/fixtures`. With `--check`, DIR is a fresh folder in the
 //!   cache; every file is then compared byte for byte with the committed `fixtures/`, the drifting,
 //!   missing and unexpected files are listed, and the task fails if there is any.
@@ -31,6 +32,7 @@ const SCRIPTS: &[&str] = &[
     "fixtures_tokenizers.py",
     "fixtures_models.py",
     "fixtures_configs.py",
+    "fixtures_seq2seq.py",
 ];
 
 pub fn run(args: &[String]) -> Result<()> {

@@ -215,7 +215,10 @@ fn encoder_limits(config: &ModelConfig) -> Option<(usize, usize)> {
         ModelConfig::DistilBert(distil) => {
             Some((distil.vocab_size, distil.max_position_embeddings))
         }
-        ModelConfig::Gpt2(_) => None,
+        ModelConfig::Gpt2(_)
+        | ModelConfig::T5(_)
+        | ModelConfig::Bart(_)
+        | ModelConfig::Marian(_) => None,
     }
 }
 

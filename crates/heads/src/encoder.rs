@@ -442,7 +442,10 @@ fn load_body_and_head(
         ModelConfig::Bert(_) => "bert",
         ModelConfig::Roberta(_) | ModelConfig::XlmRoberta(_) => "roberta",
         ModelConfig::DistilBert(_) => "distilbert",
-        ModelConfig::Gpt2(_) => {
+        ModelConfig::Gpt2(_)
+        | ModelConfig::T5(_)
+        | ModelConfig::Bart(_)
+        | ModelConfig::Marian(_) => {
             return Err(Error::UnsupportedHead {
                 model_type: config.model_type().to_string(),
                 head: format!("{head_kind:?}"),
@@ -469,7 +472,10 @@ fn load_body_and_head(
         ModelConfig::DistilBert(distilbert) => {
             Body::DistilBert(DistilBertModel::load(weights, distilbert)?)
         }
-        ModelConfig::Gpt2(_) => unreachable!("refused above"),
+        ModelConfig::Gpt2(_)
+        | ModelConfig::T5(_)
+        | ModelConfig::Bart(_)
+        | ModelConfig::Marian(_) => unreachable!("refused above"),
     };
     let vocab_size = body.word_embeddings().num_embeddings();
     let head = match (head_kind, config) {
@@ -547,7 +553,13 @@ fn load_body_and_head(
                 decoder: tied_decoder(&lm_head, hidden, vocab_size)?,
             }
         }
-        (HeadKind::MaskedLm, ModelConfig::Gpt2(_)) => unreachable!("refused above"),
+        (
+            HeadKind::MaskedLm,
+            ModelConfig::Gpt2(_)
+            | ModelConfig::T5(_)
+            | ModelConfig::Bart(_)
+            | ModelConfig::Marian(_),
+        ) => unreachable!("refused above"),
     };
     Ok((body, head))
 }

@@ -8,7 +8,8 @@
 //! References: `configuration_utils.py` (`PretrainedConfig`), `models/bert/configuration_bert.py`,
 //! `models/roberta/configuration_roberta.py`, `models/xlm_roberta/configuration_xlm_roberta.py`,
 //! `models/distilbert/configuration_distilbert.py`, `models/gpt2/configuration_gpt2.py`,
-//! `activations.py` (`ACT2CLS`).
+//! `models/t5/configuration_t5.py`, `models/bart/configuration_bart.py`,
+//! `models/marian/configuration_marian.py`, `activations.py` (`ACT2CLS`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -135,7 +136,7 @@ pub enum SummaryType {
 /// Fields every transformers config has (`PretrainedConfig`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommonConfig {
-    /// `model_type`: `bert`, `roberta`, `xlm-roberta`, `distilbert` or `gpt2`.
+    /// `model_type`: one of [`ModelConfig::SUPPORTED_MODEL_TYPES`].
     pub model_type: String,
     /// `architectures`: the classes the checkpoint was saved from (e.g. `BertForMaskedLM`).
     pub architectures: Vec<String>,
@@ -176,6 +177,11 @@ pub struct CommonConfig {
     pub tokenizer_class: Option<String>,
     /// `transformers_version` that saved the config.
     pub transformers_version: Option<String>,
+    /// `prefix`: text the pipelines put before every input (e.g. `" "` for distilbart-cnn).
+    pub prefix: Option<String>,
+    /// `task_specific_params`: per task name (`summarization`, `translation_en_to_de`, ...), the
+    /// settings pipelines apply for it (`prefix`, `max_length`, `num_beams`, ...); empty when absent.
+    pub task_specific_params: BTreeMap<String, Map<String, Value>>,
 }
 
 impl CommonConfig {
@@ -346,6 +352,163 @@ impl Gpt2Config {
     }
 }
 
+/// T5's config (`T5Config`): T5 v1.0, v1.1, FLAN-T5, mT5's layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct T5Config {
+    /// `vocab_size` (32128).
+    pub vocab_size: usize,
+    /// `d_model` (512).
+    pub d_model: usize,
+    /// `d_kv` (64): size of one attention head (not necessarily `d_model / num_heads`).
+    pub d_kv: usize,
+    /// `d_ff` (2048).
+    pub d_ff: usize,
+    /// `num_layers` (6): encoder layers.
+    pub num_layers: usize,
+    /// `num_decoder_layers` (null: `num_layers`).
+    pub num_decoder_layers: usize,
+    /// `num_heads` (8).
+    pub num_heads: usize,
+    /// `relative_attention_num_buckets` (32).
+    pub relative_attention_num_buckets: usize,
+    /// `relative_attention_max_distance` (128).
+    pub relative_attention_max_distance: usize,
+    /// `dropout_rate` (0.1; unused at inference).
+    pub dropout_rate: f32,
+    /// `classifier_dropout` (0.0; unused at inference).
+    pub classifier_dropout: f32,
+    /// `layer_norm_epsilon` (1e-6).
+    pub layer_norm_epsilon: f32,
+    /// `initializer_factor` (1.0; unused at inference).
+    pub initializer_factor: f32,
+    /// `feed_forward_proj` (`relu`): `{act}` or `gated-{act}`.
+    pub feed_forward_proj: String,
+    /// `dense_act_fn`: the activation of `feed_forward_proj` (`gated-gelu` means `gelu_new`);
+    /// a `dense_act_fn` written in the file wins, as transformers sets saved keys last.
+    pub dense_act_fn: HiddenAct,
+    /// `is_gated_act`: whether `feed_forward_proj` starts with `gated-` (a saved key wins).
+    pub is_gated_act: bool,
+    /// `use_cache` (true).
+    pub use_cache: bool,
+    /// The fields every config has; `pad_token_id` defaults to 0, `eos_token_id` to 1,
+    /// `is_encoder_decoder` to true.
+    pub common: CommonConfig,
+}
+
+impl T5Config {
+    /// Width of the attention's inner projections: `num_heads × d_kv`.
+    pub fn inner_dim(&self) -> usize {
+        self.num_heads * self.d_kv
+    }
+}
+
+/// BART's config (`BartConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BartConfig {
+    /// `vocab_size` (50265).
+    pub vocab_size: usize,
+    /// `max_position_embeddings` (1024); the learned table has 2 more rows (the offset).
+    pub max_position_embeddings: usize,
+    /// `d_model` (1024).
+    pub d_model: usize,
+    /// `encoder_layers` (12).
+    pub encoder_layers: usize,
+    /// `encoder_ffn_dim` (4096).
+    pub encoder_ffn_dim: usize,
+    /// `encoder_attention_heads` (16); divides `d_model`.
+    pub encoder_attention_heads: usize,
+    /// `decoder_layers` (12).
+    pub decoder_layers: usize,
+    /// `decoder_ffn_dim` (4096).
+    pub decoder_ffn_dim: usize,
+    /// `decoder_attention_heads` (16); divides `d_model`.
+    pub decoder_attention_heads: usize,
+    /// `encoder_layerdrop` (0.0; unused at inference).
+    pub encoder_layerdrop: f32,
+    /// `decoder_layerdrop` (0.0; unused at inference).
+    pub decoder_layerdrop: f32,
+    /// `activation_function` (`gelu`).
+    pub activation_function: HiddenAct,
+    /// `dropout` (0.1; unused at inference).
+    pub dropout: f32,
+    /// `attention_dropout` (0.0; unused at inference).
+    pub attention_dropout: f32,
+    /// `activation_dropout` (0.0; unused at inference).
+    pub activation_dropout: f32,
+    /// `init_std` (0.02; unused at inference).
+    pub init_std: f32,
+    /// `classifier_dropout` (0.0; unused at inference).
+    pub classifier_dropout: f32,
+    /// `scale_embedding` (false): multiply token embeddings by √d_model.
+    pub scale_embedding: bool,
+    /// `use_cache` (true).
+    pub use_cache: bool,
+    /// The fields every config has; `pad_token_id` 1, `bos_token_id` 0, `eos_token_id` 2,
+    /// `decoder_start_token_id` 2, 3 labels, `is_encoder_decoder` true by default.
+    pub common: CommonConfig,
+}
+
+/// Marian's config (`MarianConfig`, opus-mt): BART's layout with sinusoidal positions and no
+/// embedding LayerNorm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarianConfig {
+    /// `vocab_size` (58101).
+    pub vocab_size: usize,
+    /// `decoder_vocab_size` (null: `vocab_size`); the decoder's own vocabulary when the
+    /// embeddings are not shared.
+    pub decoder_vocab_size: usize,
+    /// `max_position_embeddings` (1024): rows of the sinusoidal tables.
+    pub max_position_embeddings: usize,
+    /// `d_model` (1024).
+    pub d_model: usize,
+    /// `encoder_layers` (12).
+    pub encoder_layers: usize,
+    /// `encoder_ffn_dim` (4096).
+    pub encoder_ffn_dim: usize,
+    /// `encoder_attention_heads` (16); divides `d_model`.
+    pub encoder_attention_heads: usize,
+    /// `decoder_layers` (12).
+    pub decoder_layers: usize,
+    /// `decoder_ffn_dim` (4096).
+    pub decoder_ffn_dim: usize,
+    /// `decoder_attention_heads` (16); divides `d_model`.
+    pub decoder_attention_heads: usize,
+    /// `encoder_layerdrop` (0.0; unused at inference).
+    pub encoder_layerdrop: f32,
+    /// `decoder_layerdrop` (0.0; unused at inference).
+    pub decoder_layerdrop: f32,
+    /// `activation_function` (`gelu`; opus-mt uses `swish`).
+    pub activation_function: HiddenAct,
+    /// `dropout` (0.1; unused at inference).
+    pub dropout: f32,
+    /// `attention_dropout` (0.0; unused at inference).
+    pub attention_dropout: f32,
+    /// `activation_dropout` (0.0; unused at inference).
+    pub activation_dropout: f32,
+    /// `init_std` (0.02; unused at inference).
+    pub init_std: f32,
+    /// `scale_embedding` (false; opus-mt: true): multiply token embeddings by √d_model.
+    pub scale_embedding: bool,
+    /// `share_encoder_decoder_embeddings` (true).
+    pub share_encoder_decoder_embeddings: bool,
+    /// `use_cache` (true).
+    pub use_cache: bool,
+    /// The fields every config has; `pad_token_id` and `decoder_start_token_id` 58100,
+    /// `eos_token_id` 0, `is_encoder_decoder` true by default.
+    pub common: CommonConfig,
+}
+
+impl MarianConfig {
+    /// The vocabulary of the decoder and the LM head.
+    pub fn target_vocab_size(&self) -> usize {
+        if self.share_encoder_decoder_embeddings {
+            self.vocab_size
+        } else {
+            self.decoder_vocab_size
+        }
+    }
+}
+
 /// A parsed, validated `config.json` of one of the supported architectures.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
@@ -359,12 +522,26 @@ pub enum ModelConfig {
     DistilBert(DistilBertConfig),
     /// `model_type` `gpt2`.
     Gpt2(Gpt2Config),
+    /// `model_type` `t5` (T5 v1.0, v1.1, FLAN-T5).
+    T5(T5Config),
+    /// `model_type` `bart`.
+    Bart(BartConfig),
+    /// `model_type` `marian` (opus-mt).
+    Marian(MarianConfig),
 }
 
 impl ModelConfig {
     /// The `model_type` values oxformer implements.
-    pub const SUPPORTED_MODEL_TYPES: [&'static str; 5] =
-        ["bert", "roberta", "xlm-roberta", "distilbert", "gpt2"];
+    pub const SUPPORTED_MODEL_TYPES: [&'static str; 8] = [
+        "bert",
+        "roberta",
+        "xlm-roberta",
+        "distilbert",
+        "gpt2",
+        "t5",
+        "bart",
+        "marian",
+    ];
 
     /// Reads and validates a `config.json` file.
     ///
@@ -433,6 +610,9 @@ impl ModelConfig {
             }
             "distilbert" => Self::DistilBert(DistilBertConfig::parse(&fields)?),
             "gpt2" => Self::Gpt2(Gpt2Config::parse(&fields)?),
+            "t5" => Self::T5(T5Config::parse(&fields)?),
+            "bart" => Self::Bart(BartConfig::parse(&fields)?),
+            "marian" => Self::Marian(MarianConfig::parse(&fields)?),
             other => return Err(unsupported(Some(other.to_string()))),
         })
     }
@@ -443,6 +623,9 @@ impl ModelConfig {
             Self::Bert(config) | Self::Roberta(config) | Self::XlmRoberta(config) => &config.common,
             Self::DistilBert(config) => &config.common,
             Self::Gpt2(config) => &config.common,
+            Self::T5(config) => &config.common,
+            Self::Bart(config) => &config.common,
+            Self::Marian(config) => &config.common,
         }
     }
 
@@ -454,6 +637,9 @@ impl ModelConfig {
             Self::XlmRoberta(_) => "xlm-roberta",
             Self::DistilBert(_) => "distilbert",
             Self::Gpt2(_) => "gpt2",
+            Self::T5(_) => "t5",
+            Self::Bart(_) => "bart",
+            Self::Marian(_) => "marian",
         }
     }
 
@@ -465,6 +651,9 @@ impl ModelConfig {
             }
             Self::DistilBert(config) => config.dim,
             Self::Gpt2(config) => config.n_embd,
+            Self::T5(config) => config.d_model,
+            Self::Bart(config) => config.d_model,
+            Self::Marian(config) => config.d_model,
         }
     }
 
@@ -518,6 +707,14 @@ struct TokenDefaults {
     pad: Option<u32>,
     bos: Option<u32>,
     eos: Option<u32>,
+}
+
+/// What an encoder-decoder class passes to `PretrainedConfig.__init__` besides token ids.
+#[derive(Clone, Copy)]
+struct Seq2SeqDefaults {
+    tokens: TokenDefaults,
+    decoder_start: Option<u32>,
+    num_labels: usize,
 }
 
 impl BertConfig {
@@ -638,6 +835,190 @@ impl Gpt2Config {
         };
         fields.divisible(("n_embd", config.n_embd), ("n_head", config.n_head))?;
         Ok(config)
+    }
+}
+
+impl T5Config {
+    fn parse(fields: &Fields<'_>) -> Result<Self> {
+        let key = "feed_forward_proj";
+        let feed_forward_proj: String = fields.value(key, "relu".to_string(), "a string")?;
+        // configuration_t5.py: `{act}` or `gated-{act}`
+        let parts: Vec<&str> = feed_forward_proj.split('-').collect();
+        if (parts.len() > 1 && parts[0] != "gated") || parts.len() > 2 {
+            return Err(fields.invalid(
+                key,
+                &format!(
+                    "`{feed_forward_proj}` is not `{{activation}}` or `gated-{{activation}}` \
+                     (e.g. `relu`, `gated-gelu`)"
+                ),
+            ));
+        }
+        let derived_activation = if feed_forward_proj == "gated-gelu" {
+            HiddenAct::GeluTanh // "for backwards compatibility": gelu_new
+        } else {
+            let name = parts[parts.len() - 1];
+            HiddenAct::from_name(name)
+                .ok_or_else(|| fields.invalid(key, &unknown_activation(name)))?
+        };
+        let num_layers = fields.size("num_layers", 6)?;
+        let config = Self {
+            vocab_size: fields.size("vocab_size", 32128)?,
+            d_model: fields.size("d_model", 512)?,
+            d_kv: fields.size("d_kv", 64)?,
+            d_ff: fields.size("d_ff", 2048)?,
+            num_layers,
+            num_decoder_layers: fields
+                .nullable("num_decoder_layers", None, "a positive integer or null")?
+                .unwrap_or(num_layers),
+            num_heads: fields.size("num_heads", 8)?,
+            relative_attention_num_buckets: fields.size("relative_attention_num_buckets", 32)?,
+            relative_attention_max_distance: fields.size("relative_attention_max_distance", 128)?,
+            dropout_rate: fields.value("dropout_rate", 0.1, "a number")?,
+            classifier_dropout: fields.value("classifier_dropout", 0.0, "a number")?,
+            layer_norm_epsilon: fields.epsilon("layer_norm_epsilon", 1e-6)?,
+            initializer_factor: fields.value("initializer_factor", 1.0, "a number")?,
+            is_gated_act: fields.value("is_gated_act", parts[0] == "gated", "true or false")?,
+            dense_act_fn: fields.activation("dense_act_fn", derived_activation)?,
+            feed_forward_proj,
+            use_cache: fields.value("use_cache", true, "true or false")?,
+            common: fields.common_seq2seq(Seq2SeqDefaults {
+                tokens: TokenDefaults {
+                    pad: Some(0),
+                    bos: None,
+                    eos: Some(1),
+                },
+                decoder_start: None,
+                num_labels: 2,
+            })?,
+        };
+        if config.num_decoder_layers == 0 {
+            return Err(fields.invalid("num_decoder_layers", "must be positive, found 0"));
+        }
+        if config.relative_attention_num_buckets < 4 {
+            return Err(fields.invalid(
+                "relative_attention_num_buckets",
+                &format!(
+                    "{} buckets: T5 needs at least 4 (half per direction, half of those exact)",
+                    config.relative_attention_num_buckets
+                ),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+/// The layer sizes BART and Marian share, each checked.
+struct BartLayout {
+    d_model: usize,
+    encoder_layers: usize,
+    encoder_ffn_dim: usize,
+    encoder_attention_heads: usize,
+    decoder_layers: usize,
+    decoder_ffn_dim: usize,
+    decoder_attention_heads: usize,
+}
+
+impl BartLayout {
+    fn parse(fields: &Fields<'_>) -> Result<Self> {
+        let layout = Self {
+            d_model: fields.size("d_model", 1024)?,
+            encoder_layers: fields.size("encoder_layers", 12)?,
+            encoder_ffn_dim: fields.size("encoder_ffn_dim", 4096)?,
+            encoder_attention_heads: fields.size("encoder_attention_heads", 16)?,
+            decoder_layers: fields.size("decoder_layers", 12)?,
+            decoder_ffn_dim: fields.size("decoder_ffn_dim", 4096)?,
+            decoder_attention_heads: fields.size("decoder_attention_heads", 16)?,
+        };
+        fields.divisible(
+            ("d_model", layout.d_model),
+            ("encoder_attention_heads", layout.encoder_attention_heads),
+        )?;
+        fields.divisible(
+            ("d_model", layout.d_model),
+            ("decoder_attention_heads", layout.decoder_attention_heads),
+        )?;
+        Ok(layout)
+    }
+}
+
+impl BartConfig {
+    fn parse(fields: &Fields<'_>) -> Result<Self> {
+        let layout = BartLayout::parse(fields)?;
+        Ok(Self {
+            vocab_size: fields.size("vocab_size", 50265)?,
+            max_position_embeddings: fields.size("max_position_embeddings", 1024)?,
+            d_model: layout.d_model,
+            encoder_layers: layout.encoder_layers,
+            encoder_ffn_dim: layout.encoder_ffn_dim,
+            encoder_attention_heads: layout.encoder_attention_heads,
+            decoder_layers: layout.decoder_layers,
+            decoder_ffn_dim: layout.decoder_ffn_dim,
+            decoder_attention_heads: layout.decoder_attention_heads,
+            encoder_layerdrop: fields.value("encoder_layerdrop", 0.0, "a number")?,
+            decoder_layerdrop: fields.value("decoder_layerdrop", 0.0, "a number")?,
+            activation_function: fields.activation("activation_function", HiddenAct::Gelu)?,
+            dropout: fields.value("dropout", 0.1, "a number")?,
+            attention_dropout: fields.value("attention_dropout", 0.0, "a number")?,
+            activation_dropout: fields.value("activation_dropout", 0.0, "a number")?,
+            init_std: fields.value("init_std", 0.02, "a number")?,
+            classifier_dropout: fields.value("classifier_dropout", 0.0, "a number")?,
+            scale_embedding: fields.value("scale_embedding", false, "true or false")?,
+            use_cache: fields.value("use_cache", true, "true or false")?,
+            common: fields.common_seq2seq(Seq2SeqDefaults {
+                tokens: TokenDefaults {
+                    pad: Some(1),
+                    bos: Some(0),
+                    eos: Some(2),
+                },
+                decoder_start: Some(2),
+                num_labels: 3,
+            })?,
+        })
+    }
+}
+
+impl MarianConfig {
+    fn parse(fields: &Fields<'_>) -> Result<Self> {
+        let layout = BartLayout::parse(fields)?;
+        let vocab_size = fields.size("vocab_size", 58101)?;
+        Ok(Self {
+            vocab_size,
+            decoder_vocab_size: fields
+                .nullable("decoder_vocab_size", None, "a positive integer or null")?
+                .filter(|&size: &usize| size > 0)
+                .unwrap_or(vocab_size),
+            max_position_embeddings: fields.size("max_position_embeddings", 1024)?,
+            d_model: layout.d_model,
+            encoder_layers: layout.encoder_layers,
+            encoder_ffn_dim: layout.encoder_ffn_dim,
+            encoder_attention_heads: layout.encoder_attention_heads,
+            decoder_layers: layout.decoder_layers,
+            decoder_ffn_dim: layout.decoder_ffn_dim,
+            decoder_attention_heads: layout.decoder_attention_heads,
+            encoder_layerdrop: fields.value("encoder_layerdrop", 0.0, "a number")?,
+            decoder_layerdrop: fields.value("decoder_layerdrop", 0.0, "a number")?,
+            activation_function: fields.activation("activation_function", HiddenAct::Gelu)?,
+            dropout: fields.value("dropout", 0.1, "a number")?,
+            attention_dropout: fields.value("attention_dropout", 0.0, "a number")?,
+            activation_dropout: fields.value("activation_dropout", 0.0, "a number")?,
+            init_std: fields.value("init_std", 0.02, "a number")?,
+            scale_embedding: fields.value("scale_embedding", false, "true or false")?,
+            share_encoder_decoder_embeddings: fields.value(
+                "share_encoder_decoder_embeddings",
+                true,
+                "true or false",
+            )?,
+            use_cache: fields.value("use_cache", true, "true or false")?,
+            common: fields.common_seq2seq(Seq2SeqDefaults {
+                tokens: TokenDefaults {
+                    pad: Some(58100),
+                    bos: None,
+                    eos: Some(0),
+                },
+                decoder_start: Some(58100),
+                num_labels: 2,
+            })?,
+        })
     }
 }
 
@@ -813,10 +1194,14 @@ impl Fields<'_> {
     }
 
     /// `id2label` (integer keys written as strings, ids `0..n`) and `label2id`.
-    fn labels(&self) -> Result<(BTreeMap<usize, String>, BTreeMap<String, usize>)> {
+    fn labels(
+        &self,
+        default_num_labels: usize,
+    ) -> Result<(BTreeMap<usize, String>, BTreeMap<String, usize>)> {
         let id2label = match self.map.get("id2label") {
             None | Some(Value::Null) => {
-                let num_labels: usize = self.value("num_labels", 2, "a non-negative integer")?;
+                let num_labels: usize =
+                    self.value("num_labels", default_num_labels, "a non-negative integer")?;
                 (0..num_labels)
                     .map(|id| (id, format!("LABEL_{id}")))
                     .collect()
@@ -888,7 +1273,28 @@ impl Fields<'_> {
 
     /// The `PretrainedConfig` fields, with the model class's token id defaults.
     fn common(&self, tokens: TokenDefaults) -> Result<CommonConfig> {
-        let (id2label, label2id) = self.labels()?;
+        self.common_with(
+            Seq2SeqDefaults {
+                tokens,
+                decoder_start: None,
+                num_labels: 2,
+            },
+            false,
+        )
+    }
+
+    /// [`Fields::common`] for an encoder-decoder class (`is_encoder_decoder` defaults to true).
+    fn common_seq2seq(&self, defaults: Seq2SeqDefaults) -> Result<CommonConfig> {
+        self.common_with(defaults, true)
+    }
+
+    fn common_with(
+        &self,
+        defaults: Seq2SeqDefaults,
+        is_encoder_decoder: bool,
+    ) -> Result<CommonConfig> {
+        let tokens = defaults.tokens;
+        let (id2label, label2id) = self.labels(defaults.num_labels)?;
         // `dtype` wins over the older `torch_dtype` when both are given.
         let dtype = match self.nullable::<String>("dtype", None, "a string or null")? {
             Some(dtype) => Some(dtype),
@@ -906,12 +1312,17 @@ impl Fields<'_> {
             bos_token_id: self.token_id("bos_token_id", tokens.bos)?,
             eos_token_ids: self.eos_token_ids(tokens.eos)?,
             sep_token_id: self.token_id("sep_token_id", None)?,
-            decoder_start_token_id: self.token_id("decoder_start_token_id", None)?,
+            decoder_start_token_id: self
+                .token_id("decoder_start_token_id", defaults.decoder_start)?,
             tie_word_embeddings: self.value("tie_word_embeddings", true, "true or false")?,
             dtype,
             is_decoder: self.value("is_decoder", false, "true or false")?,
             add_cross_attention: self.value("add_cross_attention", false, "true or false")?,
-            is_encoder_decoder: self.value("is_encoder_decoder", false, "true or false")?,
+            is_encoder_decoder: self.value(
+                "is_encoder_decoder",
+                is_encoder_decoder,
+                "true or false",
+            )?,
             chunk_size_feed_forward: self.value(
                 "chunk_size_feed_forward",
                 0,
@@ -925,6 +1336,10 @@ impl Fields<'_> {
                 None,
                 "a string or null",
             )?,
+            prefix: self.nullable("prefix", None, "a string or null")?,
+            task_specific_params: self
+                .nullable("task_specific_params", None, "an object of task → settings")?
+                .unwrap_or_default(),
         })
     }
 }

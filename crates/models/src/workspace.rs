@@ -19,8 +19,17 @@ pub(crate) struct Workspace {
     pub(crate) attention_output: Vec<f32>,
     /// The feed-forward block's inner activations, (rows, intermediate).
     pub(crate) intermediate: Vec<f32>,
-    /// A pre-LayerNorm block's normalised input (GPT-2), (rows, hidden).
+    /// A pre-LayerNorm block's normalised input (GPT-2, T5), (rows, hidden).
     pub(crate) normed: Vec<f32>,
+    /// A decoder layer's cross-attention queries (encoder-decoder models), (rows, hidden).
+    pub(crate) query: Vec<f32>,
+    /// A gated feed-forward block's activated half times its linear half (T5 v1.1),
+    /// (rows, intermediate).
+    pub(crate) gated: Vec<f32>,
+    /// Attention scores of one head (T5's attention with a position bias), (queries × keys).
+    pub(crate) scores: Vec<f32>,
+    /// T5's relative position bias with the causal mask, (heads, queries, keys).
+    pub(crate) position_bias: Vec<f32>,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -32,6 +41,10 @@ impl std::fmt::Debug for Workspace {
             .field("attention_output", &self.attention_output.len())
             .field("intermediate", &self.intermediate.len())
             .field("normed", &self.normed.len())
+            .field("query", &self.query.len())
+            .field("gated", &self.gated.len())
+            .field("scores", &self.scores.len())
+            .field("position_bias", &self.position_bias.len())
             .finish()
     }
 }

@@ -237,6 +237,10 @@ impl Loaded {
                 .saturating_sub(config.common.pad_token_id.unwrap_or(1) as usize + 1),
             ModelConfig::DistilBert(config) => config.max_position_embeddings,
             ModelConfig::Gpt2(config) => config.n_positions,
+            // relative positions: no limit of its own
+            ModelConfig::T5(_) => usize::MAX,
+            ModelConfig::Bart(config) => config.max_position_embeddings,
+            ModelConfig::Marian(config) => config.max_position_embeddings,
         };
         let limit = self
             .tokenizer

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod reference;
+pub mod seq2seq;
 
 use oxformer_models::{CommonConfig, HiddenAct, ModelConfig};
 use serde_json::{Value, json};
@@ -138,6 +139,83 @@ pub fn model_fields(config: &ModelConfig) -> (Fields, Activations) {
                 activations,
             )
         }
+        ModelConfig::T5(c) => (
+            vec![
+                ("vocab_size", json!(c.vocab_size)),
+                ("d_model", json!(c.d_model)),
+                ("d_kv", json!(c.d_kv)),
+                ("d_ff", json!(c.d_ff)),
+                ("num_layers", json!(c.num_layers)),
+                ("num_decoder_layers", json!(c.num_decoder_layers)),
+                ("num_heads", json!(c.num_heads)),
+                (
+                    "relative_attention_num_buckets",
+                    json!(c.relative_attention_num_buckets),
+                ),
+                (
+                    "relative_attention_max_distance",
+                    json!(c.relative_attention_max_distance),
+                ),
+                ("dropout_rate", json!(c.dropout_rate)),
+                ("classifier_dropout", json!(c.classifier_dropout)),
+                ("layer_norm_epsilon", json!(c.layer_norm_epsilon)),
+                ("initializer_factor", json!(c.initializer_factor)),
+                ("feed_forward_proj", json!(c.feed_forward_proj)),
+                ("is_gated_act", json!(c.is_gated_act)),
+                ("use_cache", json!(c.use_cache)),
+            ],
+            vec![("dense_act_fn", c.dense_act_fn)],
+        ),
+        ModelConfig::Bart(c) => (
+            vec![
+                ("vocab_size", json!(c.vocab_size)),
+                ("max_position_embeddings", json!(c.max_position_embeddings)),
+                ("d_model", json!(c.d_model)),
+                ("encoder_layers", json!(c.encoder_layers)),
+                ("encoder_ffn_dim", json!(c.encoder_ffn_dim)),
+                ("encoder_attention_heads", json!(c.encoder_attention_heads)),
+                ("decoder_layers", json!(c.decoder_layers)),
+                ("decoder_ffn_dim", json!(c.decoder_ffn_dim)),
+                ("decoder_attention_heads", json!(c.decoder_attention_heads)),
+                ("encoder_layerdrop", json!(c.encoder_layerdrop)),
+                ("decoder_layerdrop", json!(c.decoder_layerdrop)),
+                ("dropout", json!(c.dropout)),
+                ("attention_dropout", json!(c.attention_dropout)),
+                ("activation_dropout", json!(c.activation_dropout)),
+                ("init_std", json!(c.init_std)),
+                ("classifier_dropout", json!(c.classifier_dropout)),
+                ("scale_embedding", json!(c.scale_embedding)),
+                ("use_cache", json!(c.use_cache)),
+            ],
+            vec![("activation_function", c.activation_function)],
+        ),
+        ModelConfig::Marian(c) => (
+            vec![
+                ("vocab_size", json!(c.vocab_size)),
+                ("decoder_vocab_size", json!(c.decoder_vocab_size)),
+                ("max_position_embeddings", json!(c.max_position_embeddings)),
+                ("d_model", json!(c.d_model)),
+                ("encoder_layers", json!(c.encoder_layers)),
+                ("encoder_ffn_dim", json!(c.encoder_ffn_dim)),
+                ("encoder_attention_heads", json!(c.encoder_attention_heads)),
+                ("decoder_layers", json!(c.decoder_layers)),
+                ("decoder_ffn_dim", json!(c.decoder_ffn_dim)),
+                ("decoder_attention_heads", json!(c.decoder_attention_heads)),
+                ("encoder_layerdrop", json!(c.encoder_layerdrop)),
+                ("decoder_layerdrop", json!(c.decoder_layerdrop)),
+                ("dropout", json!(c.dropout)),
+                ("attention_dropout", json!(c.attention_dropout)),
+                ("activation_dropout", json!(c.activation_dropout)),
+                ("init_std", json!(c.init_std)),
+                ("scale_embedding", json!(c.scale_embedding)),
+                (
+                    "share_encoder_decoder_embeddings",
+                    json!(c.share_encoder_decoder_embeddings),
+                ),
+                ("use_cache", json!(c.use_cache)),
+            ],
+            vec![("activation_function", c.activation_function)],
+        ),
     }
 }
 

@@ -1,0 +1,344 @@
+//! What the encoder-decoder models ([`crate::t5`], [`crate::bart`], [`crate::marian`]) share:
+//! the decoder's [`Seq2SeqCache`] and the attention steps that read and write it.
+//!
+//! The encoder runs once per input. Each decoder layer's cross-attention keys and values are
+//! computed from its output once, per input, and kept in the cache; the decoder rows of that input
+//! (beams, returned sequences) all read them, so nothing is copied per row. The self-attention keys
+//! and values of the decoder rows are appended step by step into buffers allocated once for the
+//! whole generation (transformers' `EncoderDecoderCache` of two `DynamicCache`s, preallocated).
+
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, Axis, s};
+use oxformer_tensor::{AttentionMask, attention_into};
+
+use crate::error::{Error, Result};
+
+/// The decoder's keys and values for a batch of `inputs × rows_per_input` decoder rows.
+///
+/// Row `r` belongs to input `r / rows_per_input`. [`Seq2SeqCache::reorder_rows`] (beam search)
+/// moves self-attention rows only between rows of the same input, so the cross-attention part,
+/// one per input, never moves.
+#[derive(Clone, Debug)]
+pub struct Seq2SeqCache {
+    /// Per decoder layer: (rows, heads, capacity, head_dim).
+    keys: Vec<Array4<f32>>,
+    /// Per decoder layer: (rows, heads, capacity, head_dim).
+    values: Vec<Array4<f32>>,
+    len: usize,
+    /// Per decoder layer: the encoder output's keys and values side by side,
+    /// (inputs × source, 2 × heads × head_dim).
+    cross: Vec<Array2<f32>>,
+    /// (inputs, source): 1 for real encoder tokens, 0 for padding.
+    encoder_padding: Array2<f32>,
+    /// One more buffer of a layer's shape, allocated on the first reorder: each reorder gathers a
+    /// buffer's rows into it and swaps the two (no allocation or second copy per step).
+    scratch: Option<Array4<f32>>,
+    rows_per_input: usize,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Seq2SeqCache {
+    /// An empty self-attention cache for `inputs × rows_per_input` rows of up to `capacity`
+    /// positions, around the cross-attention keys and values `cross` (one matrix per layer).
+    pub(crate) fn new(
+        cross: Vec<Array2<f32>>,
+        encoder_padding: Array2<f32>,
+        (heads, head_dim): (usize, usize),
+        rows_per_input: usize,
+        capacity: usize,
+    ) -> Self {
+        let rows = encoder_padding.nrows() * rows_per_input;
+        let shape = (rows, heads, capacity, head_dim);
+        let layers = cross.len();
+        Self {
+            keys: (0..layers).map(|_| Array4::zeros(shape)).collect(),
+            values: (0..layers).map(|_| Array4::zeros(shape)).collect(),
+            len: 0,
+            cross,
+            encoder_padding,
+            scratch: None,
+            rows_per_input,
+            heads,
+            head_dim,
+        }
+    }
+
+    /// Number of decoder positions stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no decoder position is stored yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of decoder positions it can hold.
+    pub fn capacity(&self) -> usize {
+        self.keys.first().map_or(0, |keys| keys.dim().2)
+    }
+
+    /// Number of decoder rows: `inputs × rows_per_input`.
+    pub fn rows(&self) -> usize {
+        self.inputs() * self.rows_per_input
+    }
+
+    /// Number of encoder inputs.
+    pub fn inputs(&self) -> usize {
+        self.encoder_padding.nrows()
+    }
+
+    /// Decoder rows per input (beams × returned sequences).
+    pub fn rows_per_input(&self) -> usize {
+        self.rows_per_input
+    }
+
+    /// Padded length of the encoder inputs.
+    pub fn source_len(&self) -> usize {
+        self.encoder_padding.ncols()
+    }
+
+    /// Forgets the decoder positions (the encoder's keys and values stay).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Row `i` of the self-attention cache becomes the old row `rows[i]`, as transformers'
+    /// `EncoderDecoderCache.reorder_cache(beam_idx)`; `rows[i]` must belong to the same input as
+    /// `i`, so that the cross-attention keys and values stay where they are.
+    ///
+    /// # Errors
+    /// When `rows` has another length than [`Seq2SeqCache::rows`], names a row that does not
+    /// exist, or moves a row to another input.
+    pub fn reorder_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let count = self.rows();
+        let per_input = self.rows_per_input;
+        if rows.len() != count
+            || rows.iter().enumerate().any(|(target, &source)| {
+                source >= count || source / per_input != target / per_input
+            })
+        {
+            return Err(Error::Input {
+                model: "Seq2SeqCache".to_string(),
+                reason: format!(
+                    "cannot reorder {count} rows ({per_input} per input) by {rows:?}: each row must \
+                     come from a row of the same input"
+                ),
+            });
+        }
+        if rows
+            .iter()
+            .enumerate()
+            .all(|(target, &source)| target == source)
+        {
+            return Ok(());
+        }
+        let len = self.len;
+        let Some(shape) = self.keys.first().map(Array4::dim) else {
+            return Ok(());
+        };
+        let mut scratch = self
+            .scratch
+            .take()
+            .unwrap_or_else(|| Array4::zeros(shape));
+        for buffer in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            for (target, &source) in rows.iter().enumerate() {
+                scratch
+                    .slice_mut(s![target, .., ..len, ..])
+                    .assign(&buffer.slice(s![source, .., ..len, ..]));
+            }
+            std::mem::swap(buffer, &mut scratch);
+        }
+        self.scratch = Some(scratch);
+        Ok(())
+    }
+
+    /// Checks that `rows` decoder rows of `new` positions fit after what is stored.
+    pub(crate) fn check_step(&self, model: &str, rows: usize, new: usize) -> Result<()> {
+        if rows != self.rows() || self.len + new > self.capacity() {
+            return Err(Error::Input {
+                model: model.to_string(),
+                reason: format!(
+                    "the decoder cache holds {} rows of up to {} positions ({} used), but {rows} rows \
+                     of {new} more were given",
+                    self.rows(),
+                    self.capacity(),
+                    self.len
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records that `new` positions were appended by every layer.
+    pub(crate) fn advance(&mut self, new: usize) {
+        self.len += new;
+    }
+
+    /// Layer `index`'s self-attention buffers and cross-attention keys and values.
+    pub(crate) fn layer(&mut self, index: usize) -> LayerCache<'_> {
+        let (heads, head_dim) = (self.heads, self.head_dim);
+        let (inputs, source) = self.encoder_padding.dim();
+        let cross = self.cross[index]
+            .view()
+            .into_shape_with_order((inputs, source, 2, heads, head_dim))
+            .expect("cross keys and values are (inputs × source, 2 × inner)");
+        // (inputs, source, heads, head_dim) → (inputs, heads, source, head_dim)
+        let part = |index: usize| {
+            cross
+                .index_axis_move(Axis(2), index)
+                .permuted_axes([0, 2, 1, 3])
+        };
+        LayerCache {
+            keys: &mut self.keys[index],
+            values: &mut self.values[index],
+            cross_keys: part(0),
+            cross_values: part(1),
+            encoder_padding: self.encoder_padding.view(),
+            past: self.len,
+            rows_per_input: self.rows_per_input,
+        }
+    }
+}
+
+/// One decoder layer's view of a [`Seq2SeqCache`].
+pub(crate) struct LayerCache<'a> {
+    /// (rows, heads, capacity, head_dim).
+    pub(crate) keys: &'a mut Array4<f32>,
+    pub(crate) values: &'a mut Array4<f32>,
+    /// (inputs, heads, source, head_dim).
+    pub(crate) cross_keys: ArrayView4<'a, f32>,
+    pub(crate) cross_values: ArrayView4<'a, f32>,
+    /// (inputs, source).
+    pub(crate) encoder_padding: ArrayView2<'a, f32>,
+    /// Positions stored before this step.
+    pub(crate) past: usize,
+    pub(crate) rows_per_input: usize,
+}
+
+impl LayerCache<'_> {
+    /// Writes the new keys and values of a fused query/key/value product into the self-attention
+    /// buffers, after the `past` stored positions; returns the queries as
+    /// (rows, heads, new, head_dim) and the keys and values stored so far, as
+    /// (rows, heads, past + new, head_dim).
+    ///
+    /// # Shapes
+    /// `qkv`: (rows × new, 3 × heads × head_dim), each row `[q | k | v]`.
+    pub(crate) fn append<'q>(
+        &mut self,
+        qkv: ArrayView2<'q, f32>,
+        rows: usize,
+    ) -> (
+        ArrayView4<'q, f32>,
+        ArrayView4<'_, f32>,
+        ArrayView4<'_, f32>,
+    ) {
+        let (_, heads, _, head_dim) = self.keys.dim();
+        let new = qkv.nrows() / rows;
+        let total = self.past + new;
+        let qkv = qkv
+            .into_shape_with_order((rows, new, 3, heads, head_dim))
+            .expect("the QKV product is (rows × new, 3 × inner)");
+        let part = |index: usize| {
+            qkv.index_axis_move(Axis(2), index)
+                .permuted_axes([0, 2, 1, 3])
+        };
+        self.keys
+            .slice_mut(s![.., .., self.past..total, ..])
+            .assign(&part(1));
+        self.values
+            .slice_mut(s![.., .., self.past..total, ..])
+            .assign(&part(2));
+        (
+            part(0),
+            self.keys.slice(s![.., .., ..total, ..]),
+            self.values.slice(s![.., .., ..total, ..]),
+        )
+    }
+
+    /// Causal self-attention of the new positions over every stored one (`scale · Q·Kᵀ`, the
+    /// fused kernel), after [`LayerCache::append`]; the heads side by side into `context`.
+    ///
+    /// # Shapes
+    /// `qkv`: (rows × new, 3 × inner); `context`: (rows × new, inner).
+    pub(crate) fn self_attention_into(
+        &mut self,
+        qkv: ArrayView2<'_, f32>,
+        rows: usize,
+        scale: f32,
+        context: ArrayViewMut2<'_, f32>,
+    ) {
+        let (queries, keys, values) = self.append(qkv, rows);
+        let (_, heads, new, head_dim) = queries.dim();
+        let mask = AttentionMask {
+            key_padding: None,
+            causal: true,
+        };
+        let out = context
+            .into_shape_with_order((rows, new, heads, head_dim))
+            .expect("context is (rows × new, inner)")
+            .permuted_axes([0, 2, 1, 3]);
+        attention_into(queries, keys, values, &mask, scale, out);
+    }
+
+    /// Cross-attention of the decoder rows' queries over their input's encoder keys and values
+    /// (no copy per row: the rows of one input are that input's queries, side by side).
+    ///
+    /// # Shapes
+    /// `query`: (rows × new, inner); `context`: (rows × new, inner).
+    pub(crate) fn cross_attention_into(
+        &self,
+        query: ArrayView2<'_, f32>,
+        scale: f32,
+        context: ArrayViewMut2<'_, f32>,
+    ) {
+        let (inputs, heads, _, head_dim) = self.cross_keys.dim();
+        // the rows of one input are consecutive: (inputs, rows_per_input × new) queries each
+        let queries_per_input = query.nrows() / inputs;
+        let queries = query
+            .into_shape_with_order((inputs, queries_per_input, heads, head_dim))
+            .expect("queries are (rows × new, inner)")
+            .permuted_axes([0, 2, 1, 3]);
+        let out = context
+            .into_shape_with_order((inputs, queries_per_input, heads, head_dim))
+            .expect("context is (rows × new, inner)")
+            .permuted_axes([0, 2, 1, 3]);
+        let mask = AttentionMask {
+            key_padding: Some(self.encoder_padding),
+            causal: false,
+        };
+        debug_assert_eq!(queries_per_input % self.rows_per_input, 0);
+        attention_into(
+            queries,
+            self.cross_keys,
+            self.cross_values,
+            &mask,
+            scale,
+            out,
+        );
+    }
+}
+
+/// The decoder's inputs checked against the vocabulary: every id below `vocab`.
+pub(crate) fn check_ids(model: &str, ids: ArrayView2<'_, u32>, vocab: usize) -> Result<()> {
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(Error::Input {
+            model: model.to_string(),
+            reason: format!("token id {id} is not below vocab_size {vocab}"),
+        });
+    }
+    Ok(())
+}
+
+/// What a decoder pass returns.
+///
+/// # Shapes
+/// `logits`: (rows, new, vocab); each of `hidden_states`: (rows, new, d_model).
+#[derive(Clone, Debug)]
+pub struct DecoderOutput {
+    /// The LM head's scores of every new position.
+    pub logits: ndarray::Array3<f32>,
+    /// When asked for, as transformers' `decoder_hidden_states`: the embeddings' output, then
+    /// each layer's (the last after the final norm where the model has one); empty otherwise.
+    pub hidden_states: Vec<ndarray::Array3<f32>>,
+}
