@@ -15,6 +15,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use tokenizers::normalizers::Precompiled;
+use tokenizers::{NormalizedString, Normalizer};
+
 use crate::config::FolderConfig;
 use crate::error::{Result, TokenizerError};
 use crate::sentencepiece::{PieceType, SpmModel};
@@ -31,6 +34,10 @@ pub(crate) struct Marian {
     unk_id: u32,
     /// The backend's id (source pieces, added tokens) → vocab.json's id.
     from_backend: Vec<u32>,
+    /// The source model's unknown piece, in the backend's ids: its text is looked up instead.
+    source_unk: u32,
+    /// The source model's character map, which makes an unknown piece's text from the input.
+    source_charsmap: Option<Precompiled>,
     target: SpmDecoder,
 }
 
@@ -115,20 +122,11 @@ pub(crate) fn build(
     let mut backend = slow::sentencepiece(
         &source_path,
         &source,
-        SpmConverter::Plain,
+        SpmConverter::MarianSource,
         config.spm_prepend_scheme,
     )?;
-    // The language codes of vocab.json (`>>fr<<`) are split off the text, eos is appended.
-    let mut codes: Vec<(&String, &u32)> = ids
-        .iter()
-        .filter(|(token, _)| token.starts_with(">>") && token.ends_with("<<") && token.len() > 4)
-        .collect();
-    codes.sort_by_key(|(_, id)| **id);
-    let codes: Vec<tokenizers::AddedToken> = codes
-        .into_iter()
-        .map(|(token, _)| tokenizers::AddedToken::from(token.clone(), false).normalized(false))
-        .collect();
-    backend.add_tokens(&codes);
+    // Language codes (`>>fr<<`) are not added tokens: only a leading one is split off
+    // (`remove_language_code`), by the encoder, which puts the unknown token in its place.
     backend.add_special_tokens(&[tokenizers::AddedToken::from(eos_token.clone(), true)]);
     let eos_backend_id = backend.token_to_id(&eos_token).unwrap_or(unk_id);
     let template = tokenizers::processors::template::TemplateProcessing::builder()
@@ -145,7 +143,20 @@ pub(crate) fn build(
     for (token, &id) in &ids {
         tokens[id as usize] = Some(token.clone());
     }
+    let source_charsmap =
+        match source.precompiled_charsmap() {
+            Some(map) => Some(Precompiled::from(map).map_err(|error| {
+                TokenizerError::InvalidTokenizerFile {
+                    path: source_path.clone(),
+                    message: error.to_string(),
+                }
+            })?),
+            None => None,
+        };
+    let source_unk_piece = source.pieces[source.trainer.unk_id() as usize].piece();
     let marian = Marian {
+        source_unk: backend.token_to_id(source_unk_piece).unwrap_or(0),
+        source_charsmap,
         ids,
         tokens,
         unk_token,
@@ -170,6 +181,12 @@ impl Marian {
             .collect();
     }
 
+    /// The text the encoder puts in place of a leading language code: the unknown token, which
+    /// the backend always splits off as its own token.
+    pub(crate) fn code_stand_in(&self) -> &str {
+        &self.unk_token
+    }
+
     /// A backend id as vocab.json's (`_convert_token_to_id`: `<unk>` for a piece it lacks).
     pub(crate) fn map_id(&self, backend_id: u32) -> u32 {
         self.from_backend
@@ -178,16 +195,44 @@ impl Marian {
             .unwrap_or(self.unk_id)
     }
 
-    /// Backend ids as vocab.json's, and their tokens as vocab.json names them.
-    pub(crate) fn map_ids(&self, ids: &mut [u32], tokens: &mut [String]) {
-        for (id, token) in ids.iter_mut().zip(tokens.iter_mut()) {
-            *id = self.map_id(*id);
+    /// Backend ids as vocab.json's, and their tokens as vocab.json names them. An unknown piece
+    /// of the source model is, as sentencepiece returns it, the normalized text it covers
+    /// (`surface(i)`: the input it came from), which vocab.json may know.
+    pub(crate) fn map_ids<'a>(
+        &self,
+        ids: &mut [u32],
+        tokens: &mut [String],
+        surface: impl Fn(usize) -> Option<&'a str>,
+    ) {
+        for (index, (id, token)) in ids.iter_mut().zip(tokens.iter_mut()).enumerate() {
+            let unknown_piece = (*id == self.source_unk)
+                .then(|| surface(index))
+                .flatten()
+                .map(|text| self.normalized(text));
+            match unknown_piece {
+                Some(piece) => {
+                    *id = self.ids.get(&piece).copied().unwrap_or(self.unk_id);
+                    *token = piece;
+                }
+                None => *id = self.map_id(*id),
+            }
             if let Some(name) = self.token(*id) {
                 if name != token {
                     *token = name.to_string();
                 }
             }
         }
+    }
+
+    /// The source model's normalization of a piece of input.
+    fn normalized(&self, text: &str) -> String {
+        let mut normalized = NormalizedString::from(text);
+        if let Some(charsmap) = &self.source_charsmap {
+            if charsmap.normalize(&mut normalized).is_err() {
+                return text.to_string();
+            }
+        }
+        normalized.get().to_string()
     }
 
     pub(crate) fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -244,6 +289,15 @@ impl Marian {
         let text = text.replace('\u{2581}', " ");
         python_strip(&text).to_string()
     }
+}
+
+/// The length in bytes of the language code a text starts with (`>>fr<<`), as
+/// `MarianTokenizer.remove_language_code` finds it.
+pub(crate) fn language_code_len(text: &str) -> Option<usize> {
+    if !text.starts_with(">>") {
+        return None;
+    }
+    text.find("<<").map(|end| end + 2)
 }
 
 /// Python's `str.strip()`: Python counts U+001C..U+001F as white space too.

@@ -182,9 +182,10 @@ pub(crate) enum SpmConverter {
     /// `XLMRobertaConverter`: fairseq's ids (`<s>` 0, `<pad>` 1, `</s>` 2, `<unk>` 3, the spm
     /// pieces from id 3 on shifted by one, `<mask>` last); `<s> A </s> </s> B </s>`.
     XlmRoberta,
-    /// `SpmConverter` itself: the pieces as they are, no template (Marian's source model; Marian
-    /// adds its own `</s>`).
-    Plain,
+    /// The source model of a Marian folder: `SpmConverter` without the control pieces as added
+    /// tokens (MarianTokenizer runs sentencepiece itself, which reads `<s>` in a text as plain
+    /// characters) and without a template (Marian adds its own `</s>`).
+    MarianSource,
 }
 
 /// The fast tokenizer of a sentencepiece model, as `SpmConverter.converted()` builds it: the
@@ -205,7 +206,20 @@ pub(crate) fn sentencepiece(
             .chain(model.vocab_scores().skip(3))
             .chain(std::iter::once(("<mask>".to_string(), 0.0)))
             .collect(),
-        SpmConverter::T5 { .. } | SpmConverter::Plain => model.vocab_scores().collect(),
+        SpmConverter::T5 { .. } => model.vocab_scores().collect(),
+        // sentencepiece never reads a control (`<s>`) or unused piece in a text: only the pieces
+        // it can match are in the Unigram model (Marian maps ids by token, not by position)
+        SpmConverter::MarianSource => model
+            .vocab_scores()
+            .enumerate()
+            .filter(|(id, _)| {
+                !matches!(
+                    model.piece_type(*id),
+                    PieceType::Control | PieceType::Unused
+                )
+            })
+            .map(|(_, piece)| piece)
+            .collect(),
     };
     if let SpmConverter::T5 { extra_ids } = converter {
         vocab_scores.extend(
@@ -216,8 +230,15 @@ pub(crate) fn sentencepiece(
     }
     let unk_id = match converter {
         SpmConverter::XlmRoberta => 3,
+        SpmConverter::MarianSource => {
+            let unk = model.pieces[model.trainer.unk_id() as usize].piece();
+            vocab_scores
+                .iter()
+                .position(|(piece, _)| piece == unk)
+                .unwrap_or_default()
+        }
         // SpmModel::read checked it is a piece's id
-        _ => model.trainer.unk_id() as usize,
+        SpmConverter::T5 { .. } => model.trainer.unk_id() as usize,
     };
 
     let mut tokenizer = match model.model_type() {
@@ -250,7 +271,9 @@ pub(crate) fn sentencepiece(
         .iter()
         .enumerate()
         .filter_map(|(id, piece)| match model.piece_type(id) {
-            PieceType::Control => Some(AddedToken::from(piece.piece().to_string(), true)),
+            PieceType::Control if converter != SpmConverter::MarianSource => {
+                Some(AddedToken::from(piece.piece().to_string(), true))
+            }
             PieceType::UserDefined => Some(AddedToken::from(piece.piece().to_string(), false)),
             _ => None,
         })
@@ -307,7 +330,7 @@ pub(crate) fn sentencepiece(
                     .map_err(|error| invalid(&error))?,
             )
         }
-        SpmConverter::Plain => None,
+        SpmConverter::MarianSource => None,
     };
     if let Some(template) = template {
         tokenizer.with_post_processor(Some(template));

@@ -360,7 +360,33 @@ impl Tokenizer {
             }
         }
         let backend = self.configured_backend(settings)?;
-        let backend_inputs: Vec<tokenizers::EncodeInput<'_>> = inputs
+        // Marian splits a leading language code (`>>fr<<`) off each text: the backend sees a
+        // stand-in token in its place, put back below.
+        let stand_in = |text: &str| -> String {
+            match (&self.marian, marian::language_code_len(text)) {
+                (Some(marian), Some(code)) => {
+                    format!("{}{}", marian.code_stand_in(), &text[code..])
+                }
+                _ => text.to_string(),
+            }
+        };
+        let rewritten: Option<Vec<(String, Option<String>)>> = self.marian.as_ref().map(|_| {
+            inputs
+                .iter()
+                .map(|input| (stand_in(input.first()), input.second().map(stand_in)))
+                .collect()
+        });
+        let backend_texts: Vec<EncodeInput<'_>> = match &rewritten {
+            Some(rewritten) => rewritten
+                .iter()
+                .map(|(first, second)| match second {
+                    Some(second) => EncodeInput::Pair(first, second),
+                    None => EncodeInput::Single(first),
+                })
+                .collect(),
+            None => inputs.to_vec(),
+        };
+        let backend_inputs: Vec<tokenizers::EncodeInput<'_>> = backend_texts
             .iter()
             .map(|input| match *input {
                 EncodeInput::Single(text) => tokenizers::EncodeInput::Single(text.into()),
@@ -386,12 +412,13 @@ impl Tokenizer {
         .map_err(|error| TokenizerError::Encode(error.to_string()))?;
         let mut encodings: Vec<Encoding> = encoded
             .iter()
-            .zip(inputs)
+            .zip(&backend_texts)
             .map(|(encoding, input)| convert_encoding(encoding, input, options.return_overflowing))
             .collect();
         if let Some(marian) = &self.marian {
-            for encoding in &mut encodings {
-                map_marian_ids(marian, encoding);
+            for (encoding, input) in encodings.iter_mut().zip(inputs) {
+                restore_language_codes(encoding, input, marian.code_stand_in());
+                map_marian_ids(marian, encoding, input);
             }
         }
         Ok(encodings)
@@ -1015,11 +1042,62 @@ pub fn clean_up_tokenization(text: &str) -> String {
         .replace(" 're", "'re")
 }
 
-/// A Marian encoding (and its overflowing windows) in vocab.json's ids.
-fn map_marian_ids(marian: &Marian, encoding: &mut Encoding) {
-    marian.map_ids(&mut encoding.ids, &mut encoding.tokens);
+/// Marian: the offsets of an encoding of the texts with [`Marian::code_stand_in`] in place of
+/// their leading language code, as offsets in the texts themselves (the code spans its own text).
+fn restore_language_codes(encoding: &mut Encoding, input: &EncodeInput<'_>, stand_in: &str) {
+    for sequence in 0..2 {
+        let Some(text) = input.text(sequence) else {
+            continue;
+        };
+        let Some(code_bytes) = marian::language_code_len(text) else {
+            continue;
+        };
+        let code_chars = text[..code_bytes].chars().count();
+        let stand_in_chars = stand_in.chars().count();
+        for index in 0..encoding.ids.len() {
+            if encoding.sequence_ids[index] != Some(sequence) {
+                continue;
+            }
+            let (start, end) = encoding.offsets[index];
+            let (byte_start, byte_end) = encoding.byte_offsets[index];
+            if start == 0 && end == stand_in_chars {
+                encoding.offsets[index] = (0, code_chars);
+                encoding.byte_offsets[index] = (0, code_bytes);
+            } else if start >= stand_in_chars {
+                let shift = |value: usize, old: usize, new: usize| value - old + new;
+                encoding.offsets[index] = (
+                    shift(start, stand_in_chars, code_chars),
+                    shift(end, stand_in_chars, code_chars),
+                );
+                encoding.byte_offsets[index] = (
+                    shift(byte_start, stand_in.len(), code_bytes),
+                    shift(byte_end, stand_in.len(), code_bytes),
+                );
+            }
+        }
+    }
     for window in &mut encoding.overflowing {
-        map_marian_ids(marian, window);
+        restore_language_codes(window, input, stand_in);
+    }
+}
+
+/// A Marian encoding (and its overflowing windows) in vocab.json's ids.
+fn map_marian_ids(marian: &Marian, encoding: &mut Encoding, input: &EncodeInput<'_>) {
+    let (byte_offsets, sequence_ids) = (&encoding.byte_offsets, &encoding.sequence_ids);
+    // An unknown piece covers its token's text and what normalization folded into it (the
+    // combining marks up to the next token); trailing white space is the Strip normalizer's.
+    let surface = |index: usize| {
+        let sequence = sequence_ids[index]?;
+        let text = input.text(sequence)?;
+        let (start, end) = byte_offsets[index];
+        let next = (index + 1..sequence_ids.len())
+            .find(|&next| sequence_ids[next] == Some(sequence))
+            .map_or(text.len(), |next| byte_offsets[next].0);
+        text.get(start..next.max(end)).map(str::trim_end)
+    };
+    marian.map_ids(&mut encoding.ids, &mut encoding.tokens, surface);
+    for window in &mut encoding.overflowing {
+        map_marian_ids(marian, window, input);
     }
 }
 
