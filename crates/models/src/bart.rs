@@ -17,8 +17,11 @@ use oxformer_tensor::{Activation, ArgmaxScreen, AttentionMask, line_padded};
 use crate::bert::{load_layers, multi_head_attention_into};
 use crate::config::{BartConfig, HiddenAct, ModelConfig};
 use crate::error::{Error, Result};
+use crate::generation::{Generative, NextStep, Prompts};
 use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
-use crate::seq2seq::{DecoderOutput, LayerCache, Seq2SeqCache, check_ids};
+use crate::seq2seq::{
+    DecoderOutput, LayerCache, Seq2SeqCache, check_ids, greedy_step, start_generation,
+};
 use crate::workspace::{SharedWorkspace, Workspace, line_matrix, matrix};
 
 /// `nn.LayerNorm`'s default epsilon, which every BART and Marian norm uses.
@@ -873,5 +876,66 @@ impl BartForConditionalGeneration {
     /// A `hidden` of the wrong width.
     pub fn logits(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
         self.inner.logits(hidden)
+    }
+}
+
+impl Generative for BartForConditionalGeneration {
+    type Cache = Seq2SeqCache;
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn max_positions(&self) -> Option<usize> {
+        Some(self.config.max_position_embeddings)
+    }
+
+    fn is_encoder_decoder(&self) -> bool {
+        true
+    }
+
+    /// The encoder once per prompt and every decoder layer's cross-attention keys and values;
+    /// each of the `expand` rows of a prompt starts from `decoder_start_token_id`.
+    fn start(
+        &self,
+        prompts: &Prompts,
+        expand: usize,
+        capacity: usize,
+        decoder_start_token_id: Option<u32>,
+    ) -> Result<(Seq2SeqCache, Vec<Vec<u32>>)> {
+        start_generation(
+            "BartForConditionalGeneration",
+            prompts,
+            decoder_start_token_id,
+            self.config.common.decoder_start_token_id,
+            |input| BartForConditionalGeneration::start(self, input, expand, capacity),
+        )
+    }
+
+    fn forward_last(
+        &self,
+        input_ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<Array2<f32>> {
+        self.decode_last(input_ids, cache)
+    }
+
+    /// Through the 8-bit screen of the LM head ([`BartForConditionalGeneration::greedy_tokens`]); the logits
+    /// when it cannot decide.
+    fn forward_last_greedy(
+        &self,
+        input_ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<NextStep> {
+        let hidden = self.decode_last_hidden(input_ids, cache)?;
+        greedy_step(
+            hidden,
+            |hidden| self.greedy_tokens(hidden),
+            |hidden| self.logits(hidden),
+        )
+    }
+
+    fn reorder_cache(&self, cache: &mut Seq2SeqCache, rows: &[usize]) -> Result<()> {
+        cache.reorder_rows(rows)
     }
 }

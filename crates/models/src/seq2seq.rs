@@ -11,6 +11,8 @@ use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, Axis, s};
 use oxformer_tensor::{AttentionMask, attention_into};
 
 use crate::error::{Error, Result};
+use crate::generation::{NextStep, Prompts};
+use crate::input::EncoderInput;
 
 /// The decoder's keys and values for a batch of `inputs × rows_per_input` decoder rows.
 ///
@@ -137,10 +139,7 @@ impl Seq2SeqCache {
         let Some(shape) = self.keys.first().map(Array4::dim) else {
             return Ok(());
         };
-        let mut scratch = self
-            .scratch
-            .take()
-            .unwrap_or_else(|| Array4::zeros(shape));
+        let mut scratch = self.scratch.take().unwrap_or_else(|| Array4::zeros(shape));
         for buffer in self.keys.iter_mut().chain(self.values.iter_mut()) {
             for (target, &source) in rows.iter().enumerate() {
                 scratch
@@ -341,4 +340,43 @@ pub struct DecoderOutput {
     /// When asked for, as transformers' `decoder_hidden_states`: the embeddings' output, then
     /// each layer's (the last after the final norm where the model has one); empty otherwise.
     pub hidden_states: Vec<ndarray::Array3<f32>>,
+}
+
+/// [`crate::generation::Generative::start`] of the encoder-decoder models: `run` runs the encoder
+/// once per prompt (`rows_per_input` decoder rows each) into a cache of `capacity` positions;
+/// every row starts from `decoder_start_token_id`, or the config's when the call gives none.
+pub(crate) fn start_generation(
+    model: &str,
+    prompts: &Prompts,
+    decoder_start_token_id: Option<u32>,
+    config_start: Option<u32>,
+    run: impl FnOnce(&EncoderInput<'_>) -> Result<Seq2SeqCache>,
+) -> Result<(Seq2SeqCache, Vec<Vec<u32>>)> {
+    let start = decoder_start_token_id
+        .or(config_start)
+        .ok_or_else(|| Error::Input {
+            model: model.to_string(),
+            reason:
+                "no decoder_start_token_id (neither in the generation config nor in config.json): \
+                 the decoder has nothing to start from"
+                    .to_string(),
+        })?;
+    let input_ids = prompts.input_ids_matrix();
+    let attention_mask = prompts.attention_mask_matrix();
+    let cache = run(&EncoderInput::new(input_ids.view(), attention_mask.view()))?;
+    let rows = cache.rows();
+    Ok((cache, vec![vec![start]; rows]))
+}
+
+/// [`crate::generation::Generative::forward_last_greedy`] of the encoder-decoder models: the
+/// screened ids when the head's screen decides every row, else the logits.
+pub(crate) fn greedy_step(
+    hidden: Array2<f32>,
+    greedy_tokens: impl FnOnce(ArrayView2<'_, f32>) -> Option<Vec<u32>>,
+    logits: impl FnOnce(ArrayView2<'_, f32>) -> Result<Array2<f32>>,
+) -> Result<NextStep> {
+    match greedy_tokens(hidden.view()) {
+        Some(tokens) => Ok(NextStep::Tokens(tokens)),
+        None => logits(hidden.view()).map(NextStep::Logits),
+    }
 }

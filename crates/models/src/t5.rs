@@ -21,8 +21,11 @@ use rayon::prelude::*;
 use crate::bert::load_layers;
 use crate::config::{ModelConfig, T5Config};
 use crate::error::{Error, Result};
+use crate::generation::{Generative, NextStep, Prompts};
 use crate::input::{EncoderInput, EncoderOutput};
-use crate::seq2seq::{DecoderOutput, LayerCache, Seq2SeqCache, check_ids};
+use crate::seq2seq::{
+    DecoderOutput, LayerCache, Seq2SeqCache, check_ids, greedy_step, start_generation,
+};
 use crate::workspace::{SharedWorkspace, Workspace, matrix};
 
 const MODEL: &str = "T5ForConditionalGeneration";
@@ -996,5 +999,66 @@ impl T5ForConditionalGeneration {
         }
         let scaled = hidden.mapv(|value| value * self.head_scale);
         Ok(self.lm_head.forward(scaled.view())?)
+    }
+}
+
+impl Generative for T5ForConditionalGeneration {
+    type Cache = Seq2SeqCache;
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn max_positions(&self) -> Option<usize> {
+        None
+    }
+
+    fn is_encoder_decoder(&self) -> bool {
+        true
+    }
+
+    /// The encoder once per prompt and every decoder layer's cross-attention keys and values;
+    /// each of the `expand` rows of a prompt starts from `decoder_start_token_id`.
+    fn start(
+        &self,
+        prompts: &Prompts,
+        expand: usize,
+        capacity: usize,
+        decoder_start_token_id: Option<u32>,
+    ) -> Result<(Seq2SeqCache, Vec<Vec<u32>>)> {
+        start_generation(
+            "T5ForConditionalGeneration",
+            prompts,
+            decoder_start_token_id,
+            self.config.common.decoder_start_token_id,
+            |input| T5ForConditionalGeneration::start(self, input, expand, capacity),
+        )
+    }
+
+    fn forward_last(
+        &self,
+        input_ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<Array2<f32>> {
+        self.decode_last(input_ids, cache)
+    }
+
+    /// Through the 8-bit screen of the LM head ([`T5ForConditionalGeneration::greedy_tokens`]); the logits
+    /// when it cannot decide.
+    fn forward_last_greedy(
+        &self,
+        input_ids: ArrayView2<'_, u32>,
+        cache: &mut Seq2SeqCache,
+    ) -> Result<NextStep> {
+        let hidden = self.decode_last_hidden(input_ids, cache)?;
+        greedy_step(
+            hidden,
+            |hidden| self.greedy_tokens(hidden),
+            |hidden| self.logits(hidden),
+        )
+    }
+
+    fn reorder_cache(&self, cache: &mut Seq2SeqCache, rows: &[usize]) -> Result<()> {
+        cache.reorder_rows(rows)
     }
 }
