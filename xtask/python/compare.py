@@ -4,6 +4,13 @@ inputs that oxformer is timed on, in the same run.
 
 Run from the pinned venv (`<cache>/pyenv`, requirements.txt + requirements-compare.txt). Subcommands:
 
+- Encoder-decoder models (issue 13): `build` also writes random-weight `t5-small` (T5ForConditionalGeneration,
+  `T5Config()`: d_model 512, 6+6 layers) and `opus-mt-en-de` (MarianMTModel with opus-mt-en-de's shapes:
+  d_model 512, 6+6 layers, 8 heads, FFN 2048, vocabulary 58101, swish, scaled embeddings), and converts
+  both with CTranslate2's `TransformersConverter` into `ct2/<name>` (float32). `serve --framework torch|ct2`
+  answers `{"op": "seq2seq", "model": DIR, "ct2_model": DIR, "batch": B, "num_beams": K,
+  "input_tokens": S, "new_tokens": N, ...}`: exactly N new tokens per input (EOS suppressed: `min_new_tokens`
+  / `min_decoding_length`) from S random source ids; `tokens` is B x N.
 - `build --out DIR`: random-weight checkpoints from transformers' default configs, written once (a stamp
   in each folder says which recipe wrote it) as HF folders oxformer's CLI can load:
   `bert-base` (BertModel, `BertConfig()`), `bert-base-seqcls` (BertForSequenceClassification, labels
@@ -46,6 +53,9 @@ OPSET = 17
 # Bump when the folders' recipe changes: the stamp makes `build` write them again.
 RECIPE = "compare-models-1"
 ENCODERS = ("bert-base", "bert-base-seqcls", "distilbert-base")
+# Encoder-decoder folders (issue 13), each also converted for CTranslate2 into ct2/<name>.
+SEQ2SEQ = ("t5-small", "opus-mt-en-de")
+SEQ2SEQ_RECIPE = "compare-seq2seq-1"
 EXPORTED = ("bert-base", "distilbert-base")
 
 
@@ -268,6 +278,7 @@ def build(args) -> None:
             write_stamp(folder, stamp)
             manifest["built"].append(name)
         manifest["folders"][name] = str(folder)
+    build_seq2seq(out, stamp, manifest)
     onnx_dir = out / "onnx"
     onnx_dir.mkdir(parents=True, exist_ok=True)
     for name in EXPORTED:
@@ -444,6 +455,10 @@ class Server:
             reply = self.encoder(request)
         elif op == "generate":
             reply = self.generate(request)
+        elif op == "seq2seq" and self.framework == "torch":
+            reply = time_seq2seq_torch(self, request)
+        elif op == "seq2seq" and self.framework == "ct2":
+            reply = time_seq2seq_ct2(self, request)
         elif op == "ping":
             return {"ok": True}
         else:
@@ -466,6 +481,165 @@ def serve(args) -> None:
         except Exception as error:  # the xtask prints it as "n/a (reason)" and goes on
             reply = {"ok": False, "error": f"{type(error).__name__}: {error}"}
         emit(reply)
+
+
+# ---------------------------------------------------------------------------------------------------
+# encoder-decoder models (issue 13): folders, CTranslate2 conversions, timing
+
+
+def build_seq2seq_folder(name: str, dest: Path) -> None:
+    import shutil
+
+    import torch
+    from transformers import MarianConfig, MarianMTModel, T5Config, T5ForConditionalGeneration
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    torch.manual_seed(seed_for(name))
+    if name == "t5-small":
+        model = T5ForConditionalGeneration(T5Config(decoder_start_token_id=0))
+    elif name == "opus-mt-en-de":
+        config = MarianConfig(
+            vocab_size=58101,
+            d_model=512,
+            encoder_layers=6,
+            decoder_layers=6,
+            encoder_attention_heads=8,
+            decoder_attention_heads=8,
+            encoder_ffn_dim=2048,
+            decoder_ffn_dim=2048,
+            activation_function="swish",
+            scale_embedding=True,
+            max_position_embeddings=512,
+            pad_token_id=58100,
+            decoder_start_token_id=58100,
+            eos_token_id=0,
+            forced_eos_token_id=0,
+        )
+        model = MarianMTModel(config)
+    else:
+        raise ValueError(name)
+    model.eval()
+    model.save_pretrained(str(dest), safe_serialization=True)
+
+
+class VocabularyOnly:
+    """What CTranslate2's converter reads from a tokenizer (the vocabulary and the special tokens), for
+    the random-weight folders, which have none: `tok<id>` for every id but the specials."""
+
+    def __init__(self, config: dict):
+        size = config["vocab_size"]
+        if config["model_type"] == "t5":
+            special = {0: "<pad>", 1: "</s>", 2: "<unk>"}
+        else:  # marian: </s> 0, <unk> 1, <pad> the last id
+            special = {0: "</s>", 1: "<unk>", size - 1: "<pad>"}
+        self.pad_token, self.eos_token, self.unk_token, self.bos_token = "<pad>", "</s>", "<unk>", None
+        self.vocab = {special.get(index, f"tok{index}"): index for index in range(size)}
+        self.by_id = {index: token for token, index in self.vocab.items()}
+
+    def get_vocab(self) -> dict:
+        return dict(self.vocab)
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.by_id[index] for index in ids] if isinstance(ids, list) else self.by_id[ids]
+
+
+def convert_for_ct2(folder: Path, dest: Path) -> None:
+    from ctranslate2.converters import TransformersConverter
+
+    class Converter(TransformersConverter):
+        def load_tokenizer(self, tokenizer_class, model_name_or_path, **kwargs):
+            return VocabularyOnly(json.loads((Path(model_name_or_path) / "config.json").read_text()))
+
+    Converter(str(folder)).convert(str(dest), force=True)
+
+
+def build_seq2seq(out: Path, stamp: dict, manifest: dict) -> None:
+    import ctranslate2
+
+    seq2seq_stamp = dict(stamp, recipe=SEQ2SEQ_RECIPE, ctranslate2=ctranslate2.__version__)
+    manifest.setdefault("ct2", {})
+    for name in SEQ2SEQ:
+        folder = out / name
+        if not stamp_matches(folder, seq2seq_stamp):
+            print(f"compare.py: writing {folder}", file=sys.stderr, flush=True)
+            build_seq2seq_folder(name, folder)
+            convert_for_ct2(folder, out / "ct2" / name)
+            write_stamp(folder, seq2seq_stamp)
+            manifest["built"].append(name)
+        manifest["folders"][name] = str(folder)
+        manifest["ct2"][name] = str(out / "ct2" / name)
+    manifest["ctranslate2"] = ctranslate2.__version__
+
+
+def seq2seq_source(request: dict, vocab_size: int):
+    """`batch` rows of `input_tokens` random ids (the specials below 3 left out), seeded."""
+    import numpy as np
+
+    rng = np.random.default_rng(request.get("seed", 0))
+    return rng.integers(3, min(vocab_size - 1, 32000), size=(request["batch"], request["input_tokens"]))
+
+
+def time_seq2seq_torch(server, request: dict) -> dict:
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    key = ("torch-seq2seq", request["model"])
+    if key not in server.models:
+        server.models[key] = AutoModelForSeq2SeqLM.from_pretrained(request["model"], dtype=torch.float32).eval()
+    model = server.models[key]
+    ids = torch.from_numpy(seq2seq_source(request, model.config.vocab_size))
+    mask = torch.ones_like(ids)
+    new_tokens, beams = request["new_tokens"], request["num_beams"]
+    options = {"early_stopping": False} if beams > 1 else {}
+
+    def run():
+        with torch.inference_mode():
+            output = model.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                num_beams=beams,
+                do_sample=False,
+                **options,
+            )
+        # the decoder start token, then exactly new_tokens
+        if output.shape[1] != new_tokens + 1:
+            raise RuntimeError(f"generate() returned {output.shape[1] - 1} new tokens")
+
+    times = timed(run, request["iterations"], request["warmup"])
+    return {"times_ms": times, "tokens": request["batch"] * new_tokens}
+
+
+def time_seq2seq_ct2(server, request: dict) -> dict:
+    import ctranslate2
+
+    key = ("ct2", request["ct2_model"])
+    if key not in server.models:
+        server.models[key] = ctranslate2.Translator(
+            request["ct2_model"], device="cpu", compute_type="float32", inter_threads=1, intra_threads=THREADS
+        )
+    translator = server.models[key]
+    vocab_size = json.loads((Path(request["model"]) / "config.json").read_text())["vocab_size"]
+    source = [[f"tok{index}" for index in row] + ["</s>"] for row in seq2seq_source(request, vocab_size)]
+    new_tokens = request["new_tokens"]
+
+    def run():
+        results = translator.translate_batch(
+            source,
+            beam_size=request["num_beams"],
+            max_decoding_length=new_tokens,
+            min_decoding_length=new_tokens,
+            max_batch_size=0,
+        )
+        made = {len(result.hypotheses[0]) for result in results}
+        if made != {new_tokens}:
+            raise RuntimeError(f"translate_batch returned {sorted(made)} new tokens")
+
+    times = timed(run, request["iterations"], request["warmup"])
+    return {"times_ms": times, "tokens": request["batch"] * new_tokens}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -523,7 +697,7 @@ def main() -> None:
     build_parser.add_argument("--out", required=True)
     build_parser.add_argument("--cache", required=True, help="the cache holding models/ (cargo xtask fetch)")
     serve_parser = commands.add_parser("serve")
-    serve_parser.add_argument("--framework", choices=["torch", "ort"], required=True)
+    serve_parser.add_argument("--framework", choices=["torch", "ort", "ct2"], required=True)
     load_parser = commands.add_parser("load")
     load_parser.add_argument("--model", required=True)
     load_parser.add_argument("--kind", choices=["encoder", "gpt2"], default="encoder")

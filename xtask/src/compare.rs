@@ -17,6 +17,13 @@
 //!    process, and the cold start of a text classification from the shell, `oxformer
 //!    text-classification` against a `pipeline()` script, timed from spawn to exit.
 //!
+//! 6. Encoder-decoder generation (issue 13): random-weight t5-small and opus-mt-en-de, a 64-token
+//!    input and exactly 64 new tokens, greedy and 4 beams, batch 1 and 8, against PyTorch's
+//!    `generate()` and CTranslate2 (float32, converted by `TransformersConverter`), in a table of
+//!    their own; with `--json` each row carries `model`, `batch`, `num_beams`, `new_tokens`,
+//!    `oxformer_tokens_per_s`, `torch_tokens_per_s` and `ct2_tokens_per_s` (new tokens of all inputs
+//!    per second).
+//!
 //! A runner that cannot run a case (an oxformer part not written yet, an unsupported option) gives
 //! "n/a (reason)" in its cell instead of stopping the comparison.
 
@@ -56,6 +63,7 @@ enum Runner {
     Oxformer,
     PyTorch,
     OnnxRuntime,
+    CTranslate2,
 }
 
 impl Runner {
@@ -64,6 +72,7 @@ impl Runner {
             Runner::Oxformer => "oxformer",
             Runner::PyTorch => "pytorch",
             Runner::OnnxRuntime => "onnxruntime",
+            Runner::CTranslate2 => "ctranslate2",
         }
     }
 }
@@ -79,6 +88,44 @@ enum Workload {
     },
     /// Greedy decoding of `new_tokens` after a prompt of `PROMPT_TOKENS` random ids.
     Generate { new_tokens: usize },
+    /// Encoder-decoder generation: `batch` inputs of `SEQ2SEQ_INPUT_TOKENS` random ids, exactly
+    /// `new_tokens` new tokens each, greedy (`num_beams` 1) or beam search.
+    Seq2Seq {
+        batch: usize,
+        num_beams: usize,
+        new_tokens: usize,
+    },
+}
+
+/// Source length of the encoder-decoder cases.
+const SEQ2SEQ_INPUT_TOKENS: usize = 64;
+
+/// The encoder-decoder cases (issue 13): t5-small and opus-mt-en-de, 64 → 64 tokens, greedy and 4
+/// beams, batch 1 and 8.
+fn seq2seq_cases(quick: bool) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for model in ["t5-small", "opus-mt-en-de"] {
+        for (batch, num_beams) in [(1, 1), (1, 4), (8, 1), (8, 4)] {
+            let search = if num_beams == 1 {
+                "greedy".to_string()
+            } else {
+                format!("beam {num_beams}")
+            };
+            cases.push(Case {
+                name: format!("{model} {batch}x64 {search}"),
+                model,
+                workload: Workload::Seq2Seq {
+                    batch,
+                    num_beams,
+                    new_tokens: 64,
+                },
+                runners: vec![Runner::Oxformer, Runner::PyTorch, Runner::CTranslate2],
+                iterations: if quick { 1 } else { 2 },
+                warmup: 1,
+            });
+        }
+    }
+    cases
 }
 
 /// One row of the table.
@@ -211,6 +258,7 @@ pub fn run(args: &[String]) -> Result<()> {
         models: models.clone(),
         torch: PeerServer::start(&python, &script, "torch", &logs)?,
         ort: PeerServer::start(&python, &script, "ort", &logs)?,
+        ct2: PeerServer::start(&python, &script, "ct2", &logs)?,
     };
     note(
         &options,
@@ -227,8 +275,21 @@ pub fn run(args: &[String]) -> Result<()> {
             println!("{}", result.table_row(&case));
         }
     }
+    if !options.json {
+        println!();
+        println!("{}", seq2seq_table_header());
+    }
+    for case in seq2seq_cases(options.quick) {
+        let result = harness.run_case(&case, options.rounds);
+        if options.json {
+            println!("{}", result.to_json(&case, options.rounds));
+        } else {
+            println!("{}", result.seq2seq_table_row(&case));
+        }
+    }
     harness.torch.stop();
     harness.ort.stop();
+    harness.ct2.stop();
 
     let load = measure_load(&harness.oxformer, &python, &script, &models, &options)?;
     let cold = measure_cold_start(&harness.oxformer, &python, &script, &models, &options)?;
@@ -489,6 +550,7 @@ struct Harness {
     models: PathBuf,
     torch: PeerServer,
     ort: PeerServer,
+    ct2: PeerServer,
 }
 
 /// The pooled timings of one runner over every round, or why it has none.
@@ -559,6 +621,11 @@ impl Harness {
                 command.args(bench_args(case));
                 run_json(&mut command)?
             }
+            Runner::CTranslate2 => {
+                let mut request = peer_request(case, &folder);
+                request["ct2_model"] = json!(self.models.join("ct2").join(case.model));
+                self.ct2.request(&request)?
+            }
             Runner::PyTorch | Runner::OnnxRuntime => {
                 let mut request = peer_request(case, &folder);
                 let server = if runner == Runner::PyTorch {
@@ -608,6 +675,19 @@ fn bench_args(case: &Case) -> Vec<String> {
             args.extend(["--generate".to_string(), new_tokens.to_string()]);
             args.extend(["--prompt-tokens".to_string(), PROMPT_TOKENS.to_string()]);
         }
+        Workload::Seq2Seq {
+            batch,
+            num_beams,
+            new_tokens,
+        } => {
+            args.extend(["--generate".to_string(), new_tokens.to_string()]);
+            args.extend([
+                "--prompt-tokens".to_string(),
+                SEQ2SEQ_INPUT_TOKENS.to_string(),
+            ]);
+            args.extend(["--batch".to_string(), batch.to_string()]);
+            args.extend(["--num-beams".to_string(), num_beams.to_string()]);
+        }
     }
     args.extend(["--threads".to_string(), THREADS.to_string()]);
     args.extend(["--iterations".to_string(), case.iterations.to_string()]);
@@ -641,6 +721,21 @@ fn peer_request(case: &Case, folder: &Path) -> Value {
             "warmup": case.warmup,
             "seed": 0,
         }),
+        Workload::Seq2Seq {
+            batch,
+            num_beams,
+            new_tokens,
+        } => json!({
+            "op": "seq2seq",
+            "model": folder,
+            "batch": batch,
+            "num_beams": num_beams,
+            "input_tokens": SEQ2SEQ_INPUT_TOKENS,
+            "new_tokens": new_tokens,
+            "iterations": case.iterations,
+            "warmup": case.warmup,
+            "seed": 0,
+        }),
     }
 }
 
@@ -653,6 +748,9 @@ fn case_tokens(case: &Case) -> f64 {
         } => lengths.iter().sum::<usize>() as f64,
         Workload::Encoder { batch, seq, .. } => (batch * seq) as f64,
         Workload::Generate { new_tokens } => *new_tokens as f64,
+        Workload::Seq2Seq {
+            batch, new_tokens, ..
+        } => (batch * new_tokens) as f64,
     }
 }
 
@@ -720,6 +818,21 @@ fn median(values: &[f64]) -> Option<f64> {
 
 const COLUMNS: [Runner; 3] = [Runner::Oxformer, Runner::PyTorch, Runner::OnnxRuntime];
 
+const SEQ2SEQ_COLUMNS: [Runner; 3] = [Runner::Oxformer, Runner::PyTorch, Runner::CTranslate2];
+
+fn seq2seq_table_header() -> String {
+    format!(
+        "{:<30} {:>26} {:>26} {:>26} {:>12} {:>12}\n{}",
+        "encoder-decoder, 64 → 64 tokens",
+        "oxformer",
+        "PyTorch generate()",
+        "CTranslate2 fp32",
+        "PyTorch÷ox",
+        "CT2÷ox",
+        "-".repeat(138)
+    )
+}
+
 fn table_header() -> String {
     format!(
         "{:<27} {:>26} {:>26} {:>26} {:>10} {:>10}\n{}",
@@ -783,6 +896,28 @@ impl CaseResult {
         row
     }
 
+    /// A row of the encoder-decoder table: tokens/s of each runner and oxformer's speed-ups
+    /// (peer's latency ÷ oxformer's: above 1, oxformer is faster; the bar is ≥ 2× PyTorch and
+    /// ≥ 1× CTranslate2).
+    fn seq2seq_table_row(&self, case: &Case) -> String {
+        let speedup = |peer| {
+            self.ratio(peer)
+                .map(|ratio| format!("{:.2}×", 1.0 / ratio))
+                .unwrap_or_else(|| "-".to_string())
+        };
+        let mut row = format!("{:<30}", case.name);
+        for runner in SEQ2SEQ_COLUMNS {
+            let _ = write!(row, " {:>26}", self.cell(runner));
+        }
+        let _ = write!(
+            row,
+            " {:>12} {:>12}",
+            speedup(Runner::PyTorch),
+            speedup(Runner::CTranslate2)
+        );
+        row
+    }
+
     fn to_json(&self, case: &Case, rounds: usize) -> Value {
         let mut object = json!({
             "case": case.name,
@@ -805,6 +940,20 @@ impl CaseResult {
                 object["new_tokens"] = json!(new_tokens);
                 object["prompt_tokens"] = json!(PROMPT_TOKENS);
             }
+            Workload::Seq2Seq {
+                batch,
+                num_beams,
+                new_tokens,
+            } => {
+                object["batch"] = json!(batch);
+                object["num_beams"] = json!(num_beams);
+                object["new_tokens"] = json!(new_tokens);
+                object["input_tokens"] = json!(SEQ2SEQ_INPUT_TOKENS);
+                let rate = |runner| self.get(runner).and_then(Timings::tokens_per_s);
+                object["oxformer_tokens_per_s"] = json!(rate(Runner::Oxformer));
+                object["torch_tokens_per_s"] = json!(rate(Runner::PyTorch));
+                object["ct2_tokens_per_s"] = json!(rate(Runner::CTranslate2));
+            }
         }
         for (runner, timings) in &self.timings {
             object[runner.key()] = match &timings.missing {
@@ -816,7 +965,7 @@ impl CaseResult {
                 }),
             };
         }
-        for peer in [Runner::PyTorch, Runner::OnnxRuntime] {
+        for peer in [Runner::PyTorch, Runner::OnnxRuntime, Runner::CTranslate2] {
             if self.get(peer).is_some() {
                 object[format!("ratio_oxformer_to_{}", peer.key())] = json!(self.ratio(peer));
             }

@@ -8,6 +8,10 @@
 //! - GPT-2 (`--generate N`): greedy decoding of exactly N new tokens (EOS ignored, as
 //!   `min_new_tokens = N` does in transformers) after a prompt of `--prompt-tokens` random ids;
 //!   tokens/s counts the new tokens over the whole call (prompt pass included).
+//! - T5, BART, Marian (`--generate N`): `--batch` inputs of `--prompt-tokens` random ids, the
+//!   encoder once per input, then exactly N decoder tokens per input (EOS ignored), greedy or
+//!   `--num-beams K`, through the generation engine; tokens/s counts batch × N over the whole call
+//!   (encoder included).
 //!
 //! `load_ms` is the time from the model id to a model ready to run (config, weights mapped and
 //! prepared); the peak resident set sizes are the kernel's VmHWM (`/proc/self/status`), read
@@ -22,8 +26,13 @@ use anyhow::{Context, Result};
 use ndarray::Array2;
 use oxformer_heads::{EncoderInput, EncoderModel};
 use oxformer_models::ModelConfig;
+use oxformer_models::bart::BartForConditionalGeneration;
 use oxformer_models::gpt2::Gpt2LmHeadModel;
-use oxformer_pipelines::generation::greedy_decode;
+use oxformer_models::marian::MarianMTModel;
+use oxformer_models::t5::T5ForConditionalGeneration;
+use oxformer_pipelines::generation::{
+    Generation, GenerationConfig, Generative, Prompts, greedy_decode,
+};
 use oxformer_tensor::ThreadPool;
 use serde_json::{Value, json};
 
@@ -44,12 +53,16 @@ pub struct BenchArgs {
     /// A batch of mixed lengths, comma-separated (e.g. 16,48,128), padded to the longest.
     #[arg(long, value_delimiter = ',')]
     pub lengths: Option<Vec<usize>>,
-    /// Time greedy decoding of this many new tokens (GPT-2) instead of one forward pass.
-    #[arg(long, conflicts_with_all = ["batch", "seq", "lengths"])]
+    /// Time decoding of this many new tokens (GPT-2; T5, BART, Marian after their encoder)
+    /// instead of one forward pass.
+    #[arg(long, conflicts_with_all = ["seq", "lengths"])]
     pub generate: Option<usize>,
-    /// Prompt length before decoding, in random ids (with --generate).
+    /// Prompt (GPT-2) or encoder input (T5, BART, Marian) length, in random ids (with --generate).
     #[arg(long, default_value_t = 8, requires = "generate")]
     pub prompt_tokens: usize,
+    /// Beam search with this many beams instead of greedy decoding (encoder-decoder models).
+    #[arg(long, default_value_t = 1, requires = "generate")]
+    pub num_beams: usize,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -73,6 +86,13 @@ pub struct BenchArgs {
 /// Bad options or a model that is not there ([`UsageError`], exit status 2); a model that fails
 /// to load or run.
 pub fn run(args: &BenchArgs) -> Result<()> {
+    let report = run_report(args)?;
+    print_report(&report, args.json);
+    Ok(())
+}
+
+/// What [`run`] prints.
+fn run_report(args: &BenchArgs) -> Result<Value> {
     if args.iterations == 0 {
         return Err(usage("--iterations must be at least 1"));
     }
@@ -93,7 +113,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .with_context(|| format!("reading {}", dir.join("config.json").display()))?;
     let report = match (&config, args.generate) {
         (ModelConfig::Gpt2(_), Some(new_tokens)) => {
+            if args.batch.unwrap_or(1) != 1 || args.num_beams != 1 {
+                return Err(usage(
+                    "GPT-2 is timed on one prompt, greedy: --batch and --num-beams are for \
+                     encoder-decoder models",
+                ));
+            }
             bench_generation(args, &dir, &pool, load_start, new_tokens)?
+        }
+        (ModelConfig::T5(_), Some(new_tokens)) => {
+            let model = T5ForConditionalGeneration::from_folder(&dir)
+                .with_context(|| format!("loading {}", dir.display()))?;
+            bench_seq2seq(args, &dir, &model, &config, &pool, load_start, new_tokens)?
+        }
+        (ModelConfig::Bart(_), Some(new_tokens)) => {
+            let model = BartForConditionalGeneration::from_folder(&dir)
+                .with_context(|| format!("loading {}", dir.display()))?;
+            bench_seq2seq(args, &dir, &model, &config, &pool, load_start, new_tokens)?
+        }
+        (ModelConfig::Marian(_), Some(new_tokens)) => {
+            let model = MarianMTModel::from_folder(&dir)
+                .with_context(|| format!("loading {}", dir.display()))?;
+            bench_seq2seq(args, &dir, &model, &config, &pool, load_start, new_tokens)?
+        }
+        (ModelConfig::T5(_) | ModelConfig::Bart(_) | ModelConfig::Marian(_), None) => {
+            return Err(usage(format!(
+                "a `{}` encoder-decoder model is timed by generation: pass --generate N (new tokens)",
+                config.model_type()
+            )));
         }
         (ModelConfig::Gpt2(_), None) => {
             return Err(usage(
@@ -102,15 +149,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         (_, Some(_)) => {
             return Err(usage(format!(
-                "--generate needs a GPT-2 model; {} is a `{}` encoder",
+                "--generate needs a GPT-2, T5, BART or Marian model; {} is a `{}` encoder",
                 dir.display(),
                 config.model_type()
             )));
         }
         (_, None) => bench_encoder(args, &dir, &config, &pool, load_start)?,
     };
-    print_report(&report, args.json);
-    Ok(())
+    Ok(report)
 }
 
 fn usage(message: impl Into<String>) -> anyhow::Error {
@@ -331,6 +377,89 @@ fn bench_generation(
     }))
 }
 
+/// An encoder-decoder model: `--batch` inputs of `--prompt-tokens` random ids, then exactly
+/// `new_tokens` decoder tokens each (no EOS), greedy or `--num-beams` beams, through the engine.
+fn bench_seq2seq<M: Generative>(
+    args: &BenchArgs,
+    dir: &Path,
+    model: &M,
+    config: &ModelConfig,
+    pool: &ThreadPool,
+    load_start: Instant,
+    new_tokens: usize,
+) -> Result<Value> {
+    let load_ms = milliseconds_since(load_start);
+    let load_peak_rss_mb = peak_rss_mb();
+    let batch = args.batch.unwrap_or(1);
+    if new_tokens == 0 || args.prompt_tokens == 0 || batch == 0 || args.num_beams == 0 {
+        return Err(usage(
+            "--generate, --prompt-tokens, --batch and --num-beams must be at least 1",
+        ));
+    }
+    if let Some(positions) = model.max_positions()
+        && (args.prompt_tokens > positions || new_tokens + 1 > positions)
+    {
+        return Err(usage(format!(
+            "{} input tokens or {new_tokens} new ones exceed the {positions} positions of {}",
+            args.prompt_tokens,
+            dir.display()
+        )));
+    }
+    let common = config.common();
+    // random source ids, clear of the special ids at the start and the end of the vocabulary
+    let vocab = model.vocab_size().min(32_000) as u64;
+    let mut random = SplitMix64(args.seed);
+    let inputs: Vec<Vec<u32>> = (0..batch)
+        .map(|_| {
+            (0..args.prompt_tokens)
+                .map(|_| (3 + random.next() % (vocab - 4)) as u32)
+                .collect()
+        })
+        .collect();
+    let prompts = Prompts::from_padded(inputs, vec![vec![1; args.prompt_tokens]; batch])?;
+    let generation = GenerationConfig {
+        max_new_tokens: Some(new_tokens),
+        num_beams: args.num_beams,
+        // no end of sequence: every input gets exactly `new_tokens`
+        eos_token_id: Vec::new(),
+        pad_token_id: common.pad_token_id.or(Some(0)),
+        decoder_start_token_id: common.decoder_start_token_id.or(common.pad_token_id),
+        ..GenerationConfig::default()
+    };
+    let times_ms = pool.install(|| {
+        timed(args.warmup, args.iterations, || {
+            let output = Generation::new(model, &prompts, &generation)?.run()?;
+            let made: Vec<usize> = output.new_tokens().iter().map(|row| row.len()).collect();
+            if made.len() != batch || made.iter().any(|&count| count != new_tokens) {
+                anyhow::bail!(
+                    "decoding made {made:?} new tokens, not {new_tokens} for each of {batch}"
+                );
+            }
+            Ok(())
+        })
+    })?;
+    let median_ms = median(&times_ms);
+    Ok(json!({
+        "kind": "generate",
+        "model": dir,
+        "model_type": config.model_type(),
+        "batch": batch,
+        "num_beams": args.num_beams,
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": new_tokens,
+        "tokens": batch * new_tokens,
+        "threads": pool.num_threads(),
+        "warmup": args.warmup,
+        "iterations": args.iterations,
+        "times_ms": times_ms,
+        "median_ms": median_ms,
+        "tokens_per_s": (batch * new_tokens) as f64 / (median_ms / 1000.0),
+        "load_ms": load_ms,
+        "load_peak_rss_mb": load_peak_rss_mb,
+        "peak_rss_mb": peak_rss_mb(),
+    }))
+}
+
 /// Runs `work` `warmup` times, then `iterations` times, returning the latter's durations in ms.
 fn timed<E>(
     warmup: usize,
@@ -527,6 +656,7 @@ mod tests {
             lengths: None,
             generate: None,
             prompt_tokens: 8,
+            num_beams: 1,
             threads: Some(2),
             iterations: 2,
             warmup: 1,
@@ -570,6 +700,30 @@ mod tests {
         // The tiny model has 128 positions.
         let error = bench_generation(&bench, &dir, &pool, Instant::now(), 121).unwrap_err();
         assert!(is_usage(&error), "{error:#}");
+    }
+
+    #[test]
+    fn times_encoder_decoder_generation_greedy_and_with_beams() {
+        for name in ["t5", "bart", "marian"] {
+            for (batch, beams) in [(1, 1), (2, 3)] {
+                let mut bench = args(fixture(name));
+                bench.generate = Some(6);
+                bench.batch = Some(batch);
+                bench.num_beams = beams;
+                bench.prompt_tokens = 10;
+                let report = run_report(&bench).unwrap();
+                assert_eq!(report["batch"], batch, "{name}");
+                assert_eq!(report["num_beams"], beams, "{name}");
+                assert_eq!(report["tokens"], batch * 6, "{name}");
+                assert_eq!(report["times_ms"].as_array().unwrap().len(), 2);
+            }
+        }
+        let mut on_gpt2 = args(fixture("gpt2"));
+        on_gpt2.generate = Some(4);
+        on_gpt2.num_beams = 4;
+        assert!(is_usage(&run(&on_gpt2).unwrap_err()));
+        let forward_on_t5 = args(fixture("t5"));
+        assert!(is_usage(&run(&forward_on_t5).unwrap_err()));
     }
 
     #[test]
