@@ -13,6 +13,8 @@ Run by `cargo xtask fixtures` (never by the tests) as `fixtures_sentencepiece.py
 - `DIR/tokenizers/spm-marian/`: source.spm and target.spm (two different unigram models), vocab.json (the
   joint vocabulary as Marian builds it: </s>, <unk>, the pieces of both, two language codes, <pad> last)
   saved through `MarianTokenizer`.
+- `DIR/tokenizers/reference/spm-*-minimal.json`: the same for copies of those folders as real repositories
+  often ship them (the model files, config.json's `model_type`, no tokenizer class, no added tokens).
 - `DIR/tokenizers/reference/spm-*.json`: what `AutoTokenizer.from_pretrained(folder)` (the pipelines'
   tokenizer: the fast one converted from the spm file where transformers has a converter, else the slow one)
   returns for awkward texts; and what the slow tokenizer returns, for comparison.
@@ -374,6 +376,40 @@ def reference_for_marian(folder, left_out):
     }
 
 
+# Folders as real repositories often ship them, made at test time from a trained folder: only the model files
+# and a few configuration files written out (`written`), no tokenizer_config.json class or added tokens.
+MINIMAL = {
+    "spm-t5-minimal": {
+        "folder": "spm-t5",
+        "files": ["spiece.model"],
+        "written": {"config.json": {"model_type": "t5"}},
+    },
+    "spm-xlmr-minimal": {
+        "folder": "spm-xlmr",
+        "files": ["sentencepiece.bpe.model"],
+        "written": {"config.json": {"model_type": "xlm-roberta"}},
+    },
+    "spm-marian-minimal": {
+        "folder": "spm-marian",
+        "files": ["source.spm", "target.spm", "vocab.json"],
+        "written": {
+            "config.json": {"model_type": "marian"},
+            "tokenizer_config.json": {"source_lang": "en", "target_lang": "de"},
+            "special_tokens_map.json": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+        },
+    },
+}
+
+
+def minimal_copy(out_dir, spec, work):
+    folder = fresh_folder(work / "minimal")
+    for file in spec["files"]:
+        shutil.copy(out_dir / spec["folder"] / file, folder / file)
+    for file, content in spec["written"].items():
+        write_json(folder / file, content)
+    return folder
+
+
 def versions():
     return {
         "transformers": transformers.__version__,
@@ -396,8 +432,21 @@ def main():
         xlmr = write_xlmr(out_dir, work, corpus)
         marian, left_out = write_marian(out_dir, work)
     for folder in (t5, bpe, xlmr):
-        write_compact_json(out_dir / "reference" / f"{folder.name}.json", reference_for_fast_folder(folder))
-    write_compact_json(out_dir / "reference" / "spm-marian.json", reference_for_marian(marian, left_out))
+        reference = reference_for_fast_folder(folder)
+        reference["source"] = {"folder": folder.name, "files": None, "written": None}
+        write_compact_json(out_dir / "reference" / f"{folder.name}.json", reference)
+    reference = reference_for_marian(marian, left_out)
+    reference["source"] = {"folder": marian.name, "files": None, "written": None}
+    write_compact_json(out_dir / "reference" / "spm-marian.json", reference)
+    for name, spec in MINIMAL.items():
+        with tempfile.TemporaryDirectory() as work_dir:
+            folder = minimal_copy(out_dir, spec, Path(work_dir))
+            if spec["folder"] == "spm-marian":
+                reference = reference_for_marian(folder, left_out)
+            else:
+                reference = reference_for_fast_folder(folder)
+        reference["source"] = spec
+        write_compact_json(out_dir / "reference" / f"{name}.json", reference)
 
 
 if __name__ == "__main__":

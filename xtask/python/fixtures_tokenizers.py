@@ -878,6 +878,30 @@ Variants (`config_overrides`, same subset, `default` on 10 of the texts): `wordp
 `wordpiece-cased-lowercase-slow` (vocab.txt, `do_lower_case`), `bpe-roberta-add-prefix-space` and its
 `-slow`, `bpe-gpt2-add-prefix-space`, `bpe-gpt2-bos-prefix-space-slow` (vocab.json + merges.txt with
 `add_bos_token` and `add_prefix_space`: the slow conversion's `<|endoftext|> A` template).
+
+## Sentencepiece folders (`spm-*`, written by `xtask/python/fixtures_sentencepiece.py`)
+
+Tiny sentencepiece models trained with the `sentencepiece` package (one thread, fixed options, relative
+paths: the same bytes on every run), saved through the slow transformers class: no tokenizer.json. Read by
+`crates/tokenizer/tests/sentencepiece.rs`.
+
+| folder | model file(s) | spm | class |
+|---|---|---|---|
+| `spm-t5` | spiece.model (`<pad>` 0, `</s>` 1, `<unk>` 2; full nmt_nfkc charsmap) | unigram, 700 | T5Tokenizer, 20 extra ids |
+| `spm-bpe` | spiece.model (identity normalization) | BPE, 500 | T5Tokenizer, 20 extra ids |
+| `spm-xlmr` | sentencepiece.bpe.model (fairseq ids; a small NFKC-like rule set) | unigram, 600 | XLMRobertaTokenizer |
+| `spm-marian` | source.spm (small rule set), target.spm (identity), vocab.json (both models' pieces, `>>de<<`, `>>fr<<`, `<pad>` last; three rare source pieces left out) | unigram, 400 / 380 | MarianTokenizer en → de |
+
+`reference/spm-<name>.json`: `info` (class, sizes, special tokens and ids, `model_max_length`,
+`clean_up_tokenization_spaces`), `texts` and `encode` (per text: `ids`, `tokens`, `offsets` for the fast
+tokenizers, `decode_keep`, `decode_skip`), `pairs` and `pair_encode`, `batch` (padded to the longest:
+`input_ids`, `attention_mask`, `batch_decode_skip` / `_keep`), `decode` (random id sequences with special
+ids inside, decoded with `keep` / `skip` / `skip_clean`), and for Marian `target_encode` (`text_target`
+labels, i.e. the target model, and their decodes). The reference is `AutoTokenizer.from_pretrained(folder)`,
+what the pipelines use: for T5 and XLM-R the fast tokenizer transformers converts from the spm file; `slow`
+holds the slow tokenizer's answers beside it (`ids_differ_from_fast`). `source` says what the test loads:
+the folder itself, or (`spm-*-minimal`) a copy of some of its `files` with the `written` configuration
+files, shaped as real repositories often are (config.json's `model_type`, no tokenizer class).
 '''
 
 

@@ -510,6 +510,8 @@ pub(crate) fn read_folder_config(folder: &Path, kind: FileKind) -> Result<Folder
     }
 
     let model_max_length = match init.get("model_max_length") {
+        // MarianTokenizer.__init__'s default
+        None if class == TokenizerClass::Marian => Some(512),
         None | Some(Value::Null) => None,
         Some(Value::Number(number)) => match number.as_u64() {
             Some(length) if (length as f64) <= LARGE_INTEGER => Some(length as usize),

@@ -28,6 +28,23 @@
 //! }
 //! # Ok::<(), oxformer_tokenizer::TokenizerError>(())
 //! ```
+//!
+//! A Marian (opus-mt) folder has no tokenizer.json: `from_folder` reads its `source.spm`,
+//! `target.spm` and `vocab.json`; `encode` cuts the text with the source model into vocab.json's
+//! ids (`… </s>`), `decode` turns generated ids into text with the target model, as
+//! `MarianTokenizer` does:
+//!
+//! ```no_run
+//! use oxformer_tokenizer::{EncodeOptions, Tokenizer};
+//!
+//! let tokenizer = Tokenizer::from_folder("models/opus-mt-en-de")?;
+//! let input = tokenizer.encode("Hello, world!", &EncodeOptions::default())?;
+//! # let generated: Vec<u32> = input.ids().to_vec();
+//! // generated: the decoder's ids, from `<pad>` to `</s>`
+//! let translation = tokenizer.decode(&generated, true, None)?;
+//! # drop(translation);
+//! # Ok::<(), oxformer_tokenizer::TokenizerError>(())
+//! ```
 
 mod config;
 mod encoding;

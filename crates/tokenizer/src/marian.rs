@@ -28,8 +28,8 @@ use crate::slow::{self, SpmConverter};
 pub(crate) struct Marian {
     /// vocab.json: token → id.
     ids: HashMap<String, u32>,
-    /// vocab.json inverted: id → token (a gap in the ids is `None`).
-    tokens: Vec<Option<String>>,
+    /// vocab.json inverted: id → token.
+    tokens: HashMap<u32, String>,
     unk_token: String,
     unk_id: u32,
     /// The backend's id (source pieces, added tokens) → vocab.json's id.
@@ -138,11 +138,7 @@ pub(crate) fn build(
         .map_err(|error| config_error("eos_token", error.to_string()))?;
     backend.with_post_processor(Some(template));
 
-    let size = ids.values().max().map_or(0, |&max| max as usize + 1);
-    let mut tokens = vec![None; size];
-    for (token, &id) in &ids {
-        tokens[id as usize] = Some(token.clone());
-    }
+    let tokens = ids.iter().map(|(token, &id)| (id, token.clone())).collect();
     let source_charsmap =
         match source.precompiled_charsmap() {
             Some(map) => Some(Precompiled::from(map).map_err(|error| {
@@ -224,15 +220,20 @@ impl Marian {
         }
     }
 
-    /// The source model's normalization of a piece of input.
+    /// The source model's normalization of a piece of input (the input itself should the
+    /// character map fail: it already normalized the whole text once).
     fn normalized(&self, text: &str) -> String {
+        let Some(charsmap) = &self.source_charsmap else {
+            return text.to_string();
+        };
         let mut normalized = NormalizedString::from(text);
-        if let Some(charsmap) = &self.source_charsmap {
-            if charsmap.normalize(&mut normalized).is_err() {
-                return text.to_string();
-            }
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            charsmap.normalize(&mut normalized).is_ok()
+        }));
+        match done {
+            Ok(true) => normalized.get().to_string(),
+            _ => text.to_string(),
         }
-        normalized.get().to_string()
     }
 
     pub(crate) fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -240,9 +241,7 @@ impl Marian {
     }
 
     pub(crate) fn token(&self, id: u32) -> Option<&str> {
-        self.tokens
-            .get(id as usize)
-            .and_then(|token| token.as_deref())
+        self.tokens.get(&id).map(String::as_str)
     }
 
     /// `len(self.encoder)`.

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oxformer_tokenizer::{EncodeInput, EncodeOptions, Padding, Tokenizer, TokenizerError};
 use serde_json::Value;
@@ -70,6 +70,20 @@ fn check_info(tokenizer: &Tokenizer, reference: &Value, mismatches: &mut Mismatc
         info["vocab_size"].as_u64().unwrap(),
     );
     mismatches.check("len", tokenizer.len() as u64, info["len"].as_u64().unwrap());
+    // transformers' "no limit" is a huge integer (above 1e20); JSON reads it as a float
+    let max_length = info["model_max_length"]
+        .as_u64()
+        .filter(|&length| (length as f64) <= 1e20);
+    mismatches.check(
+        "model_max_length",
+        tokenizer.model_max_length().map(|length| length as u64),
+        max_length,
+    );
+    mismatches.check(
+        "clean_up_tokenization_spaces",
+        tokenizer.clean_up_tokenization_spaces(),
+        info["clean_up_tokenization_spaces"].as_bool().unwrap(),
+    );
     mismatches.check(
         "all_special_ids",
         tokenizer.all_special_ids(),
@@ -107,11 +121,29 @@ fn check_info(tokenizer: &Tokenizer, reference: &Value, mismatches: &mut Mismatc
     );
 }
 
+/// The folder a reference was made from: a fixture folder, or (`files` and `written`) a copy of
+/// some of its files with configuration files written out, made in `scratch`.
+fn source_folder(reference: &Value, scratch: &Path) -> PathBuf {
+    let source = &reference["source"];
+    let fixture = folder(text(&source["folder"]));
+    let Some(files) = source["files"].as_array() else {
+        return fixture;
+    };
+    for file in files {
+        std::fs::copy(fixture.join(text(file)), scratch.join(text(file))).unwrap();
+    }
+    for (file, content) in source["written"].as_object().unwrap() {
+        std::fs::write(scratch.join(file), content.to_string()).unwrap();
+    }
+    scratch.to_path_buf()
+}
+
 /// Every encode, pair, batch and decode case of a reference file.
 fn check_folder(name: &str) {
-    let tokenizer = Tokenizer::from_folder(folder(name))
-        .unwrap_or_else(|error| panic!("{name} does not load: {error}"));
     let reference = reference(name);
+    let scratch = tempfile::tempdir().unwrap();
+    let tokenizer = Tokenizer::from_folder(source_folder(&reference, scratch.path()))
+        .unwrap_or_else(|error| panic!("{name} does not load: {error}"));
     let mut mismatches = Mismatches::default();
     check_info(&tokenizer, &reference, &mut mismatches);
     let options = EncodeOptions::default();
@@ -279,6 +311,24 @@ fn xlm_roberta_sentencepiece_bpe_model_matches_transformers() {
 #[test]
 fn marian_source_target_vocab_matches_transformers() {
     check_folder("spm-marian");
+}
+
+/// spiece.model and config.json alone (no tokenizer_config.json): T5's defaults, 100 extra ids.
+#[test]
+fn t5_folder_with_only_spiece_model_matches_transformers() {
+    check_folder("spm-t5-minimal");
+}
+
+/// sentencepiece.bpe.model and config.json alone (issue 4's gap).
+#[test]
+fn xlm_roberta_folder_with_only_the_model_matches_transformers() {
+    check_folder("spm-xlmr-minimal");
+}
+
+/// As opus-mt folders: the three files, source/target languages, no tokenizer class.
+#[test]
+fn marian_folder_shaped_like_opus_mt_matches_transformers() {
+    check_folder("spm-marian-minimal");
 }
 
 // ---- bad files ----
