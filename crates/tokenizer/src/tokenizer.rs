@@ -40,6 +40,11 @@ struct CallSettings {
 /// How many differently configured backends are kept (one per distinct truncation/padding).
 const CONFIGURED_CACHE: usize = 8;
 
+/// The longest sequence [`Tokenizer::encode`] pads to (a million tokens, beyond any model's
+/// positions): padding allocates every position, so a larger `max_length` or
+/// `pad_to_multiple_of` is refused rather than allocated.
+pub const MAX_PADDED_LENGTH: usize = 1 << 20;
+
 /// A tokenizer with transformers' fast-tokenizer semantics: special tokens, truncation with
 /// overflowing windows, padding, offsets, decoding.
 ///
@@ -348,6 +353,25 @@ impl Tokenizer {
                     Some(limit) => max_length = Some(limit),
                     None => truncation = Truncation::None,
                 }
+            }
+        }
+        // Padding allocates every position it adds: refuse lengths no model takes.
+        if padding != Padding::None {
+            let asked = [
+                (padding == Padding::MaxLength)
+                    .then_some(max_length)
+                    .flatten(),
+                options.pad_to_multiple_of,
+            ];
+            if let Some(length) = asked
+                .into_iter()
+                .flatten()
+                .find(|&length| length > MAX_PADDED_LENGTH)
+            {
+                return Err(TokenizerError::InvalidOptions(format!(
+                    "padding to {length} tokens (max_length or pad_to_multiple_of) is more than \
+                     the {MAX_PADDED_LENGTH} tokens oxformer pads to"
+                )));
             }
         }
         if padding != Padding::None && self.pad_token_id().is_none() {
