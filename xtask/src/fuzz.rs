@@ -13,7 +13,10 @@ pub const SHORT_PASS_SECONDS: &str = "4";
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut args = args.to_vec();
-    if !args.iter().any(|arg| arg == "--seconds" || arg == "--replay") {
+    if !args
+        .iter()
+        .any(|arg| arg == "--seconds" || arg == "--replay")
+    {
         args.extend(["--seconds".to_string(), "60".to_string()]);
     }
     fuzz(&args)
@@ -30,7 +33,15 @@ fn fuzz(args: &[String]) -> Result<()> {
     eprintln!("fuzz: building the CLI and the fuzz driver (profile test-release)");
     let status = Command::new(&cargo)
         .current_dir(&root)
-        .args(["build", "--profile", "test-release", "-p", "oxformer-cli", "-p", "oxformer-fuzz"])
+        .args([
+            "build",
+            "--profile",
+            "test-release",
+            "-p",
+            "oxformer-cli",
+            "-p",
+            "oxformer-fuzz",
+        ])
         .status()
         .context("could not start cargo build")?;
     if !status.success() {
