@@ -247,20 +247,21 @@ pub fn text_classification(args: &TextClassificationArgs) -> Result<()> {
     let inputs: Vec<TextInput> = texts_or_stdin(&args.texts)?
         .into_iter()
         .map(|line| {
-            if args.texts.is_empty() && line.trim_start().starts_with('{') {
-                if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(&line) {
-                    let text = object.get("text").and_then(|value| value.as_str());
-                    let pair = object.get("text_pair").and_then(|value| value.as_str());
-                    return match text {
-                        Some(text) => Ok(TextInput {
-                            text: text.to_string(),
-                            text_pair: pair.map(str::to_string),
-                        }),
-                        None => Err(usage(format!(
-                            "a JSON line must be {{\"text\": ..., \"text_pair\": ...}}: {line}"
-                        ))),
-                    };
-                }
+            if args.texts.is_empty()
+                && line.trim_start().starts_with('{')
+                && let Ok(serde_json::Value::Object(object)) = serde_json::from_str(&line)
+            {
+                let text = object.get("text").and_then(|value| value.as_str());
+                let pair = object.get("text_pair").and_then(|value| value.as_str());
+                return match text {
+                    Some(text) => Ok(TextInput {
+                        text: text.to_string(),
+                        text_pair: pair.map(str::to_string),
+                    }),
+                    None => Err(usage(format!(
+                        "a JSON line must be {{\"text\": ..., \"text_pair\": ...}}: {line}"
+                    ))),
+                };
             }
             Ok(TextInput {
                 text: line,
