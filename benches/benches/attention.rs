@@ -3,7 +3,11 @@
 //! (with a key-padding mask) and packed (one sequence per call, no mask); GPT-2's causal prefill
 //! of 128 tokens; and one decoding step (1 query against 512 cached keys, causal).
 
+#[path = "common/flops.rs"]
+mod flops;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flops::FlopTime;
 use ndarray::{Array2, Array4, Array5, Axis};
 use oxformer_benches::{filled, pool};
 use oxformer_tensor::{AttentionMask, attention_into};
@@ -80,7 +84,7 @@ const CASES: &[Case] = &[
     },
 ];
 
-fn attention(c: &mut Criterion) {
+fn attention(c: &mut Criterion<FlopTime>) {
     let pool = pool();
     for case in CASES {
         let (batch, queries, keys) = (case.batch, case.queries, case.keys);
@@ -124,5 +128,10 @@ fn attention(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, attention);
+criterion_group! {
+    name = benches;
+    // throughput in FLOP/s (see common/flops.rs)
+    config = Criterion::default().with_measurement(FlopTime);
+    targets = attention
+}
 criterion_main!(benches);

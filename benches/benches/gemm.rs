@@ -2,7 +2,11 @@
 //! both on two threads. M = 1 (decoding), 128 (one sequence), 512 (one long sequence), 1024
 //! (8 × 128).
 
+#[path = "common/flops.rs"]
+mod flops;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flops::FlopTime;
 use ndarray::Array2;
 use oxformer_benches::{filled, pool};
 use oxformer_tensor::{Epilogue, PackedMatrix, matmul_packed_into};
@@ -15,7 +19,7 @@ const SHAPES: [(&str, usize, usize); 4] = [
     ("ffn_down", 3072, 768),
 ];
 
-fn gemm(c: &mut Criterion) {
+fn gemm(c: &mut Criterion<FlopTime>) {
     let pool = pool();
     for m in [1, 128, 512, 1024] {
         for (scenario, k, n) in SHAPES {
@@ -59,5 +63,10 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemm);
+criterion_group! {
+    name = benches;
+    // throughput in FLOP/s (see common/flops.rs)
+    config = Criterion::default().with_measurement(FlopTime);
+    targets = gemm
+}
 criterion_main!(benches);

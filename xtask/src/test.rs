@@ -1,5 +1,6 @@
 //! `cargo xtask test`: the README's test command. Fetches the pinned real models (cached), then runs
-//! every test of the workspace, including the `#[ignore]`d ones that need those models.
+//! every test of the workspace, including the `#[ignore]`d ones that need those models, and a
+//! short pass of every fuzz target (`cargo xtask fuzz --seconds 4`).
 
 use std::process::Command;
 
@@ -23,5 +24,5 @@ pub fn run(args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("cargo test failed with {status}");
     }
-    Ok(())
+    crate::fuzz::short_pass()
 }

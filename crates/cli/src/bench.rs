@@ -104,9 +104,10 @@ fn run_report(args: &BenchArgs) -> Result<Value> {
     let pool = ThreadPool::new(threads).context("starting the worker threads")?;
     let load_start = Instant::now();
     let dir = oxformer_nn::resolve_model(&args.model).map_err(|error| match error {
-        oxformer_nn::Error::ModelNotFound { .. } | oxformer_nn::Error::InvalidModelId { .. } => {
-            usage(format!("--model: {error}"))
-        }
+        oxformer_nn::Error::ModelNotFound { .. }
+        | oxformer_nn::Error::InvalidModelId { .. }
+        | oxformer_nn::Error::OfflineNotCached { .. }
+        | oxformer_nn::Error::RemoteNotFound { .. } => usage(format!("--model: {error}")),
         other => anyhow::Error::new(other),
     })?;
     let config = ModelConfig::from_folder(&dir)

@@ -24,9 +24,13 @@ use crate::table::{one_line, score, write_table};
 /// Flags every pipeline subcommand takes.
 #[derive(Debug, clap::Args)]
 pub struct CommonArgs {
-    /// Model folder, or a model id in the local Hugging Face cache.
+    /// Model folder, or a Hugging Face hub id (`org/name`), downloaded into the shared cache
+    /// when missing (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE apply).
     #[arg(long)]
     pub model: String,
+    /// Branch, tag or commit hash of a hub model id (default: main).
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Print one JSON value per input per line, with transformers' keys and types.
     #[arg(long)]
     pub json: bool,
@@ -180,11 +184,29 @@ fn texts_or_stdin(texts: &[String]) -> Result<Vec<String>> {
 
 /// Loads the pipeline and sets its threads.
 fn load(task: Task, common: &CommonArgs) -> Result<Pipeline> {
-    let mut loaded = pipeline(task, &common.model)?;
+    let mut loaded = pipeline(task, &model_folder(common)?)?;
     if let Some(threads) = common.threads {
         loaded.set_threads(threads)?;
     }
     Ok(loaded)
+}
+
+/// The folder of `--model` at `--revision`, downloaded if needed; a model that is not there (or
+/// not cached, offline) is a usage error.
+fn model_folder(common: &CommonArgs) -> Result<String> {
+    let settings = oxformer_nn::hub::HubSettings::from_env();
+    let dir = settings
+        .resolve(&common.model, common.revision.as_deref())
+        .map_err(|error| match error {
+            oxformer_nn::Error::ModelNotFound { .. }
+            | oxformer_nn::Error::InvalidModelId { .. }
+            | oxformer_nn::Error::OfflineNotCached { .. }
+            | oxformer_nn::Error::RemoteNotFound { .. } => usage(format!("--model: {error}")),
+            other => anyhow::Error::new(other),
+        })?;
+    dir.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("{} is not valid UTF-8", dir.display()))
 }
 
 /// Writes one JSON line per result.
@@ -225,20 +247,21 @@ pub fn text_classification(args: &TextClassificationArgs) -> Result<()> {
     let inputs: Vec<TextInput> = texts_or_stdin(&args.texts)?
         .into_iter()
         .map(|line| {
-            if args.texts.is_empty() && line.trim_start().starts_with('{') {
-                if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(&line) {
-                    let text = object.get("text").and_then(|value| value.as_str());
-                    let pair = object.get("text_pair").and_then(|value| value.as_str());
-                    return match text {
-                        Some(text) => Ok(TextInput {
-                            text: text.to_string(),
-                            text_pair: pair.map(str::to_string),
-                        }),
-                        None => Err(usage(format!(
-                            "a JSON line must be {{\"text\": ..., \"text_pair\": ...}}: {line}"
-                        ))),
-                    };
-                }
+            if args.texts.is_empty()
+                && line.trim_start().starts_with('{')
+                && let Ok(serde_json::Value::Object(object)) = serde_json::from_str(&line)
+            {
+                let text = object.get("text").and_then(|value| value.as_str());
+                let pair = object.get("text_pair").and_then(|value| value.as_str());
+                return match text {
+                    Some(text) => Ok(TextInput {
+                        text: text.to_string(),
+                        text_pair: pair.map(str::to_string),
+                    }),
+                    None => Err(usage(format!(
+                        "a JSON line must be {{\"text\": ..., \"text_pair\": ...}}: {line}"
+                    ))),
+                };
             }
             Ok(TextInput {
                 text: line,
@@ -635,7 +658,7 @@ pub fn text_generation(args: &TextGenerationArgs) -> Result<()> {
     use oxformer_pipelines::text_generation::{GeneratedSequence, TextGenerationPipeline};
     let json_options = args.options()?;
     let prompts = texts_or_stdin(&args.prompts)?;
-    let mut pipeline = TextGenerationPipeline::new(&args.common.model)?;
+    let mut pipeline = TextGenerationPipeline::new(&model_folder(&args.common)?)?;
     if let Some(threads) = args.common.threads {
         pipeline.set_num_threads(threads)?;
     }

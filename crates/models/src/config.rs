@@ -22,6 +22,10 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
+/// The most labels a config may ask for by `num_labels` alone (named `LABEL_<id>`, as
+/// transformers does); larger label sets come with their `id2label`.
+pub const MAX_DEFAULT_LABELS: usize = 1 << 16;
+
 /// An activation function named in a config (`hidden_act`, `activation`, `activation_function`).
 ///
 /// Only the activations oxformer's kernels implement; other names in transformers' `ACT2CLS`
@@ -1202,6 +1206,16 @@ impl Fields<'_> {
             None | Some(Value::Null) => {
                 let num_labels: usize =
                     self.value("num_labels", default_num_labels, "a non-negative integer")?;
+                // Each label is named here; a count no head could have must not allocate names.
+                if num_labels > MAX_DEFAULT_LABELS {
+                    return Err(self.invalid(
+                        "num_labels",
+                        &format!(
+                            "{num_labels} labels is more than {MAX_DEFAULT_LABELS}, the most \
+                             oxformer names without an id2label"
+                        ),
+                    ));
+                }
                 (0..num_labels)
                     .map(|id| (id, format!("LABEL_{id}")))
                     .collect()

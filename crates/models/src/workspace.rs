@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn matrix_grows_keeps_capacity_and_starts_on_a_line() {
         let mut buffer = Vec::new();
-        let on_a_line = |view: &ArrayViewMut2<'_, f32>| view.as_ptr() as usize % 64 == 0;
+        let on_a_line = |view: &ArrayViewMut2<'_, f32>| (view.as_ptr() as usize).is_multiple_of(64);
         let view = matrix(&mut buffer, 3, 4);
         assert_eq!(view.dim(), (3, 4));
         assert!(on_a_line(&view));

@@ -297,3 +297,22 @@ fn tie_weights_follows_the_config() {
     assert!(!untied.tie_weights(&mut weights, "lm_head.weight", "transformer.wte.weight"));
     assert!(!weights.contains("lm_head.weight"));
 }
+
+#[test]
+fn num_labels_beyond_the_bound_is_an_error_not_an_allocation() {
+    // found by the fuzzer: num_labels 2^40 named 2^40 labels
+    let text = error_of(r#"{"model_type": "bert", "num_labels": 1099511627776}"#);
+    assert!(
+        text.contains("num_labels") && text.contains("1099511627776"),
+        "{text}"
+    );
+    let json = format!(
+        r#"{{"model_type": "bert", "num_labels": {}}}"#,
+        oxformer_models::config::MAX_DEFAULT_LABELS
+    );
+    let config = ModelConfig::from_json_str(&json, "test/config.json").unwrap();
+    assert_eq!(
+        config.common().num_labels(),
+        oxformer_models::config::MAX_DEFAULT_LABELS
+    );
+}

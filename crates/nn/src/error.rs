@@ -127,16 +127,61 @@ pub enum Error {
 
     // --- model ids ---------------------------------------------------------
     /// A model id could neither be found as a folder nor in the Hugging Face cache.
-    #[error(
-        "model `{id}` not found; looked in: {}. oxformer does not download models: fetch it with \
-         `huggingface-cli download {id}` (or `cargo xtask fetch`) or pass a local folder",
-        searched.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ")
-    )]
+    #[error("{}", not_found_message(id, searched))]
     ModelNotFound {
         /// The id or path that was asked for.
         id: String,
         /// Every place that was checked.
         searched: Vec<PathBuf>,
+    },
+
+    /// `HF_HUB_OFFLINE` is set and the model is not complete in the local cache.
+    #[error(
+        "model `{id}` (revision {revision}) is not in the local cache and HF_HUB_OFFLINE is set; \
+         looked in: {}. Unset HF_HUB_OFFLINE to download it, or pass a local folder",
+        searched.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    OfflineNotCached {
+        /// The model id.
+        id: String,
+        /// The revision asked for.
+        revision: String,
+        /// Every place that was checked.
+        searched: Vec<PathBuf>,
+    },
+
+    /// The hub does not know the model id, the revision or a file of it (HTTP 404), or refuses
+    /// access (401/403: private or gated).
+    #[error(
+        "model `{id}` (revision {revision}): {what} on {endpoint} (HTTP {status}); check the id \
+         and revision{}",
+        if matches!(status, 401 | 403) { "; a private or gated model needs a token in HF_TOKEN" } else { "" }
+    )]
+    RemoteNotFound {
+        /// The model id.
+        id: String,
+        /// The revision asked for.
+        revision: String,
+        /// What was not found (the repository, or one of its files).
+        what: String,
+        /// The hub's address (`HF_ENDPOINT`).
+        endpoint: String,
+        /// The HTTP status the hub answered.
+        status: u16,
+    },
+
+    /// Downloading a model from the hub failed (network, server, disk); nothing incomplete was
+    /// left where a later run would take it for complete.
+    #[error("model `{id}`: downloading {file} from {endpoint} failed: {reason}")]
+    Download {
+        /// The model id.
+        id: String,
+        /// The file of the repository (or the listing) being fetched.
+        file: String,
+        /// The hub's address (`HF_ENDPOINT`).
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
     },
 
     /// A model id is malformed, or a cache entry for it is broken.
@@ -157,4 +202,24 @@ pub enum Error {
         /// What is wrong, with the numbers involved.
         reason: String,
     },
+}
+
+fn not_found_message(id: &str, searched: &[PathBuf]) -> String {
+    let places = searched
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let is_path = id.starts_with(['/', '.', '~']) || id.contains('\\') || id.split('/').count() > 2;
+    if is_path {
+        format!("model folder `{id}` does not exist")
+    } else if cfg!(feature = "hub") {
+        format!("model `{id}` not found; looked in: {places}")
+    } else {
+        format!(
+            "model `{id}` not found; looked in: {places}. This build does not download models \
+             (oxformer-nn's `hub` feature is off): fetch it with `huggingface-cli download {id}` \
+             or pass a local folder"
+        )
+    }
 }

@@ -4,7 +4,8 @@
 //!   validates every header; [`Tensor`] is f32 data, zero-copy where the file allows.
 //! - [`Weights`] looks tensors up by HF's exact dotted names under a prefix, with shape
 //!   checks, closest-name suggestions and aliases for tied weights.
-//! - [`hub`] resolves a model id (`org/name`) to a folder in the local Hugging Face cache.
+//! - [`hub`] resolves a model id (`org/name`) to a folder in the Hugging Face cache, downloading
+//!   what is missing with the `hub` feature.
 //! - [`layers`]: [`Linear`] (weights packed once, fused epilogue), [`Embedding`], [`LayerNorm`].
 
 mod checkpoint;
@@ -17,7 +18,7 @@ mod weights;
 pub use ::safetensors::Dtype;
 pub use checkpoint::{SafeTensors, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 pub use error::{Error, Result};
-pub use hub::resolve_model;
+pub use hub::{resolve_model, resolve_model_at};
 pub use layers::{Embedding, LayerNorm, Linear};
 pub use tensor::Tensor;
 pub use weights::Weights;

@@ -46,7 +46,7 @@ impl Tensor {
         len: usize,
     ) -> Option<Self> {
         let end = offset.checked_add(len.checked_mul(4)?)?;
-        if end > map.len() || (map.as_ptr() as usize + offset) % align_of::<f32>() != 0 {
+        if end > map.len() || !(map.as_ptr() as usize + offset).is_multiple_of(align_of::<f32>()) {
             return None;
         }
         // Values are read as native f32; safetensors stores little endian.

@@ -96,6 +96,8 @@ impl Error {
                 error,
                 oxformer_nn::Error::ModelNotFound { .. }
                     | oxformer_nn::Error::InvalidModelId { .. }
+                    | oxformer_nn::Error::OfflineNotCached { .. }
+                    | oxformer_nn::Error::RemoteNotFound { .. }
             ),
             _ => false,
         }

@@ -59,7 +59,7 @@ pub use encoding::{
     EncodeInput, EncodeOptions, Encoding, Padding, Side, Truncation, overflow_to_sample_mapping,
 };
 pub use error::{Result, TokenizerError};
-pub use tokenizer::{ModelKind, Tokenizer, clean_up_tokenization};
+pub use tokenizer::{MAX_PADDED_LENGTH, ModelKind, Tokenizer, clean_up_tokenization};
 
 /// A `Tokenizer` is shared between threads (pipelines encode from several at once).
 const _: () = {

@@ -44,6 +44,11 @@ struct CallSettings {
 /// How many differently configured backends are kept (one per distinct truncation/padding).
 const CONFIGURED_CACHE: usize = 8;
 
+/// The longest sequence [`Tokenizer::encode`] pads to (a million tokens, beyond any model's
+/// positions): padding allocates every position, so a larger `max_length` or
+/// `pad_to_multiple_of` is refused rather than allocated.
+pub const MAX_PADDED_LENGTH: usize = 1 << 20;
+
 /// A tokenizer with transformers' fast-tokenizer semantics: special tokens, truncation with
 /// overflowing windows, padding, offsets, decoding.
 ///
@@ -234,28 +239,26 @@ impl Tokenizer {
         add_configured_tokens(&mut backend, &config, &special);
 
         // PreTrainedTokenizerFast.__init__: the pre-tokenizer's add_prefix_space follows the config.
-        if let Some(PreTokenizerWrapper::ByteLevel(byte_level)) = backend.get_pre_tokenizer() {
-            if byte_level.add_prefix_space != config.add_prefix_space {
-                let updated = byte_level.add_prefix_space(config.add_prefix_space);
-                backend.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(updated)));
-            }
+        if let Some(PreTokenizerWrapper::ByteLevel(byte_level)) = backend.get_pre_tokenizer()
+            && byte_level.add_prefix_space != config.add_prefix_space
+        {
+            let updated = byte_level.add_prefix_space(config.add_prefix_space);
+            backend.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(updated)));
         }
         // BertTokenizerFast / DistilBertTokenizerFast.__init__: the normalizer follows the config.
-        if config.class.is_bert_like() {
-            if let Some(NormalizerWrapper::BertNormalizer(normalizer)) = backend.get_normalizer() {
-                if normalizer.lowercase != config.do_lower_case
-                    || normalizer.strip_accents != config.strip_accents
-                    || normalizer.handle_chinese_chars != config.tokenize_chinese_chars
-                {
-                    let updated = tokenizers::normalizers::BertNormalizer::new(
-                        normalizer.clean_text,
-                        config.tokenize_chinese_chars,
-                        config.strip_accents,
-                        config.do_lower_case,
-                    );
-                    backend.with_normalizer(Some(NormalizerWrapper::BertNormalizer(updated)));
-                }
-            }
+        if config.class.is_bert_like()
+            && let Some(NormalizerWrapper::BertNormalizer(normalizer)) = backend.get_normalizer()
+            && (normalizer.lowercase != config.do_lower_case
+                || normalizer.strip_accents != config.strip_accents
+                || normalizer.handle_chinese_chars != config.tokenize_chinese_chars)
+        {
+            let updated = tokenizers::normalizers::BertNormalizer::new(
+                normalizer.clean_text,
+                config.tokenize_chinese_chars,
+                config.strip_accents,
+                config.do_lower_case,
+            );
+            backend.with_normalizer(Some(NormalizerWrapper::BertNormalizer(updated)));
         }
         // RobertaTokenizerFast.__init__: the post-processor's add_prefix_space / trim_offsets.
         if config.class == crate::config::TokenizerClass::Roberta {
@@ -352,11 +355,11 @@ impl Tokenizer {
         options: &EncodeOptions,
     ) -> Result<Vec<Encoding>> {
         let settings = self.resolve(options, inputs)?;
-        if let Some((max_length, stride, strategy, _)) = settings.truncation {
-            if stride > 0 {
-                for input in inputs {
-                    self.check_windows(input, max_length, stride, strategy, options)?;
-                }
+        if let Some((max_length, stride, strategy, _)) = settings.truncation
+            && stride > 0
+        {
+            for input in inputs {
+                self.check_windows(input, max_length, stride, strategy, options)?;
             }
         }
         let backend = self.configured_backend(settings)?;
@@ -447,22 +450,40 @@ impl Tokenizer {
                 }
             }
         }
+        // Padding allocates every position it adds: refuse lengths no model takes.
+        if padding != Padding::None {
+            let asked = [
+                (padding == Padding::MaxLength)
+                    .then_some(max_length)
+                    .flatten(),
+                options.pad_to_multiple_of,
+            ];
+            if let Some(length) = asked
+                .into_iter()
+                .flatten()
+                .find(|&length| length > MAX_PADDED_LENGTH)
+            {
+                return Err(TokenizerError::InvalidOptions(format!(
+                    "padding to {length} tokens (max_length or pad_to_multiple_of) is more than \
+                     the {MAX_PADDED_LENGTH} tokens oxformer pads to"
+                )));
+            }
+        }
         if padding != Padding::None && self.pad_token_id().is_none() {
             return Err(TokenizerError::InvalidOptions(
                 "asking to pad but the tokenizer has no pad token".into(),
             ));
         }
-        if let (Some(length), Some(multiple)) = (max_length, options.pad_to_multiple_of) {
-            if truncation != Truncation::None
-                && padding != Padding::None
-                && multiple != 0
-                && length % multiple != 0
-            {
-                return Err(TokenizerError::InvalidOptions(format!(
-                    "truncation and padding are both activated but truncation length ({length}) \
+        if let (Some(length), Some(multiple)) = (max_length, options.pad_to_multiple_of)
+            && truncation != Truncation::None
+            && padding != Padding::None
+            && multiple != 0
+            && length % multiple != 0
+        {
+            return Err(TokenizerError::InvalidOptions(format!(
+                "truncation and padding are both activated but truncation length ({length}) \
                      is not a multiple of pad_to_multiple_of ({multiple})"
-                )));
-            }
+            )));
         }
         let truncation = match (truncation, max_length) {
             (Truncation::None, _) | (_, None) => None,

@@ -194,3 +194,37 @@ fn unknown_id_in_convert_ids_to_tokens_is_an_error() {
         "{error:?}"
     );
 }
+
+#[test]
+fn padding_beyond_any_model_is_an_error_not_an_allocation() {
+    // found by the fuzzer: max_length 2^40 with padding to it allocated 2^42 bytes
+    let tokenizer = Tokenizer::from_folder(fixture("wordpiece-cased")).unwrap();
+    for (max_length, multiple) in [(Some(1usize << 40), None), (None, Some(1usize << 40))] {
+        let options = EncodeOptions {
+            padding: if max_length.is_some() {
+                Padding::MaxLength
+            } else {
+                Padding::Longest
+            },
+            max_length,
+            pad_to_multiple_of: multiple,
+            ..EncodeOptions::default()
+        };
+        let error = tokenizer.encode("Hello world", &options).unwrap_err();
+        assert!(
+            matches!(error, TokenizerError::InvalidOptions(_)),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("1099511627776"), "{error}");
+    }
+    let options = EncodeOptions {
+        padding: Padding::MaxLength,
+        max_length: Some(oxformer_tokenizer::MAX_PADDED_LENGTH),
+        truncation: Truncation::LongestFirst,
+        ..EncodeOptions::default()
+    };
+    assert_eq!(
+        tokenizer.encode("Hello world", &options).unwrap().len(),
+        oxformer_tokenizer::MAX_PADDED_LENGTH
+    );
+}
