@@ -250,6 +250,82 @@ pub fn cache_sizes() -> CacheSizes {
     })
 }
 
+/// Runs `iterations` rounds of 12 independent chains of vector fused multiply-adds on `isa`'s
+/// registers (no memory operands; AVX2: ymm, AVX-512: zmm; scalar: `f32::mul_add`) on this
+/// thread, and returns the floating-point operations done (2 per lane per FMA): timed, the
+/// thread's FMA peak, which kernels' rates are compared against.
+///
+/// # Panics
+/// If this CPU cannot run `isa`.
+pub fn fma_peak_loop(isa: Isa, iterations: u64) -> f64 {
+    const CHAINS: usize = 12;
+    let token = isa.token();
+    let (lanes, sum) = match token {
+        // SAFETY: the token proves the CPU has AVX-512F (with AVX2 + FMA).
+        #[cfg(target_arch = "x86_64")]
+        Token::Avx512(_) => (16, unsafe { peak::avx512(iterations) }),
+        // SAFETY: the token proves the CPU has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Token::Avx2(_) => (8, unsafe { peak::avx2(iterations) }),
+        _ => {
+            let (a, b) = std::hint::black_box((0.999_999_9f32, 1e-7f32));
+            let mut chains = [1.0f32; CHAINS];
+            for _ in 0..iterations {
+                for chain in &mut chains {
+                    *chain = chain.mul_add(a, b);
+                }
+            }
+            (1, chains.iter().sum())
+        }
+    };
+    std::hint::black_box(sum);
+    2.0 * (CHAINS * lanes) as f64 * iterations as f64
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2(iterations: u64) -> f32 {
+        let (a, b) = std::hint::black_box((0.999_999_9f32, 1e-7f32));
+        let (a, b) = (_mm256_set1_ps(a), _mm256_set1_ps(b));
+        let mut chains = [_mm256_set1_ps(1.0); 12];
+        for _ in 0..iterations {
+            for chain in &mut chains {
+                *chain = _mm256_fmadd_ps(*chain, a, b);
+            }
+        }
+        let mut lanes = [0.0f32; 8];
+        let total = chains
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &c| _mm256_add_ps(s, c));
+        // SAFETY: 8 floats into an array of 8.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), total) };
+        lanes.iter().sum()
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn avx512(iterations: u64) -> f32 {
+        let (a, b) = std::hint::black_box((0.999_999_9f32, 1e-7f32));
+        let (a, b) = (_mm512_set1_ps(a), _mm512_set1_ps(b));
+        let mut chains = [_mm512_set1_ps(1.0); 12];
+        for _ in 0..iterations {
+            for chain in &mut chains {
+                *chain = _mm512_fmadd_ps(*chain, a, b);
+            }
+        }
+        let total = chains
+            .iter()
+            .fold(_mm512_setzero_ps(), |s, &c| _mm512_add_ps(s, c));
+        _mm512_reduce_add_ps(total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +339,18 @@ mod tests {
         assert!(isa().available());
         assert!(Isa::Scalar.available());
         assert!(isa() <= detected_isa());
+    }
+
+    #[test]
+    fn the_peak_loop_counts_its_operations() {
+        for isa in Isa::ALL.into_iter().filter(|isa| isa.available()) {
+            let lanes = match isa {
+                Isa::Avx512 => 16.0,
+                Isa::Avx2 => 8.0,
+                Isa::Scalar => 1.0,
+            };
+            assert_eq!(fma_peak_loop(isa, 10), 2.0 * 12.0 * lanes * 10.0, "{isa}");
+        }
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub use activation::{Activation, apply_activation, apply_activation_on};
 pub use convert::{bf16_to_f32, f16_to_f32};
 pub use error::{Error, Result};
 pub use gather::gather_rows;
-pub use isa::{CacheSizes, Isa, cache_sizes, cpu_isas, cpu_model, detected_isa, isa};
+pub use isa::{
+    CacheSizes, Isa, cache_sizes, cpu_isas, cpu_model, detected_isa, fma_peak_loop, isa,
+};
 pub use kernels::attention::{
     AttentionMask, attention, attention_into, attention_into_on, attention_reference,
 };
