@@ -10,12 +10,22 @@
 //! Ours runs in an `oxformer_tensor::ThreadPool` of 2 threads against weights packed once;
 //! matrixmultiply (features avx512 + threading) gets `MATMUL_NUM_THREADS=2` and the plain
 //! row-major weights, as a user of it would call it. No epilogue on either side.
+//!
+//! First it measures this machine's FMA peak for the instruction set in use
+//! (`oxformer_tensor::isa()`, capped by `OXFORMER_ISA`): 12 independent chains of register-only
+//! FMAs on each of the 2 threads at once; each product's rate is printed as a share of it.
+//! matrixmultiply picks its own instruction set at run time; only its build-time
+//! `MMTEST_FEATURE` (e.g. `MMTEST_FEATURE=avx2,fma,avx cargo xtask bench kernels`, which rebuilds
+//! it) caps it, and the header says which applies.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ndarray::Array2;
-use oxformer_tensor::{Epilogue, PackedMatrix, ThreadPool, gemm_path, matmul_packed_into};
+use oxformer_tensor::{
+    Epilogue, PackedMatrix, ThreadPool, cpu_model, fma_peak_loop, gemm_path, isa,
+    matmul_packed_into,
+};
 
 const USAGE: &str = "usage: cargo xtask bench kernels [--json] [--rounds N] [--cpu]";
 
@@ -97,7 +107,20 @@ fn kernels(json: bool, rounds: usize, cpu: bool) -> Result<()> {
     // SAFETY: set before any thread exists (matrixmultiply reads it on first use).
     unsafe { std::env::set_var("MATMUL_NUM_THREADS", THREADS.to_string()) };
     let pool = ThreadPool::new(THREADS)?;
+    let peak_gflops = fma_peak_gflops(rounds, cpu)?;
+    // matrixmultiply reads MMTEST_FEATURE when it is compiled, in the same cargo run as this
+    let baseline_isa = match option_env!("MMTEST_FEATURE") {
+        Some(features) if !features.is_empty() => format!("capped at build to {features}"),
+        _ => "its own choice: AVX-512 where the CPU has it".to_string(),
+    };
     if !json {
+        println!(
+            "CPU: {}; instruction set {} (OXFORMER_ISA={}); FMA peak on {THREADS} threads: {peak_gflops:.1} GFLOP/s",
+            cpu_model(),
+            isa(),
+            std::env::var("OXFORMER_ISA").unwrap_or_else(|_| "unset".to_string())
+        );
+        println!("matrixmultiply: {baseline_isa}");
         let clock = if cpu {
             "per CPU time of the threads"
         } else {
@@ -108,8 +131,8 @@ fn kernels(json: bool, rounds: usize, cpu: bool) -> Result<()> {
             gemm_path()
         );
         println!(
-            "{:<24} {:>5} {:>5} {:>5} {:>12} {:>16} {:>7}",
-            "case", "m", "k", "n", "ours GFLOP/s", "matrixmultiply", "ratio"
+            "{:<24} {:>5} {:>5} {:>5} {:>12} {:>8} {:>16} {:>7}",
+            "case", "m", "k", "n", "ours GFLOP/s", "of peak", "matrixmultiply", "ratio"
         );
     }
     for m in ROWS {
@@ -160,20 +183,73 @@ fn kernels(json: bool, rounds: usize, cpu: bool) -> Result<()> {
             if json {
                 // keys in the documented order (serde_json's map would sort them)
                 println!(
-                    "{{\"case\": {}, \"m\": {m}, \"k\": {k}, \"n\": {n}, \"ours_gflops\": {}, \"baseline\": \"matrixmultiply\", \"baseline_gflops\": {}}}",
+                    "{{\"case\": {}, \"m\": {m}, \"k\": {k}, \"n\": {n}, \"isa\": \"{}\", \"ours_gflops\": {}, \"peak_gflops\": {}, \"ours_share_of_peak\": {}, \"baseline\": \"matrixmultiply\", \"baseline_gflops\": {}}}",
                     serde_json::to_string(&case)?,
+                    isa(),
                     round2(ours_gflops),
+                    round2(peak_gflops),
+                    round3(ours_gflops / peak_gflops),
                     round2(baseline_gflops),
                 );
             } else {
                 println!(
-                    "{case:<24} {m:>5} {k:>5} {n:>5} {ours_gflops:>12.1} {baseline_gflops:>16.1} {:>6.2}x",
+                    "{case:<24} {m:>5} {k:>5} {n:>5} {ours_gflops:>12.1} {:>7.1}% {baseline_gflops:>16.1} {:>6.2}x",
+                    100.0 * ours_gflops / peak_gflops,
                     ours_gflops / baseline_gflops
                 );
             }
         }
     }
     Ok(())
+}
+
+/// The FMA peak of [`THREADS`] threads at once on the instruction set in use, GFLOP/s: the median
+/// of `rounds` runs of about 0.1 s each; each thread's rate by its own clock (with `cpu`, the CPU
+/// time it got, `/proc/thread-self/schedstat`), summed.
+fn fma_peak_gflops(rounds: usize, cpu: bool) -> Result<f64> {
+    // ≈ 0.1 s: schedstat advances by scheduler ticks (4 ms)
+    const ITERATIONS: u64 = 50_000_000;
+    let isa = isa();
+    let mut rates = Vec::new();
+    for _ in 0..rounds {
+        let rate = std::thread::scope(|scope| -> Result<f64> {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    scope.spawn(move || -> Result<f64> {
+                        let clock = || -> Result<f64> {
+                            if cpu {
+                                thread_cpu_seconds()
+                            } else {
+                                Ok(Instant::now().duration_since(*EPOCH).as_secs_f64())
+                            }
+                        };
+                        let start = clock()?;
+                        let flops = fma_peak_loop(isa, ITERATIONS);
+                        Ok(flops / (clock()? - start).max(1e-9) / 1e9)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| thread.join().expect("the peak loop does not panic"))
+                .sum()
+        })?;
+        rates.push(rate);
+    }
+    Ok(median(&mut rates))
+}
+
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// CPU time of the calling thread so far, in seconds (`/proc/thread-self/schedstat`).
+fn thread_cpu_seconds() -> Result<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("reading /proc/thread-self/schedstat")?;
+    let first = text
+        .split_whitespace()
+        .next()
+        .context("/proc/thread-self/schedstat: empty")?;
+    Ok(first.parse::<u64>().context("schedstat: not a number")? as f64 * 1e-9)
 }
 
 fn filled(shape: (usize, usize), seed: u32) -> Array2<f32> {
@@ -234,6 +310,10 @@ fn process_cpu_seconds() -> Result<f64> {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
 }
 
 fn round2(value: f64) -> f64 {

@@ -3,8 +3,8 @@
 use ndarray::ArrayViewMut2;
 use rayon::prelude::*;
 
-use crate::simd::{self, Isa};
-use crate::{GemmPath, gemm_path};
+use crate::isa::{Isa, isa};
+use crate::simd;
 
 /// An element-wise activation function.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,16 +51,16 @@ impl Activation {
 /// Applies `activation` to every element of `x` in place (vectorised; within a few f32 ulp of
 /// [`Activation::apply`]).
 pub fn apply_activation(x: ArrayViewMut2<'_, f32>, activation: Activation) {
-    apply_activation_on(gemm_path(), x, activation);
+    apply_activation_on(isa(), x, activation);
 }
 
-/// [`apply_activation`] with the instruction set of `path` (see [`GemmPath`]); the portable and
-/// reference paths use [`Activation::apply`] itself.
+/// [`apply_activation`] with the instruction set `isa` rather than [`isa()`]; [`Isa::Scalar`]
+/// uses [`Activation::apply`] itself.
 ///
 /// # Panics
-/// If this CPU cannot run `path`.
-pub fn apply_activation_on(path: GemmPath, mut x: ArrayViewMut2<'_, f32>, activation: Activation) {
-    let isa = Isa::for_path(path);
+/// If this CPU cannot run `isa`.
+pub fn apply_activation_on(isa: Isa, mut x: ArrayViewMut2<'_, f32>, activation: Activation) {
+    let token = isa.token();
     if activation == Activation::Identity {
         return;
     }
@@ -68,20 +68,17 @@ pub fn apply_activation_on(path: GemmPath, mut x: ArrayViewMut2<'_, f32>, activa
         // element-wise, so any split gives the same result; large arrays go over the rayon pool
         const CHUNK: usize = 1 << 14;
         if values.len() > 4 * CHUNK {
-            values.par_chunks_mut(CHUNK).for_each(|chunk| {
-                // SAFETY: `Isa::for_path` checked the CPU.
-                unsafe { simd::activation_in_place(isa, activation, chunk) }
-            });
+            values
+                .par_chunks_mut(CHUNK)
+                .for_each(|chunk| simd::activation_in_place(token, activation, chunk));
         } else {
-            // SAFETY: as above.
-            unsafe { simd::activation_in_place(isa, activation, values) };
+            simd::activation_in_place(token, activation, values);
         }
         return;
     }
     for mut row in x.rows_mut() {
         match row.as_slice_mut() {
-            // SAFETY: as above.
-            Some(values) => unsafe { simd::activation_in_place(isa, activation, values) },
+            Some(values) => simd::activation_in_place(token, activation, values),
             None => row.mapv_inplace(|value| activation.apply(value)),
         }
     }

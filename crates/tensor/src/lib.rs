@@ -15,12 +15,14 @@
 //!
 //! # Instruction sets
 //! The kernels are written once, generic over the vector instruction set, and compiled for
-//! AVX-512F and for AVX2 + FMA; which one runs is chosen once per process ([`gemm_path`]): the best
-//! this CPU has, or the one `OXFORMER_GEMM_PATH=avx512|avx2|portable|reference` forces (portable:
-//! matrixmultiply for the product, plain Rust elsewhere). The `*_on` variants
-//! ([`matmul_packed_into_on`], [`attention_into_on`], [`layer_norm_in_place_on`],
-//! [`softmax_rows_on`], [`apply_activation_on`]) take the path explicitly, so that tests and
-//! benchmarks can compare every path in one process.
+//! AVX-512F and for AVX2 + FMA; which one runs is chosen once per process ([`isa()`]): the best
+//! this CPU has, capped by `OXFORMER_ISA=avx512|avx2|scalar` (so a machine with AVX-512 can time
+//! the AVX2 path; `scalar` is plain Rust, with matrixmultiply for the product). Within that cap
+//! `OXFORMER_GEMM_PATH=avx512|avx2|portable|reference` can still force the product's path
+//! ([`gemm_path`]). The `*_on` variants ([`matmul_packed_into_on`] with a [`GemmPath`];
+//! [`attention_into_on`], [`layer_norm_in_place_on`], [`softmax_rows_on`],
+//! [`apply_activation_on`] with an [`Isa`]) take it explicitly, so that tests and benchmarks can
+//! compare every path in one process.
 //!
 //! # Threads
 //! Kernels run on the rayon pool they are called from; [`ThreadPool::install`] chooses it. Inside
@@ -32,6 +34,7 @@ mod activation;
 mod convert;
 mod error;
 mod gather;
+mod isa;
 mod kernels;
 mod simd;
 mod threads;
@@ -42,6 +45,9 @@ pub use activation::{Activation, apply_activation, apply_activation_on};
 pub use convert::{bf16_to_f32, f16_to_f32};
 pub use error::{Error, Result};
 pub use gather::gather_rows;
+pub use isa::{
+    CacheSizes, Isa, cache_sizes, cpu_isas, cpu_model, detected_isa, fma_peak_loop, isa,
+};
 pub use kernels::attention::{
     AttentionMask, attention, attention_into, attention_into_on, attention_reference,
 };

@@ -3,7 +3,8 @@
 //! Every SIMD kernel is written once as an `#[inline(always)]` body generic over [`Simd`]; thin
 //! `#[target_feature(enable = "...")]` wrappers instantiate it for [`Avx512`] and [`Avx2`], so the
 //! body is compiled once per instruction set with that set enabled (the pattern of
-//! matrixmultiply's `kernel_target_*`). Which set runs is chosen once at run time ([`Isa::get`]).
+//! matrixmultiply's `kernel_target_*`). Which set runs is chosen once at run time
+//! ([`crate::isa`]); a wrapper takes that set's token, so it can be a safe function.
 //!
 //! # Safety
 //! The methods of [`Simd`] are `unsafe`: they may only run on a CPU that has the instruction set,
@@ -15,60 +16,7 @@
 use std::arch::x86_64::*;
 
 use crate::Activation;
-use crate::kernels::gemm::GemmPath;
-
-/// The vector instruction set the non-GEMM kernels use, following the GEMM path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Isa {
-    Avx512,
-    Avx2,
-    /// Plain Rust (the portable and reference paths).
-    Scalar,
-}
-
-impl Isa {
-    /// The set a GEMM path implies.
-    ///
-    /// # Panics
-    /// If this CPU cannot run `path`.
-    pub(crate) fn for_path(path: GemmPath) -> Self {
-        assert!(
-            crate::kernels::gemm::path_available(path),
-            "this CPU cannot run {path:?}"
-        );
-        match path {
-            GemmPath::Avx512 => Isa::Avx512,
-            GemmPath::Avx2 => Isa::Avx2,
-            GemmPath::Portable | GemmPath::Reference => Isa::Scalar,
-        }
-    }
-}
-
-/// Whether this CPU runs the AVX-512F kernels.
-pub(crate) fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether this CPU runs the AVX2 + FMA kernels.
-pub(crate) fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+use crate::isa::Token;
 
 /// One instruction set: a vector of `LANES` f32 and the operations the kernels need.
 pub(crate) trait Simd: Copy + Send + Sync + 'static {
@@ -642,16 +590,13 @@ pub(crate) unsafe fn activation_slice<S: Simd>(activation_kind: Activation, valu
     }
 }
 
-/// Applies `activation` to `values` with the instruction set `isa`.
-///
-/// # Safety
-/// The CPU has `isa`.
-pub(crate) unsafe fn activation_in_place(isa: Isa, activation: Activation, values: &mut [f32]) {
-    match isa {
+/// Applies `activation` to `values` with the instruction set of `token`.
+pub(crate) fn activation_in_place(token: Token, activation: Activation, values: &mut [f32]) {
+    match token {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::activation_avx512(activation, values) },
+        Token::Avx512(token) => x86::activation_avx512(token, activation, values),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::activation_avx2(activation, values) },
+        Token::Avx2(token) => x86::activation_avx2(token, activation, values),
         _ => values
             .iter_mut()
             .for_each(|value| *value = activation.apply(*value)),
@@ -661,14 +606,26 @@ pub(crate) unsafe fn activation_in_place(isa: Isa, activation: Activation, value
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
+    use crate::isa::{Avx2Fma, Avx512F};
 
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn activation_avx512(activation: Activation, values: &mut [f32]) {
-        unsafe { activation_slice::<Avx512>(activation, values) }
+    pub(super) fn activation_avx512(_: Avx512F, activation: Activation, values: &mut [f32]) {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn run(activation: Activation, values: &mut [f32]) {
+            // SAFETY: the slice's values are read and written in bounds (LANES at a time, the
+            // rest masked); the features are enabled.
+            unsafe { activation_slice::<Avx512>(activation, values) }
+        }
+        // SAFETY: the token proves the CPU has AVX-512F, AVX2 and FMA.
+        unsafe { run(activation, values) }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn activation_avx2(activation: Activation, values: &mut [f32]) {
-        unsafe { activation_slice::<Avx2>(activation, values) }
+    pub(super) fn activation_avx2(_: Avx2Fma, activation: Activation, values: &mut [f32]) {
+        #[target_feature(enable = "avx2,fma")]
+        fn run(activation: Activation, values: &mut [f32]) {
+            // SAFETY: as above, with AVX2 + FMA.
+            unsafe { activation_slice::<Avx2>(activation, values) }
+        }
+        // SAFETY: the token proves the CPU has AVX2 and FMA.
+        unsafe { run(activation, values) }
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, available_paths, random};
+use common::{assert_close, available_isas, random};
 use oxformer_tensor::ndarray::{Array2, s};
 use oxformer_tensor::{Activation, apply_activation_on};
 
@@ -47,7 +47,7 @@ fn inputs() -> Array2<f32> {
 #[test]
 fn every_path_matches_the_scalar_definition() {
     let x = inputs();
-    for path in available_paths("activation") {
+    for path in available_isas("activation") {
         for activation in ACTIVATIONS {
             let expected = x.mapv(|value| activation.apply(value));
             let mut actual = x.clone();
@@ -64,7 +64,7 @@ fn every_path_matches_the_scalar_definition() {
 
 #[test]
 fn strided_views_and_awkward_shapes() {
-    for path in available_paths("activation strided") {
+    for path in available_isas("activation strided") {
         for (rows, columns) in [(0, 5), (1, 1), (7, 7), (63, 65), (65, 63)] {
             let storage = random((rows, columns * 2), 3) * 6.0;
             for activation in ACTIVATIONS {
@@ -88,7 +88,7 @@ fn strided_views_and_awkward_shapes() {
 #[test]
 fn large_arrays_on_any_thread_count() {
     let x = random((300, 1000), 4) * 8.0; // above the size that goes over the thread pool
-    for path in available_paths("activation threads") {
+    for path in available_isas("activation threads") {
         for activation in [Activation::Gelu, Activation::Silu] {
             let run = || {
                 let mut out = x.clone();

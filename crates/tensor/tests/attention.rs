@@ -2,12 +2,12 @@
 
 mod common;
 
-use common::{assert_bit_identical, assert_close, available_paths, on_threads, random};
+use common::{assert_bit_identical, assert_close, available_isas, on_threads, random};
 use oxformer_tensor::ndarray::{Array2, Array4, ArrayView4};
-use oxformer_tensor::{AttentionMask, GemmPath, attention_into_on, attention_reference, team};
+use oxformer_tensor::{AttentionMask, Isa, attention_into_on, attention_reference, team};
 
 fn run(
-    path: GemmPath,
+    path: Isa,
     q: ArrayView4<'_, f32>,
     k: ArrayView4<'_, f32>,
     v: ArrayView4<'_, f32>,
@@ -40,7 +40,7 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
 
 #[test]
 fn every_path_matches_the_reference() {
-    for path in available_paths("attention") {
+    for path in available_isas("attention") {
         for (index, &(batch, heads, queries, keys, head_dim)) in SHAPES.iter().enumerate() {
             let seed = 10 * index as u64;
             let q = random((batch, heads, queries, head_dim), seed) * 2.0;
@@ -104,7 +104,7 @@ fn strided_case(queries: usize) {
         causal: true,
     };
     let expected = attention_reference(q, k, v, &mask, 0.25);
-    for path in available_paths("attention strided") {
+    for path in available_isas("attention strided") {
         let mut storage = Array4::<f32>::zeros((batch, queries, heads, head_dim));
         attention_into_on(
             path,
@@ -153,7 +153,7 @@ fn nan_and_infinity_case(queries: usize, keys: usize) {
     let expected = attention_reference(q.view(), k.view(), v.view(), &mask, 0.3);
     assert!(expected.iter().any(|x| x.is_nan()));
     assert!(expected.iter().any(|x| x.is_finite()));
-    for path in available_paths("attention nan") {
+    for path in available_isas("attention nan") {
         let actual = run(path, q.view(), k.view(), v.view(), &mask, 0.3);
         assert_close(
             &actual,
@@ -180,7 +180,7 @@ fn padding_before_the_keys_longer_than_a_chunk() {
         causal: false,
     };
     let expected = attention_reference(q.view(), k.view(), v.view(), &mask, 0.125);
-    for path in available_paths("attention left padding") {
+    for path in available_isas("attention left padding") {
         let actual = run(path, q.view(), k.view(), v.view(), &mask, 0.125);
         assert_close(&actual, &expected, 2e-6, &format!("{path:?}"));
     }
@@ -195,7 +195,7 @@ fn bit_identical_for_any_thread_count() {
         key_padding: None,
         causal: true,
     };
-    for path in available_paths("attention threads") {
+    for path in available_isas("attention threads") {
         let one = on_threads(1, || run(path, q.view(), k.view(), v.view(), &mask, 0.2));
         for threads in [2, 3] {
             let many = on_threads(threads, || {

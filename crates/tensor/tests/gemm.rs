@@ -5,8 +5,9 @@ mod common;
 use common::{assert_bit_identical, assert_close, available_paths, on_threads, random};
 use oxformer_tensor::ndarray::{Array2, Array3, Axis, concatenate, s};
 use oxformer_tensor::{
-    Activation, Epilogue, GemmPath, PackedMatrix, RowNorm, Transpose, batched_matmul, gemm_path,
-    gemm_reference, layer_norm_in_place_on, matmul, matmul_packed, matmul_packed_into_on, team,
+    Activation, Epilogue, GemmPath, Isa, PackedMatrix, RowNorm, Transpose, batched_matmul,
+    gemm_path, gemm_reference, layer_norm_in_place_on, matmul, matmul_packed,
+    matmul_packed_into_on, team,
 };
 
 /// Awkward shapes (M, K, N): empty, one, odd, around a vector and a panel, a 4096 × 4 × 4096
@@ -207,7 +208,7 @@ fn layer_norm_epilogue_is_the_norm_of_the_finished_product() {
         };
         let mut expected = gemm_reference(a.view(), b.view(), &epilogue);
         layer_norm_in_place_on(
-            GemmPath::Reference,
+            Isa::Scalar,
             expected.view_mut(),
             None,
             &weight,
@@ -216,7 +217,14 @@ fn layer_norm_epilogue_is_the_norm_of_the_finished_product() {
         );
         for path in available_paths("gemm layer norm") {
             let mut separate = run(path, &a, &packed, &epilogue);
-            layer_norm_in_place_on(path, separate.view_mut(), None, &weight, &norm_bias, 1e-12);
+            layer_norm_in_place_on(
+                path.isa(),
+                separate.view_mut(),
+                None,
+                &weight,
+                &norm_bias,
+                1e-12,
+            );
             assert_close(&separate, &expected, 1e-4, &format!("{path:?} {m}×{k}×{n}"));
             for threads in [1, 2, 3] {
                 let what = format!("{path:?} {m}×{k}×{n} {threads} threads");
@@ -383,7 +391,51 @@ fn plain_and_batched_products() {
 /// Run as a child by `the_environment_forces_a_path`: prints the path this process chose.
 #[test]
 fn print_gemm_path() {
-    println!("gemm_path={:?}", gemm_path());
+    println!("gemm_path={:?} isa={}", gemm_path(), oxformer_tensor::isa());
+}
+
+/// `OXFORMER_ISA` caps every kernel's instruction set, the product's path with it; a
+/// `OXFORMER_GEMM_PATH` above the cap is refused.
+#[test]
+fn the_environment_caps_the_instruction_set() {
+    let executable = std::env::current_exe().expect("test executable");
+    let run = |variables: &[(&str, &str)]| {
+        let output = std::process::Command::new(&executable)
+            .args([
+                "--exact",
+                "print_gemm_path",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env_remove("OXFORMER_GEMM_PATH")
+            .env_remove("OXFORMER_ISA")
+            .envs(variables.iter().copied())
+            .output()
+            .expect("run the test executable");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for (isa, path) in [
+        (Isa::Avx512, GemmPath::Avx512),
+        (Isa::Avx2, GemmPath::Avx2),
+        (Isa::Scalar, GemmPath::Portable),
+    ] {
+        if !isa.available() {
+            println!("gemm environment: skipped OXFORMER_ISA={isa} (not supported by this CPU)");
+            continue;
+        }
+        let stdout = run(&[("OXFORMER_ISA", isa.name())]);
+        assert!(
+            stdout.contains(&format!("gemm_path={path:?} isa={isa}")),
+            "OXFORMER_ISA={isa}: {stdout}"
+        );
+    }
+    if Isa::Avx512.available() {
+        let stdout = run(&[("OXFORMER_ISA", "avx2"), ("OXFORMER_GEMM_PATH", "avx512")]);
+        assert!(
+            stdout.contains("gemm_path=Avx2 isa=avx2"),
+            "OXFORMER_ISA=avx2 OXFORMER_GEMM_PATH=avx512: {stdout}"
+        );
+    }
 }
 
 #[test]
@@ -406,6 +458,7 @@ fn the_environment_forces_a_path() {
                 "--test-threads=1",
             ])
             .env("OXFORMER_GEMM_PATH", name)
+            .env_remove("OXFORMER_ISA")
             .output()
             .expect("run the test executable");
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_bit_identical, assert_close, available_paths, on_threads, random};
+use common::{assert_bit_identical, assert_close, available_isas, on_threads, random};
 use oxformer_tensor::ndarray::{Array2, s};
 use oxformer_tensor::{
     layer_norm_in_place_on, layer_norm_reference, softmax_reference, softmax_rows_on,
@@ -23,7 +23,7 @@ const SHAPES: &[(usize, usize)] = &[
 
 #[test]
 fn layer_norm_matches_the_reference() {
-    for path in available_paths("layer_norm") {
+    for path in available_isas("layer_norm") {
         for (index, &(rows, dim)) in SHAPES.iter().enumerate() {
             let seed = 10 * index as u64;
             let x = random((rows, dim), seed) * 3.0 + 0.5;
@@ -57,7 +57,7 @@ fn layer_norm_on_strided_rows_and_special_values() {
     let mut special = storage.clone();
     special[[2, 4]] = f32::NAN;
     special[[5, 10]] = f32::INFINITY;
-    for path in available_paths("layer_norm strided") {
+    for path in available_isas("layer_norm strided") {
         for input in [&storage, &special] {
             let x = input.slice(s![.., ..;2]);
             let expected = layer_norm_reference(x, Some(residual), &weight, &bias, 1e-5);
@@ -88,7 +88,7 @@ fn layer_norm_bit_identical_for_any_thread_count() {
     let residual = random((300, 768), 9);
     let weight = random(768, 10).to_vec();
     let bias = random(768, 11).to_vec();
-    for path in available_paths("layer_norm threads") {
+    for path in available_isas("layer_norm threads") {
         let run = || {
             let mut out = x.clone();
             layer_norm_in_place_on(
@@ -114,7 +114,7 @@ fn layer_norm_bit_identical_for_any_thread_count() {
 
 #[test]
 fn softmax_matches_the_reference() {
-    for path in available_paths("softmax") {
+    for path in available_isas("softmax") {
         for (index, &(rows, columns)) in SHAPES.iter().enumerate() {
             let x = random((rows, columns), 20 + index as u64) * 10.0;
             let mask: Vec<f32> = (0..columns)
@@ -149,7 +149,7 @@ fn softmax_special_values_as_in_the_reference() {
     x.row_mut(4).fill(f32::NAN);
     let expected = softmax_reference(x.view(), None);
     assert!(expected.row(0).iter().all(|&v| v == 0.0));
-    for path in available_paths("softmax special") {
+    for path in available_isas("softmax special") {
         let mut actual: Array2<f32> = x.clone();
         softmax_rows_on(path, actual.view_mut(), None);
         assert_close(&actual, &expected, 1e-6, &format!("{path:?}"));

@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{available_paths, on_threads, random};
+use common::{available_isas, available_paths, on_threads, random};
 use oxformer_tensor::ndarray::{Array1, Array2, Axis};
 use oxformer_tensor::{
-    ArgmaxScreen, Epilogue, GemmPath, PackedMatrix, argmax_reference, gemm_path,
-    matmul_packed_into_on, team,
+    ArgmaxScreen, Epilogue, GemmPath, Isa, PackedMatrix, argmax_reference, matmul_packed_into_on,
+    team,
 };
 
 /// The first largest score, as `torch.argmax` (and greedy decoding) picks it.
@@ -85,6 +85,7 @@ fn inputs(k: usize) -> Vec<Vec<f32>> {
 #[test]
 fn picks_the_first_largest_score_of_the_f32_product() {
     let paths = available_paths("screen");
+    let isas = available_isas("screen");
     let mut screened = 0;
     for (name, weight) in heads() {
         let screen = ArgmaxScreen::from_linear_weight(weight.view()).expect("finite weights");
@@ -110,19 +111,25 @@ fn picks_the_first_largest_score_of_the_f32_product() {
                     assert_eq!(first_largest(&scores), expected, "{name}, seed {seed}");
                 }
             }
-            match screen.argmax(x, weight.view()) {
-                Some(index) => {
-                    screened += 1;
-                    assert_eq!(index, expected, "{name}, seed {seed}");
+            // every instruction set this CPU has: AVX-512 and AVX2 answer, scalar declines
+            for &isa in &isas {
+                match screen.argmax_counted_on(isa, x, weight.view()) {
+                    Some(screened_answer) => {
+                        screened += 1;
+                        assert_ne!(isa, Isa::Scalar, "{name}: the scalar path has no screen");
+                        assert_eq!(
+                            screened_answer.index, expected,
+                            "{name}, seed {seed}, {isa}"
+                        );
+                    }
+                    None => assert_eq!(isa, Isa::Scalar, "{name}, seed {seed}: {isa} undecided"),
                 }
-                None => assert_ne!(gemm_path(), GemmPath::Avx512, "{name}: undecided"),
             }
         }
     }
-    if gemm_path() != GemmPath::Avx512 {
+    if isas.iter().all(|&isa| isa == Isa::Scalar) {
         println!(
-            "screen: skipped the screened answers (the GEMM path is {:?})",
-            gemm_path()
+            "screen: no SIMD instruction set on this CPU; only the scalar path's refusal checked"
         );
     } else {
         assert!(screened > 0);
@@ -147,22 +154,31 @@ fn declines_what_it_cannot_bound() {
 /// still be exact, and useless).
 #[test]
 fn rechecks_few_rows_of_a_random_head() {
-    if gemm_path() != GemmPath::Avx512 {
-        println!("screen: not on this CPU's GEMM path {:?}", gemm_path());
-        return;
-    }
     let weight = random((20000, 768), 11) * 0.04;
     let screen = ArgmaxScreen::from_linear_weight(weight.view()).expect("finite weights");
-    for (seed, x) in inputs(768).iter().enumerate() {
-        let screened = screen.argmax_counted(x, weight.view()).expect("decided");
+    let isas: Vec<Isa> = available_isas("screen rechecks")
+        .into_iter()
+        .filter(|&isa| isa != Isa::Scalar)
+        .collect();
+    if isas.is_empty() {
+        println!("screen rechecks: skipped (no SIMD instruction set on this CPU)");
+    }
+    let inputs = inputs(768);
+    for (isa, (seed, x)) in isas
+        .iter()
+        .flat_map(|&isa| inputs.iter().enumerate().map(move |input| (isa, input)))
+    {
+        let screened = screen
+            .argmax_counted_on(isa, x, weight.view())
+            .expect("decided");
         assert_eq!(
             Some(screened.index),
             argmax_reference(x, weight.view()),
-            "input {seed}"
+            "input {seed}, {isa}"
         );
         assert!(
             screened.rechecked < weight.nrows() / 50,
-            "input {seed}: {} rows of {} rechecked",
+            "input {seed}, {isa}: {} rows of {} rechecked",
             screened.rechecked,
             weight.nrows()
         );
@@ -175,11 +191,15 @@ fn rechecks_few_rows_of_a_random_head() {
 fn a_team_screens_as_one_thread() {
     let weight = random((20000, 768), 12) * 0.04;
     let screen = ArgmaxScreen::from_linear_weight(weight.view()).expect("finite weights");
-    for (seed, x) in inputs(768).iter().enumerate() {
-        let one = on_threads(1, || screen.argmax_counted(x, weight.view()));
-        for threads in [2, 3] {
-            let teamed = on_threads(threads, || team(|| screen.argmax_counted(x, weight.view())));
-            assert_eq!(teamed, one, "input {seed}, a team of {threads}");
+    let inputs = inputs(768);
+    for isa in available_isas("screen team") {
+        for (seed, x) in inputs.iter().enumerate() {
+            let screen_on = || screen.argmax_counted_on(isa, x, weight.view());
+            let one = on_threads(1, screen_on);
+            for threads in [2, 3] {
+                let teamed = on_threads(threads, || team(screen_on));
+                assert_eq!(teamed, one, "input {seed}, {isa}, a team of {threads}");
+            }
         }
     }
 }

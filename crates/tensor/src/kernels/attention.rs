@@ -10,10 +10,10 @@ use std::cell::Cell;
 
 use ndarray::{Array4, ArrayView2, ArrayView4, ArrayViewMut4};
 
+use crate::isa::{Isa, Token, isa};
 use crate::kernels::gemm::microkernel::{AVX2_MR, AVX512_MR};
-use crate::simd::{self, Isa, Simd};
+use crate::simd::{self, Simd};
 use crate::threads::for_each_part;
-use crate::{GemmPath, gemm_path};
 
 /// Which keys each query may see.
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,16 +60,16 @@ pub fn attention_into(
     scale: f32,
     out: ArrayViewMut4<'_, f32>,
 ) {
-    attention_into_on(gemm_path(), q, k, v, mask, scale, out);
+    attention_into_on(isa(), q, k, v, mask, scale, out);
 }
 
-/// [`attention_into`] with the instruction set of `path` (see [`GemmPath`]); the portable and
-/// reference paths run [`attention_reference`]'s loops.
+/// [`attention_into`] with the instruction set `isa` rather than [`isa()`]; [`Isa::Scalar`] runs
+/// [`attention_reference`]'s loops.
 ///
 /// # Panics
-/// If the shapes disagree, or this CPU cannot run `path`.
+/// If the shapes disagree, or this CPU cannot run `isa`.
 pub fn attention_into_on(
-    path: GemmPath,
+    isa: Isa,
     q: ArrayView4<'_, f32>,
     k: ArrayView4<'_, f32>,
     v: ArrayView4<'_, f32>,
@@ -78,7 +78,7 @@ pub fn attention_into_on(
     mut out: ArrayViewMut4<'_, f32>,
 ) {
     check_shapes(&q, &k, &v, mask, &out);
-    let isa = Isa::for_path(path);
+    let token = isa.token();
     if isa == Isa::Scalar {
         attention_reference_into(q, k, v, mask, scale, out);
         return;
@@ -114,17 +114,18 @@ pub fn attention_into_on(
         && job.v.strides[3] == 1;
     for_each_part(batch * heads, |index| {
         let (entry, head) = (index / heads, index % heads);
-        // SAFETY: `Isa::for_path` checked the CPU; each task writes its own (entry, head).
+        // SAFETY: the token proves the CPU has the instruction set; the job describes the
+        // checked views; each task writes its own (entry, head).
         unsafe {
-            match (isa, direct) {
+            match (token, direct) {
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx512, false) => x86::head_avx512(&job, entry, head),
+                (Token::Avx512(_), false) => x86::head_avx512(&job, entry, head),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx2, false) => x86::head_avx2(&job, entry, head),
+                (Token::Avx2(_), false) => x86::head_avx2(&job, entry, head),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx512, true) => x86::head_direct_avx512(&job, entry, head),
+                (Token::Avx512(_), true) => x86::head_direct_avx512(&job, entry, head),
                 #[cfg(target_arch = "x86_64")]
-                (Isa::Avx2, true) => x86::head_direct_avx2(&job, entry, head),
+                (Token::Avx2(_), true) => x86::head_direct_avx2(&job, entry, head),
                 _ => unreachable!("scalar attention is handled above"),
             }
         }

@@ -3,8 +3,8 @@
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray};
 use rayon::prelude::*;
 
-use crate::simd::{Isa, Simd};
-use crate::{GemmPath, gemm_path};
+use crate::isa::{Isa, Token, isa};
+use crate::simd::Simd;
 
 /// `LayerNorm(x + residual)` over the last axis, as `torch.nn.LayerNorm` (biased variance).
 ///
@@ -37,16 +37,16 @@ pub fn layer_norm_in_place(
     bias: &[f32],
     eps: f32,
 ) {
-    layer_norm_in_place_on(gemm_path(), x, residual, weight, bias, eps);
+    layer_norm_in_place_on(isa(), x, residual, weight, bias, eps);
 }
 
-/// [`layer_norm_in_place`] with the instruction set of `path` (see [`GemmPath`]); the portable and
-/// reference paths use the same loops in plain Rust.
+/// [`layer_norm_in_place`] with the instruction set `isa` rather than [`isa()`];
+/// [`Isa::Scalar`] uses the same loops in plain Rust.
 ///
 /// # Panics
-/// If the shapes disagree, or this CPU cannot run `path`.
+/// If the shapes disagree, or this CPU cannot run `isa`.
 pub fn layer_norm_in_place_on(
-    path: GemmPath,
+    isa: Isa,
     mut x: ArrayViewMut2<'_, f32>,
     residual: Option<ArrayView2<'_, f32>>,
     weight: &[f32],
@@ -59,7 +59,7 @@ pub fn layer_norm_in_place_on(
     if let Some(residual) = &residual {
         assert_eq!(residual.dim(), x.dim(), "layer_norm: residual shape");
     }
-    let isa = Isa::for_path(path);
+    let token = isa.token();
     if rows == 0 || dim == 0 {
         return;
     }
@@ -75,8 +75,7 @@ pub fn layer_norm_in_place_on(
         let residual_row = residual
             .as_ref()
             .map(|r| &r.as_slice().expect("standard layout")[index * dim..(index + 1) * dim]);
-        // SAFETY: `Isa::for_path` checked the CPU.
-        unsafe { normalise_row(isa, row, residual_row, weight, bias, eps) };
+        normalise_row(token, row, residual_row, weight, bias, eps);
     };
     if let Some(values) = x.as_slice_mut() {
         if rows * dim >= 1 << 15 {
@@ -93,21 +92,34 @@ pub fn layer_norm_in_place_on(
     }
 }
 
-/// # Safety
-/// The CPU has `isa`.
-pub(crate) unsafe fn normalise_row(
-    isa: Isa,
+/// `row ← LayerNorm(row + residual)` with the instruction set of `token`.
+///
+/// # Panics
+/// If `residual`, `weight` or `bias` is not as long as `row`.
+pub(crate) fn normalise_row(
+    token: Token,
     row: &mut [f32],
     residual: Option<&[f32]>,
     weight: &[f32],
     bias: &[f32],
     eps: f32,
 ) {
-    match isa {
+    let dim = row.len();
+    assert!(
+        weight.len() == dim && bias.len() == dim && residual.is_none_or(|r| r.len() == dim),
+        "normalise_row: operand lengths"
+    );
+    match token {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::row_avx512(row, residual, weight, bias, eps) },
+        Token::Avx512(_) => {
+            // SAFETY: the token proves the CPU has AVX-512F, AVX2 and FMA; the lengths agree.
+            unsafe { x86::row_avx512(row, residual, weight, bias, eps) }
+        }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::row_avx2(row, residual, weight, bias, eps) },
+        Token::Avx2(_) => {
+            // SAFETY: the token proves the CPU has AVX2 and FMA; the lengths agree.
+            unsafe { x86::row_avx2(row, residual, weight, bias, eps) }
+        }
         _ => {
             if let Some(residual) = residual {
                 row.iter_mut().zip(residual).for_each(|(x, r)| *x += r);
@@ -203,6 +215,8 @@ mod x86 {
     use super::*;
     use crate::simd::{Avx2, Avx512};
 
+    /// # Safety
+    /// The CPU has AVX-512F, AVX2 and FMA; `residual`, `weight` and `bias` are as long as `row`.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn row_avx512(
         row: &mut [f32],
@@ -214,6 +228,8 @@ mod x86 {
         unsafe { row_body::<Avx512>(row, residual, weight, bias, eps) }
     }
 
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `residual`, `weight` and `bias` are as long as `row`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn row_avx2(
         row: &mut [f32],

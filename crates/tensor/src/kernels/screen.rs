@@ -7,7 +7,7 @@
 //! Greedy decoding needs nothing else from the logits, and with GPT-2's 50257 × 768 head that is a
 //! third of the bytes streamed per token. The answer is the one the full f32 product would give,
 //! bit for bit (first index on ties), or `None` when the screen cannot decide safely (non-finite
-//! inputs, no AVX-512 on this CPU, or another GEMM path in use): the caller then takes the product.
+//! inputs, neither AVX-512 nor AVX2 + FMA in use, or matrixmultiply as the GEMM path): the caller then takes the product.
 //!
 //! # The bound
 //! Row `j` is stored as levels `q_j ≈ w_j / s_j` rounded into [−127, 127], `s_j = max_p |w_jp| / 127`,
@@ -31,8 +31,9 @@
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
+use crate::isa::{Isa, Token, isa};
+use crate::kernels::gemm::{GemmPath, gemm_path};
 use crate::threads::map_parts;
-use crate::{GemmPath, gemm_path};
 
 /// Columns (weight rows) per 8-bit panel: K × 128 bytes, one K-row of a panel is two cache lines.
 const PANEL: usize = 128;
@@ -214,6 +215,25 @@ impl ArgmaxScreen {
     /// # Panics
     /// If the shapes disagree.
     pub fn argmax_counted(&self, x: &[f32], weight: ArrayView2<'_, f32>) -> Option<Screened> {
+        // the recheck is our microkernels' arithmetic, not matrixmultiply's
+        if matches!(gemm_path(), GemmPath::Portable | GemmPath::Reference) {
+            return None;
+        }
+        self.argmax_counted_on(isa(), x, weight)
+    }
+
+    /// [`ArgmaxScreen::argmax_counted`] with the instruction set `isa` rather than [`isa()`]:
+    /// AVX-512 and AVX2 give the same answers (each column's chain is the same FMAs in the same
+    /// order); [`Isa::Scalar`] has no screen and answers `None`.
+    ///
+    /// # Panics
+    /// If the shapes disagree, or this CPU cannot run `isa`.
+    pub fn argmax_counted_on(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        weight: ArrayView2<'_, f32>,
+    ) -> Option<Screened> {
         assert_eq!(
             x.len(),
             self.k,
@@ -224,7 +244,11 @@ impl ArgmaxScreen {
             (self.n, self.k),
             "ArgmaxScreen::argmax: weight shape"
         );
-        if self.n == 0 || gemm_path() != GemmPath::Avx512 || !x.iter().all(|v| v.is_finite()) {
+        let token = isa.token();
+        if matches!(token, Token::Scalar) {
+            return None;
+        }
+        if self.n == 0 || !x.iter().all(|v| v.is_finite()) {
             return None;
         }
         if self.k == 0 {
@@ -251,14 +275,23 @@ impl ArgmaxScreen {
                     let start = (first + index) * self.k * PANEL;
                     &self.levels[start..start + self.k * PANEL]
                 };
-                // SAFETY: gemm_path() is Avx512 only when the CPU has AVX-512F and FMA.
-                unsafe {
-                    if uppers.len() > PANEL {
-                        x86::panels_avx512::<2>(x, [panel(0), panel(1)], &mut chains);
-                    } else {
-                        let [one, _] = &mut chains;
-                        x86::panels_avx512::<1>(x, [panel(0)], std::array::from_mut(one));
+                match (token, uppers.len() > PANEL) {
+                    (Token::Avx512(token), true) => {
+                        x86::panels_avx512::<2>(token, x, [panel(0), panel(1)], &mut chains)
                     }
+                    (Token::Avx512(token), false) => {
+                        let [one, _] = &mut chains;
+                        x86::panels_avx512::<1>(token, x, [panel(0)], std::array::from_mut(one))
+                    }
+                    (Token::Avx2(token), true) => {
+                        let [one, two] = &mut chains;
+                        x86::panel_avx2(token, x, panel(0), one);
+                        x86::panel_avx2(token, x, panel(1), two);
+                    }
+                    (Token::Avx2(token), false) => {
+                        x86::panel_avx2(token, x, panel(0), &mut chains[0])
+                    }
+                    (Token::Scalar, _) => unreachable!("declined above"),
                 }
                 let rows = &self.rows[first * PANEL..first * PANEL + uppers.len()];
                 for ((upper, &chain), row) in uppers.iter_mut().zip(chains.as_flattened()).zip(rows)
@@ -295,8 +328,7 @@ impl ArgmaxScreen {
             rechecked += 1;
             let row = weight.row(j);
             let row = row.as_standard_layout();
-            // SAFETY: as above.
-            let score = unsafe { x86::dot_avx512(x, row.as_slice().expect("standard layout")) };
+            let score = x86::dot_fma(token, x, row.as_slice().expect("standard layout"));
             if best.is_none_or(|(_, top)| score > top) {
                 best = Some((j, score));
             }
@@ -366,6 +398,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::PANEL;
+    use crate::isa::{Avx2Fma, Avx512F, Token};
 
     /// Bytes ahead of the current row of a panel that the kernel asks for (the hardware
     /// prefetcher alone leaves a single stream short of the memory's rate).
@@ -374,24 +407,36 @@ mod x86 {
     /// `out[i][c] = Σ_p x[p] · panels[i][p][c]` for N 8-bit panels (each K × PANEL) side by side,
     /// one FMA chain per column.
     ///
+    /// # Panics
+    /// If a panel does not hold `x.len()` rows of PANEL levels.
+    pub(super) fn panels_avx512<const N: usize>(
+        _: Avx512F,
+        x: &[f32],
+        panels: [&[i8]; N],
+        out: &mut [[f32; PANEL]; N],
+    ) {
+        assert!(panels.iter().all(|panel| panel.len() == x.len() * PANEL));
+        // SAFETY: the token proves the CPU has AVX-512F, AVX2 and FMA; the panels' lengths were
+        // checked.
+        unsafe { panels_avx512_unchecked(x, panels, out) }
+    }
+
     /// # Safety
     /// The CPU has AVX-512F and FMA; each panel holds `x.len()` rows of PANEL levels.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn panels_avx512<const N: usize>(
+    unsafe fn panels_avx512_unchecked<const N: usize>(
         x: &[f32],
         panels: [&[i8]; N],
         out: &mut [[f32; PANEL]; N],
     ) {
         const VECTORS: usize = PANEL / 16;
-        unsafe {
-            let mut acc = [[_mm512_setzero_ps(); VECTORS]; N];
-            let bases = panels.map(|panel| {
-                debug_assert_eq!(panel.len(), x.len() * PANEL);
-                panel.as_ptr()
-            });
-            for (p, &value) in x.iter().enumerate() {
-                let a = _mm512_set1_ps(value);
-                for (acc, base) in acc.iter_mut().zip(&bases) {
+        let mut acc = [[_mm512_setzero_ps(); VECTORS]; N];
+        let bases = panels.map(|panel| panel.as_ptr());
+        for (p, &value) in x.iter().enumerate() {
+            let a = _mm512_set1_ps(value);
+            for (acc, base) in acc.iter_mut().zip(&bases) {
+                // SAFETY: row p of the panel is inside it (see above); prefetches never fault.
+                unsafe {
                     let row = base.add(p * PANEL);
                     _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD));
                     _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD + 64));
@@ -403,37 +448,96 @@ mod x86 {
                     }
                 }
             }
-            for (acc, out) in acc.iter().zip(out.iter_mut()) {
-                for (v, acc) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(out.as_mut_ptr().add(v * 16), *acc);
+        }
+        for (acc, out) in acc.iter().zip(out.iter_mut()) {
+            for (v, acc) in acc.iter().enumerate() {
+                // SAFETY: 16 floats at 16·v inside the PANEL of `out`.
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(v * 16), *acc) };
+            }
+        }
+    }
+
+    /// [`panels_avx512`] for one panel with AVX2: the panel's columns in two halves of 64
+    /// (8 ymm chains each; the second half's lines were fetched by the first's prefetches).
+    /// Each column's chain is the same FMAs in the same order, so the values are bit for bit
+    /// those of the AVX-512 kernel.
+    ///
+    /// # Panics
+    /// If the panel does not hold `x.len()` rows of PANEL levels.
+    pub(super) fn panel_avx2(_: Avx2Fma, x: &[f32], panel: &[i8], out: &mut [f32; PANEL]) {
+        assert_eq!(panel.len(), x.len() * PANEL);
+        // SAFETY: the token proves the CPU has AVX2 and FMA; the panel's length was checked.
+        unsafe { panel_avx2_unchecked(x, panel, out) }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the panel holds `x.len()` rows of PANEL levels.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn panel_avx2_unchecked(x: &[f32], panel: &[i8], out: &mut [f32; PANEL]) {
+        const HALF: usize = PANEL / 2;
+        const VECTORS: usize = HALF / 8;
+        for half in 0..2 {
+            let mut acc = [_mm256_setzero_ps(); VECTORS];
+            let base = panel.as_ptr().wrapping_add(half * HALF);
+            for (p, &value) in x.iter().enumerate() {
+                let a = _mm256_set1_ps(value);
+                // SAFETY: the half row p is inside the panel (see above); prefetches never
+                // fault.
+                unsafe {
+                    let row = base.add(p * PANEL);
+                    if half == 0 {
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD));
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(AHEAD + 64));
+                    }
+                    for (v, acc) in acc.iter_mut().enumerate() {
+                        let levels = _mm_loadl_epi64(row.add(v * 8).cast());
+                        let b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(levels));
+                        *acc = _mm256_fmadd_ps(a, b, *acc);
+                    }
                 }
+            }
+            for (v, acc) in acc.iter().enumerate() {
+                // SAFETY: 8 floats at half·64 + 8·v inside the PANEL of `out`.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(half * HALF + v * 8), *acc) };
             }
         }
     }
 
     /// `Σ_p x[p] · w[p]` as one FMA chain in order of p, the arithmetic of the GEMM kernels.
-    ///
-    /// # Safety
-    /// The CPU has FMA.
-    #[target_feature(enable = "fma")]
-    pub(super) unsafe fn dot_avx512(x: &[f32], w: &[f32]) -> f32 {
-        x.iter()
-            .zip(w)
-            .fold(0.0f32, |acc, (&v, &w)| v.mul_add(w, acc))
+    pub(super) fn dot_fma(token: Token, x: &[f32], w: &[f32]) -> f32 {
+        #[target_feature(enable = "fma")]
+        fn dot(x: &[f32], w: &[f32]) -> f32 {
+            x.iter()
+                .zip(w)
+                .fold(0.0f32, |acc, (&v, &w)| v.mul_add(w, acc))
+        }
+        match token {
+            // SAFETY: the token proves the CPU has FMA.
+            Token::Avx512(_) | Token::Avx2(_) => unsafe { dot(x, w) },
+            Token::Scalar => unreachable!("the screen declines without FMA"),
+        }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
-    pub(super) unsafe fn panels_avx512<const N: usize>(
+    use super::PANEL;
+    use crate::isa::{Avx2Fma, Avx512F, Token};
+
+    pub(super) fn panels_avx512<const N: usize>(
+        _: Avx512F,
         _: &[f32],
         _: [&[i8]; N],
-        _: &mut [[f32; super::PANEL]; N],
+        _: &mut [[f32; PANEL]; N],
     ) {
         unreachable!("no AVX-512 off x86_64")
     }
 
-    pub(super) unsafe fn dot_avx512(_: &[f32], _: &[f32]) -> f32 {
-        unreachable!("no AVX-512 off x86_64")
+    pub(super) fn panel_avx2(_: Avx2Fma, _: &[f32], _: &[i8], _: &mut [f32; PANEL]) {
+        unreachable!("no AVX2 off x86_64")
+    }
+
+    pub(super) fn dot_fma(_: Token, _: &[f32], _: &[f32]) -> f32 {
+        unreachable!("no FMA kernels off x86_64")
     }
 }

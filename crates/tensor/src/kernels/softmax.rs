@@ -2,8 +2,8 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-use crate::simd::{self, Isa, Simd};
-use crate::{GemmPath, gemm_path};
+use crate::isa::{Isa, Token, isa};
+use crate::simd::{self, Simd};
 
 /// Softmax of each row of `x` in place, after adding `mask` (an additive mask broadcast over rows:
 /// 0 to keep, a large negative value or -inf to drop). A row that is all -inf becomes all zeros.
@@ -14,27 +14,25 @@ use crate::{GemmPath, gemm_path};
 /// # Panics
 /// If the mask length differs from the number of columns.
 pub fn softmax_rows(x: ArrayViewMut2<'_, f32>, mask: Option<&[f32]>) {
-    softmax_rows_on(gemm_path(), x, mask);
+    softmax_rows_on(isa(), x, mask);
 }
 
-/// [`softmax_rows`] with the instruction set of `path` (see [`GemmPath`]); the portable and
-/// reference paths run [`softmax_reference`]'s loops.
+/// [`softmax_rows`] with the instruction set `isa` rather than [`isa()`]; [`Isa::Scalar`] runs
+/// [`softmax_reference`]'s loops.
 ///
 /// # Panics
-/// If the mask length differs from the number of columns, or this CPU cannot run `path`.
-pub fn softmax_rows_on(path: GemmPath, mut x: ArrayViewMut2<'_, f32>, mask: Option<&[f32]>) {
+/// If the mask length differs from the number of columns, or this CPU cannot run `isa`.
+pub fn softmax_rows_on(isa: Isa, mut x: ArrayViewMut2<'_, f32>, mask: Option<&[f32]>) {
     if let Some(mask) = mask {
         assert_eq!(mask.len(), x.ncols(), "softmax_rows: mask length");
     }
-    let isa = Isa::for_path(path);
+    let token = isa.token();
     for mut row in x.rows_mut() {
-        match (isa, row.as_slice_mut()) {
+        match (token, row.as_slice_mut()) {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::for_path` checked the CPU.
-            (Isa::Avx512, Some(values)) => unsafe { x86::row_avx512(values, mask) },
+            (Token::Avx512(token), Some(values)) => x86::row_avx512(token, values, mask),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            (Isa::Avx2, Some(values)) => unsafe { x86::row_avx2(values, mask) },
+            (Token::Avx2(token), Some(values)) => x86::row_avx2(token, values, mask),
             _ => {
                 let mut values = row.to_vec();
                 softmax_row_reference(&mut values, mask);
@@ -124,16 +122,29 @@ unsafe fn lane_indices<S: Simd>() -> S::V {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
+    use crate::isa::{Avx2Fma, Avx512F};
     use crate::simd::{Avx2, Avx512};
 
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn row_avx512(row: &mut [f32], mask: Option<&[f32]>) {
-        unsafe { row_body::<Avx512>(row, mask) }
+    pub(super) fn row_avx512(_: Avx512F, row: &mut [f32], mask: Option<&[f32]>) {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn run(row: &mut [f32], mask: Option<&[f32]>) {
+            // SAFETY: the mask, if any, is as long as the row (checked below).
+            unsafe { row_body::<Avx512>(row, mask) }
+        }
+        assert!(mask.is_none_or(|mask| mask.len() == row.len()));
+        // SAFETY: the token proves the CPU has AVX-512F, AVX2 and FMA.
+        unsafe { run(row, mask) }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn row_avx2(row: &mut [f32], mask: Option<&[f32]>) {
-        unsafe { row_body::<Avx2>(row, mask) }
+    pub(super) fn row_avx2(_: Avx2Fma, row: &mut [f32], mask: Option<&[f32]>) {
+        #[target_feature(enable = "avx2,fma")]
+        fn run(row: &mut [f32], mask: Option<&[f32]>) {
+            // SAFETY: the mask, if any, is as long as the row (checked below).
+            unsafe { row_body::<Avx2>(row, mask) }
+        }
+        assert!(mask.is_none_or(|mask| mask.len() == row.len()));
+        // SAFETY: the token proves the CPU has AVX2 and FMA.
+        unsafe { run(row, mask) }
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use oxformer_tensor::ndarray::{Array, Dimension, IntoDimension};
-use oxformer_tensor::{GemmPath, ThreadPool, cpu_paths};
+use oxformer_tensor::{GemmPath, Isa, ThreadPool, cpu_isas, cpu_paths};
 
 /// Values in [-1, 1) from a fixed xorshift sequence: the same array on every run.
 pub fn random<D: IntoDimension>(shape: D, seed: u64) -> Array<f32, D::Dim> {
@@ -27,6 +27,20 @@ pub fn available_paths(test: &str) -> Vec<GemmPath> {
         }
     }
     paths
+}
+
+/// The instruction sets this CPU runs (scalar included), most capable first; prints the ones it
+/// skips. `OXFORMER_ISA` does not narrow this: tests run every set the CPU has.
+pub fn available_isas(test: &str) -> Vec<Isa> {
+    let mut isas = Vec::new();
+    for (isa, available) in cpu_isas() {
+        if available {
+            isas.push(isa);
+        } else {
+            println!("{test}: skipped {isa} (not supported by this CPU)");
+        }
+    }
+    isas
 }
 
 /// Runs `work` on a pool of `threads` threads.

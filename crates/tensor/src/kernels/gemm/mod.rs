@@ -17,8 +17,8 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
 use crate::Activation;
+use crate::isa::{Isa, Token, isa};
 use crate::kernels::norm::{layer_norm_in_place_on, normalise_row};
-use crate::simd::Isa;
 use crate::threads::for_each_part;
 use microkernel::{AVX2_MR, AVX512_MR, Problem};
 use pack::PANEL;
@@ -297,7 +297,7 @@ fn apply_epilogue(path: GemmPath, mut out: ArrayViewMut2<'_, f32>, epilogue: &Ep
         }
     }
     if let Some(norm) = epilogue.layer_norm {
-        layer_norm_in_place_on(path, out, None, norm.weight, norm.bias, norm.eps);
+        layer_norm_in_place_on(path.isa(), out, None, norm.weight, norm.bias, norm.eps);
     }
 }
 
@@ -329,19 +329,34 @@ pub enum GemmPath {
     Reference,
 }
 
-/// The path in use: the best this CPU has, or the one `OXFORMER_GEMM_PATH`
-/// (`avx512`, `avx2`, `portable`, `reference`) forces. Read once; a forced path this CPU lacks,
-/// or an unknown name, falls back to the best path with a warning on stderr.
+impl GemmPath {
+    /// The instruction set the path runs (and its epilogue's LayerNorm).
+    pub fn isa(self) -> Isa {
+        match self {
+            GemmPath::Avx512 => Isa::Avx512,
+            GemmPath::Avx2 => Isa::Avx2,
+            GemmPath::Portable | GemmPath::Reference => Isa::Scalar,
+        }
+    }
+
+    /// Our microkernel for `isa`, or matrixmultiply for [`Isa::Scalar`].
+    pub fn for_isa(isa: Isa) -> Self {
+        match isa {
+            Isa::Avx512 => GemmPath::Avx512,
+            Isa::Avx2 => GemmPath::Avx2,
+            Isa::Scalar => GemmPath::Portable,
+        }
+    }
+}
+
+/// The path in use: the one for [`isa()`] (the best instruction set this CPU has, capped by
+/// `OXFORMER_ISA`), or the one `OXFORMER_GEMM_PATH` (`avx512`, `avx2`, `portable`,
+/// `reference`) forces within that cap. Read once; a forced path above the cap or beyond this
+/// CPU, or an unknown name, falls back to the default with a warning on stderr.
 pub fn gemm_path() -> GemmPath {
     static PATH: OnceLock<GemmPath> = OnceLock::new();
     *PATH.get_or_init(|| {
-        let best = if crate::simd::has_avx512() {
-            GemmPath::Avx512
-        } else if crate::simd::has_avx2() {
-            GemmPath::Avx2
-        } else {
-            GemmPath::Portable
-        };
+        let best = GemmPath::for_isa(isa());
         let Ok(forced) = std::env::var("OXFORMER_GEMM_PATH") else {
             return best;
         };
@@ -353,9 +368,13 @@ pub fn gemm_path() -> GemmPath {
             _ => None,
         };
         match wanted {
-            Some(path) if path_available(path) => path,
+            Some(path) if path.isa() <= isa() => path,
             Some(path) => {
-                eprintln!("OXFORMER_GEMM_PATH={forced}: this CPU cannot run {path:?}; using {best:?}");
+                eprintln!(
+                    "OXFORMER_GEMM_PATH={forced}: {path:?} needs {}, above this process's {} (CPU and OXFORMER_ISA); using {best:?}",
+                    path.isa(),
+                    isa()
+                );
                 best
             }
             None => {
@@ -369,11 +388,7 @@ pub fn gemm_path() -> GemmPath {
 }
 
 pub(crate) fn path_available(path: GemmPath) -> bool {
-    match path {
-        GemmPath::Avx512 => crate::simd::has_avx512(),
-        GemmPath::Avx2 => crate::simd::has_avx2(),
-        GemmPath::Portable | GemmPath::Reference => true,
-    }
+    path.isa().available()
 }
 
 /// Every path and whether this CPU can run it.
@@ -523,7 +538,7 @@ fn gemm_simd(
         }
         if let Some(norm) = &epilogue.layer_norm {
             // SAFETY: every strip is done; the row is C's first, N values from `c`.
-            unsafe { normalise_rows(path, &problem, norm, 0..1) };
+            unsafe { normalise_rows(path.isa().token(), &problem, norm, 0..1) };
         }
         return;
     }
@@ -550,7 +565,7 @@ fn gemm_simd(
         {
             // SAFETY: every part has written these rows (the counter orders their writes before
             // this); no other thread touches them any more.
-            unsafe { normalise_rows(path, &problem, norm, rows) };
+            unsafe { normalise_rows(path.isa().token(), &problem, norm, rows) };
         }
     };
     let tiles = tiling.parts * tiling.blocks;
@@ -562,7 +577,7 @@ fn gemm_simd(
     if let Some(norm) = epilogue.layer_norm
         && norm_in_tiles.is_none()
     {
-        layer_norm_in_place_on(path, out, None, norm.weight, norm.bias, norm.eps);
+        layer_norm_in_place_on(path.isa(), out, None, norm.weight, norm.bias, norm.eps);
     }
 }
 
@@ -571,19 +586,18 @@ fn gemm_simd(
 const MAX_COUNTED_BLOCKS: usize = 256;
 
 /// # Safety
-/// `rows` of the problem's C are finished and no other thread reads or writes them; the CPU can
-/// run `path`.
+/// `rows` of the problem's C are finished and no other thread reads or writes them.
 unsafe fn normalise_rows(
-    path: GemmPath,
+    token: Token,
     problem: &Problem<'_>,
     norm: &RowNorm<'_>,
     rows: Range<usize>,
 ) {
-    let (n, isa) = (norm.weight.len(), Isa::for_path(path));
+    let n = norm.weight.len();
     for i in rows {
         // SAFETY: row i of C is N values from c + i·ldc, ours alone (see above).
         let row = unsafe { std::slice::from_raw_parts_mut(problem.c.add(i * problem.ldc), n) };
-        unsafe { normalise_row(isa, row, None, norm.weight, norm.bias, norm.eps) };
+        normalise_row(token, row, None, norm.weight, norm.bias, norm.eps);
     }
 }
 

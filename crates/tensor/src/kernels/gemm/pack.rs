@@ -122,11 +122,15 @@ fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
             let j0 = panel * PANEL;
             let width = PANEL.min(n - j0);
             #[cfg(target_arch = "x86_64")]
-            if row_stride == 1 && column_stride > 0 && width == PANEL && crate::simd::has_avx2() {
+            if row_stride == 1
+                && column_stride > 0
+                && width == PANEL
+                && crate::isa::isa().token().avx2().is_some()
+            {
                 // HF's Linear layout seen transposed: columns of B are contiguous rows of W,
                 // turned into panel rows by the register transposes of A's panels, the last
                 // K % 8 values one by one; every value of the panel is written
-                // SAFETY: the CPU has AVX2; the PANEL columns of B from j0 are rows of W,
+                // SAFETY: isa() includes AVX2 only on a CPU that has it; the PANEL columns of B from j0 are rows of W,
                 // `column_stride` apart, each k long and contiguous; `dst` holds k × PANEL values.
                 let done = unsafe {
                     transpose_panel_avx2(
@@ -208,15 +212,17 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
     }
     // with AVX2, full panels of unit-stride rows are transposed 4 rows × 8 columns at a time
     let row_stride = a.strides()[0];
-    let transpose =
-        mr.is_multiple_of(4) && crate::simd::has_avx2() && a.strides()[1] == 1 && row_stride > 0;
+    let transpose = mr.is_multiple_of(4)
+        && crate::isa::isa().token().avx2().is_some()
+        && a.strides()[1] == 1
+        && row_stride > 0;
     for (panel, dst) in dst.chunks_mut(panel_len).enumerate() {
         let i0 = panel * mr;
         let height = mr.min(m - i0);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
         if transpose && height == mr {
-            // SAFETY: the CPU has AVX2; rows i0..i0 + mr exist with unit column stride and
+            // SAFETY: isa() includes AVX2 only on a CPU that has it; rows i0..i0 + mr exist with unit column stride and
             // `dst` holds k × mr values.
             done = unsafe {
                 transpose_panel_avx2(
