@@ -21,4 +21,4 @@ mod sentence;
 pub use encoder::{EncoderModel, HeadKind, HeadOutput};
 pub use error::{Error, Result};
 pub use oxformer_models::{EncoderInput, EncoderOutput};
-pub use sentence::{Pooling, SentenceOutput, SentenceTransformer};
+pub use sentence::{Pooling, SentenceOutput, SentenceTransformer, normalize_rows};
