@@ -31,6 +31,7 @@ const SCRIPTS: &[&str] = &[
     "fixtures_tokenizers.py",
     "fixtures_models.py",
     "fixtures_configs.py",
+    "fixtures_custom_model.py",
 ];
 
 pub fn run(args: &[String]) -> Result<()> {

@@ -18,6 +18,6 @@ pub use ::safetensors::Dtype;
 pub use checkpoint::{SafeTensors, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 pub use error::{Error, Result};
 pub use hub::resolve_model;
-pub use layers::{Embedding, LayerNorm, Linear};
+pub use layers::{Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention};
 pub use tensor::Tensor;
 pub use weights::Weights;
