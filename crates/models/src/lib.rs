@@ -3,6 +3,25 @@
 //! Encoders: [`bert::BertModel`], [`roberta::RobertaModel`] (also XLM-RoBERTa) and
 //! [`distilbert::DistilBertModel`], each taking an [`EncoderInput`] and returning an
 //! [`EncoderOutput`].
+//!
+//! Used alone, without task heads or tokenizer:
+//!
+//! ```
+//! use ndarray::array;
+//! use oxformer_models::bert::BertModel;
+//! use oxformer_models::{EncoderInput, ModelConfig};
+//! use oxformer_nn::Weights;
+//!
+//! let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/bert"));
+//! let ModelConfig::Bert(config) = ModelConfig::from_folder(dir)? else {
+//!     unreachable!("a BERT folder");
+//! };
+//! let model = BertModel::load(&Weights::from_folder(dir)?, &config, true)?;
+//! let (ids, mask) = (array![[2u32, 40, 41, 3], [2, 42, 3, 0]], array![[1u32, 1, 1, 1], [1, 1, 1, 0]]);
+//! let output = model.forward(&EncoderInput::new(ids.view(), mask.view()), false)?;
+//! assert_eq!(output.last_hidden_state.dim(), (2, 4, config.hidden_size));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod bert;
 pub mod config;

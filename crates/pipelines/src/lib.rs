@@ -1,11 +1,12 @@
 //! oxformer-pipelines: HF transformers' pipelines, with the same options and output shapes.
 //!
-//! ```no_run
+//! ```
 //! use oxformer_pipelines::{Task, pipeline};
 //! use oxformer_pipelines::text_classification::TextClassificationOptions;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let classifier = pipeline(Task::TextClassification, "fixtures/models/bert-seqcls-single")?;
+//! let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/bert-seqcls-single");
+//! let classifier = pipeline(Task::TextClassification, folder)?;
 //! let classifier = classifier.text_classification().expect("a text-classification pipeline");
 //! let results = classifier.run(&["I love this movie!".into()], &TextClassificationOptions::default())?;
 //! println!("{}", serde_json::to_string(&results)?);
