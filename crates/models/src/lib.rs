@@ -9,7 +9,7 @@
 //! ```
 //! use ndarray::array;
 //! use oxformer_models::bert::BertModel;
-//! use oxformer_models::{EncoderInput, ModelConfig};
+//! use oxformer_models::{EncoderInput, ForwardOptions, ModelConfig};
 //! use oxformer_nn::Weights;
 //!
 //! let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/bert"));
@@ -18,8 +18,11 @@
 //! };
 //! let model = BertModel::load(&Weights::from_folder(dir)?, &config, true)?;
 //! let (ids, mask) = (array![[2u32, 40, 41, 3], [2, 42, 3, 0]], array![[1u32, 1, 1, 1], [1, 1, 1, 0]]);
-//! let output = model.forward(&EncoderInput::new(ids.view(), mask.view()), false)?;
+//! let input = EncoderInput::new(ids.view(), mask.view());
+//! let options = ForwardOptions { output_hidden_states: true, ..Default::default() };
+//! let output = model.forward(&input, &options)?;
 //! assert_eq!(output.last_hidden_state.dim(), (2, 4, config.hidden_size));
+//! assert_eq!(output.hidden_states.len(), config.num_hidden_layers + 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -37,4 +40,4 @@ pub use config::{
     PositionEmbeddingType, ProblemType, SummaryType,
 };
 pub use error::{Error, Result};
-pub use input::{EncoderInput, EncoderOutput};
+pub use input::{EncoderInput, EncoderOutput, ForwardOptions};
