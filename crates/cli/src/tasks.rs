@@ -7,6 +7,7 @@ use clap::ArgAction;
 use oxformer_pipelines::feature_extraction::{FeatureExtractionOptions, Features};
 use oxformer_pipelines::fill_mask::{FillMaskOptions, FillMaskOutput, FillMaskPrediction};
 use oxformer_pipelines::question_answering::{QaInput, QaOutput, QuestionAnsweringOptions};
+use oxformer_pipelines::sentence_embeddings::SentenceEmbeddingsOptions;
 use oxformer_pipelines::text_classification::{
     ClassificationFunction, ClassificationOutput, ClassificationTopK, TextClassificationOptions,
     TextInput,
@@ -143,6 +144,61 @@ pub struct FeatureExtractionArgs {
     pub truncation: bool,
     /// Texts (default: stdin, one per line).
     pub texts: Vec<String>,
+}
+
+/// Options of `oxformer sentence-embeddings` and `sentence-similarity`: `encode()`'s.
+#[derive(Debug, clap::Args)]
+pub struct SentenceOptionArgs {
+    /// Use the folder's prompt of this name (config_sentence_transformers.json).
+    #[arg(long)]
+    pub prompt_name: Option<String>,
+    /// Put this prompt before each text (wins over --prompt-name).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Scale each embedding to unit length.
+    #[arg(long)]
+    pub normalize_embeddings: bool,
+    /// Keep only the first N values of each embedding.
+    #[arg(long, value_name = "N")]
+    pub truncate_dim: Option<usize>,
+}
+
+impl SentenceOptionArgs {
+    fn options(&self, batch_size: Option<usize>) -> SentenceEmbeddingsOptions {
+        SentenceEmbeddingsOptions {
+            prompt_name: self.prompt_name.clone(),
+            prompt: self.prompt.clone(),
+            normalize_embeddings: self.normalize_embeddings,
+            truncate_dim: self.truncate_dim,
+            batch_size: batch_size.unwrap_or(0),
+        }
+    }
+}
+
+/// `oxformer sentence-embeddings`.
+#[derive(Debug, clap::Args)]
+pub struct SentenceEmbeddingsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub sentence: SentenceOptionArgs,
+    /// Texts (default: stdin, one per line).
+    pub texts: Vec<String>,
+}
+
+/// `oxformer sentence-similarity`.
+#[derive(Debug, clap::Args)]
+pub struct SentenceSimilarityArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub sentence: SentenceOptionArgs,
+    /// The sentence the others are compared with; without it, stdin gives
+    /// `{"source_sentence": ..., "sentences": [...]}` lines.
+    #[arg(long)]
+    pub source_sentence: Option<String>,
+    /// The sentences to score against --source-sentence.
+    pub sentences: Vec<String>,
 }
 
 /// `oxformer zero-shot-classification`.
@@ -455,30 +511,106 @@ pub fn feature_extraction(args: &FeatureExtractionArgs) -> Result<()> {
         return write_json(&results);
     }
     let mut out = std::io::stdout().lock();
-    let preview = |values: &[f32]| -> String {
-        let shown: Vec<String> = values.iter().take(4).map(|x| format!("{x:.4}")).collect();
-        format!("[{}, …]", shown.join(", "))
-    };
-    for (text, features) in texts.iter().zip(&results) {
+    for (text, Features(batch)) in texts.iter().zip(&results) {
         writeln!(out, "> {}", one_line(text, 100))?;
-        match features {
-            Features::Tokens(batch) => {
-                let tokens = &batch[0];
-                let width = tokens.first().map_or(0, Vec::len);
-                writeln!(out, "  token embeddings: {} tokens × {width}", tokens.len())?;
-                if let Some(first) = tokens.first() {
-                    writeln!(out, "  first token: {}", preview(first))?;
-                }
-            }
-            Features::Sentence(embedding) => {
-                writeln!(
-                    out,
-                    "  sentence embedding ({}): {}",
-                    embedding.len(),
-                    preview(embedding)
-                )?;
-            }
+        let tokens = &batch[0];
+        let width = tokens.first().map_or(0, Vec::len);
+        writeln!(out, "  token embeddings: {} tokens × {width}", tokens.len())?;
+        if let Some(first) = tokens.first() {
+            writeln!(out, "  first token: {}", preview(first))?;
         }
+    }
+    Ok(())
+}
+
+/// The first values of a vector, for the table output.
+fn preview(values: &[f32]) -> String {
+    let shown: Vec<String> = values.iter().take(4).map(|x| format!("{x:.4}")).collect();
+    format!("[{}, …]", shown.join(", "))
+}
+
+pub fn sentence_embeddings(args: &SentenceEmbeddingsArgs) -> Result<()> {
+    let options = args.sentence.options(args.common.batch_size);
+    let texts = texts_or_stdin(&args.texts)?;
+    let loaded = load(Task::SentenceEmbeddings, &args.common)?;
+    let pipeline = loaded.sentence_embeddings().expect("built for the task");
+    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let results = pipeline.run(&borrowed, &options)?;
+    if args.common.json {
+        return write_json(&results);
+    }
+    let mut out = std::io::stdout().lock();
+    for (text, embedding) in texts.iter().zip(&results) {
+        writeln!(out, "> {}", one_line(text, 100))?;
+        writeln!(
+            out,
+            "  sentence embedding ({}): {}",
+            embedding.len(),
+            preview(embedding)
+        )?;
+    }
+    Ok(())
+}
+
+/// `{"source_sentence": ..., "sentences": [...]}`, one request.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimilarityRequest {
+    source_sentence: String,
+    sentences: Vec<String>,
+}
+
+pub fn sentence_similarity(args: &SentenceSimilarityArgs) -> Result<()> {
+    let options = args.sentence.options(args.common.batch_size);
+    let requests = match &args.source_sentence {
+        Some(source) => {
+            if args.sentences.is_empty() {
+                return Err(usage(
+                    "--source-sentence needs SENTENCES to compare it with",
+                ));
+            }
+            vec![SimilarityRequest {
+                source_sentence: source.clone(),
+                sentences: args.sentences.clone(),
+            }]
+        }
+        None => {
+            if !args.sentences.is_empty() {
+                return Err(usage("SENTENCES need --source-sentence"));
+            }
+            texts_or_stdin(&[])?
+                .iter()
+                .map(|line| {
+                    serde_json::from_str(line).map_err(|error| {
+                        usage(format!(
+                            "stdin: expected {{\"source_sentence\": text, \"sentences\": [text, ...]}} \
+                             per line: {error}"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    let loaded = load(Task::SentenceSimilarity, &args.common)?;
+    let pipeline = loaded.sentence_embeddings().expect("built for the task");
+    let mut results = Vec::with_capacity(requests.len());
+    for request in &requests {
+        let sentences: Vec<&str> = request.sentences.iter().map(String::as_str).collect();
+        results.push(pipeline.similarity(&request.source_sentence, &sentences, &options)?);
+    }
+    if args.common.json {
+        return write_json(&results);
+    }
+    let mut out = std::io::stdout().lock();
+    for (request, scores) in requests.iter().zip(&results) {
+        writeln!(out, "> {}", one_line(&request.source_sentence, 100))?;
+        let rows: Vec<Vec<String>> = request
+            .sentences
+            .iter()
+            .zip(&scores.0)
+            .map(|(sentence, &value)| vec![score(f64::from(value)), one_line(sentence, 80)])
+            .collect();
+        write_table(&mut out, &["cosine", "sentence"], &rows)?;
     }
     Ok(())
 }

@@ -277,6 +277,82 @@ fn feature_extraction_json_equals_transformers() {
     );
 }
 
+/// The `encode` case `name` of a sentence-transformers fixture folder: (texts, embeddings).
+fn encode_case(folder: &str, name: &str) -> (Vec<String>, Vec<Value>) {
+    let path = fixtures()
+        .join("models")
+        .join(folder)
+        .join("reference.json");
+    let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let case = value["encode"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|case| case["case"] == name)
+        .unwrap_or_else(|| panic!("{folder}: no encode case {name}"))
+        .clone();
+    let texts = case["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|text| text.as_str().unwrap().to_string())
+        .collect();
+    (texts, case["output"].as_array().unwrap().clone())
+}
+
+#[test]
+fn sentence_embeddings_json_equals_sentence_transformers() {
+    let folder = model("st-dense-prompts");
+    for (case, flags) in [
+        ("default", vec![]),
+        ("prompt-name-passage", vec!["--prompt-name", "passage"]),
+        ("normalize", vec!["--normalize-embeddings"]),
+    ] {
+        let (texts, expected) = encode_case("st-dense-prompts", case);
+        let mut args = vec!["sentence-embeddings", "--model", &folder, "--json"];
+        args.extend(flags);
+        // One text per stdin line: surrounding spaces are the pipeline's to strip.
+        let lines = json_lines(&args, Some(&texts.join("\n")));
+        assert_eq!(lines.len(), expected.len(), "{case}: one line per input");
+        for (index, (line, expected)) in lines.iter().zip(&expected).enumerate() {
+            assert_close(line, expected, &format!("{case}[{index}]"));
+        }
+    }
+}
+
+#[test]
+fn sentence_similarity_reads_inference_api_json() {
+    let path = fixtures().join("models/st-mean/reference.json");
+    let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let case = &value["similarity"][0];
+    let request = serde_json::json!({
+        "source_sentence": case["source_sentence"],
+        "sentences": case["sentences"],
+    });
+    let lines = json_lines(
+        &[
+            "sentence-similarity",
+            "--model",
+            &model("st-mean"),
+            "--json",
+        ],
+        Some(&request.to_string()),
+    );
+    assert_eq!(lines.len(), 1);
+    assert_close(&lines[0], &case["output"], "similarity");
+
+    let output = oxformer(
+        &["sentence-similarity", "--model", &model("st-mean")],
+        Some("{\"source\": \"a\"}"),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let output = oxformer(
+        &["sentence-embeddings", "--model", &model("bert"), "x"],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
 #[test]
 fn zero_shot_json_equals_transformers() {
     let nli = model("bert-nli");

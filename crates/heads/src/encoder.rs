@@ -13,7 +13,7 @@ use ndarray::{Array2, Array3, ArrayView2, Axis, CowArray, Ix2, s};
 use oxformer_models::bert::BertModel;
 use oxformer_models::distilbert::DistilBertModel;
 use oxformer_models::roberta::RobertaModel;
-use oxformer_models::{DistilBertConfig, EncoderInput, EncoderOutput, ModelConfig};
+use oxformer_models::{DistilBertConfig, EncoderInput, EncoderOutput, ForwardOptions, ModelConfig};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
 use oxformer_tensor::{Activation, ThreadPool};
 
@@ -133,9 +133,27 @@ enum Body {
 impl Body {
     fn forward(&self, input: &EncoderInput<'_>, skip_padding: bool) -> Result<EncoderOutput> {
         Ok(match self {
-            Body::Bert(model) => model.forward_with(input, false, skip_padding)?,
-            Body::Roberta(model) => model.forward_with(input, false, skip_padding)?,
-            Body::DistilBert(model) => model.forward_with(input, false, skip_padding)?,
+            Body::Bert(model) => model.forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: false,
+                    skip_padding,
+                },
+            )?,
+            Body::Roberta(model) => model.forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: false,
+                    skip_padding,
+                },
+            )?,
+            Body::DistilBert(model) => model.forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: false,
+                    skip_padding,
+                },
+            )?,
         })
     }
 

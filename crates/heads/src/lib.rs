@@ -1,16 +1,23 @@
 //! oxformer-heads: encoder models with their task heads, chosen from `config.json`
 //! `architectures`, and sentence-transformers folders.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> oxformer_heads::Result<()> {
-//! use oxformer_heads::{EncoderInput, EncoderModel, HeadOutput};
+//! use oxformer_heads::{EncoderInput, EncoderModel, HeadOutput, SentenceTransformer};
 //! use ndarray::array;
-//! let model = EncoderModel::from_folder(std::path::Path::new("my-bert-sst2"))?;
-//! let (ids, mask) = (array![[101u32, 7592, 102]], array![[1u32, 1, 1]]);
+//! let fixtures = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models"));
+//! // The head comes from config.json's `architectures`.
+//! let model = EncoderModel::from_folder(&fixtures.join("bert-seqcls-single"))?;
+//! let (ids, mask) = (array![[2u32, 40, 41, 3]], array![[1u32, 1, 1, 1]]);
 //! let input = EncoderInput::new(ids.view(), mask.view());
-//! if let HeadOutput::SequenceClassification { logits } = model.forward(&input)? {
-//!     println!("{logits}");
-//! }
+//! let HeadOutput::SequenceClassification { logits } = model.forward(&input)? else {
+//!     unreachable!("a *ForSequenceClassification checkpoint");
+//! };
+//! assert_eq!(logits.dim(), (1, 2));
+//! // A sentence-transformers folder: transformer, pooling, Dense, Normalize.
+//! let sentence = SentenceTransformer::from_folder(&fixtures.join("st-dense-prompts"))?;
+//! let embedding = sentence.forward(&input)?.sentence_embedding;
+//! assert_eq!(embedding.dim(), (1, sentence.embedding_dimension()));
 //! # Ok(()) }
 //! ```
 
@@ -21,4 +28,4 @@ mod sentence;
 pub use encoder::{EncoderModel, HeadKind, HeadOutput};
 pub use error::{Error, Result};
 pub use oxformer_models::{EncoderInput, EncoderOutput};
-pub use sentence::{Pooling, SentenceOutput, SentenceTransformer};
+pub use sentence::{Pooling, SentenceOutput, SentenceTransformer, normalize_rows};

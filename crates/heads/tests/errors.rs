@@ -9,15 +9,22 @@ use common::model_dir;
 use ndarray::Array2;
 use oxformer_heads::{EncoderInput, EncoderModel, Error, HeadKind, SentenceTransformer};
 
-/// A copy of a fixture folder, to corrupt.
+/// A copy of a fixture folder (its module subfolders too), to corrupt.
 fn copy_of(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in fs::read_dir(model_dir(name)).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    fn copy_tree(from: &Path, to: &Path) {
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                fs::create_dir(&target).unwrap();
+                copy_tree(&entry.path(), &target);
+            } else {
+                fs::copy(entry.path(), target).unwrap();
+            }
         }
     }
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&model_dir(name), dir.path());
     dir
 }
 
@@ -146,17 +153,17 @@ fn ids_beyond_the_vocabulary_and_over_long_sequences_are_errors() {
 #[test]
 fn malformed_sentence_transformers_folders() {
     let dir = copy_of("st-mean");
-    fs::create_dir(dir.path().join("1_Pooling")).unwrap();
     fs::write(
         dir.path().join("1_Pooling/config.json"),
-        r#"{"word_embedding_dimension": 32, "pooling_mode_lasttoken": true}"#,
+        r#"{"word_embedding_dimension": 32}"#,
     )
     .unwrap();
     let message = SentenceTransformer::from_folder(dir.path())
         .unwrap_err()
         .to_string();
-    assert!(message.contains("lasttoken"), "{message}");
+    assert!(message.contains("no pooling mode"), "{message}");
 
+    // A Dense module before any Pooling.
     fs::write(
         dir.path().join("modules.json"),
         r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -168,11 +175,73 @@ fn malformed_sentence_transformers_folders() {
         .to_string();
     assert!(message.contains("Dense"), "{message}");
 
+    fs::write(
+        dir.path().join("modules.json"),
+        r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "x", "type": "sentence_transformers.models.LSTM"}]"#,
+    )
+    .unwrap();
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("LSTM"), "{message}");
+
     fs::write(dir.path().join("modules.json"), "[{").unwrap();
     let message = SentenceTransformer::from_folder(dir.path())
         .unwrap_err()
         .to_string();
     assert!(message.contains("modules.json"), "{message}");
+
+    fs::remove_file(dir.path().join("modules.json")).unwrap();
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("modules.json") && message.contains("not a sentence-transformers folder"),
+        "{message}"
+    );
+}
+
+#[test]
+fn malformed_dense_modules_name_the_file() {
+    let dir = copy_of("st-dense-prompts");
+    edit_config(&dir.path().join("2_Dense"), |config| {
+        config["activation_function"] = "torch.nn.modules.activation.Softsign".into();
+    });
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("2_Dense/config.json") && message.contains("Softsign"),
+        "{message}"
+    );
+
+    let dir = copy_of("st-dense-prompts");
+    edit_config(&dir.path().join("3_Dense"), |config| {
+        config["in_features"] = 23.into();
+    });
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("linear.weight"), "{message}");
+
+    let dir = copy_of("st-dense-prompts");
+    fs::remove_file(dir.path().join("2_Dense/model.safetensors")).unwrap();
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("2_Dense"), "{message}");
+
+    let dir = copy_of("st-dense-prompts");
+    fs::write(
+        dir.path().join("config_sentence_transformers.json"),
+        r#"{"prompts": {"query": "query: "}, "default_prompt_name": "doc"}"#,
+    )
+    .unwrap();
+    let message = SentenceTransformer::from_folder(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("default_prompt_name `doc`"), "{message}");
 }
 
 #[test]

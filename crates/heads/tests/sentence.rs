@@ -1,5 +1,5 @@
 //! sentence-transformers folders (`fixtures/models/st-*`): token and sentence embeddings
-//! against `SentenceTransformer.encode` (1e-4).
+//! against the modules of sentence-transformers run on the same tokens (1e-4).
 
 mod common;
 
@@ -35,7 +35,7 @@ fn check(name: &str, poolings: &[Pooling], normalize: bool) {
             (
                 format!("{name} sentence_embedding"),
                 output.sentence_embedding.into_dyn(),
-                reference.floats("sentence_embedding"),
+                reference.floats("forward_embedding"),
             ),
         ],
         1e-4,
@@ -55,6 +55,53 @@ fn cls_pooling() {
 #[test]
 fn max_pooling_and_normalize_without_its_folder() {
     check("st-max-normalize", &[Pooling::Max], true);
+}
+
+#[test]
+fn mean_sqrt_len_pooling() {
+    check("st-mean-sqrt-len", &[Pooling::MeanSqrtLen], false);
+}
+
+#[test]
+fn weighted_mean_pooling() {
+    check("st-weightedmean", &[Pooling::WeightedMean], false);
+}
+
+#[test]
+fn last_token_pooling() {
+    check("st-lasttoken", &[Pooling::LastToken], false);
+}
+
+#[test]
+fn every_pooling_at_once_side_by_side() {
+    check(
+        "st-all-poolings",
+        &[
+            Pooling::Cls,
+            Pooling::Max,
+            Pooling::Mean,
+            Pooling::MeanSqrtLen,
+            Pooling::WeightedMean,
+            Pooling::LastToken,
+        ],
+        false,
+    );
+}
+
+#[test]
+fn dense_layers_then_normalize() {
+    check("st-dense-prompts", &[Pooling::Mean], true);
+    let model = SentenceTransformer::from_folder(&model_dir("st-dense-prompts")).unwrap();
+    assert_eq!(model.dense_layers(), 2);
+    assert_eq!(model.embedding_dimension(), 16);
+    assert_eq!(model.max_seq_length(), Some(12));
+    assert!(model.do_lower_case());
+    assert!(!model.includes_prompt());
+    assert_eq!(model.default_prompt_name(), Some("query"));
+    assert_eq!(
+        model.prompts().get("passage").map(String::as_str),
+        Some("passage: ")
+    );
 }
 
 #[test]

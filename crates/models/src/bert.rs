@@ -4,15 +4,15 @@
 //! their embeddings. Hidden states flow as (tokens, hidden) matrices, tokens = batch × seq, so
 //! that every Linear is one matrix product over the whole batch.
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, s};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
 use oxformer_tensor::{Activation, AttentionMask, attention_into, line_padded};
 use rayon::prelude::*;
 
 use crate::config::{BertConfig, PositionEmbeddingType};
 use crate::error::{Error, Result};
-use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
-use crate::workspace::{SharedWorkspace, Workspace, line_matrix, matrix};
+use crate::input::{EncoderInput, EncoderOutput, ForwardOptions, TokenLayout};
+use crate::workspace::{SharedWorkspace, Workspace, line_matrix, matrix, run_block};
 
 /// modeling_bert.py `BertEmbeddings`: word + token type + absolute position embeddings, then
 /// LayerNorm.
@@ -123,6 +123,39 @@ impl BertSelfAttention {
             num_heads: config.num_attention_heads,
             head_dim: config.head_dim(),
         })
+    }
+
+    /// `softmax(QKᵀ/√d + mask)·V` per head, heads side by side (the context, before
+    /// [`BertSelfOutput`]'s dense layer).
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, hidden); `key_padding`: (batch, seq), 1 for real tokens; result:
+    /// (batch, seq, hidden).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a mask of another shape; a width other than the layer's.
+    pub fn forward(
+        &self,
+        hidden: ArrayView3<'_, f32>,
+        key_padding: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array3<f32>> {
+        run_block(
+            "BertSelfAttention",
+            hidden,
+            key_padding,
+            |mut rows, layout, mask, workspace| {
+                let mut context = matrix(&mut workspace.context, rows.nrows(), rows.ncols());
+                self.forward_into(
+                    rows.view(),
+                    layout,
+                    mask,
+                    &mut workspace.qkv,
+                    context.view_mut(),
+                )?;
+                rows.assign(&context);
+                Ok(())
+            },
+        )
     }
 
     /// `softmax(QKᵀ/√d + mask)·V` per head, heads side by side, written into `context`; the
@@ -273,6 +306,38 @@ impl BertAttention {
         })
     }
 
+    /// Self-attention and its output block: `LayerNorm(dense(attention(x)) + x)`.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, hidden); `key_padding`: (batch, seq), 1 for real tokens; result:
+    /// (batch, seq, hidden).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a mask of another shape; a width other than the layer's.
+    pub fn forward(
+        &self,
+        hidden: ArrayView3<'_, f32>,
+        key_padding: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array3<f32>> {
+        run_block(
+            "BertAttention",
+            hidden,
+            key_padding,
+            |mut rows, layout, mask, workspace| {
+                let mut out = matrix(&mut workspace.attention_output, rows.nrows(), rows.ncols());
+                self.forward_into(
+                    rows.view(),
+                    layout,
+                    mask,
+                    (&mut workspace.qkv, &mut workspace.context),
+                    out.view_mut(),
+                )?;
+                rows.assign(&out);
+                Ok(())
+            },
+        )
+    }
+
     /// The block's output into `out`, its intermediate results through `qkv` and `context`.
     ///
     /// # Shapes
@@ -405,6 +470,27 @@ impl BertLayer {
         })
     }
 
+    /// One layer: attention block, then feed-forward block.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, hidden); `key_padding`: (batch, seq), 1 for real tokens; result:
+    /// (batch, seq, hidden).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a mask of another shape; a width other than the layer's.
+    pub fn forward(
+        &self,
+        hidden: ArrayView3<'_, f32>,
+        key_padding: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array3<f32>> {
+        run_block(
+            "BertLayer",
+            hidden,
+            key_padding,
+            |rows, layout, mask, workspace| self.forward_in_place(rows, layout, mask, workspace),
+        )
+    }
+
     /// `hidden ← layer(hidden)`, the intermediate results in `workspace`.
     ///
     /// # Shapes
@@ -457,11 +543,37 @@ impl BertEncoder {
         })
     }
 
+    /// Every layer in turn.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, hidden); `key_padding`: (batch, seq), 1 for real tokens; result:
+    /// (batch, seq, hidden).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a mask of another shape; a width other than the layers'.
+    pub fn forward(
+        &self,
+        hidden: ArrayView3<'_, f32>,
+        key_padding: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array3<f32>> {
+        run_block(
+            "BertEncoder",
+            hidden,
+            key_padding,
+            |mut rows, layout, mask, workspace| {
+                for layer in &self.layers {
+                    layer.forward_in_place(rows.view_mut(), layout, mask, workspace)?;
+                }
+                Ok(())
+            },
+        )
+    }
+
     /// Runs every layer; with `all_hidden_states`, pushes each layer's output to it.
     ///
     /// # Shapes
     /// `hidden`: (rows, hidden); result: (rows, hidden).
-    pub(crate) fn forward(
+    pub(crate) fn forward_rows(
         &self,
         mut hidden: Array2<f32>,
         layout: &TokenLayout,
@@ -561,7 +673,7 @@ impl BertModel {
         self.pooler.is_some()
     }
 
-    /// Runs the model; `output_hidden_states` also returns every layer's output.
+    /// Runs the model, with what [`ForwardOptions`] asks for besides the last hidden state.
     ///
     /// # Shapes
     /// `input`: (batch, seq); see [`EncoderOutput`].
@@ -572,25 +684,12 @@ impl BertModel {
     pub fn forward(
         &self,
         input: &EncoderInput<'_>,
-        output_hidden_states: bool,
+        options: &ForwardOptions,
     ) -> Result<EncoderOutput> {
-        self.forward_with(input, output_hidden_states, false)
-    }
-
-    /// [`BertModel::forward`], with `skip_padding` computing only the positions whose mask is 1
-    /// (token-wise work on packed tokens; only attention sees sequence boundaries). Attended
-    /// positions come out as with padding; padded positions of the outputs are 0 instead of
-    /// transformers' values there. A batch whose first position is padding in some row (left
-    /// padding) is run padded, so that position 0, which the pooler reads, is always computed.
-    ///
-    /// # Errors
-    /// As [`BertModel::forward`].
-    pub fn forward_with(
-        &self,
-        input: &EncoderInput<'_>,
-        output_hidden_states: bool,
-        skip_padding: bool,
-    ) -> Result<EncoderOutput> {
+        let ForwardOptions {
+            output_hidden_states,
+            skip_padding,
+        } = *options;
         input.validate("BertModel", self.config.max_position_embeddings)?;
         let layout = TokenLayout::new(input, skip_padding);
         let position_ids = Array2::from_shape_fn((layout.batch(), layout.seq()), |(_, t)| t as u32);
@@ -624,7 +723,7 @@ pub(crate) fn run_encoder(
         causal: false,
     };
     let mut states = output_hidden_states.then(|| vec![hidden.clone()]);
-    let last = encoder.forward(hidden, layout, &mask, states.as_mut())?;
+    let last = encoder.forward_rows(hidden, layout, &mask, states.as_mut())?;
     let to_3d = |matrix: Array2<f32>| layout.unpack(matrix);
     let last_hidden_state = to_3d(last);
     let pooler_output = pooler

@@ -1,14 +1,14 @@
 //! DistilBERT, as transformers' `models/distilbert/modeling_distilbert.py` (4.57.6).
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Weights};
 use oxformer_tensor::{Activation, AttentionMask, line_padded};
 
 use crate::bert::{load_layers, multi_head_attention_into, residual_layer_norm_into};
 use crate::config::DistilBertConfig;
 use crate::error::Result;
-use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
-use crate::workspace::{SharedWorkspace, Workspace, line_matrix, matrix};
+use crate::input::{EncoderInput, EncoderOutput, ForwardOptions, TokenLayout};
+use crate::workspace::{SharedWorkspace, Workspace, line_matrix, matrix, run_block};
 
 /// modeling_distilbert.py `Embeddings`: word + position embeddings (no token types), LayerNorm.
 #[derive(Debug, Clone)]
@@ -110,6 +110,44 @@ impl MultiHeadSelfAttention {
         })
     }
 
+    /// Self-attention: `out_lin(softmax(QKᵀ/√d + mask)·V)`, heads side by side before
+    /// `out_lin`.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, dim); `key_padding`: (batch, seq), 1 for real tokens; result:
+    /// (batch, seq, dim).
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for a mask of another shape; a width other than the layer's.
+    pub fn forward(
+        &self,
+        hidden: ArrayView3<'_, f32>,
+        key_padding: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array3<f32>> {
+        run_block(
+            "MultiHeadSelfAttention",
+            hidden,
+            key_padding,
+            |mut rows, layout, mask, workspace| {
+                let mut context = matrix(&mut workspace.context, rows.nrows(), rows.ncols());
+                self.context_into(
+                    rows.view(),
+                    layout,
+                    mask,
+                    &mut workspace.qkv,
+                    context.view_mut(),
+                )?;
+                self.out_lin.forward_into(
+                    context.view(),
+                    Activation::Identity,
+                    None,
+                    rows.view_mut(),
+                )?;
+                Ok(())
+            },
+        )
+    }
+
     /// The attention context before `out_lin`, written into `context`; the fused product goes
     /// through `qkv`.
     ///
@@ -158,6 +196,18 @@ impl Ffn {
             activation: config.activation.activation(),
         })
     }
+
+    /// `lin2(activation(lin1(x)))`.
+    ///
+    /// # Shapes
+    /// `hidden`: (rows, dim); result: (rows, dim).
+    ///
+    /// # Errors
+    /// A width other than the layer's.
+    pub fn forward(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        let inner = self.lin1.forward_with(hidden, self.activation, None)?;
+        Ok(self.lin2.forward(inner.view())?)
+    }
 }
 
 /// modeling_distilbert.py `TransformerBlock`: post-norm attention and feed-forward blocks.
@@ -182,6 +232,27 @@ impl TransformerBlock {
             ffn: Ffn::load(&weights.sub("ffn"), config)?,
             output_layer_norm: LayerNorm::load(&weights.sub("output_layer_norm"), config.dim, eps)?,
         })
+    }
+
+    /// One block: attention, then feed-forward, each followed by its residual LayerNorm.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, dim); `key_padding`: (batch, seq), 1 for real tokens; result:
+    /// (batch, seq, dim).
+    ///
+    /// # Errors
+    /// [`crate::Error::Input`] for a mask of another shape; a width other than the block's.
+    pub fn forward(
+        &self,
+        hidden: ArrayView3<'_, f32>,
+        key_padding: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array3<f32>> {
+        run_block(
+            "TransformerBlock",
+            hidden,
+            key_padding,
+            |rows, layout, mask, workspace| self.forward_in_place(rows, layout, mask, workspace),
+        )
     }
 
     /// `hidden ← block(hidden)`, the intermediate results in `workspace`.
@@ -283,22 +354,12 @@ impl DistilBertModel {
     pub fn forward(
         &self,
         input: &EncoderInput<'_>,
-        output_hidden_states: bool,
+        options: &ForwardOptions,
     ) -> Result<EncoderOutput> {
-        self.forward_with(input, output_hidden_states, false)
-    }
-
-    /// [`DistilBertModel::forward`], with `skip_padding` as in
-    /// [`crate::bert::BertModel::forward_with`].
-    ///
-    /// # Errors
-    /// As [`DistilBertModel::forward`].
-    pub fn forward_with(
-        &self,
-        input: &EncoderInput<'_>,
-        output_hidden_states: bool,
-        skip_padding: bool,
-    ) -> Result<EncoderOutput> {
+        let ForwardOptions {
+            output_hidden_states,
+            skip_padding,
+        } = *options;
         input.validate("DistilBertModel", self.config.max_position_embeddings)?;
         let layout = TokenLayout::new(input, skip_padding);
         let key_padding = input.key_padding();

@@ -102,6 +102,19 @@ impl<'a> EncoderInput<'a> {
     }
 }
 
+/// What an encoder's forward pass computes besides the last hidden state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardOptions {
+    /// Also return every layer's output (transformers' `output_hidden_states=True`).
+    pub output_hidden_states: bool,
+    /// Compute only the positions whose mask is 1 (token-wise work on packed tokens; only
+    /// attention sees sequence boundaries). Attended positions come out as with padding; padded
+    /// positions of the outputs are 0 instead of transformers' values there. A batch whose first
+    /// position is padding in some row (left padding) is run padded, so that position 0, which
+    /// a pooler reads, is always computed.
+    pub skip_padding: bool,
+}
+
 /// What an encoder body returns.
 ///
 /// # Shapes

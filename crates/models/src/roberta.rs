@@ -10,7 +10,7 @@ use oxformer_nn::Weights;
 use crate::bert::{BertEmbeddings, BertEncoder, BertPooler, check_supported, run_encoder};
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
-use crate::input::{EncoderInput, EncoderOutput, TokenLayout};
+use crate::input::{EncoderInput, EncoderOutput, ForwardOptions, TokenLayout};
 
 /// modeling_roberta.py `RobertaEmbeddings`: BERT's embeddings with fairseq's position ids.
 #[derive(Debug, Clone)]
@@ -142,22 +142,12 @@ impl RobertaModel {
     pub fn forward(
         &self,
         input: &EncoderInput<'_>,
-        output_hidden_states: bool,
+        options: &ForwardOptions,
     ) -> Result<EncoderOutput> {
-        self.forward_with(input, output_hidden_states, false)
-    }
-
-    /// [`RobertaModel::forward`], with `skip_padding` as in
-    /// [`crate::bert::BertModel::forward_with`].
-    ///
-    /// # Errors
-    /// As [`RobertaModel::forward`].
-    pub fn forward_with(
-        &self,
-        input: &EncoderInput<'_>,
-        output_hidden_states: bool,
-        skip_padding: bool,
-    ) -> Result<EncoderOutput> {
+        let ForwardOptions {
+            output_hidden_states,
+            skip_padding,
+        } = *options;
         input.validate("RobertaModel", self.max_sequence_length())?;
         let layout = TokenLayout::new(input, skip_padding);
         let positions = self.embeddings.position_ids(input);

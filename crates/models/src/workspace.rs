@@ -91,6 +91,51 @@ impl Clone for SharedWorkspace {
     }
 }
 
+/// Runs one block (`work` on the rows of a padded batch, in place) on a (batch, seq, hidden)
+/// array with its key-padding mask, in a workspace of its own: what a block's public
+/// `forward` does around the in-place kernel the model runs.
+///
+/// # Errors
+/// [`crate::Error::Input`] naming `block` when the mask is not (batch, seq); `work`'s errors.
+pub(crate) fn run_block(
+    block: &str,
+    hidden: ndarray::ArrayView3<'_, f32>,
+    key_padding: Option<ndarray::ArrayView2<'_, f32>>,
+    work: impl FnOnce(
+        ArrayViewMut2<'_, f32>,
+        &crate::input::TokenLayout,
+        &oxformer_tensor::AttentionMask<'_>,
+        &mut Workspace,
+    ) -> crate::Result<()>,
+) -> crate::Result<ndarray::Array3<f32>> {
+    let (batch, seq, width) = hidden.dim();
+    if let Some(padding) = key_padding
+        && padding.dim() != (batch, seq)
+    {
+        return Err(crate::Error::Input {
+            model: block.to_string(),
+            reason: format!(
+                "key_padding has shape {:?} for hidden states of (batch, seq) = ({batch}, {seq})",
+                padding.dim()
+            ),
+        });
+    }
+    let mut rows = hidden
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((batch * seq, width))
+        .expect("a standard-layout array reshapes");
+    let layout = crate::input::TokenLayout::Padded { batch, seq };
+    let mask = oxformer_tensor::AttentionMask {
+        key_padding,
+        causal: false,
+    };
+    work(rows.view_mut(), &layout, &mask, &mut Workspace::default())?;
+    Ok(rows
+        .into_shape_with_order((batch, seq, width))
+        .expect("(batch · seq, hidden) reshapes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

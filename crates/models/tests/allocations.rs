@@ -11,7 +11,9 @@ use common::reference::model_dir;
 use oxformer_models::bert::BertModel;
 use oxformer_models::distilbert::DistilBertModel;
 use oxformer_models::gpt2::{Gpt2Input, Gpt2Model};
-use oxformer_models::{BertConfig, DistilBertConfig, EncoderInput, Gpt2Config, ModelConfig};
+use oxformer_models::{
+    BertConfig, DistilBertConfig, EncoderInput, ForwardOptions, Gpt2Config, ModelConfig,
+};
 use oxformer_nn::Weights;
 use oxformer_tensor::ThreadPool;
 
@@ -82,7 +84,9 @@ fn bert_layers_allocate_nothing_after_warm_up() {
             ..config.clone()
         };
         let model = BertModel::load(&weights, &config, true).unwrap();
-        allocations_per_pass(|input| drop(model.forward(input, false).unwrap()))
+        allocations_per_pass(|input| {
+            drop(model.forward(input, &ForwardOptions::default()).unwrap())
+        })
     });
 }
 
@@ -99,7 +103,9 @@ fn distilbert_layers_allocate_nothing_after_warm_up() {
             ..config.clone()
         };
         let model = DistilBertModel::load(&weights, &config).unwrap();
-        allocations_per_pass(|input| drop(model.forward(input, false).unwrap()))
+        allocations_per_pass(|input| {
+            drop(model.forward(input, &ForwardOptions::default()).unwrap())
+        })
     });
 }
 

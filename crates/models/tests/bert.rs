@@ -5,7 +5,7 @@ mod common;
 
 use common::reference::{check_body, check_body_skipping_padding, model_dir};
 use oxformer_models::bert::BertModel;
-use oxformer_models::{Error, ModelConfig};
+use oxformer_models::{Error, ForwardOptions, ModelConfig};
 use oxformer_nn::Weights;
 
 fn check(name: &str) {
@@ -16,7 +16,15 @@ fn check(name: &str) {
     let weights = Weights::from_folder(&dir).unwrap();
     check_body(name, |input, with_pooler| {
         let model = BertModel::load(&weights, &config, with_pooler).unwrap();
-        model.forward(input, true).unwrap()
+        model
+            .forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: true,
+                    skip_padding: false,
+                },
+            )
+            .unwrap()
     });
 }
 
@@ -60,7 +68,7 @@ fn sentence_transformers_bert_bodies() {
         let input = oxformer_models::EncoderInput::new(ids.view(), mask.view())
             .with_token_type_ids(types.view());
         let model = BertModel::load(&weights, &config, false).unwrap();
-        let output = model.forward(&input, false).unwrap();
+        let output = model.forward(&input, &ForwardOptions::default()).unwrap();
         assert!(output.hidden_states.is_empty());
         // sentence-transformers' max pooling overwrites padded positions of the token embeddings
         // it returns with -1e9 (in place), so only attended positions are compared.
@@ -103,22 +111,25 @@ fn bad_inputs_are_errors_naming_the_problem() {
         Ok(_) => panic!("expected an error"),
     };
     let input = oxformer_models::EncoderInput::new(ids.view(), short.view());
-    assert!(message(model.forward(&input, false)).contains("attention_mask has shape"));
+    assert!(
+        message(model.forward(&input, &ForwardOptions::default()))
+            .contains("attention_mask has shape")
+    );
 
     let mut zero_row = ones.clone();
     zero_row.row_mut(1).fill(0);
     let input = oxformer_models::EncoderInput::new(ids.view(), zero_row.view());
-    assert!(message(model.forward(&input, false)).contains("row 1 is all 0"));
+    assert!(message(model.forward(&input, &ForwardOptions::default())).contains("row 1 is all 0"));
 
     let too_long = ndarray::Array2::<u32>::from_elem((1, 129), 7);
     let too_long_mask = ndarray::Array2::<u32>::ones((1, 129));
     let input = oxformer_models::EncoderInput::new(too_long.view(), too_long_mask.view());
-    let error = message(model.forward(&input, false));
+    let error = message(model.forward(&input, &ForwardOptions::default()));
     assert!(error.contains("129") && error.contains("128"), "{error}");
 
     let beyond_vocab = ndarray::Array2::<u32>::from_elem((2, 5), 1500);
     let input = oxformer_models::EncoderInput::new(beyond_vocab.view(), ones.view());
-    let error = message(model.forward(&input, false));
+    let error = message(model.forward(&input, &ForwardOptions::default()));
     assert!(
         error.contains("word_embeddings") && error.contains("1500"),
         "{error}"
@@ -127,7 +138,7 @@ fn bad_inputs_are_errors_naming_the_problem() {
     let bad_types = ndarray::Array2::<u32>::from_elem((2, 5), 2);
     let input = oxformer_models::EncoderInput::new(ids.view(), ones.view())
         .with_token_type_ids(bad_types.view());
-    let error = message(model.forward(&input, false));
+    let error = message(model.forward(&input, &ForwardOptions::default()));
     assert!(error.contains("token_type_embeddings"), "{error}");
 }
 
@@ -156,7 +167,15 @@ fn bert_skipping_padding_matches_at_attended_positions() {
         let weights = Weights::from_folder(&dir).unwrap();
         check_body_skipping_padding(name, |input, with_pooler| {
             let model = BertModel::load(&weights, &config, with_pooler).unwrap();
-            model.forward_with(input, true, true).unwrap()
+            model
+                .forward(
+                    input,
+                    &ForwardOptions {
+                        output_hidden_states: true,
+                        skip_padding: true,
+                    },
+                )
+                .unwrap()
         });
     }
 }
@@ -173,8 +192,16 @@ fn left_padded_batches_are_run_padded() {
     mask[[3, 0]] = 0;
     let input = oxformer_models::EncoderInput::new(ids.view(), mask.view())
         .with_token_type_ids(types.view());
-    let padded = model.forward_with(&input, false, false).unwrap();
-    let skipped = model.forward_with(&input, false, true).unwrap();
+    let padded = model.forward(&input, &ForwardOptions::default()).unwrap();
+    let skipped = model
+        .forward(
+            &input,
+            &ForwardOptions {
+                output_hidden_states: false,
+                skip_padding: true,
+            },
+        )
+        .unwrap();
     assert_eq!(padded.last_hidden_state, skipped.last_hidden_state);
     assert_eq!(padded.pooler_output, skipped.pooler_output);
 }
@@ -208,12 +235,38 @@ fn a_model_reused_across_batch_shapes_matches_transformers() {
     let ids = reference.ids("input_ids");
     let mask = reference.ids("attention_mask");
     let batch = oxformer_models::EncoderInput::new(ids.view(), mask.view());
-    model.forward_with(&batch, false, false).unwrap();
+    model.forward(&batch, &ForwardOptions::default()).unwrap();
     let first = ndarray::s![..1, ..];
     let one = oxformer_models::EncoderInput::new(ids.slice(first), mask.slice(first));
-    model.forward_with(&one, false, true).unwrap();
-    check_body("bert", |input, _| model.forward(input, true).unwrap());
+    model
+        .forward(
+            &one,
+            &ForwardOptions {
+                output_hidden_states: false,
+                skip_padding: true,
+            },
+        )
+        .unwrap();
+    check_body("bert", |input, _| {
+        model
+            .forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: true,
+                    skip_padding: false,
+                },
+            )
+            .unwrap()
+    });
     check_body_skipping_padding("bert", |input, _| {
-        model.forward_with(input, true, true).unwrap()
+        model
+            .forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: true,
+                    skip_padding: true,
+                },
+            )
+            .unwrap()
     });
 }

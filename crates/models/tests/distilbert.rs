@@ -3,8 +3,8 @@
 mod common;
 
 use common::reference::{check_body, check_body_skipping_padding, model_dir};
-use oxformer_models::ModelConfig;
 use oxformer_models::distilbert::DistilBertModel;
+use oxformer_models::{ForwardOptions, ModelConfig};
 use oxformer_nn::Weights;
 
 fn check(name: &str) {
@@ -16,7 +16,15 @@ fn check(name: &str) {
     check_body(name, |input, with_pooler| {
         assert!(!with_pooler, "DistilBERT has no pooler");
         let model = DistilBertModel::load(&weights, &config).unwrap();
-        model.forward(input, true).unwrap()
+        model
+            .forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: true,
+                    skip_padding: false,
+                },
+            )
+            .unwrap()
     });
 }
 
@@ -48,7 +56,15 @@ fn distilbert_skipping_padding_matches_at_attended_positions() {
         let weights = Weights::from_folder(&dir).unwrap();
         check_body_skipping_padding(name, |input, _with_pooler| {
             let model = DistilBertModel::load(&weights, &config).unwrap();
-            model.forward_with(input, true, true).unwrap()
+            model
+                .forward(
+                    input,
+                    &ForwardOptions {
+                        output_hidden_states: true,
+                        skip_padding: true,
+                    },
+                )
+                .unwrap()
         });
     }
 }

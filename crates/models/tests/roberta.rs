@@ -4,8 +4,8 @@
 mod common;
 
 use common::reference::{check_body, check_body_skipping_padding, model_dir};
-use oxformer_models::ModelConfig;
 use oxformer_models::roberta::RobertaModel;
+use oxformer_models::{ForwardOptions, ModelConfig};
 use oxformer_nn::Weights;
 
 pub fn check(name: &str) {
@@ -17,7 +17,15 @@ pub fn check(name: &str) {
     let weights = Weights::from_folder(&dir).unwrap();
     check_body(name, |input, with_pooler| {
         let model = RobertaModel::load(&weights, &config, with_pooler).unwrap();
-        model.forward(input, true).unwrap()
+        model
+            .forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: true,
+                    skip_padding: false,
+                },
+            )
+            .unwrap()
     });
 }
 
@@ -60,12 +68,15 @@ fn roberta_max_length_leaves_room_for_the_padding_offset() {
     let ids = ndarray::Array2::<u32>::from_elem((1, 129), 5);
     let mask = ndarray::Array2::<u32>::ones((1, 129));
     let input = oxformer_models::EncoderInput::new(ids.view(), mask.view());
-    let error = model.forward(&input, false).unwrap_err().to_string();
+    let error = model
+        .forward(&input, &ForwardOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("129") && error.contains("128"), "{error}");
     let ids = ndarray::Array2::<u32>::from_elem((1, 128), 5);
     let mask = ndarray::Array2::<u32>::ones((1, 128));
     let input = oxformer_models::EncoderInput::new(ids.view(), mask.view());
-    assert!(model.forward(&input, false).is_ok());
+    assert!(model.forward(&input, &ForwardOptions::default()).is_ok());
 }
 
 /// Padding-free execution: token-wise work on the real tokens only.
@@ -80,7 +91,15 @@ fn roberta_skipping_padding_matches_at_attended_positions() {
         let weights = Weights::from_folder(&dir).unwrap();
         check_body_skipping_padding(name, |input, with_pooler| {
             let model = RobertaModel::load(&weights, &config, with_pooler).unwrap();
-            model.forward_with(input, true, true).unwrap()
+            model
+                .forward(
+                    input,
+                    &ForwardOptions {
+                        output_hidden_states: true,
+                        skip_padding: true,
+                    },
+                )
+                .unwrap()
         });
     }
 }

@@ -4,8 +4,8 @@
 mod common;
 
 use common::reference::{check_body, check_body_skipping_padding, model_dir};
-use oxformer_models::ModelConfig;
 use oxformer_models::roberta::XlmRobertaModel;
+use oxformer_models::{ForwardOptions, ModelConfig};
 use oxformer_nn::Weights;
 
 fn check(name: &str) {
@@ -16,7 +16,15 @@ fn check(name: &str) {
     let weights = Weights::from_folder(&dir).unwrap();
     check_body(name, |input, with_pooler| {
         let model = XlmRobertaModel::load(&weights, &config, with_pooler).unwrap();
-        model.forward(input, true).unwrap()
+        model
+            .forward(
+                input,
+                &ForwardOptions {
+                    output_hidden_states: true,
+                    skip_padding: false,
+                },
+            )
+            .unwrap()
     });
 }
 
@@ -55,7 +63,15 @@ fn xlmr_skipping_padding_matches_at_attended_positions() {
         let weights = Weights::from_folder(&dir).unwrap();
         check_body_skipping_padding(name, |input, with_pooler| {
             let model = XlmRobertaModel::load(&weights, &config, with_pooler).unwrap();
-            model.forward_with(input, true, true).unwrap()
+            model
+                .forward(
+                    input,
+                    &ForwardOptions {
+                        output_hidden_states: true,
+                        skip_padding: true,
+                    },
+                )
+                .unwrap()
         });
     }
 }

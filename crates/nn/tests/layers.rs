@@ -268,3 +268,66 @@ fn linear_into_a_layer_norm_is_the_norm_of_its_output() {
         "{error}"
     );
 }
+
+#[test]
+fn layers_built_from_arrays_check_their_parts() {
+    use oxformer_nn::{FeedForward, MultiHeadAttention};
+    use oxformer_tensor::AttentionMask;
+
+    let table = ndarray::Array2::from_shape_fn((5, 3), |(i, j)| (i * 3 + j) as f32);
+    let embedding = Embedding::from_table("tokens", table.view());
+    assert_eq!(embedding.row(4).unwrap(), &[12.0, 13.0, 14.0]);
+    assert!(embedding.row(5).unwrap_err().to_string().contains("tokens"));
+
+    let message = LayerNorm::from_parts("norm", &[1.0; 4], &[0.0; 3], 1e-5)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("norm"), "{message}");
+
+    let linear = |name: &str, inputs: usize, outputs: usize| {
+        let weight = ndarray::Array2::from_shape_fn((outputs, inputs), |(i, j)| {
+            ((i * 7 + j * 3) % 5) as f32 * 0.1
+        });
+        Linear::from_weight(name, weight.view(), None).unwrap()
+    };
+    let message =
+        FeedForward::from_parts(linear("fc1", 8, 16), linear("fc2", 15, 8), Activation::Gelu)
+            .unwrap_err()
+            .to_string();
+    assert!(
+        message.contains("fc1") && message.contains("fc2"),
+        "{message}"
+    );
+
+    let message = MultiHeadAttention::from_parts(linear("qkv", 8, 24), linear("out", 8, 8), 3)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("heads"), "{message}");
+    let message = MultiHeadAttention::from_parts(linear("qkv", 8, 16), linear("out", 8, 8), 2)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("qkv"), "{message}");
+
+    let attention =
+        MultiHeadAttention::from_parts(linear("qkv", 8, 24), linear("out", 8, 8), 2).unwrap();
+    let wrong_width = ndarray::Array3::<f32>::zeros((1, 3, 7));
+    assert!(
+        attention
+            .forward(wrong_width.view(), &AttentionMask::default())
+            .is_err()
+    );
+    let x = ndarray::Array3::<f32>::ones((2, 3, 8));
+    let padding = ndarray::Array2::<f32>::ones((2, 4));
+    let mask = AttentionMask {
+        key_padding: Some(padding.view()),
+        causal: false,
+    };
+    assert!(attention.forward(x.view(), &mask).is_err());
+    assert_eq!(
+        attention
+            .forward(x.view(), &AttentionMask::default())
+            .unwrap()
+            .dim(),
+        (2, 3, 8)
+    );
+}

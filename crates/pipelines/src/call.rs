@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::feature_extraction::FeatureExtractionOptions;
 use crate::fill_mask::FillMaskOptions;
 use crate::question_answering::{QaInput, QuestionAnsweringOptions};
+use crate::sentence_embeddings::SentenceEmbeddingsOptions;
 use crate::text_classification::{ClassificationTopK, TextClassificationOptions, TextInput};
 use crate::token_classification::TokenClassificationOptions;
 use crate::zero_shot_classification::{ZeroShotOptions, parse_labels};
@@ -323,6 +324,80 @@ pub(crate) fn call(
             let (texts, is_list) = texts(task, inputs)?;
             Ok(one_or_list(pipeline.run(&texts, &typed)?, is_list))
         }
+        Pipeline::SentenceEmbeddings(pipeline) => {
+            let typed = sentence_options(&mut reader, batch_size)?;
+            reader.finish()?;
+            let (texts, is_list) = texts(task, inputs)?;
+            Ok(one_or_list(pipeline.run(&texts, &typed)?, is_list))
+        }
+        Pipeline::SentenceSimilarity(pipeline) => {
+            let typed = sentence_options(&mut reader, batch_size)?;
+            reader.finish()?;
+            let (source, sentences) = similarity_inputs(inputs)?;
+            Ok(to_value(pipeline.similarity(source, &sentences, &typed)?))
+        }
         Pipeline::TextGeneration(_) => unreachable!("handled above"),
     }
+}
+
+/// `encode()`'s options, for sentence-embeddings and sentence-similarity.
+fn sentence_options(
+    reader: &mut Options<'_>,
+    batch_size: usize,
+) -> Result<SentenceEmbeddingsOptions> {
+    Ok(SentenceEmbeddingsOptions {
+        prompt_name: reader.string("prompt_name")?.map(str::to_string),
+        prompt: reader.string("prompt")?.map(str::to_string),
+        normalize_embeddings: reader.bool("normalize_embeddings")?.unwrap_or(false),
+        truncate_dim: reader.usize("truncate_dim")?,
+        batch_size,
+    })
+}
+
+/// The HF Inference API's sentence-similarity inputs:
+/// `{"source_sentence": "...", "sentences": ["...", ...]}`.
+fn similarity_inputs(inputs: &Value) -> Result<(&str, Vec<&str>)> {
+    let task = Task::SentenceSimilarity.name();
+    let expected = "expected {\"source_sentence\": text, \"sentences\": [text, ...]}";
+    let Value::Object(map) = inputs else {
+        return Err(Error::input(task, format!("{expected}, found {inputs}")));
+    };
+    if let Some(key) = map
+        .keys()
+        .find(|key| !matches!(key.as_str(), "source_sentence" | "sentences"))
+    {
+        return Err(Error::input(
+            task,
+            format!("unknown key `{key}`; {expected}"),
+        ));
+    }
+    let source = map
+        .get("source_sentence")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            Error::input(
+                task,
+                format!("`source_sentence` is missing or not a text; {expected}"),
+            )
+        })?;
+    let sentences = map
+        .get("sentences")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            Error::input(
+                task,
+                format!("`sentences` is missing or not a list; {expected}"),
+            )
+        })?
+        .iter()
+        .map(|value| {
+            value.as_str().ok_or_else(|| {
+                Error::input(
+                    task,
+                    format!("expected a text in `sentences`, found {value}"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((source, sentences))
 }

@@ -1,6 +1,7 @@
-//! The feature-extraction pipeline, as transformers/pipelines/feature_extraction.py; for
-//! sentence-transformers folders, the pooled (and normalised, if the folder says so) sentence
-//! embedding, as `SentenceTransformer.encode`.
+//! The feature-extraction pipeline, as transformers/pipelines/feature_extraction.py: the last
+//! hidden state of the base model of any folder, sentence-transformers folders included (their
+//! sentence embeddings are the `sentence-embeddings` task,
+//! [`crate::sentence_embeddings`]).
 
 use serde::Serialize;
 
@@ -13,8 +14,7 @@ const TASK: &str = "feature-extraction";
 #[derive(Debug, Clone, Default)]
 pub struct FeatureExtractionOptions {
     /// Truncate inputs longer than the model (transformers: `truncation=True`); otherwise an
-    /// over-long input is an error. Sentence-transformers folders always truncate, as
-    /// sentence-transformers does.
+    /// over-long input is an error.
     pub truncation: bool,
     /// 0 (the default): batches of 8 inputs of similar lengths, each text's output with its
     /// own tokens only (what transformers gives one text at a time). `n` > 0: transformers'
@@ -23,17 +23,13 @@ pub struct FeatureExtractionOptions {
     pub batch_size: usize,
 }
 
-/// The features of one input.
+/// The features of one input: the last hidden state as transformers' pipeline returns it,
+/// (1, tokens, hidden).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Features {
-    /// The last hidden state as transformers' pipeline returns it: (1, tokens, hidden).
-    Tokens(Vec<Vec<Vec<f32>>>),
-    /// A sentence-transformers embedding, (dim,).
-    Sentence(Vec<f32>),
-}
+#[serde(transparent)]
+pub struct Features(pub Vec<Vec<Vec<f32>>>);
 
-/// feature-extraction over a base model folder or a sentence-transformers folder.
+/// feature-extraction over any encoder folder.
 pub struct FeatureExtractionPipeline {
     loaded: Loaded,
 }
@@ -59,18 +55,13 @@ impl FeatureExtractionPipeline {
         &mut self.loaded
     }
 
-    /// Whether [`FeatureExtractionPipeline::run`] gives sentence embeddings.
-    pub fn gives_sentence_embeddings(&self) -> bool {
-        self.loaded.is_sentence_transformers()
-    }
-
     /// The features of each text, in input order.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an empty text or (without truncation) one longer than the
     /// model; model errors.
     pub fn run(&self, texts: &[&str], options: &FeatureExtractionOptions) -> Result<Vec<Features>> {
-        let truncation = options.truncation || self.loaded.is_sentence_transformers();
+        let truncation = options.truncation;
         let mut features = Vec::with_capacity(texts.len());
         for text in texts {
             if text.is_empty() {
@@ -87,14 +78,13 @@ impl FeatureExtractionPipeline {
         Ok(rows
             .into_iter()
             .map(|row| match row {
-                RowOutput::Hidden(hidden) => Features::Tokens(vec![
+                RowOutput::Hidden(hidden) => Features(vec![
                     hidden
                         .rows()
                         .into_iter()
                         .map(|token| token.to_vec())
                         .collect(),
                 ]),
-                RowOutput::Sentence(embedding) => Features::Sentence(embedding),
                 _ => unreachable!("base models give hidden states"),
             })
             .collect())

@@ -1,11 +1,12 @@
 //! oxformer-pipelines: HF transformers' pipelines, with the same options and output shapes.
 //!
-//! ```no_run
+//! ```
 //! use oxformer_pipelines::{Task, pipeline};
 //! use oxformer_pipelines::text_classification::TextClassificationOptions;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let classifier = pipeline(Task::TextClassification, "fixtures/models/bert-seqcls-single")?;
+//! let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/bert-seqcls-single");
+//! let classifier = pipeline(Task::TextClassification, folder)?;
 //! let classifier = classifier.text_classification().expect("a text-classification pipeline");
 //! let results = classifier.run(&["I love this movie!".into()], &TextClassificationOptions::default())?;
 //! println!("{}", serde_json::to_string(&results)?);
@@ -29,6 +30,7 @@ pub mod fill_mask;
 pub mod generation;
 mod model;
 pub mod question_answering;
+pub mod sentence_embeddings;
 mod task;
 mod text;
 pub mod text_classification;
@@ -43,6 +45,7 @@ pub use task::Task;
 use feature_extraction::FeatureExtractionPipeline;
 use fill_mask::FillMaskPipeline;
 use question_answering::QuestionAnsweringPipeline;
+use sentence_embeddings::SentenceEmbeddingsPipeline;
 use text_classification::TextClassificationPipeline;
 use text_generation::TextGenerationPipeline;
 use token_classification::TokenClassificationPipeline;
@@ -64,6 +67,10 @@ pub enum Pipeline {
     ZeroShotClassification(ZeroShotClassificationPipeline),
     /// text-generation.
     TextGeneration(Box<TextGenerationPipeline>),
+    /// sentence-embeddings.
+    SentenceEmbeddings(SentenceEmbeddingsPipeline),
+    /// sentence-similarity (the same pipeline, asked for scores).
+    SentenceSimilarity(SentenceEmbeddingsPipeline),
 }
 
 /// Builds the pipeline for `task` from a model folder, or a model id found in the local
@@ -76,6 +83,19 @@ pub fn pipeline(task: Task, model: &str) -> Result<Pipeline> {
         return Ok(Pipeline::TextGeneration(Box::new(
             TextGenerationPipeline::new(model)?,
         )));
+    }
+    match task {
+        Task::SentenceEmbeddings => {
+            return Ok(Pipeline::SentenceEmbeddings(
+                SentenceEmbeddingsPipeline::new(model)?,
+            ));
+        }
+        Task::SentenceSimilarity => {
+            return Ok(Pipeline::SentenceSimilarity(
+                SentenceEmbeddingsPipeline::for_task(task.name(), model)?,
+            ));
+        }
+        _ => {}
     }
     // Feature extraction runs the base model of any checkpoint, as `AutoModel` does.
     let head = (task == Task::FeatureExtraction).then_some(oxformer_heads::HeadKind::Base);
@@ -97,7 +117,9 @@ pub fn pipeline(task: Task, model: &str) -> Result<Pipeline> {
         Task::ZeroShotClassification => {
             Pipeline::ZeroShotClassification(ZeroShotClassificationPipeline::from_loaded(loaded)?)
         }
-        Task::TextGeneration => unreachable!("built above"),
+        Task::TextGeneration | Task::SentenceEmbeddings | Task::SentenceSimilarity => {
+            unreachable!("built above")
+        }
     })
 }
 
@@ -112,6 +134,8 @@ impl Pipeline {
             Self::FeatureExtraction(_) => Task::FeatureExtraction,
             Self::ZeroShotClassification(_) => Task::ZeroShotClassification,
             Self::TextGeneration(_) => Task::TextGeneration,
+            Self::SentenceEmbeddings(_) => Task::SentenceEmbeddings,
+            Self::SentenceSimilarity(_) => Task::SentenceSimilarity,
         }
     }
 
@@ -138,6 +162,9 @@ impl Pipeline {
             Self::FillMask(pipeline) => pipeline.model(),
             Self::FeatureExtraction(pipeline) => pipeline.model(),
             Self::ZeroShotClassification(pipeline) => pipeline.model(),
+            Self::SentenceEmbeddings(pipeline) | Self::SentenceSimilarity(pipeline) => {
+                pipeline.model()
+            }
             Self::TextGeneration(_) => return None,
         })
     }
@@ -178,6 +205,16 @@ impl Pipeline {
     pub fn feature_extraction(&self) -> Option<&FeatureExtractionPipeline> {
         match self {
             Self::FeatureExtraction(pipeline) => Some(pipeline),
+            _ => None,
+        }
+    }
+
+    /// The sentence-embeddings (or sentence-similarity) pipeline, if this is one.
+    pub fn sentence_embeddings(&self) -> Option<&SentenceEmbeddingsPipeline> {
+        match self {
+            Self::SentenceEmbeddings(pipeline) | Self::SentenceSimilarity(pipeline) => {
+                Some(pipeline)
+            }
             _ => None,
         }
     }

@@ -79,22 +79,43 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Loads the folder (or model id) `model`: sentence-transformers folders as
-    /// [`SentenceTransformer`], others as [`EncoderModel`] with the head their config names,
-    /// or with `head` when given (feature extraction loads the base model of any checkpoint,
-    /// as transformers' `AutoModel` does).
+    /// Loads the folder (or model id) `model` as transformers' pipelines do, as an
+    /// [`EncoderModel`] with the head its config names, or with `head` when given (feature
+    /// extraction loads the base model of any checkpoint, as transformers' `AutoModel` does).
+    /// A sentence-transformers folder is read as the plain model folder it also is.
     pub(crate) fn load(model: &str, head: Option<HeadKind>) -> Result<Self> {
         let dir = oxformer_nn::hub::resolve_model(model).map_err(Error::Model)?;
-        let mut sentence_max_length = None;
-        let backbone = if SentenceTransformer::is_sentence_transformers(&dir) {
-            sentence_max_length = read_max_seq_length(&dir);
-            Backbone::Sentence(SentenceTransformer::from_folder(&dir)?)
-        } else {
-            match head {
-                Some(head) => Backbone::Encoder(EncoderModel::from_folder_as(&dir, head)?),
-                None => Backbone::Encoder(EncoderModel::from_folder(&dir)?),
-            }
+        let backbone = match head {
+            Some(head) => Backbone::Encoder(EncoderModel::from_folder_as(&dir, head)?),
+            None => Backbone::Encoder(EncoderModel::from_folder(&dir)?),
         };
+        Self::with_backbone(dir, backbone, None)
+    }
+
+    /// Loads a sentence-transformers folder (or model id) as [`SentenceTransformer`]: its
+    /// modules, limits and prompts.
+    pub(crate) fn load_sentence_transformer(task: &'static str, model: &str) -> Result<Self> {
+        let dir = oxformer_nn::hub::resolve_model(model).map_err(Error::Model)?;
+        if !SentenceTransformer::is_sentence_transformers(&dir) {
+            return Err(Error::WrongHead {
+                task,
+                dir,
+                expected: "a sentence-transformers folder (with modules.json)",
+                found: "a folder without modules.json (feature-extraction gives its token \
+                        embeddings)"
+                    .to_string(),
+            });
+        }
+        let sentence = SentenceTransformer::from_folder(&dir)?;
+        let max_length = sentence.max_seq_length();
+        Self::with_backbone(dir, Backbone::Sentence(sentence), max_length)
+    }
+
+    fn with_backbone(
+        dir: PathBuf,
+        backbone: Backbone,
+        sentence_max_length: Option<usize>,
+    ) -> Result<Self> {
         let config = match &backbone {
             Backbone::Encoder(model) => model.config().clone(),
             Backbone::Sentence(model) => model.transformer().config().clone(),
@@ -167,6 +188,14 @@ impl Loaded {
         }
     }
 
+    /// The sentence-transformers model, when loaded as one.
+    pub(crate) fn sentence_transformer(&self) -> Option<&SentenceTransformer> {
+        match &self.backbone {
+            Backbone::Sentence(model) => Some(model),
+            Backbone::Encoder(_) => None,
+        }
+    }
+
     /// Whether this is a sentence-transformers folder.
     pub(crate) fn is_sentence_transformers(&self) -> bool {
         matches!(self.backbone, Backbone::Sentence(_))
@@ -226,10 +255,9 @@ impl Loaded {
         })
     }
 
-    /// The most tokens one sequence may have: the tokenizer's `model_max_length`, capped by the
-    /// model's position embeddings.
-    pub(crate) fn max_length(&self) -> usize {
-        let positions = match &self.config {
+    /// The most positions the model itself can take.
+    fn position_limit(&self) -> usize {
+        match &self.config {
             ModelConfig::Bert(config) => config.max_position_embeddings,
             // Positions start after the padding index.
             ModelConfig::Roberta(config) | ModelConfig::XlmRoberta(config) => config
@@ -241,7 +269,13 @@ impl Loaded {
             ModelConfig::T5(_) => usize::MAX,
             ModelConfig::Bart(config) => config.max_position_embeddings,
             ModelConfig::Marian(config) => config.max_position_embeddings,
-        };
+        }
+    }
+
+    /// The most tokens one sequence may have: the tokenizer's `model_max_length`, capped by the
+    /// model's position embeddings (and by a sentence-transformers folder's `max_seq_length`).
+    pub(crate) fn max_length(&self) -> usize {
+        let positions = self.position_limit();
         let limit = self
             .tokenizer
             .model_max_length()
@@ -251,7 +285,9 @@ impl Loaded {
     }
 
     /// Encodes one text (or pair) for a whole-sequence task: with `truncation` cut to
-    /// [`Loaded::max_length`] (longest first), otherwise an error when it does not fit.
+    /// [`Loaded::max_length`] (longest first), otherwise an error when it does not fit the
+    /// model's positions (transformers runs a text longer than the tokenizer's
+    /// `model_max_length` if the model can take it).
     pub(crate) fn encode_single(
         &self,
         task: &'static str,
@@ -275,6 +311,11 @@ impl Loaded {
             ..EncodeOptions::default()
         };
         let encoding = self.tokenizer.encode(input, &options)?;
+        let max_length = if truncation {
+            max_length
+        } else {
+            self.position_limit()
+        };
         if encoding.len() > max_length {
             return Err(Error::input(
                 task,
@@ -298,6 +339,17 @@ impl Loaded {
         features: &[Feature],
         batch_size: usize,
     ) -> Result<Vec<RowOutput>> {
+        self.forward_after_prompt(features, batch_size, 0)
+    }
+
+    /// As [`Loaded::forward`] for texts that each start with a prompt of `prompt_length` tokens
+    /// (sentence-transformers folders whose pooling leaves the prompt out).
+    pub(crate) fn forward_after_prompt(
+        &self,
+        features: &[Feature],
+        batch_size: usize,
+        prompt_length: usize,
+    ) -> Result<Vec<RowOutput>> {
         let batch_size = if batch_size == 0 {
             DEFAULT_BATCH_SIZE
         } else {
@@ -309,7 +361,7 @@ impl Loaded {
         let mut outputs: Vec<Option<RowOutput>> = (0..features.len()).map(|_| None).collect();
         for chunk in order.chunks(batch_size) {
             let rows: Vec<&Feature> = chunk.iter().map(|&index| &features[index]).collect();
-            let results = self.forward_batch(&rows)?;
+            let results = self.forward_batch_padded(&rows, false, prompt_length)?;
             for (&index, result) in chunk.iter().zip(results) {
                 outputs[index] = Some(result);
             }
@@ -331,22 +383,18 @@ impl Loaded {
         let mut outputs = Vec::with_capacity(features.len());
         for chunk in features.chunks(batch_size.max(1)) {
             let rows: Vec<&Feature> = chunk.iter().collect();
-            outputs.extend(self.forward_batch_padded(&rows, true)?);
+            outputs.extend(self.forward_batch_padded(&rows, true, 0)?);
         }
         Ok(outputs)
     }
 
-    /// One padded batch through the model, each output cut to its row's length.
-    fn forward_batch(&self, rows: &[&Feature]) -> Result<Vec<RowOutput>> {
-        self.forward_batch_padded(rows, false)
-    }
-
     /// One padded batch through the model; outputs keep the padded length when
-    /// `keep_padding`.
+    /// `keep_padding`, else are cut to each row's length.
     fn forward_batch_padded(
         &self,
         rows: &[&Feature],
         keep_padding: bool,
+        prompt_length: usize,
     ) -> Result<Vec<RowOutput>> {
         let longest = rows.iter().map(|row| row.ids.len()).max().unwrap_or(0);
         let pad_id = self.tokenizer.pad_token_id().unwrap_or(0);
@@ -380,7 +428,7 @@ impl Loaded {
         match &self.backbone {
             Backbone::Encoder(model) => Ok(split_rows(model.forward(&input)?, &lengths)),
             Backbone::Sentence(model) => Ok(model
-                .forward(&input)?
+                .forward_with_prompt(&input, prompt_length)?
                 .sentence_embedding
                 .rows()
                 .into_iter()
@@ -388,16 +436,6 @@ impl Loaded {
                 .collect()),
         }
     }
-}
-
-/// `max_seq_length` from a sentence-transformers folder's `sentence_bert_config.json`, if any.
-fn read_max_seq_length(dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value
-        .get("max_seq_length")?
-        .as_u64()
-        .map(|length| length as usize)
 }
 
 /// Cuts a batch's output into its rows, each to its own length.

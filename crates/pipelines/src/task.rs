@@ -22,11 +22,16 @@ pub enum Task {
     ZeroShotClassification,
     /// `text-generation`.
     TextGeneration,
+    /// `sentence-embeddings`: `SentenceTransformer.encode` of a sentence-transformers folder.
+    SentenceEmbeddings,
+    /// `sentence-similarity`: cosine scores of a source sentence against others, as the HF
+    /// Inference API's task of that name.
+    SentenceSimilarity,
 }
 
 impl Task {
     /// Every task name and alias [`Task::from_str`] accepts.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 11] = [
         "text-classification",
         "sentiment-analysis",
         "token-classification",
@@ -36,6 +41,8 @@ impl Task {
         "feature-extraction",
         "zero-shot-classification",
         "text-generation",
+        "sentence-embeddings",
+        "sentence-similarity",
     ];
 
     /// The task's canonical name (`text-classification` for `sentiment-analysis`).
@@ -48,6 +55,8 @@ impl Task {
             Self::FeatureExtraction => "feature-extraction",
             Self::ZeroShotClassification => "zero-shot-classification",
             Self::TextGeneration => "text-generation",
+            Self::SentenceEmbeddings => "sentence-embeddings",
+            Self::SentenceSimilarity => "sentence-similarity",
         }
     }
 }
@@ -68,6 +77,8 @@ impl FromStr for Task {
             "feature-extraction" => Self::FeatureExtraction,
             "zero-shot-classification" => Self::ZeroShotClassification,
             "text-generation" => Self::TextGeneration,
+            "sentence-embeddings" => Self::SentenceEmbeddings,
+            "sentence-similarity" => Self::SentenceSimilarity,
             other => {
                 return Err(Error::UnknownTask {
                     name: other.to_string(),

@@ -1,16 +1,20 @@
-//! The real all-MiniLM-L6-v2 (fetched by `cargo xtask fetch`) through the feature-extraction
-//! pipeline: sentence embeddings against sentence-transformers' (`fixtures/minilm/`) and the
-//! model card's similarity ranking.
+//! The real all-MiniLM-L6-v2 (fetched by `cargo xtask fetch`) through the sentence-embeddings
+//! pipeline: sentence embeddings within 1e-5 of sentence-transformers' `encode()`
+//! (`fixtures/minilm/`), and the model card's similarities and ranking through
+//! sentence-similarity.
 
 mod common;
 
 use std::path::PathBuf;
 
-use common::{TOLERANCE, compare, fixtures};
-use oxformer_pipelines::feature_extraction::{
-    FeatureExtractionOptions, FeatureExtractionPipeline, Features,
+use common::{compare, fixtures};
+use oxformer_pipelines::sentence_embeddings::{
+    SentenceEmbeddingsOptions, SentenceEmbeddingsPipeline,
 };
 use serde_json::Value;
+
+/// The bar for the real model: within 1e-5 of `encode()`.
+const TOLERANCE: f64 = 1e-5;
 
 /// `$OXFORMER_CACHE`, or `<workspace>/.cache`.
 fn cache() -> PathBuf {
@@ -20,23 +24,12 @@ fn cache() -> PathBuf {
     }
 }
 
-fn embeddings(pipeline: &FeatureExtractionPipeline, texts: &[&str]) -> Vec<Vec<f32>> {
-    pipeline
-        .run(texts, &FeatureExtractionOptions::default())
-        .unwrap()
-        .into_iter()
-        .map(|features| match features {
-            Features::Sentence(embedding) => embedding,
-            Features::Tokens(_) => panic!("all-MiniLM-L6-v2 is a sentence-transformers folder"),
-        })
-        .collect()
-}
-
 #[test]
 #[ignore = "needs `cargo xtask fetch`"]
 fn minilm_sentence_embeddings_and_ranking_match_sentence_transformers() {
     let folder = cache().join("models/sentence-transformers/all-MiniLM-L6-v2");
-    let pipeline = FeatureExtractionPipeline::new(&folder.display().to_string()).unwrap();
+    let pipeline = SentenceEmbeddingsPipeline::new(&folder.display().to_string()).unwrap();
+    let options = SentenceEmbeddingsOptions::default();
     let reference: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("minilm/reference.json")).unwrap(),
     )
@@ -53,7 +46,7 @@ fn minilm_sentence_embeddings_and_ranking_match_sentence_transformers() {
     // Every sentence's embedding.
     let texts = as_strings("texts");
     let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let ours = embeddings(&pipeline, &borrowed);
+    let ours = pipeline.run(&borrowed, &options).unwrap();
     let bytes = std::fs::read(fixtures().join("minilm/embeddings.safetensors")).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let view = tensors.tensor("sentence_embedding").unwrap();
@@ -76,17 +69,13 @@ fn minilm_sentence_embeddings_and_ranking_match_sentence_transformers() {
     // The model card's similarities and ranking.
     let query = reference["similarity_query"].as_str().unwrap();
     let candidates = as_strings("similarity_candidates");
-    let mut all: Vec<&str> = vec![query];
-    all.extend(candidates.iter().map(String::as_str));
-    let vectors = embeddings(&pipeline, &all);
-    let cosine = |a: &[f32], b: &[f32]| -> f64 {
-        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        f64::from(dot / (norm(a) * norm(b)))
-    };
-    let similarities: Vec<f64> = vectors[1..]
-        .iter()
-        .map(|candidate| cosine(&vectors[0], candidate))
+    let borrowed: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    let similarities: Vec<f64> = pipeline
+        .similarity(query, &borrowed, &options)
+        .unwrap()
+        .0
+        .into_iter()
+        .map(f64::from)
         .collect();
     compare(
         &serde_json::to_value(&similarities).unwrap(),

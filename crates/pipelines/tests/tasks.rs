@@ -17,6 +17,8 @@ fn every_task_name_builds_its_pipeline() {
         ("feature-extraction", "bert"),
         ("zero-shot-classification", "bert-nli"),
         ("text-generation", "gpt2"),
+        ("sentence-embeddings", "st-mean"),
+        ("sentence-similarity", "st-mean"),
     ];
     assert_eq!(folders.len(), Task::NAMES.len());
     for (name, folder) in folders {

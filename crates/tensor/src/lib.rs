@@ -13,6 +13,31 @@
 //!
 //! Every fast kernel has a plain reference beside it (`*_reference`), which tests compare against.
 //!
+//! Used alone, on plain ndarray arrays:
+//!
+//! ```
+//! use oxformer_tensor::ndarray::{Array2, Array4};
+//! use oxformer_tensor::{
+//!     AttentionMask, Epilogue, PackedMatrix, attention, attention_reference, gemm_reference,
+//!     matmul_packed,
+//! };
+//!
+//! // A weight of a torch.nn.Linear ([out, in]), packed once, then used for many products.
+//! let weight = Array2::from_shape_fn((96, 64), |(i, j)| ((i * 31 + j * 17) % 13) as f32 / 13.0);
+//! let packed = PackedMatrix::from_linear_weight(weight.view());
+//! let x = Array2::from_shape_fn((7, 64), |(i, j)| ((i + j) % 5) as f32 - 2.0);
+//! let y = matmul_packed(x.view(), &packed, &Epilogue::none()); // (7, 96) = x · weightᵀ
+//! let expected = gemm_reference(x.view(), weight.t(), &Epilogue::none());
+//! assert!(y.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-4));
+//!
+//! // Attention over (batch, heads, tokens, head_dim), causal as in a decoder.
+//! let q = Array4::from_shape_fn((1, 2, 5, 8), |(_, h, t, d)| ((h + t * d) % 7) as f32 / 7.0);
+//! let mask = AttentionMask { key_padding: None, causal: true };
+//! let out = attention(q.view(), q.view(), q.view(), &mask, 8f32.sqrt().recip());
+//! let expected = attention_reference(q.view(), q.view(), q.view(), &mask, 8f32.sqrt().recip());
+//! assert!(out.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5));
+//! ```
+//!
 //! # Instruction sets
 //! The kernels are written once, generic over the vector instruction set, and compiled for
 //! AVX-512F and for AVX2 + FMA; which one runs is chosen once per process ([`isa()`]): the best

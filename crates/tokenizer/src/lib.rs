@@ -10,22 +10,27 @@
 //! word and sequence ids, overflowing windows); [`Tokenizer::decode`] is `tokenizer.decode`.
 //! Parity with transformers is tested on the reference files in `fixtures/tokenizers/reference/`.
 //!
-//! ```no_run
+//! ```
 //! use oxformer_tokenizer::{EncodeOptions, Padding, Tokenizer, Truncation};
 //!
-//! let tokenizer = Tokenizer::from_folder("models/distilbert-base-cased-distilled-squad")?;
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/bert-qa");
+//! let tokenizer = Tokenizer::from_folder(dir)?;
 //! let options = EncodeOptions {
 //!     truncation: Truncation::OnlySecond,
-//!     max_length: Some(384),
-//!     stride: 128,
+//!     max_length: Some(16),
+//!     stride: 4,
 //!     return_overflowing: true,
 //!     padding: Padding::MaxLength,
 //!     ..EncodeOptions::default()
 //! };
-//! let encoding = tokenizer.encode(("Who wrote it?", "A very long context ..."), &options)?;
+//! let context = "A context long enough to need more than one window of sixteen tokens.";
+//! let encoding = tokenizer.encode(("Who wrote it?", context), &options)?;
+//! assert!(encoding.windows().count() > 1);
 //! for window in encoding.windows() {
+//!     assert_eq!(window.ids().len(), 16);
 //!     println!("{:?} {:?}", window.ids(), window.offsets());
 //! }
+//! assert_eq!(tokenizer.decode(&[tokenizer.cls_token_id().unwrap()], false, None)?, "[CLS]");
 //! # Ok::<(), oxformer_tokenizer::TokenizerError>(())
 //! ```
 //!

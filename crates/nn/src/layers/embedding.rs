@@ -22,6 +22,15 @@ impl Embedding {
         Ok(Self { table })
     }
 
+    /// A table from values in hand, `[num_embeddings, dim]` (copied); `name` names it in
+    /// errors.
+    pub fn from_table(name: &str, table: ArrayView2<'_, f32>) -> Self {
+        let shape = vec![table.nrows(), table.ncols()];
+        let values: Vec<f32> = table.iter().copied().collect();
+        let table = Tensor::from_vec(name, shape, values).expect("the values fill the shape");
+        Self { table }
+    }
+
     /// Number of rows (ids `0..num_embeddings`).
     pub fn num_embeddings(&self) -> usize {
         self.table.shape()[0]

@@ -29,6 +29,32 @@ impl LayerNorm {
         })
     }
 
+    /// A norm from values in hand; `name` names it in errors.
+    ///
+    /// # Errors
+    /// [`Error::Layer`] when `weight` and `bias` differ in length.
+    pub fn from_parts(name: &str, weight: &[f32], bias: &[f32], eps: f32) -> Result<Self> {
+        if weight.len() != bias.len() {
+            return Err(Error::Layer {
+                layer: name.to_string(),
+                reason: format!(
+                    "weight has {} values but bias has {}",
+                    weight.len(),
+                    bias.len()
+                ),
+            });
+        }
+        Ok(Self {
+            weight: Tensor::from_vec(
+                &format!("{name}.weight"),
+                vec![weight.len()],
+                weight.to_vec(),
+            )?,
+            bias: Tensor::from_vec(&format!("{name}.bias"), vec![bias.len()], bias.to_vec())?,
+            eps,
+        })
+    }
+
     /// The size of the normalised axis.
     pub fn dim(&self) -> usize {
         self.weight.len()

@@ -1,0 +1,236 @@
+//! The `sentence-embeddings` and `sentence-similarity` tasks over a sentence-transformers folder:
+//! what `SentenceTransformer(folder).encode(texts)` gives (sentence-transformers 5.1,
+//! `SentenceTransformer.py`), and the cosine scores of the HF Inference API's
+//! `sentence-similarity` task (`util.cos_sim` of those embeddings).
+//!
+//! As `encode()`: the prompt (`prompt`, else the folder's prompt named `prompt_name`, else its
+//! `default_prompt_name`) goes before each text; the text is stripped of surrounding
+//! whitespace, lower-cased when the folder says `do_lower_case`, and cut to its
+//! `max_seq_length`; the folder's modules (pooling, Dense, Normalize) make the embedding;
+//! `truncate_dim` keeps its first values, and `normalize_embeddings` scales it to unit length.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::{Loaded, RowOutput};
+
+const TASK: &str = "sentence-embeddings";
+const SIMILARITY_TASK: &str = "sentence-similarity";
+
+/// Options of [`SentenceEmbeddingsPipeline::run`], named as `encode()`'s arguments.
+#[derive(Debug, Clone, Default)]
+pub struct SentenceEmbeddingsOptions {
+    /// The name of one of the folder's prompts (`config_sentence_transformers.json`).
+    pub prompt_name: Option<String>,
+    /// A prompt to put before each text; wins over `prompt_name`, as in `encode()`.
+    pub prompt: Option<String>,
+    /// Scale each embedding to unit length (after `truncate_dim`).
+    pub normalize_embeddings: bool,
+    /// Keep only the first this many values of each embedding (Matryoshka models).
+    pub truncate_dim: Option<usize>,
+    /// Texts per forward pass, grouped by length (0: 8). Results do not depend on it beyond
+    /// float rounding.
+    pub batch_size: usize,
+}
+
+/// The scores of [`SentenceEmbeddingsPipeline::similarity`]: one per sentence, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct SimilarityScores(pub Vec<f32>);
+
+/// Sentence embeddings from a sentence-transformers folder.
+pub struct SentenceEmbeddingsPipeline {
+    loaded: Loaded,
+}
+
+impl SentenceEmbeddingsPipeline {
+    /// Loads a sentence-transformers folder (or model id) and its tokenizer.
+    ///
+    /// # Errors
+    /// When the folder cannot be loaded, or has no `modules.json` (it is then not a
+    /// sentence-transformers folder: `feature-extraction` gives its token embeddings).
+    pub fn new(model: &str) -> Result<Self> {
+        Self::for_task(TASK, model)
+    }
+
+    pub(crate) fn for_task(task: &'static str, model: &str) -> Result<Self> {
+        Ok(Self {
+            loaded: Loaded::load_sentence_transformer(task, model)?,
+        })
+    }
+
+    /// The loaded model, tokenizer and threads.
+    pub fn model(&mut self) -> &mut Loaded {
+        &mut self.loaded
+    }
+
+    /// The width of each embedding (before `truncate_dim`).
+    pub fn embedding_dimension(&self) -> usize {
+        self.sentence().embedding_dimension()
+    }
+
+    fn sentence(&self) -> &oxformer_heads::SentenceTransformer {
+        self.loaded
+            .sentence_transformer()
+            .expect("loaded as a sentence-transformers folder")
+    }
+
+    /// The embedding of each text, in input order, as `encode(texts, **options)`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a `prompt_name` the folder does not have or a
+    /// `truncate_dim` of 0; [`Error::InvalidInput`] for an empty text; model errors.
+    pub fn run(
+        &self,
+        texts: &[&str],
+        options: &SentenceEmbeddingsOptions,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.embed(TASK, texts, options)
+    }
+
+    /// The cosine similarity of `source`'s embedding with each of `sentences`' (the HF
+    /// Inference API's `sentence-similarity`), embeddings made as [`Self::run`] makes them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for no sentences or an empty text; as [`Self::run`].
+    pub fn similarity(
+        &self,
+        source: &str,
+        sentences: &[&str],
+        options: &SentenceEmbeddingsOptions,
+    ) -> Result<SimilarityScores> {
+        if sentences.is_empty() {
+            return Err(Error::input(SIMILARITY_TASK, "`sentences` is empty"));
+        }
+        let mut texts = Vec::with_capacity(sentences.len() + 1);
+        texts.push(source);
+        texts.extend_from_slice(sentences);
+        let embeddings = self.embed(SIMILARITY_TASK, &texts, options)?;
+        let (source, others) = embeddings.split_first().expect("at least two texts");
+        Ok(SimilarityScores(
+            others.iter().map(|other| cosine(source, other)).collect(),
+        ))
+    }
+
+    fn embed(
+        &self,
+        task: &'static str,
+        texts: &[&str],
+        options: &SentenceEmbeddingsOptions,
+    ) -> Result<Vec<Vec<f32>>> {
+        if options.truncate_dim == Some(0) {
+            return Err(Error::option(task, "truncate_dim", "must be at least 1"));
+        }
+        let prompt = self.prompt(task, options)?;
+        let prompt_length = match prompt {
+            Some(prompt) if !prompt.is_empty() => self.prompt_length(task, prompt)?,
+            _ => 0,
+        };
+        let mut features = Vec::with_capacity(texts.len());
+        for text in texts {
+            if text.is_empty() {
+                return Err(Error::input(task, "empty text"));
+            }
+            let prompted = format!("{}{text}", prompt.unwrap_or(""));
+            features.push(
+                self.loaded
+                    .encode_single(task, &self.prepare(&prompted), None, true)?,
+            );
+        }
+        let rows =
+            self.loaded
+                .forward_after_prompt(&features, options.batch_size, prompt_length)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let RowOutput::Sentence(mut embedding) = row else {
+                    unreachable!("a sentence-transformers model gives sentence embeddings")
+                };
+                if let Some(dim) = options.truncate_dim {
+                    embedding.truncate(dim);
+                }
+                if options.normalize_embeddings {
+                    // torch.nn.functional.normalize(p=2, dim=1)
+                    let norm = embedding
+                        .iter()
+                        .map(|v| v * v)
+                        .sum::<f32>()
+                        .sqrt()
+                        .max(1e-12);
+                    embedding.iter_mut().for_each(|v| *v /= norm);
+                }
+                embedding
+            })
+            .collect())
+    }
+
+    /// `encode()`'s choice of prompt: `prompt`, else the named one, else the default one.
+    fn prompt<'a>(
+        &'a self,
+        task: &'static str,
+        options: &'a SentenceEmbeddingsOptions,
+    ) -> Result<Option<&'a str>> {
+        let sentence = self.sentence();
+        if let Some(prompt) = &options.prompt {
+            return Ok(Some(prompt));
+        }
+        if let Some(name) = &options.prompt_name {
+            return match sentence.prompts().get(name) {
+                Some(prompt) => Ok(Some(prompt)),
+                None => Err(Error::option(
+                    task,
+                    "prompt_name",
+                    format!(
+                        "`{name}` is not one of the folder's prompts ({})",
+                        if sentence.prompts().is_empty() {
+                            "it has none".to_string()
+                        } else {
+                            sentence
+                                .prompts()
+                                .keys()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                )),
+            };
+        }
+        Ok(sentence
+            .default_prompt_name()
+            .and_then(|name| sentence.prompts().get(name))
+            .map(String::as_str))
+    }
+
+    /// Transformer.py `tokenize`: surrounding whitespace stripped, lower-cased when the folder
+    /// says so.
+    fn prepare(&self, text: &str) -> String {
+        let text = text.trim();
+        if self.sentence().do_lower_case() {
+            text.to_lowercase()
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// `_get_prompt_length`: the prompt's tokens with the leading special token, without a
+    /// trailing special one.
+    fn prompt_length(&self, task: &'static str, prompt: &str) -> Result<usize> {
+        let feature = self
+            .loaded
+            .encode_single(task, &self.prepare(prompt), None, true)?;
+        let special = self.loaded.tokenizer().all_special_ids();
+        let ends_special = feature.ids.last().is_some_and(|id| special.contains(id));
+        Ok(feature.ids.len() - usize::from(ends_special))
+    }
+}
+
+/// `util.cos_sim` of two embeddings: each normalised (eps 1e-12), then their dot product.
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    let (norm_a, norm_b) = (norm(a), norm(b));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x / norm_a) * (y / norm_b))
+        .sum()
+}
