@@ -422,6 +422,15 @@ fn exercise(config: &ModelConfig) {
         ModelConfig::Gpt2(gpt2) => {
             std::hint::black_box((gpt2.head_dim(), gpt2.inner_dim()));
         }
+        ModelConfig::T5(t5) => {
+            std::hint::black_box(t5.inner_dim());
+        }
+        ModelConfig::Bart(bart) => {
+            std::hint::black_box(bart);
+        }
+        ModelConfig::Marian(marian) => {
+            std::hint::black_box(marian.target_vocab_size());
+        }
     }
 }
 
