@@ -37,7 +37,9 @@ impl TokenizerClass {
         match name.strip_suffix("Fast").unwrap_or(name) {
             "BertTokenizer" => TokenizerClass::Bert,
             "DistilBertTokenizer" => TokenizerClass::DistilBert,
-            "RobertaTokenizer" => TokenizerClass::Roberta,
+            // tokenization_bart.py is RobertaTokenizer's code under another name: the same
+            // byte-level BPE, special tokens and model_input_names.
+            "RobertaTokenizer" | "BartTokenizer" => TokenizerClass::Roberta,
             "XLMRobertaTokenizer" => TokenizerClass::XlmRoberta,
             "GPT2Tokenizer" => TokenizerClass::Gpt2,
             "T5Tokenizer" | "MT5Tokenizer" => TokenizerClass::T5,
@@ -51,7 +53,7 @@ impl TokenizerClass {
         Some(match model_type {
             "bert" => TokenizerClass::Bert,
             "distilbert" => TokenizerClass::DistilBert,
-            "roberta" => TokenizerClass::Roberta,
+            "roberta" | "bart" => TokenizerClass::Roberta,
             "xlm-roberta" => TokenizerClass::XlmRoberta,
             "gpt2" => TokenizerClass::Gpt2,
             // TOKENIZER_MAPPING_NAMES: mt5 and umt5 use T5's tokenizer

@@ -36,11 +36,30 @@ fn check_folder(
         let pad = tokenizer.id_to_token(pad_id as u32).unwrap();
         tokenizer.set_pad_token(&pad).unwrap();
     }
+    // sentence-transformers' tokenize(): lower-cased with do_lower_case, cut at max_seq_length
+    // (sentence_bert_config.json).
+    let sentence_config: Value = std::fs::read_to_string(folder.join("sentence_bert_config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    let lower_case = sentence_transformers && sentence_config["do_lower_case"] == true;
+    let max_seq_length = sentence_config["max_seq_length"].as_u64().unwrap_or(128) as usize;
+    let lowered: Vec<String> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|text| match text {
+            Value::String(text) if lower_case => text.to_lowercase(),
+            Value::String(text) => text.clone(),
+            _ => String::new(),
+        })
+        .collect();
     let texts = reference["texts"].as_array().unwrap();
     let inputs: Vec<EncodeInput<'_>> = texts
         .iter()
-        .map(|text| match text {
-            Value::String(text) => EncodeInput::Single(text),
+        .zip(&lowered)
+        .map(|(text, lowered)| match text {
+            Value::String(_) => EncodeInput::Single(lowered),
             Value::Array(pair) => {
                 EncodeInput::Pair(pair[0].as_str().unwrap(), pair[1].as_str().unwrap())
             }
@@ -55,13 +74,12 @@ fn check_folder(
                 _ => Side::Right,
             },
         ),
-        // sentence-transformers' tokenize(): truncation to max_seq_length (128)
         truncation: if sentence_transformers {
             Truncation::LongestFirst
         } else {
             Truncation::None
         },
-        max_length: sentence_transformers.then_some(128),
+        max_length: sentence_transformers.then_some(max_seq_length),
         ..EncodeOptions::default()
     };
     let encodings = tokenizer.encode_batch(&inputs, &options).unwrap();
