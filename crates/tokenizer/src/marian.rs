@@ -81,17 +81,34 @@ fn require(folder: &Path, file: &str) -> Result<std::path::PathBuf> {
     }
 }
 
-/// The backend that encodes with the source model (ids in the source model's numbering), and the
-/// vocabulary that maps them. Call [`Marian::attach`] once every token is added to the backend.
+/// The backend that encodes with the source model (with the target model when `targets`: the
+/// labels, `tokenizer(text_target=...)`), in that model's numbering, and the vocabulary that maps
+/// its ids. Call [`Marian::attach`] once every token is added to the backend.
 pub(crate) fn build(
     folder: &Path,
     config: &FolderConfig,
+    targets: bool,
 ) -> Result<(tokenizers::Tokenizer, Marian)> {
     let source_path = require(folder, "source.spm")?;
     let target_path = require(folder, "target.spm")?;
     let vocab_path = require(folder, "vocab.json")?;
+    if config.separate_vocabs {
+        return Err(TokenizerError::InvalidConfig {
+            path: folder.join("tokenizer_config.json"),
+            field: "separate_vocabs".into(),
+            message: "Marian folders with a separate target vocabulary (target_vocab.json) are \
+                      not supported yet"
+                .into(),
+        });
+    }
     let source = SpmModel::read(&source_path)?;
     let target = SpmModel::read(&target_path)?;
+    // MarianTokenizer._switch_to_target_mode: the target model cuts, the vocabulary is the same
+    let (source_path, source) = if targets {
+        (target_path.clone(), target.clone())
+    } else {
+        (source_path, source)
+    };
     let ids = read_vocab(&vocab_path)?;
 
     let special = |key: &str| {
