@@ -989,7 +989,9 @@ impl Tokenizer {
         self.model_kind() == ModelKind::Unigram
     }
 
-    /// The underlying `tokenizers` tokenizer (without truncation and padding).
+    /// The underlying `tokenizers` tokenizer (without truncation and padding). For a Marian folder
+    /// it cuts text with the source model and numbers tokens as that model does, not as
+    /// vocab.json: use [`Tokenizer::encode`] and [`Tokenizer::decode`] for ids.
     pub fn backend(&self) -> &tokenizers::Tokenizer {
         &self.backend
     }

@@ -331,6 +331,18 @@ fn t5_folder_with_only_spiece_model_matches_transformers() {
     check_folder("spm-t5-minimal");
 }
 
+/// `legacy: false`: Metaspace prepends `▁` to the first split only.
+#[test]
+fn t5_not_legacy_matches_transformers() {
+    check_folder("spm-t5-not-legacy");
+}
+
+/// `add_prefix_space: false`: no `▁` prepended.
+#[test]
+fn t5_without_prefix_space_matches_transformers() {
+    check_folder("spm-t5-no-prefix-space");
+}
+
 /// sentencepiece.bpe.model and config.json alone (issue 4's gap).
 #[test]
 fn xlm_roberta_folder_with_only_the_model_matches_transformers() {
