@@ -142,10 +142,16 @@ pub(crate) fn build(
         SpmConverter::MarianSource,
         config.spm_prepend_scheme,
     )?;
-    // Language codes (`>>fr<<`) are not added tokens: only a leading one is split off
-    // (`remove_language_code`), by the encoder, which puts the unknown token in its place.
+    // `</s>` is appended (build_inputs_with_special_tokens). Language codes (`>>fr<<`) are no
+    // added tokens: only a leading one is split off (`remove_language_code`), by the encoder,
+    // which puts the unknown token in its place.
     backend.add_special_tokens(&[tokenizers::AddedToken::from(eos_token.clone(), true)]);
-    let eos_backend_id = backend.token_to_id(&eos_token).unwrap_or(unk_id);
+    let eos_backend_id = backend.token_to_id(&eos_token).ok_or_else(|| {
+        config_error(
+            "eos_token",
+            format!("`{eos_token}` could not be added to the tokenizer"),
+        )
+    })?;
     let template = tokenizers::processors::template::TemplateProcessing::builder()
         .try_single(format!("$A {eos_token}"))
         .and_then(|builder| builder.try_pair(format!("$A $B {eos_token}")))
@@ -326,7 +332,8 @@ fn python_strip(text: &str) -> &str {
 /// byte pieces are joined into UTF-8, and the first piece loses its leading `▁`.
 #[derive(Debug, Clone)]
 struct SpmDecoder {
-    /// piece → (id, type), as `PieceToId` and `IsControl` / `IsUnknown` / `IsByte` see them.
+    /// piece → type, as `PieceToId` then `IsControl` / `IsUnknown` / `IsByte` see it (a piece
+    /// the model lacks reads as unknown).
     pieces: HashMap<String, PieceType>,
     unk_piece: String,
     unk_surface: String,
