@@ -14,7 +14,8 @@ Run by `cargo xtask fixtures` (never by the tests) as `fixtures_sentencepiece.py
   joint vocabulary as Marian builds it: </s>, <unk>, the pieces of both, two language codes, <pad> last)
   saved through `MarianTokenizer`.
 - `DIR/tokenizers/reference/spm-*-minimal.json`: the same for copies of those folders as real repositories
-  often ship them (the model files, config.json's `model_type`, no tokenizer class, no added tokens).
+  often ship them (the model files, config.json's `model_type`, no tokenizer class, no added tokens);
+  `spm-t5-not-legacy.json` and `spm-t5-no-prefix-space.json`: T5 with `legacy` / `add_prefix_space` false.
 - `DIR/tokenizers/reference/spm-*.json`: what `AutoTokenizer.from_pretrained(folder)` (the pipelines'
   tokenizer: the fast one converted from the spm file where transformers has a converter, else the slow one)
   returns for awkward texts; and what the slow tokenizer returns, for comparison.
@@ -383,6 +384,19 @@ MINIMAL = {
         "folder": "spm-t5",
         "files": ["spiece.model"],
         "written": {"config.json": {"model_type": "t5"}},
+    },
+    # T5 with `legacy: false` (Metaspace prepend_scheme "first") and with `add_prefix_space: false` ("never")
+    "spm-t5-not-legacy": {
+        "folder": "spm-t5",
+        "files": ["spiece.model"],
+        "written": {"tokenizer_config.json": {"tokenizer_class": "T5Tokenizer", "extra_ids": 20, "legacy": False}},
+    },
+    "spm-t5-no-prefix-space": {
+        "folder": "spm-t5",
+        "files": ["spiece.model"],
+        "written": {
+            "tokenizer_config.json": {"tokenizer_class": "T5Tokenizer", "extra_ids": 20, "add_prefix_space": False}
+        },
     },
     "spm-xlmr-minimal": {
         "folder": "spm-xlmr",

@@ -901,7 +901,9 @@ labels, i.e. the target model, and their decodes). The reference is `AutoTokeniz
 what the pipelines use: for T5 and XLM-R the fast tokenizer transformers converts from the spm file; `slow`
 holds the slow tokenizer's answers beside it (`ids_differ_from_fast`). `source` says what the test loads:
 the folder itself, or (`spm-*-minimal`) a copy of some of its `files` with the `written` configuration
-files, shaped as real repositories often are (config.json's `model_type`, no tokenizer class).
+files, shaped as real repositories often are (config.json's `model_type`, no tokenizer class), or T5 with
+`legacy: false` (`spm-t5-not-legacy`: Metaspace prepends to the first split only) and with
+`add_prefix_space: false` (`spm-t5-no-prefix-space`).
 '''
 
 

@@ -207,6 +207,8 @@ pub(crate) struct FolderConfig {
     pub add_bos_token: bool,
     /// T5Tokenizer's `extra_ids` (100 unless configured).
     pub extra_ids: usize,
+    /// MarianTokenizer's `separate_vocabs` (a target_vocab.json of its own).
+    pub separate_vocabs: bool,
     /// The sentencepiece converters' Metaspace `prepend_scheme` (`_get_prepend_scheme`): `always`,
     /// `first` for a T5 folder with `legacy: false`, `never` with `add_prefix_space: false`.
     pub spm_prepend_scheme: tokenizers::pre_tokenizers::metaspace::PrependScheme,
@@ -574,6 +576,7 @@ pub(crate) fn read_folder_config(folder: &Path, kind: FileKind) -> Result<Folder
     };
 
     Ok(FolderConfig {
+        separate_vocabs: reader.bool(&init, "separate_vocabs")?.unwrap_or(false),
         extra_ids,
         spm_prepend_scheme,
         special,

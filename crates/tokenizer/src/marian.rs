@@ -81,17 +81,34 @@ fn require(folder: &Path, file: &str) -> Result<std::path::PathBuf> {
     }
 }
 
-/// The backend that encodes with the source model (ids in the source model's numbering), and the
-/// vocabulary that maps them. Call [`Marian::attach`] once every token is added to the backend.
+/// The backend that encodes with the source model (with the target model when `targets`: the
+/// labels, `tokenizer(text_target=...)`), in that model's numbering, and the vocabulary that maps
+/// its ids. Call [`Marian::attach`] once every token is added to the backend.
 pub(crate) fn build(
     folder: &Path,
     config: &FolderConfig,
+    targets: bool,
 ) -> Result<(tokenizers::Tokenizer, Marian)> {
     let source_path = require(folder, "source.spm")?;
     let target_path = require(folder, "target.spm")?;
     let vocab_path = require(folder, "vocab.json")?;
+    if config.separate_vocabs {
+        return Err(TokenizerError::InvalidConfig {
+            path: folder.join("tokenizer_config.json"),
+            field: "separate_vocabs".into(),
+            message: "Marian folders with a separate target vocabulary (target_vocab.json) are \
+                      not supported yet"
+                .into(),
+        });
+    }
     let source = SpmModel::read(&source_path)?;
     let target = SpmModel::read(&target_path)?;
+    // MarianTokenizer._switch_to_target_mode: the target model cuts, the vocabulary is the same
+    let (source_path, source) = if targets {
+        (target_path.clone(), target.clone())
+    } else {
+        (source_path, source)
+    };
     let ids = read_vocab(&vocab_path)?;
 
     let special = |key: &str| {
@@ -125,10 +142,16 @@ pub(crate) fn build(
         SpmConverter::MarianSource,
         config.spm_prepend_scheme,
     )?;
-    // Language codes (`>>fr<<`) are not added tokens: only a leading one is split off
-    // (`remove_language_code`), by the encoder, which puts the unknown token in its place.
+    // `</s>` is appended (build_inputs_with_special_tokens). Language codes (`>>fr<<`) are no
+    // added tokens: only a leading one is split off (`remove_language_code`), by the encoder,
+    // which puts the unknown token in its place.
     backend.add_special_tokens(&[tokenizers::AddedToken::from(eos_token.clone(), true)]);
-    let eos_backend_id = backend.token_to_id(&eos_token).unwrap_or(unk_id);
+    let eos_backend_id = backend.token_to_id(&eos_token).ok_or_else(|| {
+        config_error(
+            "eos_token",
+            format!("`{eos_token}` could not be added to the tokenizer"),
+        )
+    })?;
     let template = tokenizers::processors::template::TemplateProcessing::builder()
         .try_single(format!("$A {eos_token}"))
         .and_then(|builder| builder.try_pair(format!("$A $B {eos_token}")))
@@ -309,7 +332,8 @@ fn python_strip(text: &str) -> &str {
 /// byte pieces are joined into UTF-8, and the first piece loses its leading `▁`.
 #[derive(Debug, Clone)]
 struct SpmDecoder {
-    /// piece → (id, type), as `PieceToId` and `IsControl` / `IsUnknown` / `IsByte` see them.
+    /// piece → type, as `PieceToId` then `IsControl` / `IsUnknown` / `IsByte` see it (a piece
+    /// the model lacks reads as unknown).
     pieces: HashMap<String, PieceType>,
     unk_piece: String,
     unk_surface: String,

@@ -132,7 +132,21 @@ impl Tokenizer {
     /// [`TokenizerError::InvalidTokenizerFile`] or [`TokenizerError::InvalidConfig`] naming the
     /// file (and field) that cannot be used.
     pub fn from_folder(folder: impl AsRef<Path>) -> Result<Tokenizer> {
-        let folder = folder.as_ref();
+        Self::load(folder.as_ref(), false)
+    }
+
+    /// The tokenizer of a folder's target texts, the labels of a sequence-to-sequence model
+    /// (`tokenizer(text_target=...)` in transformers): for a Marian folder the target model cuts
+    /// the text (into the same vocab.json ids, `… </s>`); every other folder has one tokenizer
+    /// for both sides, and this is [`Tokenizer::from_folder`]. Decoding is the same either way.
+    ///
+    /// # Errors
+    /// As [`Tokenizer::from_folder`].
+    pub fn target_from_folder(folder: impl AsRef<Path>) -> Result<Tokenizer> {
+        Self::load(folder.as_ref(), true)
+    }
+
+    fn load(folder: &Path, targets: bool) -> Result<Tokenizer> {
         let kind = if folder.join("tokenizer.json").is_file() {
             FileKind::TokenizerJson
         } else if folder.join("vocab.txt").is_file() {
@@ -164,7 +178,7 @@ impl Tokenizer {
             FileKind::VocabTxt => slow::wordpiece_from_vocab_txt(folder, &config)?,
             FileKind::VocabJsonMerges => slow::byte_level_bpe_from_files(folder, &config)?,
             FileKind::SentencePiece if config.class == TokenizerClass::Marian => {
-                let (backend, vocab) = marian::build(folder, &config)?;
+                let (backend, vocab) = marian::build(folder, &config, targets)?;
                 marian = Some(vocab);
                 backend
             }
@@ -996,7 +1010,9 @@ impl Tokenizer {
         self.model_kind() == ModelKind::Unigram
     }
 
-    /// The underlying `tokenizers` tokenizer (without truncation and padding).
+    /// The underlying `tokenizers` tokenizer (without truncation and padding). For a Marian folder
+    /// it cuts text with the source model and numbers tokens as that model does, not as
+    /// vocab.json: use [`Tokenizer::encode`] and [`Tokenizer::decode`] for ids.
     pub fn backend(&self) -> &tokenizers::Tokenizer {
         &self.backend
     }

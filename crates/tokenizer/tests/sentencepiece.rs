@@ -274,10 +274,22 @@ fn check_folder(name: &str) {
         }
     }
 
-    // Marian: labels (`text_target`) encoded by transformers with the target model, decoded here
+    // Marian: labels (`text_target`) encoded with the target model, and decoded
     if let Some(rows) = reference.get("target_encode") {
-        for row in rows.as_array().unwrap() {
+        let targets = Tokenizer::target_from_folder(source_folder(&reference, scratch.path()))
+            .unwrap_or_else(|error| panic!("{name} (targets) does not load: {error}"));
+        let target_texts = reference["target_texts"].as_array().unwrap();
+        for (input, row) in target_texts.iter().zip(rows.as_array().unwrap()) {
             let sequence = ids(&row["ids"]);
+            mismatches.check(
+                &format!("target ids of {:?}", text(input)),
+                targets
+                    .encode(text(input), &options)
+                    .unwrap()
+                    .ids()
+                    .to_vec(),
+                sequence.clone(),
+            );
             mismatches.check(
                 &format!("decode of target {sequence:?}"),
                 tokenizer.decode(&sequence, false, None).unwrap(),
@@ -317,6 +329,18 @@ fn marian_source_target_vocab_matches_transformers() {
 #[test]
 fn t5_folder_with_only_spiece_model_matches_transformers() {
     check_folder("spm-t5-minimal");
+}
+
+/// `legacy: false`: Metaspace prepends `▁` to the first split only.
+#[test]
+fn t5_not_legacy_matches_transformers() {
+    check_folder("spm-t5-not-legacy");
+}
+
+/// `add_prefix_space: false`: no `▁` prepended.
+#[test]
+fn t5_without_prefix_space_matches_transformers() {
+    check_folder("spm-t5-no-prefix-space");
 }
 
 /// sentencepiece.bpe.model and config.json alone (issue 4's gap).
@@ -409,5 +433,21 @@ fn a_t5_configuration_with_only_an_xlmr_model_file_says_what_it_lacks() {
     match Tokenizer::from_folder(dir.path()).unwrap_err() {
         TokenizerError::MissingTokenizerFile { file, .. } => assert_eq!(file, "spiece.model"),
         other => panic!("expected MissingTokenizerFile spiece.model, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_marian_folder_with_separate_vocabularies_is_refused_not_misread() {
+    let dir = copy_of("spm-marian");
+    let path = dir.path().join("tokenizer_config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["separate_vocabs"] = Value::Bool(true);
+    std::fs::write(&path, config.to_string()).unwrap();
+    match Tokenizer::from_folder(dir.path()).unwrap_err() {
+        TokenizerError::InvalidConfig { field, path, .. } => {
+            assert_eq!(field, "separate_vocabs");
+            assert!(path.ends_with("tokenizer_config.json"));
+        }
+        other => panic!("expected InvalidConfig separate_vocabs, got {other:?}"),
     }
 }
