@@ -34,6 +34,7 @@ const SCRIPTS: &[&str] = &[
     "fixtures_models.py",
     "fixtures_configs.py",
     "fixtures_seq2seq.py",
+    "fixtures_seq2seq_pipelines.py",
 ];
 
 pub fn run(args: &[String]) -> Result<()> {
