@@ -35,6 +35,7 @@ const SCRIPTS: &[&str] = &[
     "fixtures_configs.py",
     "fixtures_seq2seq.py",
     "fixtures_custom_model.py",
+    "fixtures_seq2seq_pipelines.py",
 ];
 
 pub fn run(args: &[String]) -> Result<()> {

@@ -153,6 +153,9 @@ pub(crate) fn call(
     if let Pipeline::TextGeneration(pipeline) = pipeline {
         return pipeline.call(inputs, options);
     }
+    if let Pipeline::Text2Text(pipeline) = pipeline {
+        return pipeline.call(inputs, options);
+    }
     let task = pipeline.task();
     let mut reader = Options::new(task, options);
     let batch_size = reader.usize("batch_size")?.unwrap_or(0);
@@ -336,7 +339,7 @@ pub(crate) fn call(
             let (source, sentences) = similarity_inputs(inputs)?;
             Ok(to_value(pipeline.similarity(source, &sentences, &typed)?))
         }
-        Pipeline::TextGeneration(_) => unreachable!("handled above"),
+        Pipeline::TextGeneration(_) | Pipeline::Text2Text(_) => unreachable!("handled above"),
     }
 }
 

@@ -33,6 +33,7 @@ pub mod question_answering;
 pub mod sentence_embeddings;
 mod task;
 mod text;
+pub mod text2text_generation;
 pub mod text_classification;
 pub mod text_generation;
 pub mod token_classification;
@@ -48,6 +49,7 @@ use question_answering::QuestionAnsweringPipeline;
 use sentence_embeddings::SentenceEmbeddingsPipeline;
 use text_classification::TextClassificationPipeline;
 use text_generation::TextGenerationPipeline;
+use text2text_generation::Text2TextGenerationPipeline;
 use token_classification::TokenClassificationPipeline;
 use zero_shot_classification::ZeroShotClassificationPipeline;
 
@@ -71,6 +73,8 @@ pub enum Pipeline {
     SentenceEmbeddings(SentenceEmbeddingsPipeline),
     /// sentence-similarity (the same pipeline, asked for scores).
     SentenceSimilarity(SentenceEmbeddingsPipeline),
+    /// text2text-generation, summarization and translation.
+    Text2Text(Box<Text2TextGenerationPipeline>),
 }
 
 /// Builds the pipeline for `task` from a model folder, or a model id found in the local
@@ -79,6 +83,24 @@ pub enum Pipeline {
 /// # Errors
 /// When the model cannot be found or loaded, or its head does not fit the task.
 pub fn pipeline(task: Task, model: &str) -> Result<Pipeline> {
+    pipeline_named(task.name(), model)
+}
+
+/// As [`pipeline`], with the task by name (as transformers' `pipeline("translation_en_to_de",
+/// model)`): any of [`Task::NAMES`], `translation_XX_to_YY` included.
+///
+/// # Errors
+/// [`Error::UnknownTask`]; otherwise as [`pipeline`].
+pub fn pipeline_named(task_name: &str, model: &str) -> Result<Pipeline> {
+    let task: Task = task_name.parse()?;
+    if matches!(
+        task,
+        Task::Text2TextGeneration | Task::Summarization | Task::Translation
+    ) {
+        return Ok(Pipeline::Text2Text(Box::new(
+            Text2TextGenerationPipeline::new(model, task_name)?,
+        )));
+    }
     if task == Task::TextGeneration {
         return Ok(Pipeline::TextGeneration(Box::new(
             TextGenerationPipeline::new(model)?,
@@ -117,9 +139,12 @@ pub fn pipeline(task: Task, model: &str) -> Result<Pipeline> {
         Task::ZeroShotClassification => {
             Pipeline::ZeroShotClassification(ZeroShotClassificationPipeline::from_loaded(loaded)?)
         }
-        Task::TextGeneration | Task::SentenceEmbeddings | Task::SentenceSimilarity => {
-            unreachable!("built above")
-        }
+        Task::TextGeneration
+        | Task::Text2TextGeneration
+        | Task::Summarization
+        | Task::Translation
+        | Task::SentenceEmbeddings
+        | Task::SentenceSimilarity => unreachable!("built above"),
     })
 }
 
@@ -136,6 +161,7 @@ impl Pipeline {
             Self::TextGeneration(_) => Task::TextGeneration,
             Self::SentenceEmbeddings(_) => Task::SentenceEmbeddings,
             Self::SentenceSimilarity(_) => Task::SentenceSimilarity,
+            Self::Text2Text(pipeline) => pipeline.task(),
         }
     }
 
@@ -146,6 +172,7 @@ impl Pipeline {
     pub fn set_threads(&mut self, threads: usize) -> Result<()> {
         match self {
             Self::TextGeneration(pipeline) => pipeline.set_num_threads(threads),
+            Self::Text2Text(pipeline) => pipeline.set_num_threads(threads),
             encoder => encoder
                 .model()
                 .expect("every encoder pipeline has a loaded model")
@@ -153,7 +180,7 @@ impl Pipeline {
         }
     }
 
-    /// The loaded encoder model and tokenizer (`None` for text-generation).
+    /// The loaded encoder model and tokenizer (`None` for the generation tasks).
     pub fn model(&mut self) -> Option<&mut Loaded> {
         Some(match self {
             Self::TextClassification(pipeline) => pipeline.model(),
@@ -165,7 +192,7 @@ impl Pipeline {
             Self::SentenceEmbeddings(pipeline) | Self::SentenceSimilarity(pipeline) => {
                 pipeline.model()
             }
-            Self::TextGeneration(_) => return None,
+            Self::TextGeneration(_) | Self::Text2Text(_) => return None,
         })
     }
 
@@ -223,6 +250,14 @@ impl Pipeline {
     pub fn text_generation(&self) -> Option<&TextGenerationPipeline> {
         match self {
             Self::TextGeneration(pipeline) => Some(pipeline),
+            _ => None,
+        }
+    }
+
+    /// The text2text-generation, summarization or translation pipeline, if this is one.
+    pub fn text2text_generation(&self) -> Option<&Text2TextGenerationPipeline> {
+        match self {
+            Self::Text2Text(pipeline) => Some(pipeline),
             _ => None,
         }
     }

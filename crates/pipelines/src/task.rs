@@ -27,11 +27,18 @@ pub enum Task {
     /// `sentence-similarity`: cosine scores of a source sentence against others, as the HF
     /// Inference API's task of that name.
     SentenceSimilarity,
+    /// `text2text-generation`.
+    Text2TextGeneration,
+    /// `summarization`.
+    Summarization,
+    /// `translation`, and `translation_XX_to_YY` (the language pair selects the model's
+    /// `task_specific_params`; see `Text2TextGenerationPipeline`).
+    Translation,
 }
 
 impl Task {
     /// Every task name and alias [`Task::from_str`] accepts.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 15] = [
         "text-classification",
         "sentiment-analysis",
         "token-classification",
@@ -43,6 +50,10 @@ impl Task {
         "text-generation",
         "sentence-embeddings",
         "sentence-similarity",
+        "text2text-generation",
+        "summarization",
+        "translation",
+        "translation_XX_to_YY",
     ];
 
     /// The task's canonical name (`text-classification` for `sentiment-analysis`).
@@ -57,6 +68,9 @@ impl Task {
             Self::TextGeneration => "text-generation",
             Self::SentenceEmbeddings => "sentence-embeddings",
             Self::SentenceSimilarity => "sentence-similarity",
+            Self::Text2TextGeneration => "text2text-generation",
+            Self::Summarization => "summarization",
+            Self::Translation => "translation",
         }
     }
 }
@@ -79,6 +93,10 @@ impl FromStr for Task {
             "text-generation" => Self::TextGeneration,
             "sentence-embeddings" => Self::SentenceEmbeddings,
             "sentence-similarity" => Self::SentenceSimilarity,
+            "text2text-generation" => Self::Text2TextGeneration,
+            "summarization" => Self::Summarization,
+            "translation" => Self::Translation,
+            other if is_translation_pair(other) => Self::Translation,
             other => {
                 return Err(Error::UnknownTask {
                     name: other.to_string(),
@@ -86,6 +104,12 @@ impl FromStr for Task {
             }
         })
     }
+}
+
+/// Whether `name` is `translation_XX_to_YY` (as transformers' `check_task` accepts it).
+pub(crate) fn is_translation_pair(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('_').collect();
+    matches!(parts.as_slice(), ["translation", from, "to", to] if !from.is_empty() && !to.is_empty())
 }
 
 impl fmt::Display for Task {

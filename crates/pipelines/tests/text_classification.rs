@@ -21,7 +21,7 @@ fn sentiment_analysis_is_an_alias() {
     let task: Task = "sentiment-analysis".parse().unwrap();
     assert_eq!(task, Task::TextClassification);
     assert!(matches!(
-        "summarization".parse::<Task>(),
+        "image-classification".parse::<Task>(),
         Err(Error::UnknownTask { .. })
     ));
 }

@@ -295,6 +295,67 @@ impl GenerationConfig {
         Ok(())
     }
 
+    /// Takes the model's value of every option this config leaves at transformers' global
+    /// default while the model's is not (`GenerationMixin._prepare_generation_config` with
+    /// `use_model_defaults`: how a pipeline's defaults and the model's `generation_config.json`
+    /// combine). A `max_length` of 20 is the global default.
+    pub fn fill_from_model(&mut self, model: &GenerationConfig) {
+        let global = GenerationConfig::default();
+        let normalise = |length: Option<usize>| length.filter(|&length| length != 20);
+        if normalise(self.max_length).is_none() && normalise(model.max_length).is_some() {
+            self.max_length = model.max_length;
+        }
+        macro_rules! fill {
+            ($($field:ident),* $(,)?) => {$(
+                if self.$field == global.$field && model.$field != global.$field {
+                    self.$field = model.$field.clone();
+                }
+            )*};
+        }
+        fill!(
+            max_new_tokens,
+            min_length,
+            min_new_tokens,
+            do_sample,
+            num_beams,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            repetition_penalty,
+            no_repeat_ngram_size,
+            bad_words_ids,
+            length_penalty,
+            early_stopping,
+            num_return_sequences,
+            eos_token_id,
+            pad_token_id,
+            bos_token_id,
+            decoder_start_token_id,
+            forced_bos_token_id,
+            forced_eos_token_id,
+            stop_strings,
+            use_cache,
+            seed,
+        );
+    }
+
+    /// Sets the options of `settings` this config knows and ignores the others, as
+    /// transformers' `GenerationConfig.update` (how a pipeline applies
+    /// `task_specific_params[task]`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a known option with a value of the wrong type.
+    pub fn update_known(&mut self, settings: &Map<String, Value>) -> Result<()> {
+        for (key, value) in settings {
+            if OPTION_NAMES.contains(&key.as_str()) {
+                self.set(key, value)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The token that fills rows that have finished: `pad_token_id`, else the first
     /// `eos_token_id` (transformers warns and does the same).
     pub fn pad_or_eos(&self) -> Option<u32> {
