@@ -56,6 +56,7 @@ CASES = {
     },
     # Encoder-decoder models (issue 13): T5 v1.0 / v1.1, BART, Marian.
     "t5-minimal": {"model_type": "t5"},
+    "mt5-minimal": {"model_type": "mt5"},
     "bart-minimal": {"model_type": "bart"},
     "marian-minimal": {"model_type": "marian"},
     "t5-v1_1-gated": {
