@@ -693,6 +693,41 @@ def processor_cases() -> list[tuple[str, dict]]:
     ]
 
 
+def eos_processor_cases(eos_id: int) -> list[tuple[str, dict, int]]:
+    """(case, GenerationConfig fields, history length) for the processors of issue 13, the chain
+    built as generate() builds it (special tokens and lengths resolved first)."""
+    return [
+        ("forced-bos-3-first-step", {"forced_bos_token_id": 3}, 1),
+        ("forced-bos-3-later-step", {"forced_bos_token_id": 3}, 7),
+        ("forced-eos-2-last-step", {"forced_eos_token_id": 2, "max_length": 8}, 7),
+        ("forced-eos-2-6-last-step", {"forced_eos_token_id": [2, 6], "max_length": 8}, 7),
+        ("forced-eos-2-earlier-step", {"forced_eos_token_id": 2, "max_length": 12}, 7),
+        ("min-length-10", {"min_length": 10, "eos_token_id": eos_id}, 7),
+        ("min-length-5-reached", {"min_length": 5, "eos_token_id": eos_id}, 7),
+        ("min-new-tokens-3-resolved", {"min_new_tokens": 3, "eos_token_id": eos_id}, 7),
+        ("min-new-tokens-4-resolved", {"min_new_tokens": 4, "eos_token_id": eos_id}, 7),
+        (
+            "bad-words",
+            {"bad_words_ids": [[7], [5, 11], [4, 8], [9, 9, 2], [eos_id]], "eos_token_id": eos_id},
+            7,
+        ),
+        (
+            "every-processor-order",
+            {
+                "repetition_penalty": 1.2,
+                "no_repeat_ngram_size": 2,
+                "bad_words_ids": [[5, 11]],
+                "min_length": 10,
+                "forced_bos_token_id": 3,
+                "forced_eos_token_id": 2,
+                "max_length": 8,
+                "eos_token_id": eos_id,
+            },
+            7,
+        ),
+    ]
+
+
 def write_processors(out: Path, folder: Path) -> None:
     """Logits processors on given logits: the inputs, then each chain's output scores and the
     distribution they give (softmax), as `generate()` builds the chain from a GenerationConfig."""
@@ -727,6 +762,31 @@ def write_processors(out: Path, folder: Path) -> None:
         "generation_config": {"min_new_tokens": 5, "eos_token_id": eos_id},
         "chain": [type(processor).__name__ for processor in chain],
     }
+    for case, fields, history_length in eos_processor_cases(eos_id):
+        generation_config = GenerationConfig(**fields)
+        model._prepare_special_tokens(generation_config, kwargs_has_attention_mask=True)
+        generation_config = model._prepare_generated_length(
+            generation_config,
+            has_default_max_length="max_length" not in fields,
+            has_default_min_length="min_length" not in fields,
+            model_input_name="input_ids",
+            inputs_tensor=input_ids,
+            input_ids_length=prompt_length,
+        )
+        chain = model._get_logits_processor(
+            generation_config=generation_config,
+            input_ids_seq_length=prompt_length,
+            encoder_input_ids=input_ids,
+            logits_processor=LogitsProcessorList(),
+        )
+        processed = chain(input_ids[:, :history_length], scores.clone())
+        tensors[f"{case}.scores"] = processed
+        tensors[f"{case}.probs"] = torch.softmax(processed, dim=-1)
+        cases[case] = {
+            "generation_config": fields,
+            "history_length": history_length,
+            "chain": [type(processor).__name__ for processor in chain],
+        }
     write_tensors(out / "generation" / "processors.safetensors", tensors)
     write_json(
         out / "generation" / "processors.json",
@@ -735,7 +795,8 @@ def write_processors(out: Path, folder: Path) -> None:
             "prompt_length": prompt_length,
             "eos_token_id": eos_id,
             "note": "tensors: input_ids (2, 7), scores (2, vocab); per case `<case>.scores` after the chain "
-            "(-inf where filtered) and `<case>.probs` = softmax of them",
+            "(-inf where filtered) and `<case>.probs` = softmax of them; the chain sees the first "
+            "`history_length` tokens of each row (all 7 when absent)",
             "cases": cases,
             "versions": VERSIONS,
         },

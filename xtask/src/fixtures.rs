@@ -30,9 +30,11 @@ const HAND_WRITTEN: &[&str] = &["README.md"];
 /// The scripts, in the order they run (models copy the tokenizers' folders).
 const SCRIPTS: &[&str] = &[
     "fixtures_tokenizers.py",
+    "fixtures_sentencepiece.py",
     "fixtures_models.py",
     "fixtures_configs.py",
     "fixtures_seq2seq.py",
+    "fixtures_seq2seq_pipelines.py",
 ];
 
 pub fn run(args: &[String]) -> Result<()> {

@@ -43,6 +43,14 @@ enum Command {
     ZeroShotClassification(tasks::ZeroShotArgs),
     /// Continue prompts with a causal language model (GPT-2).
     TextGeneration(Box<tasks::TextGenerationArgs>),
+    /// Summarize texts with an encoder-decoder model (T5, BART).
+    Summarization(Box<tasks::Text2TextArgs>),
+    /// Translate texts with an encoder-decoder model (Marian, T5); also
+    /// `translation_XX_to_YY` (e.g. translation_en_to_de, for T5's task prefixes).
+    Translation(Box<tasks::Text2TextArgs>),
+    /// Generate text from text with an encoder-decoder model (T5, BART, Marian).
+    #[command(name = "text2text-generation")]
+    Text2TextGeneration(Box<tasks::Text2TextArgs>),
     /// Time the forward pass (or greedy generation) of a model on random ids.
     Bench(bench::BenchArgs),
 }
@@ -72,8 +80,24 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     1
 }
 
+/// The command line with `translation_XX_to_YY` (transformers' task name, not a fixed
+/// subcommand) read as `translation --task translation_XX_to_YY`.
+fn arguments() -> Vec<String> {
+    let mut arguments: Vec<String> = std::env::args().collect();
+    if let Some(task) = arguments.get(1).cloned() {
+        let parts: Vec<&str> = task.split('_').collect();
+        if let ["translation", from, "to", to] = parts.as_slice()
+            && !from.is_empty()
+            && !to.is_empty()
+        {
+            arguments.splice(1..2, ["translation".to_string(), "--task".into(), task]);
+        }
+    }
+    arguments
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(arguments()) {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
@@ -92,6 +116,9 @@ fn main() -> ExitCode {
         Command::FeatureExtraction(args) => tasks::feature_extraction(args),
         Command::ZeroShotClassification(args) => tasks::zero_shot_classification(args),
         Command::TextGeneration(args) => tasks::text_generation(args),
+        Command::Summarization(args) => tasks::text2text("summarization", args),
+        Command::Translation(args) => tasks::text2text("translation", args),
+        Command::Text2TextGeneration(args) => tasks::text2text("text2text-generation", args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

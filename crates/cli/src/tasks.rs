@@ -678,3 +678,196 @@ pub fn text_generation(args: &TextGenerationArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `oxformer summarization`, `translation`, `translation_XX_to_YY` and
+/// `text2text-generation`: encoder-decoder models (T5, BART, Marian).
+#[derive(Debug, clap::Args)]
+pub struct Text2TextArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The task name when it is not the subcommand's (`translation_en_to_de`, set from the
+    /// subcommand name).
+    #[arg(long, hide = true)]
+    pub task: Option<String>,
+    /// Print the output as it is produced (greedy decoding or sampling: give --num-beams 1).
+    #[arg(long)]
+    pub stream: bool,
+    /// New tokens to generate at most (the pipeline's default: 256).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Total decoder length at most (max_new_tokens wins when both are set, as in transformers).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Decoder length before an end-of-sequence token is allowed.
+    #[arg(long)]
+    pub min_length: Option<usize>,
+    /// New tokens before an end-of-sequence token is allowed.
+    #[arg(long)]
+    pub min_new_tokens: Option<usize>,
+    /// Sample (true) instead of beam search / greedy decoding.
+    #[arg(long, action = ArgAction::Set)]
+    pub do_sample: Option<bool>,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Sample among the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample among the most likely tokens whose probabilities add up to p.
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Drop tokens less likely than min_p times the most likely.
+    #[arg(long)]
+    pub min_p: Option<f64>,
+    /// Typical sampling mass.
+    #[arg(long)]
+    pub typical_p: Option<f64>,
+    /// Penalty (> 1 discourages) on tokens already generated.
+    #[arg(long)]
+    pub repetition_penalty: Option<f64>,
+    /// Never repeat an n-gram of this size.
+    #[arg(long)]
+    pub no_repeat_ngram_size: Option<usize>,
+    /// Beams (the pipeline's default: 4; 1 for greedy decoding).
+    #[arg(long)]
+    pub num_beams: Option<usize>,
+    /// Beam scores are divided by length ** length_penalty.
+    #[arg(long)]
+    pub length_penalty: Option<f64>,
+    /// Beam search stopping: true, false or never.
+    #[arg(long)]
+    pub early_stopping: Option<String>,
+    /// Sequences per input.
+    #[arg(long)]
+    pub num_return_sequences: Option<usize>,
+    /// Seed of the sampler.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Cut inputs longer than the model takes instead of refusing them.
+    #[arg(long)]
+    pub truncation: bool,
+    /// Token ids instead of text.
+    #[arg(long)]
+    pub return_tensors: bool,
+    /// Clean up tokenization spaces in the decoded text (default false, as transformers).
+    #[arg(long)]
+    pub clean_up_tokenization_spaces: bool,
+    /// Inputs (default: stdin, one per line).
+    pub texts: Vec<String>,
+}
+
+impl Text2TextArgs {
+    /// The options given, as transformers' keyword arguments.
+    fn options(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        use serde_json::{Value, json};
+        let mut map = serde_json::Map::new();
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                map.insert(key.to_string(), value);
+            }
+        };
+        put("max_new_tokens", self.max_new_tokens.map(|v| json!(v)));
+        put("max_length", self.max_length.map(|v| json!(v)));
+        put("min_length", self.min_length.map(|v| json!(v)));
+        put("min_new_tokens", self.min_new_tokens.map(|v| json!(v)));
+        put("do_sample", self.do_sample.map(|v| json!(v)));
+        put("temperature", self.temperature.map(|v| json!(v)));
+        put("top_k", self.top_k.map(|v| json!(v)));
+        put("top_p", self.top_p.map(|v| json!(v)));
+        put("min_p", self.min_p.map(|v| json!(v)));
+        put("typical_p", self.typical_p.map(|v| json!(v)));
+        put(
+            "repetition_penalty",
+            self.repetition_penalty.map(|v| json!(v)),
+        );
+        put(
+            "no_repeat_ngram_size",
+            self.no_repeat_ngram_size.map(|v| json!(v)),
+        );
+        put("num_beams", self.num_beams.map(|v| json!(v)));
+        put("length_penalty", self.length_penalty.map(|v| json!(v)));
+        let early_stopping = match self.early_stopping.as_deref() {
+            None => None,
+            Some("true") => Some(json!(true)),
+            Some("false") => Some(json!(false)),
+            Some("never") => Some(json!("never")),
+            Some(other) => {
+                return Err(usage(format!(
+                    "--early-stopping: expected true, false or never, found `{other}`"
+                )));
+            }
+        };
+        put("early_stopping", early_stopping);
+        put(
+            "num_return_sequences",
+            self.num_return_sequences.map(|v| json!(v)),
+        );
+        put("seed", self.seed.map(|v| json!(v)));
+        put("truncation", self.truncation.then_some(Value::Bool(true)));
+        put(
+            "return_tensors",
+            self.return_tensors.then_some(Value::Bool(true)),
+        );
+        put(
+            "clean_up_tokenization_spaces",
+            self.clean_up_tokenization_spaces
+                .then_some(Value::Bool(true)),
+        );
+        put("batch_size", self.common.batch_size.map(|v| json!(v)));
+        Ok(map)
+    }
+}
+
+/// Runs one of the encoder-decoder tasks (`task` is the subcommand's name unless
+/// `--task` names a translation pair).
+pub fn text2text(task: &str, args: &Text2TextArgs) -> Result<()> {
+    use oxformer_pipelines::text2text_generation::Text2TextGenerationPipeline;
+    let task = args.task.as_deref().unwrap_or(task);
+    let json_options = args.options()?;
+    let texts = texts_or_stdin(&args.texts)?;
+    let mut pipeline = Text2TextGenerationPipeline::new(&args.common.model, task)?;
+    if let Some(threads) = args.common.threads {
+        pipeline.set_num_threads(threads)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.stream {
+        if args.common.json || args.return_tensors {
+            return Err(usage(
+                "--stream prints text; it cannot be combined with --json or --return-tensors",
+            ));
+        }
+        let options = pipeline.options_from_json(&json_options)?;
+        for text in &texts {
+            for piece in pipeline.stream(text, &options)? {
+                write!(out, "{}", piece?)?;
+                out.flush()?;
+            }
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    let inputs = serde_json::Value::from(texts.clone());
+    let results = pipeline.call(&inputs, &json_options)?;
+    let results = results.as_array().cloned().unwrap_or_default();
+    if args.common.json {
+        drop(out);
+        return write_json(&results);
+    }
+    let key_text = format!("{}_text", pipeline.return_name());
+    let key_ids = format!("{}_token_ids", pipeline.return_name());
+    for (text, result) in texts.iter().zip(&results) {
+        writeln!(out, "> {}", one_line(text, 100))?;
+        let sequences = match result {
+            serde_json::Value::Array(sequences) => sequences.clone(),
+            single => vec![single.clone()],
+        };
+        for sequence in &sequences {
+            if let Some(text) = sequence.get(&key_text).and_then(|v| v.as_str()) {
+                writeln!(out, "{text}")?;
+            } else if let Some(ids) = sequence.get(&key_ids) {
+                writeln!(out, "{ids}")?;
+            }
+        }
+    }
+    Ok(())
+}

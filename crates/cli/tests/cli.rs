@@ -557,3 +557,136 @@ fn text_generation_streams_the_same_text() {
         output[0]["generated_text"].as_str().unwrap()
     );
 }
+
+/// `case` of `fixtures/pipelines/seq2seq/<model>.json`: (task, inputs, options, output).
+fn seq2seq_case(model: &str, name: &str) -> (String, Vec<String>, Value) {
+    let path = fixtures().join(format!("pipelines/seq2seq/{model}.json"));
+    let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let case = &value["cases"][name];
+    let inputs = case["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|text| text.as_str().unwrap().to_string())
+        .collect();
+    (
+        case["task"].as_str().unwrap().to_string(),
+        inputs,
+        case["output"].clone(),
+    )
+}
+
+#[test]
+fn seq2seq_tasks_print_transformers_json_one_line_per_input() {
+    for (checkpoint, name, flags) in [
+        (
+            "t5",
+            "translation_en_to_fr-greedy",
+            &["--num-beams", "1", "--max-new-tokens", "8"][..],
+        ),
+        ("t5", "translation-default", &[][..]),
+        (
+            "t5",
+            "summarization-return-2",
+            &[
+                "--num-beams",
+                "3",
+                "--num-return-sequences",
+                "2",
+                "--max-new-tokens",
+                "12",
+            ][..],
+        ),
+        (
+            "t5",
+            "text2text-no-repeat-repetition",
+            &[
+                "--no-repeat-ngram-size",
+                "2",
+                "--repetition-penalty",
+                "1.5",
+                "--max-new-tokens",
+                "20",
+            ][..],
+        ),
+        (
+            "bart",
+            "summarization-greedy-clean-up",
+            &[
+                "--num-beams",
+                "1",
+                "--max-new-tokens",
+                "12",
+                "--min-length",
+                "0",
+                "--clean-up-tokenization-spaces",
+            ][..],
+        ),
+        (
+            "marian",
+            "translation-beams-3-penalty",
+            &[
+                "--num-beams",
+                "3",
+                "--max-new-tokens",
+                "20",
+                "--length-penalty",
+                "0.7",
+                "--no-repeat-ngram-size",
+                "2",
+            ][..],
+        ),
+    ] {
+        let (task, inputs, output) = seq2seq_case(checkpoint, name);
+        let folder = model(checkpoint);
+        let mut args = vec![task.as_str(), "--model", folder.as_str(), "--json"];
+        args.extend_from_slice(flags);
+        let stdin = inputs.join("\n");
+        let lines = json_lines(&args, Some(&stdin));
+        assert_eq!(Value::Array(lines), output, "{checkpoint}/{name}");
+    }
+}
+
+#[test]
+fn seq2seq_streaming_prints_the_greedy_text_and_errors_are_clear() {
+    let (_, inputs, output) = seq2seq_case("marian", "translation-greedy");
+    let folder = model("marian");
+    let result = oxformer(
+        &[
+            "translation",
+            "--model",
+            &folder,
+            "--num-beams",
+            "1",
+            "--max-new-tokens",
+            "15",
+            "--stream",
+            &inputs[0],
+        ],
+        None,
+    );
+    assert!(result.status.success());
+    assert_eq!(
+        String::from_utf8(result.stdout)
+            .unwrap()
+            .trim_end_matches('\n'),
+        output[0]["translation_text"].as_str().unwrap()
+    );
+    assert_status(
+        &["summarization", "--model", &model("gpt2"), "Hello"],
+        None,
+        2,
+    );
+    assert_status(
+        &[
+            "summarization",
+            "--model",
+            &folder,
+            "--early-stopping",
+            "maybe",
+            "Hello",
+        ],
+        None,
+        2,
+    );
+}

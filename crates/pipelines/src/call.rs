@@ -152,6 +152,9 @@ pub(crate) fn call(
     if let Pipeline::TextGeneration(pipeline) = pipeline {
         return pipeline.call(inputs, options);
     }
+    if let Pipeline::Text2Text(pipeline) = pipeline {
+        return pipeline.call(inputs, options);
+    }
     let task = pipeline.task();
     let mut reader = Options::new(task, options);
     let batch_size = reader.usize("batch_size")?.unwrap_or(0);
@@ -323,6 +326,6 @@ pub(crate) fn call(
             let (texts, is_list) = texts(task, inputs)?;
             Ok(one_or_list(pipeline.run(&texts, &typed)?, is_list))
         }
-        Pipeline::TextGeneration(_) => unreachable!("handled above"),
+        Pipeline::TextGeneration(_) | Pipeline::Text2Text(_) => unreachable!("handled above"),
     }
 }

@@ -35,7 +35,7 @@ use oxformer_tensor::team;
 pub use oxformer_models::generation::{Generative, NextStep, Prompts};
 
 pub use config::{EarlyStopping, GenerationConfig, OPTION_NAMES};
-pub use processors::{LogitsProcessor, LogitsProcessorList};
+pub use processors::{Builtin, LogitsProcessor, LogitsProcessorList};
 pub use rng::Rng;
 
 use crate::{Error, Result};
@@ -77,7 +77,7 @@ impl GenerateOutput {
 
 /// A decoding run: built from a model, prompts and a config, then [`Generation::run`] to the
 /// end or iterated step by step with [`Generation::tokens`].
-pub struct Generation<'a, M: Generative> {
+pub struct Generation<'a, M: Generative + ?Sized> {
     model: &'a M,
     config: GenerationConfig,
     processors: LogitsProcessorList,
@@ -106,7 +106,7 @@ struct State<C> {
     finished: bool,
 }
 
-impl<'a, M: Generative> Generation<'a, M> {
+impl<'a, M: Generative + ?Sized> Generation<'a, M> {
     /// Prepares a run: validates the config and resolves the lengths.
     ///
     /// # Errors
@@ -166,7 +166,7 @@ impl<'a, M: Generative> Generation<'a, M> {
         let rng = config.seed.map_or_else(Rng::from_clock, Rng::new);
         Ok(Self {
             model,
-            processors: LogitsProcessorList::from_config(config, prompt_length),
+            processors: LogitsProcessorList::for_generation(config, prompt_length, max_length),
             config: config.clone(),
             prompts: prompts.clone(),
             decoder_start,
@@ -394,7 +394,7 @@ impl<'a, M: Generative> Generation<'a, M> {
 ///
 /// # Errors
 /// An empty prompt, more positions than the model has, or a model error.
-pub fn greedy_decode<M: Generative>(
+pub fn greedy_decode<M: Generative + ?Sized>(
     model: &M,
     prompt: &[u32],
     new_tokens: usize,
@@ -412,12 +412,12 @@ pub fn greedy_decode<M: Generative>(
 
 /// The tokens of each decoding step, see [`Generation::tokens`]. After the last step,
 /// [`TokenStream::sequences`] gives the full rows.
-pub struct TokenStream<'a, M: Generative> {
+pub struct TokenStream<'a, M: Generative + ?Sized> {
     generation: Generation<'a, M>,
     failed: bool,
 }
 
-impl<M: Generative> TokenStream<'_, M> {
+impl<M: Generative + ?Sized> TokenStream<'_, M> {
     /// The rows so far: padded prompt then new tokens.
     pub fn sequences(&self) -> &[Vec<u32>] {
         self.generation
@@ -432,7 +432,7 @@ impl<M: Generative> TokenStream<'_, M> {
     }
 }
 
-impl<M: Generative> Iterator for TokenStream<'_, M> {
+impl<M: Generative + ?Sized> Iterator for TokenStream<'_, M> {
     type Item = Result<Vec<u32>>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -461,7 +461,7 @@ fn argmax(scores: &[f32]) -> usize {
 }
 
 /// [`next_step`] asking for the logits (sampling, beam search, recorded steps).
-pub(crate) fn next_logits<M: Generative>(
+pub(crate) fn next_logits<M: Generative + ?Sized>(
     model: &M,
     rows: &[Vec<u32>],
     cache: Option<&mut M::Cache>,
@@ -477,7 +477,7 @@ pub(crate) fn next_logits<M: Generative>(
 /// The next step of every row: the decoder ids not yet in the cache through the model; without
 /// a cache (`use_cache` false), every id through a `fresh` one. With `greedy`, the model may
 /// answer with the tokens instead of the logits.
-fn next_step<M: Generative>(
+fn next_step<M: Generative + ?Sized>(
     model: &M,
     rows: &[Vec<u32>],
     cache: Option<&mut M::Cache>,

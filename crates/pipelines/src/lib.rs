@@ -31,6 +31,7 @@ mod model;
 pub mod question_answering;
 mod task;
 mod text;
+pub mod text2text_generation;
 pub mod text_classification;
 pub mod text_generation;
 pub mod token_classification;
@@ -45,6 +46,7 @@ use fill_mask::FillMaskPipeline;
 use question_answering::QuestionAnsweringPipeline;
 use text_classification::TextClassificationPipeline;
 use text_generation::TextGenerationPipeline;
+use text2text_generation::Text2TextGenerationPipeline;
 use token_classification::TokenClassificationPipeline;
 use zero_shot_classification::ZeroShotClassificationPipeline;
 
@@ -64,6 +66,8 @@ pub enum Pipeline {
     ZeroShotClassification(ZeroShotClassificationPipeline),
     /// text-generation.
     TextGeneration(Box<TextGenerationPipeline>),
+    /// text2text-generation, summarization and translation.
+    Text2Text(Box<Text2TextGenerationPipeline>),
 }
 
 /// Builds the pipeline for `task` from a model folder, or a model id found in the local
@@ -72,6 +76,24 @@ pub enum Pipeline {
 /// # Errors
 /// When the model cannot be found or loaded, or its head does not fit the task.
 pub fn pipeline(task: Task, model: &str) -> Result<Pipeline> {
+    pipeline_named(task.name(), model)
+}
+
+/// As [`pipeline`], with the task by name (as transformers' `pipeline("translation_en_to_de",
+/// model)`): any of [`Task::NAMES`], `translation_XX_to_YY` included.
+///
+/// # Errors
+/// [`Error::UnknownTask`]; otherwise as [`pipeline`].
+pub fn pipeline_named(task_name: &str, model: &str) -> Result<Pipeline> {
+    let task: Task = task_name.parse()?;
+    if matches!(
+        task,
+        Task::Text2TextGeneration | Task::Summarization | Task::Translation
+    ) {
+        return Ok(Pipeline::Text2Text(Box::new(
+            Text2TextGenerationPipeline::new(model, task_name)?,
+        )));
+    }
     if task == Task::TextGeneration {
         return Ok(Pipeline::TextGeneration(Box::new(
             TextGenerationPipeline::new(model)?,
@@ -97,7 +119,10 @@ pub fn pipeline(task: Task, model: &str) -> Result<Pipeline> {
         Task::ZeroShotClassification => {
             Pipeline::ZeroShotClassification(ZeroShotClassificationPipeline::from_loaded(loaded)?)
         }
-        Task::TextGeneration => unreachable!("built above"),
+        Task::TextGeneration
+        | Task::Text2TextGeneration
+        | Task::Summarization
+        | Task::Translation => unreachable!("built above"),
     })
 }
 
@@ -112,6 +137,7 @@ impl Pipeline {
             Self::FeatureExtraction(_) => Task::FeatureExtraction,
             Self::ZeroShotClassification(_) => Task::ZeroShotClassification,
             Self::TextGeneration(_) => Task::TextGeneration,
+            Self::Text2Text(pipeline) => pipeline.task(),
         }
     }
 
@@ -122,6 +148,7 @@ impl Pipeline {
     pub fn set_threads(&mut self, threads: usize) -> Result<()> {
         match self {
             Self::TextGeneration(pipeline) => pipeline.set_num_threads(threads),
+            Self::Text2Text(pipeline) => pipeline.set_num_threads(threads),
             encoder => encoder
                 .model()
                 .expect("every encoder pipeline has a loaded model")
@@ -129,7 +156,7 @@ impl Pipeline {
         }
     }
 
-    /// The loaded encoder model and tokenizer (`None` for text-generation).
+    /// The loaded encoder model and tokenizer (`None` for the generation tasks).
     pub fn model(&mut self) -> Option<&mut Loaded> {
         Some(match self {
             Self::TextClassification(pipeline) => pipeline.model(),
@@ -138,7 +165,7 @@ impl Pipeline {
             Self::FillMask(pipeline) => pipeline.model(),
             Self::FeatureExtraction(pipeline) => pipeline.model(),
             Self::ZeroShotClassification(pipeline) => pipeline.model(),
-            Self::TextGeneration(_) => return None,
+            Self::TextGeneration(_) | Self::Text2Text(_) => return None,
         })
     }
 
@@ -186,6 +213,14 @@ impl Pipeline {
     pub fn text_generation(&self) -> Option<&TextGenerationPipeline> {
         match self {
             Self::TextGeneration(pipeline) => Some(pipeline),
+            _ => None,
+        }
+    }
+
+    /// The text2text-generation, summarization or translation pipeline, if this is one.
+    pub fn text2text_generation(&self) -> Option<&Text2TextGenerationPipeline> {
+        match self {
+            Self::Text2Text(pipeline) => Some(pipeline),
             _ => None,
         }
     }

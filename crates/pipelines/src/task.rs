@@ -22,11 +22,18 @@ pub enum Task {
     ZeroShotClassification,
     /// `text-generation`.
     TextGeneration,
+    /// `text2text-generation`.
+    Text2TextGeneration,
+    /// `summarization`.
+    Summarization,
+    /// `translation`, and `translation_XX_to_YY` (the language pair selects the model's
+    /// `task_specific_params`; see `Text2TextGenerationPipeline`).
+    Translation,
 }
 
 impl Task {
     /// Every task name and alias [`Task::from_str`] accepts.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 13] = [
         "text-classification",
         "sentiment-analysis",
         "token-classification",
@@ -36,6 +43,10 @@ impl Task {
         "feature-extraction",
         "zero-shot-classification",
         "text-generation",
+        "text2text-generation",
+        "summarization",
+        "translation",
+        "translation_XX_to_YY",
     ];
 
     /// The task's canonical name (`text-classification` for `sentiment-analysis`).
@@ -48,6 +59,9 @@ impl Task {
             Self::FeatureExtraction => "feature-extraction",
             Self::ZeroShotClassification => "zero-shot-classification",
             Self::TextGeneration => "text-generation",
+            Self::Text2TextGeneration => "text2text-generation",
+            Self::Summarization => "summarization",
+            Self::Translation => "translation",
         }
     }
 }
@@ -68,6 +82,10 @@ impl FromStr for Task {
             "feature-extraction" => Self::FeatureExtraction,
             "zero-shot-classification" => Self::ZeroShotClassification,
             "text-generation" => Self::TextGeneration,
+            "text2text-generation" => Self::Text2TextGeneration,
+            "summarization" => Self::Summarization,
+            "translation" => Self::Translation,
+            other if is_translation_pair(other) => Self::Translation,
             other => {
                 return Err(Error::UnknownTask {
                     name: other.to_string(),
@@ -75,6 +93,12 @@ impl FromStr for Task {
             }
         })
     }
+}
+
+/// Whether `name` is `translation_XX_to_YY` (as transformers' `check_task` accepts it).
+pub(crate) fn is_translation_pair(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('_').collect();
+    matches!(parts.as_slice(), ["translation", from, "to", to] if !from.is_empty() && !to.is_empty())
 }
 
 impl fmt::Display for Task {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use oxformer_pipelines::{Task, pipeline};
+use oxformer_pipelines::{Task, pipeline, pipeline_named};
 
 #[test]
 fn every_task_name_builds_its_pipeline() {
@@ -17,11 +17,15 @@ fn every_task_name_builds_its_pipeline() {
         ("feature-extraction", "bert"),
         ("zero-shot-classification", "bert-nli"),
         ("text-generation", "gpt2"),
+        ("text2text-generation", "t5"),
+        ("summarization", "bart"),
+        ("translation", "marian"),
+        ("translation_XX_to_YY", "t5"),
     ];
     assert_eq!(folders.len(), Task::NAMES.len());
     for (name, folder) in folders {
         let task: Task = name.parse().unwrap();
-        let mut built = pipeline(task, &common::model_dir(folder))
+        let mut built = pipeline_named(name, &common::model_dir(folder))
             .unwrap_or_else(|error| panic!("{name}: {error}"));
         assert_eq!(built.task(), task);
         built.set_threads(1).unwrap();

@@ -23,6 +23,10 @@ pub(crate) enum TokenizerClass {
     Roberta,
     XlmRoberta,
     Gpt2,
+    /// T5, mT5, FLAN-T5 (`T5Tokenizer`: a sentencepiece model, `$A </s>`, `<extra_id_N>`).
+    T5,
+    /// Marian / opus-mt (`MarianTokenizer`: source.spm, target.spm, vocab.json).
+    Marian,
     /// `PreTrainedTokenizerFast` or a class this crate has no special knowledge of.
     Other,
 }
@@ -36,6 +40,8 @@ impl TokenizerClass {
             "RobertaTokenizer" => TokenizerClass::Roberta,
             "XLMRobertaTokenizer" => TokenizerClass::XlmRoberta,
             "GPT2Tokenizer" => TokenizerClass::Gpt2,
+            "T5Tokenizer" | "MT5Tokenizer" => TokenizerClass::T5,
+            "MarianTokenizer" => TokenizerClass::Marian,
             _ => TokenizerClass::Other,
         }
     }
@@ -48,6 +54,9 @@ impl TokenizerClass {
             "roberta" => TokenizerClass::Roberta,
             "xlm-roberta" => TokenizerClass::XlmRoberta,
             "gpt2" => TokenizerClass::Gpt2,
+            // TOKENIZER_MAPPING_NAMES: mt5 and umt5 use T5's tokenizer
+            "t5" | "mt5" | "umt5" => TokenizerClass::T5,
+            "marian" => TokenizerClass::Marian,
             _ => return None,
         })
     }
@@ -78,6 +87,9 @@ impl TokenizerClass {
             (TokenizerClass::Roberta | TokenizerClass::XlmRoberta, "pad_token") => "<pad>",
             (TokenizerClass::Roberta | TokenizerClass::XlmRoberta, "mask_token") => "<mask>",
             (TokenizerClass::Gpt2, "unk_token" | "bos_token" | "eos_token") => "<|endoftext|>",
+            (TokenizerClass::T5 | TokenizerClass::Marian, "eos_token") => "</s>",
+            (TokenizerClass::T5 | TokenizerClass::Marian, "unk_token") => "<unk>",
+            (TokenizerClass::T5 | TokenizerClass::Marian, "pad_token") => "<pad>",
             _ => return None,
         };
         Some(TokenSpec::plain(content))
@@ -91,7 +103,9 @@ impl TokenizerClass {
             TokenizerClass::DistilBert
             | TokenizerClass::Roberta
             | TokenizerClass::XlmRoberta
-            | TokenizerClass::Gpt2 => &["input_ids", "attention_mask"],
+            | TokenizerClass::Gpt2
+            | TokenizerClass::T5
+            | TokenizerClass::Marian => &["input_ids", "attention_mask"],
         };
         names.iter().map(|name| name.to_string()).collect()
     }
@@ -189,6 +203,11 @@ pub(crate) struct FolderConfig {
     pub add_prefix_space: bool,
     pub trim_offsets: bool,
     pub add_bos_token: bool,
+    /// T5Tokenizer's `extra_ids` (100 unless configured).
+    pub extra_ids: usize,
+    /// The sentencepiece converters' Metaspace `prepend_scheme` (`_get_prepend_scheme`): `always`,
+    /// `first` for a T5 folder with `legacy: false`, `never` with `add_prefix_space: false`.
+    pub spm_prepend_scheme: tokenizers::pre_tokenizers::metaspace::PrependScheme,
 }
 
 const NAMED_SPECIAL: [&str; 7] = [
@@ -309,6 +328,8 @@ pub(crate) enum FileKind {
     TokenizerJson,
     VocabTxt,
     VocabJsonMerges,
+    /// A sentencepiece model (spiece.model, sentencepiece.bpe.model, source.spm).
+    SentencePiece,
 }
 
 /// Reads the configuration files of `folder`. `kind` is the tokenizer file that will be used (it
@@ -326,6 +347,13 @@ pub(crate) fn read_folder_config(folder: &Path, kind: FileKind) -> Result<Folder
             FileKind::TokenizerJson => TokenizerClass::Other,
             FileKind::VocabTxt => TokenizerClass::Bert,
             FileKind::VocabJsonMerges => TokenizerClass::Gpt2,
+            FileKind::SentencePiece if folder.join("source.spm").is_file() => {
+                TokenizerClass::Marian
+            }
+            FileKind::SentencePiece if folder.join("sentencepiece.bpe.model").is_file() => {
+                TokenizerClass::XlmRoberta
+            }
+            FileKind::SentencePiece => TokenizerClass::T5,
         }),
         Some(other) => {
             return Err(reader.error(
@@ -438,7 +466,38 @@ pub(crate) fn read_folder_config(folder: &Path, kind: FileKind) -> Result<Folder
         }
         special.push((key, token));
     }
+    let extra_ids = match init.get("extra_ids") {
+        None | Some(Value::Null) => 100,
+        Some(value) => value
+            .as_u64()
+            .and_then(|count| usize::try_from(count).ok())
+            .ok_or_else(|| {
+                reader.error(
+                    "extra_ids",
+                    format!("expected a non-negative integer, found {value}"),
+                )
+            })?,
+    };
     let mut additional_special = Vec::new();
+    if class == TokenizerClass::T5 {
+        // T5Tokenizer(Fast).__init__: without configured `<extra_id_N>` tokens, the extra ids are
+        // added to the additional special tokens.
+        let configured = match init.get("additional_special_tokens") {
+            Some(value) => reader.token_list(value, "additional_special_tokens")?,
+            None => Vec::new(),
+        };
+        if !configured
+            .iter()
+            .any(|token| token.content.contains("<extra_id_"))
+        {
+            let mut tokens: Vec<Value> = configured
+                .iter()
+                .map(|token| token_to_value(token, false))
+                .collect();
+            tokens.extend((0..extra_ids).map(|i| Value::String(format!("<extra_id_{i}>"))));
+            init.insert("additional_special_tokens".into(), Value::Array(tokens));
+        }
+    }
     if let Some(value) = init.get("additional_special_tokens") {
         for token in reader.token_list(value, "additional_special_tokens")? {
             let token = added_tokens
@@ -491,7 +550,28 @@ pub(crate) fn read_folder_config(folder: &Path, kind: FileKind) -> Result<Folder
         }
     };
 
+    // _get_prepend_scheme(add_prefix_space, slow tokenizer): only T5Tokenizer has the
+    // `add_prefix_space` and `legacy` attributes; the other classes read as true.
+    let spm_prepend_scheme = {
+        use tokenizers::pre_tokenizers::metaspace::PrependScheme;
+        let (add_prefix_space, legacy) = if class == TokenizerClass::T5 {
+            (
+                reader.bool(&init, "add_prefix_space")?.unwrap_or(true),
+                reader.bool(&init, "legacy")?.unwrap_or(true),
+            )
+        } else {
+            (true, true)
+        };
+        match (add_prefix_space, legacy) {
+            (false, _) => PrependScheme::Never,
+            (true, true) => PrependScheme::Always,
+            (true, false) => PrependScheme::First,
+        }
+    };
+
     Ok(FolderConfig {
+        extra_ids,
+        spm_prepend_scheme,
         special,
         additional_special,
         added_tokens,

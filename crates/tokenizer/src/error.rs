@@ -14,12 +14,24 @@ pub enum TokenizerError {
     // ---- the folder and its files ----
     /// The folder holds none of the files a tokenizer can be built from.
     #[error(
-        "no tokenizer files in {folder}: looked for tokenizer.json, vocab.txt (WordPiece) and \
-         vocab.json + merges.txt (byte-level BPE)"
+        "no tokenizer files in {folder}: looked for tokenizer.json, vocab.txt (WordPiece), \
+         vocab.json + merges.txt (byte-level BPE), spiece.model (T5), sentencepiece.bpe.model \
+         (XLM-R) and source.spm (Marian)"
     )]
     NoTokenizerFiles {
         /// The folder that was searched.
         folder: PathBuf,
+    },
+    /// The folder has some of a tokenizer's files but lacks one it needs (a Marian folder without
+    /// target.spm, a T5 configuration without spiece.model, ...).
+    #[error("{folder} has no {file}: {reason}")]
+    MissingTokenizerFile {
+        /// The folder.
+        folder: PathBuf,
+        /// The file it lacks.
+        file: String,
+        /// Why it is needed.
+        reason: String,
     },
     /// A file exists but could not be read.
     #[error("cannot read {path}: {source}")]

@@ -2,7 +2,9 @@
 //! `tokenizers` crate.
 //!
 //! [`Tokenizer::from_folder`] reads a model folder (`tokenizer.json`, or the slow files `vocab.txt`
-//! / `vocab.json` + `merges.txt`, with tokenizer_config.json and special_tokens_map.json);
+//! / `vocab.json` + `merges.txt`, or a sentencepiece model: T5's `spiece.model`, XLM-R's
+//! `sentencepiece.bpe.model`, Marian's `source.spm` + `target.spm` + `vocab.json`; with
+//! tokenizer_config.json and special_tokens_map.json);
 //! [`Tokenizer::encode`] and [`Tokenizer::encode_batch`] return what `tokenizer(text, ...)` returns
 //! in transformers 4.57 (ids, attention mask, token types, special-tokens mask, character offsets,
 //! word and sequence ids, overflowing windows); [`Tokenizer::decode`] is `tokenizer.decode`.
@@ -30,6 +32,8 @@
 mod config;
 mod encoding;
 mod error;
+mod marian;
+mod sentencepiece;
 mod slow;
 mod tokenizer;
 

@@ -11,10 +11,14 @@ use tokenizers::{
     TruncationParams, TruncationStrategy,
 };
 
-use crate::config::{FileKind, FolderConfig, SpecialTokens, TokenSpec, read_folder_config};
+use crate::config::{
+    FileKind, FolderConfig, SpecialTokens, TokenSpec, TokenizerClass, read_folder_config,
+};
 use crate::encoding::{EncodeInput, EncodeOptions, Encoding, Padding, Side, Truncation};
 use crate::error::{Result, TokenizerError};
-use crate::slow;
+use crate::marian::{self, Marian};
+use crate::sentencepiece::SpmModel;
+use crate::slow::{self, SpmConverter};
 
 /// The kind of subword model inside a tokenizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +65,8 @@ pub struct Tokenizer {
     truncation_side: Side,
     clean_up_tokenization_spaces: bool,
     model_input_names: Vec<String>,
+    /// Marian: vocab.json's ids for the backend's, and the target model's decoding.
+    marian: Option<Arc<Marian>>,
     /// Clones of `backend` with truncation/padding set, most recently used last.
     configured: Mutex<Vec<(CallSettings, Arc<tokenizers::Tokenizer>)>>,
 }
@@ -75,6 +81,7 @@ impl Clone for Tokenizer {
             truncation_side: self.truncation_side,
             clean_up_tokenization_spaces: self.clean_up_tokenization_spaces,
             model_input_names: self.model_input_names.clone(),
+            marian: self.marian.clone(),
             configured: Mutex::new(Vec::new()),
         }
     }
@@ -100,7 +107,13 @@ impl Tokenizer {
     ///   `strip_accents`, `tokenize_chinese_chars` of tokenizer_config.json; `[CLS] A [SEP] B [SEP]`);
     /// - else `vocab.json` + `merges.txt`: byte-level BPE, with RoBERTa's `<s> A </s></s> B </s>`
     ///   when tokenizer_config.json / config.json say RoBERTa, GPT-2's (no special tokens, or
-    ///   `add_bos_token`) otherwise.
+    ///   `add_bos_token`) otherwise;
+    /// - else a sentencepiece model, read as the class of tokenizer_config.json / config.json
+    ///   (else as the file's name suggests): `spiece.model` for T5 / mT5 (`T5Converter`: the
+    ///   pieces, `<extra_id_N>`, `A </s>`), `sentencepiece.bpe.model` for XLM-R
+    ///   (`XLMRobertaConverter`: fairseq's ids, `<s> A </s>`), `source.spm` + `target.spm` +
+    ///   `vocab.json` for Marian (`MarianTokenizer`: encodes with the source model into vocab.json's
+    ///   ids, appends `</s>`; [`Tokenizer::decode`] detokenizes with the target model).
     ///
     /// Special tokens, added tokens, `model_max_length`, `padding_side`, `truncation_side`,
     /// `clean_up_tokenization_spaces` and `model_input_names` come from tokenizer_config.json
@@ -109,7 +122,8 @@ impl Tokenizer {
     ///
     /// # Errors
     /// [`TokenizerError::NoTokenizerFiles`] when the folder holds none of these files (or is not a
-    /// folder); [`TokenizerError::Io`], [`TokenizerError::Json`],
+    /// folder); [`TokenizerError::MissingTokenizerFile`] when the class needs a file the folder
+    /// lacks (a Marian folder without target.spm); [`TokenizerError::Io`], [`TokenizerError::Json`],
     /// [`TokenizerError::InvalidTokenizerFile`] or [`TokenizerError::InvalidConfig`] naming the
     /// file (and field) that cannot be used.
     pub fn from_folder(folder: impl AsRef<Path>) -> Result<Tokenizer> {
@@ -120,12 +134,18 @@ impl Tokenizer {
             FileKind::VocabTxt
         } else if folder.join("vocab.json").is_file() && folder.join("merges.txt").is_file() {
             FileKind::VocabJsonMerges
+        } else if ["spiece.model", "sentencepiece.bpe.model", "source.spm"]
+            .iter()
+            .any(|file| folder.join(file).is_file())
+        {
+            FileKind::SentencePiece
         } else {
             return Err(TokenizerError::NoTokenizerFiles {
                 folder: folder.to_path_buf(),
             });
         };
         let config = read_folder_config(folder, kind)?;
+        let mut marian = None;
         let backend = match kind {
             FileKind::TokenizerJson => {
                 let path = folder.join("tokenizer.json");
@@ -138,8 +158,51 @@ impl Tokenizer {
             }
             FileKind::VocabTxt => slow::wordpiece_from_vocab_txt(folder, &config)?,
             FileKind::VocabJsonMerges => slow::byte_level_bpe_from_files(folder, &config)?,
+            FileKind::SentencePiece if config.class == TokenizerClass::Marian => {
+                let (backend, vocab) = marian::build(folder, &config)?;
+                marian = Some(vocab);
+                backend
+            }
+            FileKind::SentencePiece => {
+                let (file, converter) = match config.class {
+                    TokenizerClass::T5 => (
+                        "spiece.model",
+                        SpmConverter::T5 {
+                            extra_ids: config.extra_ids,
+                        },
+                    ),
+                    TokenizerClass::XlmRoberta => {
+                        ("sentencepiece.bpe.model", SpmConverter::XlmRoberta)
+                    }
+                    ref other => {
+                        return Err(TokenizerError::InvalidConfig {
+                            path: folder.join("tokenizer_config.json"),
+                            field: "tokenizer_class".into(),
+                            message: format!(
+                                "a sentencepiece folder of class {other:?} is not supported (T5, \
+                                 XLM-R and Marian are)"
+                            ),
+                        });
+                    }
+                };
+                let path = folder.join(file);
+                if !path.is_file() {
+                    return Err(TokenizerError::MissingTokenizerFile {
+                        folder: folder.to_path_buf(),
+                        file: file.into(),
+                        reason: format!("the tokenizer class is {:?}", config.class),
+                    });
+                }
+                let model = SpmModel::read(&path)?;
+                slow::sentencepiece(&path, &model, converter, config.spm_prepend_scheme)?
+            }
         };
-        Ok(Self::from_backend(backend, config, kind))
+        let mut tokenizer = Self::from_backend(backend, config, kind);
+        if let Some(mut marian) = marian {
+            marian.attach(&tokenizer.backend);
+            tokenizer.marian = Some(Arc::new(marian));
+        }
+        Ok(tokenizer)
     }
 
     /// Finishes what `PreTrainedTokenizerFast.__init__` and the class's `__init__` do to the
@@ -237,6 +300,7 @@ impl Tokenizer {
                 .clean_up_tokenization_spaces
                 .unwrap_or(clean_up_default),
             model_input_names: config.model_input_names,
+            marian: None,
             configured: Mutex::new(Vec::new()),
         }
     }
@@ -296,7 +360,33 @@ impl Tokenizer {
             }
         }
         let backend = self.configured_backend(settings)?;
-        let backend_inputs: Vec<tokenizers::EncodeInput<'_>> = inputs
+        // Marian splits a leading language code (`>>fr<<`) off each text: the backend sees a
+        // stand-in token in its place, put back below.
+        let stand_in = |text: &str| -> String {
+            match (&self.marian, marian::language_code_len(text)) {
+                (Some(marian), Some(code)) => {
+                    format!("{}{}", marian.code_stand_in(), &text[code..])
+                }
+                _ => text.to_string(),
+            }
+        };
+        let rewritten: Option<Vec<(String, Option<String>)>> = self.marian.as_ref().map(|_| {
+            inputs
+                .iter()
+                .map(|input| (stand_in(input.first()), input.second().map(stand_in)))
+                .collect()
+        });
+        let backend_texts: Vec<EncodeInput<'_>> = match &rewritten {
+            Some(rewritten) => rewritten
+                .iter()
+                .map(|(first, second)| match second {
+                    Some(second) => EncodeInput::Pair(first, second),
+                    None => EncodeInput::Single(first),
+                })
+                .collect(),
+            None => inputs.to_vec(),
+        };
+        let backend_inputs: Vec<tokenizers::EncodeInput<'_>> = backend_texts
             .iter()
             .map(|input| match *input {
                 EncodeInput::Single(text) => tokenizers::EncodeInput::Single(text.into()),
@@ -320,11 +410,18 @@ impl Tokenizer {
             TokenizerError::Encode(message)
         })?
         .map_err(|error| TokenizerError::Encode(error.to_string()))?;
-        Ok(encoded
+        let mut encodings: Vec<Encoding> = encoded
             .iter()
-            .zip(inputs)
+            .zip(&backend_texts)
             .map(|(encoding, input)| convert_encoding(encoding, input, options.return_overflowing))
-            .collect())
+            .collect();
+        if let Some(marian) = &self.marian {
+            for (encoding, input) in encodings.iter_mut().zip(inputs) {
+                restore_language_codes(encoding, input, marian.code_stand_in());
+                map_marian_ids(marian, encoding, input);
+            }
+        }
+        Ok(encodings)
     }
 
     /// transformers' `_get_padding_truncation_strategies` + `set_truncation_and_padding`.
@@ -521,7 +618,7 @@ impl Tokenizer {
                     Side::Right => PaddingDirection::Right,
                 },
                 pad_to_multiple_of,
-                pad_id: self.pad_token_id().unwrap_or(0),
+                pad_id: self.backend_pad_id().unwrap_or(0),
                 pad_type_id: 0,
                 pad_token,
             }));
@@ -545,16 +642,25 @@ impl Tokenizer {
     ///
     /// # Errors
     /// [`TokenizerError::Decode`] when the `tokenizers` decoder fails.
+    ///
+    /// A Marian tokenizer decodes with its target model, as `MarianTokenizer.decode`: ids outside
+    /// vocab.json read as the unknown token.
     pub fn decode(
         &self,
         ids: &[u32],
         skip_special_tokens: bool,
         clean_up_tokenization_spaces: Option<bool>,
     ) -> Result<String> {
-        let text = self
-            .backend
-            .decode(ids, skip_special_tokens)
-            .map_err(|error| TokenizerError::Decode(error.to_string()))?;
+        let text = match &self.marian {
+            Some(marian) => {
+                let special_ids = self.all_special_ids();
+                marian.decode(ids, skip_special_tokens, &self.special.all(), &special_ids)
+            }
+            None => self
+                .backend
+                .decode(ids, skip_special_tokens)
+                .map_err(|error| TokenizerError::Decode(error.to_string()))?,
+        };
         if clean_up_tokenization_spaces.unwrap_or(self.clean_up_tokenization_spaces) {
             Ok(clean_up_tokenization(&text))
         } else {
@@ -602,12 +708,10 @@ impl Tokenizer {
         ids.iter()
             .filter(|id| !skipped.contains(id))
             .map(|&id| {
-                self.backend
-                    .id_to_token(id)
-                    .ok_or(TokenizerError::UnknownTokenId {
-                        id,
-                        size: self.len(),
-                    })
+                self.id_to_token(id).ok_or(TokenizerError::UnknownTokenId {
+                    id,
+                    size: self.len(),
+                })
             })
             .collect()
     }
@@ -618,22 +722,35 @@ impl Tokenizer {
 
     /// The id of a token (added tokens included), `None` if it is not in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.backend.token_to_id(token)
+        match &self.marian {
+            Some(marian) => marian.token_to_id(token),
+            None => self.backend.token_to_id(token),
+        }
     }
 
     /// The token of an id (added tokens included), `None` outside the vocabulary.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.backend.id_to_token(id)
+        match &self.marian {
+            Some(marian) => marian.token(id).map(str::to_string),
+            None => self.backend.id_to_token(id),
+        }
     }
 
-    /// Size of the base vocabulary, without added tokens (transformers' `vocab_size`).
+    /// Size of the base vocabulary, without added tokens (transformers' `vocab_size`; Marian's
+    /// vocab.json).
     pub fn vocab_size(&self) -> usize {
-        self.backend.get_vocab_size(false)
+        match &self.marian {
+            Some(marian) => marian.vocab_size(),
+            None => self.backend.get_vocab_size(false),
+        }
     }
 
     /// Size of the vocabulary with the added tokens (transformers' `len(tokenizer)`).
     pub fn len(&self) -> usize {
-        self.backend.get_vocab_size(true)
+        match &self.marian {
+            Some(marian) => marian.vocab_size(),
+            None => self.backend.get_vocab_size(true),
+        }
     }
 
     /// Whether the vocabulary is empty.
@@ -697,6 +814,18 @@ impl Tokenizer {
                 .unk
                 .as_deref()
                 .and_then(|unk| self.token_to_id(unk))
+        })
+    }
+
+    /// The pad token's id in the backend's numbering (differs from [`Tokenizer::pad_token_id`]
+    /// for Marian, whose backend numbers the source model's pieces).
+    fn backend_pad_id(&self) -> Option<u32> {
+        let pad = self.special.pad.as_deref()?;
+        self.backend.token_to_id(pad).or_else(|| {
+            self.special
+                .unk
+                .as_deref()
+                .and_then(|unk| self.backend.token_to_id(unk))
         })
     }
 
@@ -911,6 +1040,65 @@ pub fn clean_up_tokenization(text: &str) -> String {
         .replace(" 's", "'s")
         .replace(" 've", "'ve")
         .replace(" 're", "'re")
+}
+
+/// Marian: the offsets of an encoding of the texts with [`Marian::code_stand_in`] in place of
+/// their leading language code, as offsets in the texts themselves (the code spans its own text).
+fn restore_language_codes(encoding: &mut Encoding, input: &EncodeInput<'_>, stand_in: &str) {
+    for sequence in 0..2 {
+        let Some(text) = input.text(sequence) else {
+            continue;
+        };
+        let Some(code_bytes) = marian::language_code_len(text) else {
+            continue;
+        };
+        let code_chars = text[..code_bytes].chars().count();
+        let stand_in_chars = stand_in.chars().count();
+        for index in 0..encoding.ids.len() {
+            if encoding.sequence_ids[index] != Some(sequence) {
+                continue;
+            }
+            let (start, end) = encoding.offsets[index];
+            let (byte_start, byte_end) = encoding.byte_offsets[index];
+            if start == 0 && end == stand_in_chars {
+                encoding.offsets[index] = (0, code_chars);
+                encoding.byte_offsets[index] = (0, code_bytes);
+            } else if start >= stand_in_chars {
+                let shift = |value: usize, old: usize, new: usize| value - old + new;
+                encoding.offsets[index] = (
+                    shift(start, stand_in_chars, code_chars),
+                    shift(end, stand_in_chars, code_chars),
+                );
+                encoding.byte_offsets[index] = (
+                    shift(byte_start, stand_in.len(), code_bytes),
+                    shift(byte_end, stand_in.len(), code_bytes),
+                );
+            }
+        }
+    }
+    for window in &mut encoding.overflowing {
+        restore_language_codes(window, input, stand_in);
+    }
+}
+
+/// A Marian encoding (and its overflowing windows) in vocab.json's ids.
+fn map_marian_ids(marian: &Marian, encoding: &mut Encoding, input: &EncodeInput<'_>) {
+    let (byte_offsets, sequence_ids) = (&encoding.byte_offsets, &encoding.sequence_ids);
+    // An unknown piece covers its token's text and what normalization folded into it (the
+    // combining marks up to the next token); trailing white space is the Strip normalizer's.
+    let surface = |index: usize| {
+        let sequence = sequence_ids[index]?;
+        let text = input.text(sequence)?;
+        let (start, end) = byte_offsets[index];
+        let next = (index + 1..sequence_ids.len())
+            .find(|&next| sequence_ids[next] == Some(sequence))
+            .map_or(text.len(), |next| byte_offsets[next].0);
+        text.get(start..next.max(end)).map(str::trim_end)
+    };
+    marian.map_ids(&mut encoding.ids, &mut encoding.tokens, surface);
+    for window in &mut encoding.overflowing {
+        map_marian_ids(marian, window, input);
+    }
 }
 
 /// Char index → byte index for every char boundary of `text` (one past the end included).

@@ -40,7 +40,7 @@ fn penalised(base: f32, length: usize, length_penalty: f32) -> f32 {
     base / (length as f64).powf(length_penalty as f64) as f32
 }
 
-pub(super) fn beam_search<M: Generative>(
+pub(super) fn beam_search<M: Generative + ?Sized>(
     generation: &mut Generation<'_, M>,
 ) -> Result<GenerateOutput> {
     let model = generation.model;

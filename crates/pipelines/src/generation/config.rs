@@ -71,6 +71,10 @@ pub struct GenerationConfig {
     pub pad_token_id: Option<u32>,
     /// `bos_token_id`.
     pub bos_token_id: Option<u32>,
+    /// `forced_bos_token_id`: the first generated token of an encoder-decoder model.
+    pub forced_bos_token_id: Option<u32>,
+    /// `forced_eos_token_id`: the token(s) forced just before `max_length` (empty: none).
+    pub forced_eos_token_id: Vec<u32>,
     /// `decoder_start_token_id`: the decoder's first id for encoder-decoder models (`None`:
     /// `bos_token_id`).
     pub decoder_start_token_id: Option<u32>,
@@ -107,6 +111,8 @@ impl Default for GenerationConfig {
             pad_token_id: None,
             bos_token_id: None,
             decoder_start_token_id: None,
+            forced_bos_token_id: None,
+            forced_eos_token_id: Vec::new(),
             stop_strings: Vec::new(),
             use_cache: true,
             seed: None,
@@ -115,7 +121,7 @@ impl Default for GenerationConfig {
 }
 
 /// The option names [`GenerationConfig::update`] knows, as transformers spells them.
-pub const OPTION_NAMES: [&str; 25] = [
+pub const OPTION_NAMES: [&str; 27] = [
     "max_length",
     "max_new_tokens",
     "min_length",
@@ -137,6 +143,8 @@ pub const OPTION_NAMES: [&str; 25] = [
     "pad_token_id",
     "bos_token_id",
     "decoder_start_token_id",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
     "stop_strings",
     "use_cache",
     "seed",
@@ -253,14 +261,9 @@ impl GenerationConfig {
             "num_return_sequences" => {
                 self.num_return_sequences = optional_count(name, value)?.unwrap_or(1)
             }
-            "eos_token_id" => {
-                self.eos_token_id = match value {
-                    Value::Null => Vec::new(),
-                    Value::Array(_) => serde_json::from_value(value.clone())
-                        .map_err(|_| wrong(name, "a token id or a list of them", value))?,
-                    _ => vec![token_id(name, value)?],
-                }
-            }
+            "eos_token_id" => self.eos_token_id = token_ids(name, value)?,
+            "forced_eos_token_id" => self.forced_eos_token_id = token_ids(name, value)?,
+            "forced_bos_token_id" => self.forced_bos_token_id = optional_token(name, value)?,
             "pad_token_id" => self.pad_token_id = optional_token(name, value)?,
             "bos_token_id" => self.bos_token_id = optional_token(name, value)?,
             "decoder_start_token_id" => self.decoder_start_token_id = optional_token(name, value)?,
@@ -288,6 +291,67 @@ impl GenerationConfig {
                 optional_count(name, value)?;
             }
             _ => unreachable!("every name of OPTION_NAMES is handled"),
+        }
+        Ok(())
+    }
+
+    /// Takes the model's value of every option this config leaves at transformers' global
+    /// default while the model's is not (`GenerationMixin._prepare_generation_config` with
+    /// `use_model_defaults`: how a pipeline's defaults and the model's `generation_config.json`
+    /// combine). A `max_length` of 20 is the global default.
+    pub fn fill_from_model(&mut self, model: &GenerationConfig) {
+        let global = GenerationConfig::default();
+        let normalise = |length: Option<usize>| length.filter(|&length| length != 20);
+        if normalise(self.max_length).is_none() && normalise(model.max_length).is_some() {
+            self.max_length = model.max_length;
+        }
+        macro_rules! fill {
+            ($($field:ident),* $(,)?) => {$(
+                if self.$field == global.$field && model.$field != global.$field {
+                    self.$field = model.$field.clone();
+                }
+            )*};
+        }
+        fill!(
+            max_new_tokens,
+            min_length,
+            min_new_tokens,
+            do_sample,
+            num_beams,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            repetition_penalty,
+            no_repeat_ngram_size,
+            bad_words_ids,
+            length_penalty,
+            early_stopping,
+            num_return_sequences,
+            eos_token_id,
+            pad_token_id,
+            bos_token_id,
+            decoder_start_token_id,
+            forced_bos_token_id,
+            forced_eos_token_id,
+            stop_strings,
+            use_cache,
+            seed,
+        );
+    }
+
+    /// Sets the options of `settings` this config knows and ignores the others, as
+    /// transformers' `GenerationConfig.update` (how a pipeline applies
+    /// `task_specific_params[task]`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a known option with a value of the wrong type.
+    pub fn update_known(&mut self, settings: &Map<String, Value>) -> Result<()> {
+        for (key, value) in settings {
+            if OPTION_NAMES.contains(&key.as_str()) {
+                self.set(key, value)?;
+            }
         }
         Ok(())
     }
@@ -444,6 +508,16 @@ fn token_id(option: &'static str, value: &Value) -> Result<u32> {
         .as_u64()
         .and_then(|id| u32::try_from(id).ok())
         .ok_or_else(|| wrong(option, "a token id", value))
+}
+
+/// A token id or a list of them; none for null.
+fn token_ids(option: &'static str, value: &Value) -> Result<Vec<u32>> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(_) => serde_json::from_value(value.clone())
+            .map_err(|_| wrong(option, "a token id or a list of them", value)),
+        _ => Ok(vec![token_id(option, value)?]),
+    }
 }
 
 fn optional_token(option: &'static str, value: &Value) -> Result<Option<u32>> {

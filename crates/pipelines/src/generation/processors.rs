@@ -1,14 +1,58 @@
 //! Logits processors and warpers, as transformers/generation/logits_process.py: each takes a
-//! row's token history and its next-token scores and returns the changed scores (-inf where
+//! row's token history and its next-token scores and changes the scores in place (-inf where
 //! a token is filtered out). Computed in f32 like the reference, sums in f64.
+//!
+//! [`LogitsProcessor`] is the trait a chain's members implement: the built-in ones
+//! ([`Builtin`], what `generate()` builds from a config) and any of the user's:
+//!
+//! ```
+//! use oxformer_pipelines::generation::{GenerationConfig, LogitsProcessor, LogitsProcessorList};
+//!
+//! /// Forbids one token everywhere.
+//! #[derive(Debug)]
+//! struct Forbid(u32);
+//!
+//! impl LogitsProcessor for Forbid {
+//!     fn name(&self) -> &str {
+//!         "Forbid"
+//!     }
+//!     fn apply(&self, _history: &[u32], scores: &mut [f32]) {
+//!         scores[self.0 as usize] = f32::NEG_INFINITY;
+//!     }
+//! }
+//!
+//! let mut chain = LogitsProcessorList::from_config(&GenerationConfig::default(), 3);
+//! chain.push(Forbid(7));
+//! let mut scores = vec![0.5; 10];
+//! chain.apply(&[1, 2, 3], &mut scores);
+//! assert_eq!(scores[7], f32::NEG_INFINITY);
+//! ```
 
 use std::collections::HashMap;
+use std::fmt::Debug;
 
 use super::config::GenerationConfig;
 
-/// One processor of a chain, named after its transformers class.
+/// A logits processor (transformers' `LogitsProcessor`): changes one row's next-token scores
+/// given the row's tokens so far. Implement it to add a rule of your own to a
+/// [`LogitsProcessorList`] (see the module's example).
+pub trait LogitsProcessor: Debug + Send + Sync {
+    /// A name for listings and errors (transformers' class name for the built-in ones).
+    fn name(&self) -> &str;
+
+    /// Changes `scores` in place: -inf forbids a token.
+    ///
+    /// # Shapes
+    /// `history`: every token of the row so far (decoder-only models: the padded prompt then
+    /// the new tokens; encoder-decoder models: the decoder's, from its start token);
+    /// `scores`: vocab (logits, or log-probabilities in beam search).
+    fn apply(&self, history: &[u32], scores: &mut [f32]);
+}
+
+/// The processors `generate()` builds from a [`GenerationConfig`], named after their
+/// transformers classes.
 #[derive(Clone, Debug, PartialEq)]
-pub enum LogitsProcessor {
+pub enum Builtin {
     /// `RepetitionPenaltyLogitsProcessor`: scores of tokens already in the history are divided
     /// by the penalty when positive, multiplied when negative.
     RepetitionPenalty {
@@ -43,6 +87,20 @@ pub enum LogitsProcessor {
         /// New tokens required.
         min_new_tokens: usize,
         /// The end-of-sequence ids.
+        eos_token_ids: Vec<u32>,
+    },
+    /// `ForcedBOSTokenLogitsProcessor`: the first generated token of an encoder-decoder
+    /// decoder (history of one token) is forced to `bos_token_id`.
+    ForcedBos {
+        /// The forced token.
+        bos_token_id: u32,
+    },
+    /// `ForcedEOSTokenLogitsProcessor`: the last token before `max_length` is forced to one of
+    /// the end-of-sequence ids.
+    ForcedEos {
+        /// The total length decoding stops at.
+        max_length: usize,
+        /// The forced ids.
         eos_token_ids: Vec<u32>,
     },
     /// `TemperatureLogitsWarper`: scores divided by the temperature.
@@ -80,15 +138,17 @@ pub enum LogitsProcessor {
     },
 }
 
-impl LogitsProcessor {
+impl LogitsProcessor for Builtin {
     /// The transformers class this mirrors.
-    pub fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         match self {
             Self::RepetitionPenalty { .. } => "RepetitionPenaltyLogitsProcessor",
             Self::NoRepeatNGram { .. } => "NoRepeatNGramLogitsProcessor",
             Self::NoBadWords { .. } => "NoBadWordsLogitsProcessor",
             Self::MinLength { .. } => "MinLengthLogitsProcessor",
             Self::MinNewTokens { .. } => "MinNewTokensLengthLogitsProcessor",
+            Self::ForcedBos { .. } => "ForcedBOSTokenLogitsProcessor",
+            Self::ForcedEos { .. } => "ForcedEOSTokenLogitsProcessor",
             Self::Temperature { .. } => "TemperatureLogitsWarper",
             Self::TopK { .. } => "TopKLogitsWarper",
             Self::TopP { .. } => "TopPLogitsWarper",
@@ -97,9 +157,7 @@ impl LogitsProcessor {
         }
     }
 
-    /// Applies the processor to one row: `history` is every token so far (prompt included,
-    /// padding included), `scores` the next-token scores (vocab).
-    pub fn apply(&self, history: &[u32], scores: &mut [f32]) {
+    fn apply(&self, history: &[u32], scores: &mut [f32]) {
         match self {
             Self::RepetitionPenalty { penalty } => {
                 // Each distinct token once: transformers gathers the scores, then scatters.
@@ -151,6 +209,19 @@ impl LogitsProcessor {
             } => {
                 if history.len().saturating_sub(*prompt_length) < *min_new_tokens {
                     forbid(scores, eos_token_ids);
+                }
+            }
+            Self::ForcedBos { bos_token_id } => {
+                if history.len() == 1 {
+                    force(scores, std::slice::from_ref(bos_token_id));
+                }
+            }
+            Self::ForcedEos {
+                max_length,
+                eos_token_ids,
+            } => {
+                if history.len() + 1 == *max_length {
+                    force(scores, eos_token_ids);
                 }
             }
             Self::Temperature { temperature } => {
@@ -244,6 +315,16 @@ impl LogitsProcessor {
     }
 }
 
+/// Every score -inf but those of `tokens`, 0.
+fn force(scores: &mut [f32], tokens: &[u32]) {
+    scores.fill(f32::NEG_INFINITY);
+    for &token in tokens {
+        if let Some(score) = scores.get_mut(token as usize) {
+            *score = 0.0;
+        }
+    }
+}
+
 fn forbid(scores: &mut [f32], tokens: &[u32]) {
     for &token in tokens {
         if let Some(score) = scores.get_mut(token as usize) {
@@ -300,32 +381,51 @@ pub(crate) fn log_softmax(scores: &[f32]) -> Vec<f32> {
     scores.iter().map(|&s| s - max - log_sum).collect()
 }
 
-/// The processors `generate()` builds from a config, in transformers' order
-/// (`GenerationMixin._get_logits_processor`).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A chain of processors applied in order; [`LogitsProcessorList::from_config`] builds the
+/// one `generate()` builds (`GenerationMixin._get_logits_processor`).
+#[derive(Debug, Default)]
 pub struct LogitsProcessorList {
-    processors: Vec<LogitsProcessor>,
+    processors: Vec<Box<dyn LogitsProcessor>>,
 }
 
 impl LogitsProcessorList {
     /// A chain of the given processors.
-    pub fn new(processors: Vec<LogitsProcessor>) -> Self {
+    pub fn new(processors: Vec<Box<dyn LogitsProcessor>>) -> Self {
         Self { processors }
     }
 
-    /// The chain for `config` and a (padded) prompt of `prompt_length` tokens: repetition
-    /// penalty, no-repeat n-gram, bad words, min length, min new tokens; then, when sampling,
-    /// temperature, top-k, top-p, min-p, typical-p.
+    /// Adds a processor at the end of the chain.
+    pub fn push(&mut self, processor: impl LogitsProcessor + 'static) {
+        self.processors.push(Box::new(processor));
+    }
+
+    /// The chain for `config` and a decoder prompt of `prompt_length` tokens (the padded
+    /// prompt; 1, the start token, for encoder-decoder models), stopping at the length
+    /// `config` resolves to without a model limit: see
+    /// [`LogitsProcessorList::for_generation`].
     pub fn from_config(config: &GenerationConfig, prompt_length: usize) -> Self {
-        let mut processors = Vec::new();
+        let max_length = config.resolved_max_length(prompt_length, None);
+        Self::for_generation(config, prompt_length, max_length)
+    }
+
+    /// The chain for `config`, a decoder prompt of `prompt_length` tokens and decoding up to
+    /// `max_length` tokens, in transformers' order: repetition penalty, no-repeat n-gram, bad
+    /// words, min length, min new tokens, forced BOS, forced EOS; then, when sampling,
+    /// temperature, top-k, top-p, min-p, typical-p.
+    pub fn for_generation(
+        config: &GenerationConfig,
+        prompt_length: usize,
+        max_length: usize,
+    ) -> Self {
+        let mut processors: Vec<Builtin> = Vec::new();
         let eos = &config.eos_token_id;
         if config.repetition_penalty != 1.0 {
-            processors.push(LogitsProcessor::RepetitionPenalty {
+            processors.push(Builtin::RepetitionPenalty {
                 penalty: config.repetition_penalty,
             });
         }
         if config.no_repeat_ngram_size > 0 {
-            processors.push(LogitsProcessor::NoRepeatNGram {
+            processors.push(Builtin::NoRepeatNGram {
                 ngram_size: config.no_repeat_ngram_size,
             });
         }
@@ -336,11 +436,11 @@ impl LogitsProcessorList {
                 .filter(|sequence| !(sequence.len() == 1 && eos.contains(&sequence[0])))
                 .cloned()
                 .collect();
-            processors.push(LogitsProcessor::NoBadWords { sequences });
+            processors.push(Builtin::NoBadWords { sequences });
         }
         let min_length = config.resolved_min_length(prompt_length);
         if !eos.is_empty() && min_length > 0 {
-            processors.push(LogitsProcessor::MinLength {
+            processors.push(Builtin::MinLength {
                 min_length,
                 eos_token_ids: eos.clone(),
             });
@@ -349,10 +449,19 @@ impl LogitsProcessorList {
             && !eos.is_empty()
             && min_new_tokens > 0
         {
-            processors.push(LogitsProcessor::MinNewTokens {
+            processors.push(Builtin::MinNewTokens {
                 prompt_length,
                 min_new_tokens,
                 eos_token_ids: eos.clone(),
+            });
+        }
+        if let Some(bos_token_id) = config.forced_bos_token_id {
+            processors.push(Builtin::ForcedBos { bos_token_id });
+        }
+        if !config.forced_eos_token_id.is_empty() {
+            processors.push(Builtin::ForcedEos {
+                max_length,
+                eos_token_ids: config.forced_eos_token_id.clone(),
             });
         }
         if config.do_sample {
@@ -363,40 +472,53 @@ impl LogitsProcessorList {
                 1
             };
             if config.temperature != 1.0 {
-                processors.push(LogitsProcessor::Temperature {
+                processors.push(Builtin::Temperature {
                     temperature: config.temperature,
                 });
             }
             if config.top_k != 0 {
-                processors.push(LogitsProcessor::TopK {
+                processors.push(Builtin::TopK {
                     top_k: config.top_k.max(min_tokens_to_keep),
                 });
             }
             if config.top_p < 1.0 {
-                processors.push(LogitsProcessor::TopP {
+                processors.push(Builtin::TopP {
                     top_p: config.top_p,
                     min_tokens_to_keep,
                 });
             }
             if let Some(min_p) = config.min_p {
-                processors.push(LogitsProcessor::MinP {
+                processors.push(Builtin::MinP {
                     min_p,
                     min_tokens_to_keep,
                 });
             }
             if config.typical_p < 1.0 {
-                processors.push(LogitsProcessor::Typical {
+                processors.push(Builtin::Typical {
                     mass: config.typical_p,
                     min_tokens_to_keep,
                 });
             }
         }
-        Self { processors }
+        Self {
+            processors: processors
+                .into_iter()
+                .map(|processor| Box::new(processor) as Box<dyn LogitsProcessor>)
+                .collect(),
+        }
     }
 
     /// The processors, in order.
-    pub fn processors(&self) -> &[LogitsProcessor] {
+    pub fn processors(&self) -> &[Box<dyn LogitsProcessor>] {
         &self.processors
+    }
+
+    /// The processors' names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.processors
+            .iter()
+            .map(|processor| processor.name())
+            .collect()
     }
 
     /// Whether the chain is empty.
