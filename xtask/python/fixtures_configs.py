@@ -54,6 +54,33 @@ CASES = {
         "sinusoidal_pos_embds": True,
         "torch_dtype": "float16",
     },
+    # Encoder-decoder models (issue 13): T5 v1.0 / v1.1, BART, Marian.
+    "t5-minimal": {"model_type": "t5"},
+    "mt5-minimal": {"model_type": "mt5"},
+    "bart-minimal": {"model_type": "bart"},
+    "marian-minimal": {"model_type": "marian"},
+    "t5-v1_1-gated": {
+        "model_type": "t5",
+        "feed_forward_proj": "gated-gelu",
+        "tie_word_embeddings": False,
+        "num_decoder_layers": None,
+        "num_layers": 4,
+        "d_kv": 32,
+    },
+    "t5-gated-silu": {"model_type": "t5", "feed_forward_proj": "gated-silu", "num_decoder_layers": 3},
+    "bart-scaled-relu": {
+        "model_type": "bart",
+        "scale_embedding": True,
+        "activation_function": "relu",
+        "num_labels": 2,
+        "decoder_start_token_id": 0,
+    },
+    "marian-unshared": {
+        "model_type": "marian",
+        "share_encoder_decoder_embeddings": False,
+        "decoder_vocab_size": 1000,
+        "activation_function": "swish",
+    },
     "xlm-roberta-relative": {
         "model_type": "xlm-roberta",
         "position_embedding_type": "relative_key_query",

@@ -10,6 +10,7 @@ Run by `cargo xtask fixtures` (xtask/src/fixtures.rs) after `fixtures_tokenizers
 - `t5-v1_1`: T5 v1.1 / FLAN-T5 (`gated-gelu`, untied LM head). Encoder and decoder have the same number of
   layers: transformers 4.57.6 sizes the decoder's cache by the encoder's `num_layers`, so `generate()` fails
   on a T5 with more decoder layers.
+- `mt5`: the same layout saved as `MT5ForConditionalGeneration` (`model_type` `mt5`).
 - `bart`: BART with distilbart-cnn's generation settings (forced BOS/EOS, `min_length`, no-repeat 3, length
   penalty 2.0, 4 beams, early stopping) in `generation_config.json` and `task_specific_params`.
 - `marian`: shaped like opus-mt: `source.spm`, `target.spm`, `vocab.json`, no `tokenizer.json`; the decoder
@@ -52,6 +53,8 @@ from transformers import (
     MarianConfig,
     MarianMTModel,
     MarianTokenizer,
+    MT5Config,
+    MT5ForConditionalGeneration,
     T5Config,
     T5ForConditionalGeneration,
     T5Tokenizer,
@@ -435,9 +438,10 @@ def t5_tokenizer(work: Path, name: str, normalization: str) -> Path:
     return folder
 
 
-def build_t5(out: Path, tokenizer_folder: Path, name: str, gated: bool) -> None:
+def build_t5(out: Path, tokenizer_folder: Path, name: str, gated: bool, mt5: bool = False) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
-    config = T5Config(
+    config_class, model_class = (MT5Config, MT5ForConditionalGeneration) if mt5 else (T5Config, T5ForConditionalGeneration)
+    config = config_class(
         vocab_size=len(tokenizer),
         d_model=D_MODEL,
         d_kv=D_MODEL // HEADS,
@@ -454,17 +458,17 @@ def build_t5(out: Path, tokenizer_folder: Path, name: str, gated: bool) -> None:
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         task_specific_params=None if gated else T5_SMALL_TASK_PARAMS,
-        architectures=["T5ForConditionalGeneration"],
+        architectures=[model_class.__name__],
     )
     torch.manual_seed(seed_for(name))
-    model = T5ForConditionalGeneration(config).eval()
+    model = model_class(config).eval()
     randomize(model)
     dest = fresh_dir(out / "models" / name)
     model.save_pretrained(str(dest), safe_serialization=True)
     for file in sorted(tokenizer_folder.iterdir()):
         shutil.copyfile(file, dest / file.name)
     normalize_json_files(dest)
-    write_reference(dest, T5ForConditionalGeneration, AutoTokenizer.from_pretrained(str(dest)), T5_TEXTS, name, {})
+    write_reference(dest, model_class, AutoTokenizer.from_pretrained(str(dest)), T5_TEXTS, name, {})
     print(f"models/{name}", flush=True)
 
 
@@ -617,7 +621,10 @@ def main() -> None:
     try:
         # T5's own normaliser (nmt_nfkc: a precompiled charsmap of ~240 KB) in one folder only
         build_t5(out, t5_tokenizer(work, "t5-tokenizer", "nmt_nfkc"), "t5", gated=False)
-        build_t5(out, t5_tokenizer(work, "t5-v1_1-tokenizer", "identity"), "t5-v1_1", gated=True)
+        v1_1_tokenizer = t5_tokenizer(work, "t5-v1_1-tokenizer", "identity")
+        build_t5(out, v1_1_tokenizer, "t5-v1_1", gated=True)
+        # model_type mt5: T5 v1.1's code with MT5Config's defaults
+        build_t5(out, v1_1_tokenizer, "mt5", gated=True, mt5=True)
         build_bart(out)
         build_marian(out, work)
     finally:

@@ -262,6 +262,13 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     note(
         &options,
+        &format!(
+            "encoder-decoder peer: CTranslate2 {} (float32, {THREADS} intra-op threads)",
+            manifest["ctranslate2"].as_str().unwrap_or("?")
+        ),
+    );
+    note(
+        &options,
         &format!("load average at the start: {}", load_average()),
     );
     if !options.json {
@@ -1281,6 +1288,45 @@ mod tests {
         );
         assert_eq!(object["pytorch"]["median_ms"], 200.0);
         assert_eq!(object["ratio_oxformer_to_pytorch"], Value::Null);
+    }
+
+    #[test]
+    fn seq2seq_rows_carry_each_runners_rate() {
+        let cases = seq2seq_cases(false);
+        assert_eq!(cases.len(), 8);
+        let case = cases
+            .iter()
+            .find(|case| case.name == "opus-mt-en-de 8x64 beam 4")
+            .unwrap();
+        let args = bench_args(case).join(" ");
+        assert!(
+            args.contains("--generate 64 --prompt-tokens 64 --batch 8 --num-beams 4"),
+            "{args}"
+        );
+        assert_eq!(peer_request(case, Path::new("m"))["op"], "seq2seq");
+        assert_eq!(case_tokens(case), 512.0);
+        let timings = |ms: f64| Timings {
+            times_ms: vec![ms],
+            tokens: 512.0,
+            missing: None,
+        };
+        let result = CaseResult {
+            timings: vec![
+                (Runner::Oxformer, timings(1000.0)),
+                (Runner::PyTorch, timings(4000.0)),
+                (Runner::CTranslate2, timings(2000.0)),
+            ],
+        };
+        let object = result.to_json(case, 1);
+        assert_eq!(object["model"], "opus-mt-en-de");
+        assert_eq!(object["batch"], 8);
+        assert_eq!(object["num_beams"], 4);
+        assert_eq!(object["new_tokens"], 64);
+        assert_eq!(object["oxformer_tokens_per_s"], 512.0);
+        assert_eq!(object["torch_tokens_per_s"], 128.0);
+        assert_eq!(object["ct2_tokens_per_s"], 256.0);
+        let row = result.seq2seq_table_row(case);
+        assert!(row.contains("4.00×") && row.contains("2.00×"), "{row}");
     }
 
     #[test]

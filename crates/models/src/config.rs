@@ -526,7 +526,7 @@ pub enum ModelConfig {
     DistilBert(DistilBertConfig),
     /// `model_type` `gpt2`.
     Gpt2(Gpt2Config),
-    /// `model_type` `t5` (T5 v1.0, v1.1, FLAN-T5).
+    /// `model_type` `t5` (T5 v1.0, v1.1, FLAN-T5) or `mt5` (the same model, other defaults).
     T5(T5Config),
     /// `model_type` `bart`.
     Bart(BartConfig),
@@ -536,13 +536,14 @@ pub enum ModelConfig {
 
 impl ModelConfig {
     /// The `model_type` values oxformer implements.
-    pub const SUPPORTED_MODEL_TYPES: [&'static str; 8] = [
+    pub const SUPPORTED_MODEL_TYPES: [&'static str; 9] = [
         "bert",
         "roberta",
         "xlm-roberta",
         "distilbert",
         "gpt2",
         "t5",
+        "mt5",
         "bart",
         "marian",
     ];
@@ -614,7 +615,9 @@ impl ModelConfig {
             }
             "distilbert" => Self::DistilBert(DistilBertConfig::parse(&fields)?),
             "gpt2" => Self::Gpt2(Gpt2Config::parse(&fields)?),
-            "t5" => Self::T5(T5Config::parse(&fields)?),
+            "t5" => Self::T5(T5Config::parse(&fields, T5Defaults::T5)?),
+            // MT5ForConditionalGeneration is T5's code with other defaults (modeling_mt5.py)
+            "mt5" => Self::T5(T5Config::parse(&fields, T5Defaults::MT5)?),
             "bart" => Self::Bart(BartConfig::parse(&fields)?),
             "marian" => Self::Marian(MarianConfig::parse(&fields)?),
             other => return Err(unsupported(Some(other.to_string()))),
@@ -641,6 +644,7 @@ impl ModelConfig {
             Self::XlmRoberta(_) => "xlm-roberta",
             Self::DistilBert(_) => "distilbert",
             Self::Gpt2(_) => "gpt2",
+            Self::T5(config) if config.common.model_type == "mt5" => "mt5",
             Self::T5(_) => "t5",
             Self::Bart(_) => "bart",
             Self::Marian(_) => "marian",
@@ -719,6 +723,65 @@ struct Seq2SeqDefaults {
     tokens: TokenDefaults,
     decoder_start: Option<u32>,
     num_labels: usize,
+    tie_word_embeddings: bool,
+    tokenizer_class: Option<&'static str>,
+}
+
+impl Seq2SeqDefaults {
+    /// `PretrainedConfig`'s own defaults for what the class does not set.
+    const PRETRAINED: Self = Self {
+        tokens: TokenDefaults {
+            pad: None,
+            bos: None,
+            eos: None,
+        },
+        decoder_start: None,
+        num_labels: 2,
+        tie_word_embeddings: true,
+        tokenizer_class: None,
+    };
+}
+
+/// The class defaults of `T5Config` and `MT5Config` (configuration_mt5.py), which share the
+/// fields.
+struct T5Defaults {
+    vocab_size: usize,
+    d_ff: usize,
+    num_layers: usize,
+    num_heads: usize,
+    feed_forward_proj: &'static str,
+    common: Seq2SeqDefaults,
+}
+
+impl T5Defaults {
+    const T5: Self = Self {
+        vocab_size: 32128,
+        d_ff: 2048,
+        num_layers: 6,
+        num_heads: 8,
+        feed_forward_proj: "relu",
+        common: Seq2SeqDefaults {
+            tokens: TokenDefaults {
+                pad: Some(0),
+                bos: None,
+                eos: Some(1),
+            },
+            ..Seq2SeqDefaults::PRETRAINED
+        },
+    };
+    const MT5: Self = Self {
+        vocab_size: 250112,
+        d_ff: 1024,
+        num_layers: 8,
+        num_heads: 6,
+        feed_forward_proj: "gated-gelu",
+        common: Seq2SeqDefaults {
+            decoder_start: Some(0),
+            tie_word_embeddings: false,
+            tokenizer_class: Some("T5Tokenizer"),
+            ..Self::T5.common
+        },
+    };
 }
 
 impl BertConfig {
@@ -843,9 +906,10 @@ impl Gpt2Config {
 }
 
 impl T5Config {
-    fn parse(fields: &Fields<'_>) -> Result<Self> {
+    fn parse(fields: &Fields<'_>, defaults: T5Defaults) -> Result<Self> {
         let key = "feed_forward_proj";
-        let feed_forward_proj: String = fields.value(key, "relu".to_string(), "a string")?;
+        let feed_forward_proj: String =
+            fields.value(key, defaults.feed_forward_proj.to_string(), "a string")?;
         // configuration_t5.py: `{act}` or `gated-{act}`
         let parts: Vec<&str> = feed_forward_proj.split('-').collect();
         if (parts.len() > 1 && parts[0] != "gated") || parts.len() > 2 {
@@ -864,17 +928,17 @@ impl T5Config {
             HiddenAct::from_name(name)
                 .ok_or_else(|| fields.invalid(key, &unknown_activation(name)))?
         };
-        let num_layers = fields.size("num_layers", 6)?;
+        let num_layers = fields.size("num_layers", defaults.num_layers)?;
         let config = Self {
-            vocab_size: fields.size("vocab_size", 32128)?,
+            vocab_size: fields.size("vocab_size", defaults.vocab_size)?,
             d_model: fields.size("d_model", 512)?,
             d_kv: fields.size("d_kv", 64)?,
-            d_ff: fields.size("d_ff", 2048)?,
+            d_ff: fields.size("d_ff", defaults.d_ff)?,
             num_layers,
             num_decoder_layers: fields
                 .nullable("num_decoder_layers", None, "a positive integer or null")?
                 .unwrap_or(num_layers),
-            num_heads: fields.size("num_heads", 8)?,
+            num_heads: fields.size("num_heads", defaults.num_heads)?,
             relative_attention_num_buckets: fields.size("relative_attention_num_buckets", 32)?,
             relative_attention_max_distance: fields.size("relative_attention_max_distance", 128)?,
             dropout_rate: fields.value("dropout_rate", 0.1, "a number")?,
@@ -885,15 +949,7 @@ impl T5Config {
             dense_act_fn: fields.activation("dense_act_fn", derived_activation)?,
             feed_forward_proj,
             use_cache: fields.value("use_cache", true, "true or false")?,
-            common: fields.common_seq2seq(Seq2SeqDefaults {
-                tokens: TokenDefaults {
-                    pad: Some(0),
-                    bos: None,
-                    eos: Some(1),
-                },
-                decoder_start: None,
-                num_labels: 2,
-            })?,
+            common: fields.common_seq2seq(defaults.common)?,
         };
         if config.num_decoder_layers == 0 {
             return Err(fields.invalid("num_decoder_layers", "must be positive, found 0"));
@@ -976,6 +1032,7 @@ impl BartConfig {
                 },
                 decoder_start: Some(2),
                 num_labels: 3,
+                ..Seq2SeqDefaults::PRETRAINED
             })?,
         })
     }
@@ -1020,7 +1077,7 @@ impl MarianConfig {
                     eos: Some(0),
                 },
                 decoder_start: Some(58100),
-                num_labels: 2,
+                ..Seq2SeqDefaults::PRETRAINED
             })?,
         })
     }
@@ -1290,8 +1347,7 @@ impl Fields<'_> {
         self.common_with(
             Seq2SeqDefaults {
                 tokens,
-                decoder_start: None,
-                num_labels: 2,
+                ..Seq2SeqDefaults::PRETRAINED
             },
             false,
         )
@@ -1328,7 +1384,11 @@ impl Fields<'_> {
             sep_token_id: self.token_id("sep_token_id", None)?,
             decoder_start_token_id: self
                 .token_id("decoder_start_token_id", defaults.decoder_start)?,
-            tie_word_embeddings: self.value("tie_word_embeddings", true, "true or false")?,
+            tie_word_embeddings: self.value(
+                "tie_word_embeddings",
+                defaults.tie_word_embeddings,
+                "true or false",
+            )?,
             dtype,
             is_decoder: self.value("is_decoder", false, "true or false")?,
             add_cross_attention: self.value("add_cross_attention", false, "true or false")?,
@@ -1344,7 +1404,11 @@ impl Fields<'_> {
             )?,
             pruned_heads: self.pruned_heads()?,
             finetuning_task: self.nullable("finetuning_task", None, "a string or null")?,
-            tokenizer_class: self.nullable("tokenizer_class", None, "a string or null")?,
+            tokenizer_class: self.nullable(
+                "tokenizer_class",
+                defaults.tokenizer_class.map(str::to_string),
+                "a string or null",
+            )?,
             transformers_version: self.nullable(
                 "transformers_version",
                 None,

@@ -698,7 +698,7 @@ impl T5ForConditionalGeneration {
                 return Err(Error::ConfigField {
                     source_name: dir.join("config.json").display().to_string(),
                     field: "model_type".to_string(),
-                    reason: format!("expected `t5`, found `{}`", other.model_type()),
+                    reason: format!("expected `t5` or `mt5`, found `{}`", other.model_type()),
                 });
             }
         };

@@ -1,6 +1,6 @@
 //! A forward pass after warm-up allocates per call (its output, the batch's layout), nothing per
 //! layer: each layer writes into the model's workspace, and the kernels allocate nothing. For the
-//! encoders and for GPT-2's decoding steps.
+//! encoders, for GPT-2's decoding steps, and for the decoding steps of T5, BART and Marian.
 
 mod common;
 
@@ -8,11 +8,16 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::reference::model_dir;
+use oxformer_models::bart::BartForConditionalGeneration;
 use oxformer_models::bert::BertModel;
 use oxformer_models::distilbert::DistilBertModel;
 use oxformer_models::gpt2::{Gpt2Input, Gpt2Model};
+use oxformer_models::marian::MarianMTModel;
+use oxformer_models::seq2seq::Seq2SeqCache;
+use oxformer_models::t5::T5ForConditionalGeneration;
 use oxformer_models::{
-    BertConfig, DistilBertConfig, EncoderInput, ForwardOptions, Gpt2Config, ModelConfig,
+    BartConfig, BertConfig, DistilBertConfig, EncoderInput, ForwardOptions, Gpt2Config, MarianConfig, ModelConfig,
+    T5Config,
 };
 use oxformer_nn::Weights;
 use oxformer_tensor::ThreadPool;
@@ -149,5 +154,94 @@ fn gpt2_decoding_steps_allocate_nothing_per_block() {
             step(&mut cache, 12);
             ALLOCATIONS.get() - before
         })
+    });
+}
+
+/// Allocations of the third decoding step (two rows per input, two inputs) of an
+/// encoder-decoder model, after its encoder and two warm-up steps, on one thread.
+fn allocations_per_decoder_step(
+    start: impl Fn(&EncoderInput<'_>) -> Seq2SeqCache + Sync,
+    step: impl Fn(&mut Seq2SeqCache, u32) + Sync,
+) -> usize {
+    let ids = ndarray::Array2::<u32>::from_shape_fn((2, 9), |(b, t)| (7 + 13 * b + t) as u32);
+    let mask = ndarray::Array2::<u32>::from_shape_fn((2, 9), |(b, t)| u32::from(b == 0 || t < 6));
+    let input = EncoderInput::new(ids.view(), mask.view());
+    ThreadPool::new(1).unwrap().install(|| {
+        let mut cache = start(&input);
+        step(&mut cache, 3);
+        step(&mut cache, 4);
+        let before = ALLOCATIONS.get();
+        step(&mut cache, 5);
+        ALLOCATIONS.get() - before
+    })
+}
+
+#[test]
+fn t5_decoding_steps_allocate_nothing_per_layer() {
+    for name in ["t5", "t5-v1_1"] {
+        let dir = model_dir(name);
+        let ModelConfig::T5(config) = ModelConfig::from_folder(&dir).unwrap() else {
+            unreachable!()
+        };
+        let weights = Weights::from_folder(&dir).unwrap();
+        check(name, |layers| {
+            let config = T5Config {
+                num_layers: layers,
+                num_decoder_layers: layers,
+                ..config.clone()
+            };
+            let model = T5ForConditionalGeneration::load(weights.clone(), &config).unwrap();
+            allocations_per_decoder_step(
+                |input| model.start(input, 2, 8).unwrap(),
+                |cache, token| {
+                    let ids = ndarray::Array2::<u32>::from_elem((4, 1), token);
+                    drop(model.decode_last(ids.view(), cache).unwrap());
+                },
+            )
+        });
+    }
+}
+
+#[test]
+fn bart_and_marian_decoding_steps_allocate_nothing_per_layer() {
+    let dir = model_dir("bart");
+    let ModelConfig::Bart(config) = ModelConfig::from_folder(&dir).unwrap() else {
+        unreachable!()
+    };
+    let weights = Weights::from_folder(&dir).unwrap();
+    check("bart", |layers| {
+        let config = BartConfig {
+            encoder_layers: layers,
+            decoder_layers: layers,
+            ..config.clone()
+        };
+        let model = BartForConditionalGeneration::load(weights.clone(), &config).unwrap();
+        allocations_per_decoder_step(
+            |input| model.start(input, 2, 8).unwrap(),
+            |cache, token| {
+                let ids = ndarray::Array2::<u32>::from_elem((4, 1), token);
+                drop(model.decode_last(ids.view(), cache).unwrap());
+            },
+        )
+    });
+    let dir = model_dir("marian");
+    let ModelConfig::Marian(config) = ModelConfig::from_folder(&dir).unwrap() else {
+        unreachable!()
+    };
+    let weights = Weights::from_folder(&dir).unwrap();
+    check("marian", |layers| {
+        let config = MarianConfig {
+            encoder_layers: layers,
+            decoder_layers: layers,
+            ..config.clone()
+        };
+        let model = MarianMTModel::load(weights.clone(), &config).unwrap();
+        allocations_per_decoder_step(
+            |input| model.start(input, 2, 8).unwrap(),
+            |cache, token| {
+                let ids = ndarray::Array2::<u32>::from_elem((4, 1), token);
+                drop(model.decode_last(ids.view(), cache).unwrap());
+            },
+        )
     });
 }

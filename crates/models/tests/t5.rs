@@ -1,5 +1,6 @@
 //! T5 against transformers on the tiny random checkpoints `fixtures/models/t5` (v1.0: ReLU, tied
-//! head with the d_model^-0.5 rescale) and `fixtures/models/t5-v1_1` (gated-gelu, untied head):
+//! head with the d_model^-0.5 rescale), `fixtures/models/t5-v1_1` (gated-gelu, untied head) and
+//! `fixtures/models/mt5` (the same saved as `model_type` mt5):
 //! every encoder and decoder hidden state and the logits, with and without the cache, a padded
 //! batch against its inputs one by one, beam rows, and load errors that name the tensor or field.
 
@@ -14,7 +15,7 @@ use oxformer_models::{Error, ModelConfig};
 
 impl_seq2seq!(T5ForConditionalGeneration);
 
-const MODELS: [&str; 2] = ["t5", "t5-v1_1"];
+const MODELS: [&str; 3] = ["t5", "t5-v1_1", "mt5"];
 
 fn load(name: &str) -> T5ForConditionalGeneration {
     T5ForConditionalGeneration::from_folder(&model_dir(name))
@@ -59,6 +60,8 @@ fn configs_are_read_as_transformers_reads_them() {
     assert!(v1_1.is_gated_act);
     assert!(!v1_1.common.tie_word_embeddings);
     assert!(v1_1.common.is_encoder_decoder);
+    let mt5 = ModelConfig::from_folder(&model_dir("mt5")).unwrap();
+    assert_eq!(mt5.model_type(), "mt5");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Greedy generation through the engine with T5, BART and Marian on the tiny fixtures
-//! (`fixtures/models/{t5,t5-v1_1,bart,marian}`), against transformers' greedy `generate()` with
+//! (`fixtures/models/{t5,t5-v1_1,mt5,bart,marian}`), against transformers' greedy `generate()` with
 //! no logits processors (`reference.json` → `generate.greedy`): the tokens, exactly, for the padded
 //! batch and for each input alone.
 
@@ -99,7 +99,7 @@ fn check<M: Generative>(name: &str, model: &M) {
 
 #[test]
 fn t5_greedy_generate_matches_transformers() {
-    for name in ["t5", "t5-v1_1"] {
+    for name in ["t5", "t5-v1_1", "mt5"] {
         check(
             name,
             &T5ForConditionalGeneration::from_folder(&folder(name)).unwrap(),
