@@ -24,6 +24,7 @@
 //! the matrix-vector kernel is bit-identical to the same row computed inside a larger product.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::ops::Range;
 
 use ndarray::{ArrayView2, s};
@@ -88,10 +89,15 @@ pub(crate) struct Problem<'a> {
     /// Row-major with row stride `ld_residual`, or null.
     pub(crate) residual: *const f32,
     pub(crate) ld_residual: usize,
+    /// Ties the raw pointers to the borrows they came from: B, the bias and the residual shared,
+    /// C exclusive, all for `'a`.
+    pub(crate) borrows: PhantomData<(&'a f32, &'a mut f32)>,
 }
 
-// SAFETY: the pointers are read-only except `c`, of which every task writes a disjoint tile.
+// SAFETY: the pointers are read-only except `c`, of which every task writes a disjoint tile; all
+// of them live for `'a`.
 unsafe impl Send for Problem<'_> {}
+// SAFETY: as above: shared between the tasks, the problem itself is only read.
 unsafe impl Sync for Problem<'_> {}
 
 /// `c ← activation(acc + bias) + residual` for `width` columns of one row, or just `c ← acc`.
@@ -172,7 +178,10 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
             for (r, row) in acc.iter_mut().enumerate().take(height) {
                 let c = problem.c.add((i0 + r) * problem.ldc + j0);
                 row[0] = S::load_partial(c, width0);
-                row[1] = S::load_partial(c.add(lanes), width1);
+                // the second half may be empty, and `c + lanes` past C's allocation
+                if width1 > 0 {
+                    row[1] = S::load_partial(c.add(lanes), width1);
+                }
             }
         }
         let groups = kc.div_ceil(PREFETCH_GROUP).max(1);
@@ -258,7 +267,7 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
         let kb1 = (kb0 + kb).min(k);
         let stretch = kb1 - kb0;
         let block_len = panels * stretch * MR;
-        let packed = pack::line_aligned(&mut block, block_len);
+        let packed = crate::buffer::line_aligned(&mut block, block_len);
         pack::pack_a(problem.a.slice(s![rows.clone(), kb0..kb1]), MR, packed);
         let packed = packed.as_ptr();
         let mut j0 = columns.start;
