@@ -307,6 +307,9 @@ def build(args) -> None:
         manifest["export_check"][name] = current["max_abs_diff_vs_torch"]
         manifest["export_check"][f"{name} fused"] = current["fused_max_abs_diff_vs_torch"]
     manifest["versions"] = {k: v for k, v in stamp.items() if k != "recipe"}
+    # the instruction set PyTorch's kernels dispatch to (capped by ATEN_CPU_CAPABILITY, which
+    # `cargo xtask compare` sets with OXFORMER_ISA); ONNX Runtime has no such switch
+    manifest["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     emit(manifest)
 
 

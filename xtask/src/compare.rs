@@ -36,6 +36,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use oxformer_tensor::Isa;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -244,9 +245,10 @@ pub fn run(args: &[String]) -> Result<()> {
     note(
         &options,
         &format!(
-            "oxformer: {}\npeers: {}\nrounds: {}{}; {THREADS} threads each; logs of the Python side in {}",
+            "oxformer: {}\npeers: {}\n{}\nrounds: {}{}; {THREADS} threads each; logs of the Python side in {}",
             oxformer.display(),
             versions_line(&manifest),
+            isa_line(&manifest),
             options.rounds,
             if options.quick { " (quick)" } else { "" },
             logs.display()
@@ -399,7 +401,8 @@ fn ensure_compare_extras(python: &Path, requirements: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The environment of every Python process: offline, no tokenizer threads of its own.
+/// The environment of every Python process: offline, no tokenizer threads of its own, and
+/// PyTorch's instruction set capped as `OXFORMER_ISA` caps ours ([`torch_isa_caps`]).
 fn python_command(python: &Path, script: &Path) -> Command {
     let mut command = Command::new(python);
     command
@@ -408,8 +411,49 @@ fn python_command(python: &Path, script: &Path) -> Command {
         .env("TRANSFORMERS_OFFLINE", "1")
         .env("HF_HUB_DISABLE_TELEMETRY", "1")
         .env("TOKENIZERS_PARALLELISM", "false")
-        .env("PYTHONWARNINGS", "ignore");
+        .env("PYTHONWARNINGS", "ignore")
+        .envs(torch_isa_caps());
     command
+}
+
+/// The variables that cap PyTorch (ATen's kernels, oneDNN, MKL) at the instruction set
+/// `OXFORMER_ISA` caps ours at: none when it is unset or `avx512`.
+fn torch_isa_caps() -> Vec<(&'static str, &'static str)> {
+    match oxformer_tensor::isa() {
+        _ if std::env::var_os("OXFORMER_ISA").is_none() => Vec::new(),
+        Isa::Avx512 => Vec::new(),
+        Isa::Avx2 => vec![
+            ("ATEN_CPU_CAPABILITY", "avx2"),
+            ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+            ("MKL_ENABLE_INSTRUCTIONS", "AVX2"),
+        ],
+        Isa::Scalar => vec![
+            ("ATEN_CPU_CAPABILITY", "default"),
+            ("ONEDNN_MAX_CPU_ISA", "SSE41"),
+            ("MKL_ENABLE_INSTRUCTIONS", "SSE4_2"),
+        ],
+    }
+}
+
+/// The CPU and the instruction set each side runs, for the report's header.
+fn isa_line(manifest: &Value) -> String {
+    let caps = torch_isa_caps()
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "CPU: {}; oxformer: {} (OXFORMER_ISA={}); PyTorch: {} ({}); ONNX Runtime: uncapped (its own detection, no switch)",
+        oxformer_tensor::cpu_model(),
+        oxformer_tensor::isa(),
+        std::env::var("OXFORMER_ISA").unwrap_or_else(|_| "unset".to_string()),
+        manifest["torch_cpu_capability"].as_str().unwrap_or("?"),
+        if caps.is_empty() {
+            "uncapped".to_string()
+        } else {
+            caps
+        }
+    )
 }
 
 /// Runs `compare.py build` (cached folders are kept) and returns its manifest.

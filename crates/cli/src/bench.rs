@@ -16,8 +16,8 @@
 //! `load_ms` is the time from the model id to a model ready to run (config, weights mapped and
 //! prepared); the peak resident set sizes are the kernel's VmHWM (`/proc/self/status`), read
 //! right after loading and at the end. `--json` prints one object:
-//! `{"batch", "seq", "threads", "median_ms", "tokens_per_s", "load_ms", ...}` for encoders,
-//! `{"new_tokens", "threads", "median_ms", "tokens_per_s", "load_ms", ...}` for generation.
+//! `{"batch", "seq", "threads", "cpu", "isa", "median_ms", "tokens_per_s", "load_ms", ...}` for encoders,
+//! `{"new_tokens", "threads", "cpu", "isa", "median_ms", "tokens_per_s", "load_ms", ...}` for generation.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -309,6 +309,8 @@ fn bench_encoder(
         "lengths": args.lengths.as_ref().map(|_| &shape.lengths),
         "tokens": tokens,
         "threads": pool.num_threads(),
+        "cpu": oxformer_tensor::cpu_model(),
+        "isa": oxformer_tensor::isa().name(),
         "warmup": args.warmup,
         "iterations": args.iterations,
         "times_ms": times_ms,
@@ -367,6 +369,8 @@ fn bench_generation(
         "prompt_tokens": args.prompt_tokens,
         "new_tokens": new_tokens,
         "threads": pool.num_threads(),
+        "cpu": oxformer_tensor::cpu_model(),
+        "isa": oxformer_tensor::isa().name(),
         "warmup": args.warmup,
         "iterations": args.iterations,
         "times_ms": times_ms,
@@ -562,6 +566,11 @@ fn print_report(report: &Value, as_json: bool) {
             report["threads"]
         );
     }
+    println!(
+        "  CPU {}, instruction set {} (OXFORMER_ISA caps it)",
+        report["cpu"].as_str().unwrap_or("?"),
+        report["isa"].as_str().unwrap_or("?")
+    );
     println!(
         "  median {:.2} ms over {} runs ({} warm-up), {:.1} tokens/s",
         number("median_ms"),

@@ -297,7 +297,10 @@ fn greedy_token_is_the_argmax_of_the_logits() {
             oxformer_tensor::gemm_path(),
             oxformer_tensor::GemmPath::Avx512 | oxformer_tensor::GemmPath::Avx2
         );
-    println!("greedy_token: instruction set {}, screen expected: {screened}", oxformer_tensor::isa());
+    println!(
+        "greedy_token: instruction set {}, screen expected: {screened}",
+        oxformer_tensor::isa()
+    );
     for name in MODELS {
         let model = Gpt2LmHeadModel::from_folder(&folder(name)).unwrap();
         let reference = Reference::open(name);

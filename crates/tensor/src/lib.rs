@@ -56,6 +56,7 @@
 //! for any thread count, with or without a team.
 
 mod activation;
+mod buffer;
 mod convert;
 mod error;
 mod gather;
@@ -67,6 +68,7 @@ mod threads;
 pub use ndarray;
 
 pub use activation::{Activation, apply_activation, apply_activation_on};
+pub use buffer::{line_aligned, line_padded};
 pub use convert::{bf16_to_f32, f16_to_f32};
 pub use error::{Error, Result};
 pub use gather::gather_rows;
@@ -78,8 +80,7 @@ pub use kernels::attention::{
 };
 pub use kernels::gemm::{
     Epilogue, GemmPath, PackedMatrix, RowNorm, Transpose, batched_matmul, cpu_paths, gemm_path,
-    gemm_reference, line_aligned, line_padded, matmul, matmul_packed, matmul_packed_into,
-    matmul_packed_into_on,
+    gemm_reference, matmul, matmul_packed, matmul_packed_into, matmul_packed_into_on,
 };
 pub use kernels::norm::{
     layer_norm, layer_norm_in_place, layer_norm_in_place_on, layer_norm_reference,

@@ -7,6 +7,7 @@
 //! place instead.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 
 use ndarray::{Array4, ArrayView2, ArrayView4, ArrayViewMut4};
 
@@ -106,6 +107,7 @@ pub fn attention_into_on(
         queries,
         keys,
         head_dim,
+        borrows: PhantomData,
     };
     // a few queries (decoding with a KV cache): read K and V rows where they are, no copies
     let direct = queries <= DIRECT_QUERIES
@@ -190,8 +192,9 @@ fn strides4(strides: &[isize]) -> [isize; 4] {
     [strides[0], strides[1], strides[2], strides[3]]
 }
 
-/// One attention call as raw parts shared by the tasks.
-struct Job {
+/// One attention call as raw parts shared by the tasks; `'a` ties them to the views they came
+/// from (borrowed for the call: the inputs shared, the output exclusive).
+struct Job<'a> {
     q: Strided,
     k: Strided,
     v: Strided,
@@ -203,11 +206,14 @@ struct Job {
     queries: usize,
     keys: usize,
     head_dim: usize,
+    borrows: PhantomData<(&'a f32, &'a mut f32)>,
 }
 
-// SAFETY: the inputs are only read; each task writes its own rows of `out`.
-unsafe impl Send for Job {}
-unsafe impl Sync for Job {}
+// SAFETY: the inputs are only read, for at most `'a`; each task writes its own rows of `out`,
+// borrowed exclusively for `'a`.
+unsafe impl Send for Job<'_> {}
+// SAFETY: as above: shared between the tasks, the job is only read.
+unsafe impl Sync for Job<'_> {}
 
 /// Copies `count` elements of a strided row into `dst`.
 #[inline(always)]
@@ -350,7 +356,7 @@ unsafe fn values_tile<S: Simd, const MR: usize>(
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // rows, keys and lanes index several buffers at once
 unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize, const MR_SMALL: usize>(
-    job: &Job,
+    job: &Job<'_>,
     b: usize,
     h: usize,
     q_stride: usize,
@@ -746,7 +752,7 @@ unsafe fn load_row<S: Simd>(row: *const f32, stride: isize, first: usize, width:
 /// read in place (unit stride along head_dim): scores by dot products, values skipped where the
 /// weight is 0, as in the reference.
 #[inline(always)]
-unsafe fn head_direct_body<S: Simd>(job: &Job, b: usize, h: usize) {
+unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
     let lanes = S::LANES;
     let head_dim = job.head_dim;
     let vectors = head_dim.div_ceil(lanes);
@@ -994,7 +1000,7 @@ mod x86 {
     // register tile addresses Q with fixed offsets.
 
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn head_avx512(job: &Job, b: usize, h: usize) {
+    pub(super) unsafe fn head_avx512(job: &Job<'_>, b: usize, h: usize) {
         unsafe {
             match job.head_dim {
                 0..=64 => head_gemm_body::<Avx512, AVX512_MR, 8>(job, b, h, 64),
@@ -1005,7 +1011,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn head_avx2(job: &Job, b: usize, h: usize) {
+    pub(super) unsafe fn head_avx2(job: &Job<'_>, b: usize, h: usize) {
         unsafe {
             match job.head_dim {
                 0..=64 => head_gemm_body::<Avx2, AVX2_MR, 4>(job, b, h, 64),
@@ -1016,12 +1022,12 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn head_direct_avx512(job: &Job, b: usize, h: usize) {
+    pub(super) unsafe fn head_direct_avx512(job: &Job<'_>, b: usize, h: usize) {
         unsafe { head_direct_body::<Avx512>(job, b, h) }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn head_direct_avx2(job: &Job, b: usize, h: usize) {
+    pub(super) unsafe fn head_direct_avx2(job: &Job<'_>, b: usize, h: usize) {
         unsafe { head_direct_body::<Avx2>(job, b, h) }
     }
 }

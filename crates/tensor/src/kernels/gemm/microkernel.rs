@@ -5,11 +5,13 @@
 //! - MR × NR: the microkernel's register tile. AVX-512: MR = 12 rows × NR = 32 columns (24 zmm
 //!   accumulators, 2 for B, A broadcast from memory), sized so the two FMA ports stay busy.
 //!   AVX2: 6 × 16 (12 ymm accumulators).
-//! - KC = 256: the K block. One KC × NR sliver of a packed B panel (32 KiB) stays in L1 while
-//!   the microkernel sweeps every MR row panel of the tile over it (A streams from L2).
+//! - KC: the K block. One KC × NR sliver of a packed B panel stays in L1 while the microkernel
+//!   sweeps every MR row panel of the tile over it (A streams from L2). AVX-512: 256 (32 KiB);
+//!   AVX2: from the L1 size CPUID reports (see `Blocking`), 128 for 32 KiB.
 //! - MC × NC: the output tile one thread computes (chosen in `mod.rs`: at most 192 rows, and a
 //!   contiguous range of columns per thread). Per stretch of K, the thread packs the tile's rows
-//!   of A for that stretch into its own block (MC × KB, in L2, never written back to memory
+//!   of A for that stretch into its own block (MC × KB, in L2: AVX-512 KB = 768, AVX2 from the
+//!   L2 size CPUID reports; never written back to memory
 //!   before use); then the loops run sliver by sliver (NR columns), then K block by K block,
 //!   then row panel by row panel: the tile's C columns of one sliver stay in cache from one K
 //!   block to the next, and while the panels sweep one sliver, the next sliver is prefetched
@@ -22,6 +24,7 @@
 //! the matrix-vector kernel is bit-identical to the same row computed inside a larger product.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::ops::Range;
 
 use ndarray::{ArrayView2, s};
@@ -30,11 +33,39 @@ use crate::Activation;
 use crate::kernels::gemm::pack::{self, PANEL};
 use crate::simd::{self, Simd};
 
-/// The K block.
-pub(crate) const KC: usize = 256;
+/// The AVX-512 kernel's K block: its sliver (KC × 32, 32 KiB) in L1.
+const AVX512_KC: usize = 256;
 
 /// The stretch of K a tile runs every sliver over before moving on (a multiple of KC).
-const KB: usize = 3 * KC;
+const AVX512_KB: usize = 3 * AVX512_KC;
+
+/// The K blocking of one product: KC, the K block one sliver of B stays in L1 for; KB, the stretch
+/// of K (a multiple of KC) whose packed A stays in L2 while every sliver passes.
+#[derive(Clone, Copy, Debug)]
+struct Blocking {
+    kc: usize,
+    kb: usize,
+}
+
+impl Blocking {
+    /// AVX-512: the constants tuned on Sapphire Rapids and Zen 4 (issue 6). AVX2: from this CPU's
+    /// cache sizes (CPUID). A 16-wide sliver of 32-wide panels is one line per K row, 128 bytes
+    /// apart, so it occupies only every other set of L1: KC × 128 bytes kept to half of L1 (32 KiB:
+    /// KC = 128) leaves the other ways to A's panel and C. KB: the tile's packed A (rows × KB)
+    /// within half of L2.
+    fn for_lanes(lanes: usize, rows: usize) -> Self {
+        if lanes == 16 {
+            return Self {
+                kc: AVX512_KC,
+                kb: AVX512_KB,
+            };
+        }
+        let caches = crate::isa::cache_sizes();
+        let kc = (caches.l1d / 2 / (PANEL * size_of::<f32>()) / 16 * 16).clamp(64, 512);
+        let kb = (caches.l2 / 2 / (rows.max(1) * size_of::<f32>()) / kc * kc).clamp(kc, 8 * kc);
+        Self { kc, kb }
+    }
+}
 
 /// Rows of the AVX-512 microkernel.
 pub(crate) const AVX512_MR: usize = 12;
@@ -58,10 +89,15 @@ pub(crate) struct Problem<'a> {
     /// Row-major with row stride `ld_residual`, or null.
     pub(crate) residual: *const f32,
     pub(crate) ld_residual: usize,
+    /// Ties the raw pointers to the borrows they came from: B, the bias and the residual shared,
+    /// C exclusive, all for `'a`.
+    pub(crate) borrows: PhantomData<(&'a f32, &'a mut f32)>,
 }
 
-// SAFETY: the pointers are read-only except `c`, of which every task writes a disjoint tile.
+// SAFETY: the pointers are read-only except `c`, of which every task writes a disjoint tile; all
+// of them live for `'a`.
 unsafe impl Send for Problem<'_> {}
+// SAFETY: as above: shared between the tasks, the problem itself is only read.
 unsafe impl Sync for Problem<'_> {}
 
 /// `c ← activation(acc + bias) + residual` for `width` columns of one row, or just `c ← acc`.
@@ -98,8 +134,10 @@ unsafe fn write_out<S: Simd>(
 /// What a microkernel call fetches ahead for the calls after it.
 #[derive(Clone, Copy)]
 pub(crate) struct Prefetch {
-    /// `b_lines` cache lines (16 floats each) from `b`, towards L2.
+    /// Lines `b_first..b_first + b_lines` of the sliver at `b` (in the order of K, each row's
+    /// NR / 16 lines, row stride PANEL), towards L2.
     pub(crate) b: *const f32,
+    pub(crate) b_first: usize,
     pub(crate) b_lines: usize,
     /// The next call's C block (MR rows of 2 vectors from here, row stride `ldc`) towards L1,
     /// or null.
@@ -140,10 +178,14 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
             for (r, row) in acc.iter_mut().enumerate().take(height) {
                 let c = problem.c.add((i0 + r) * problem.ldc + j0);
                 row[0] = S::load_partial(c, width0);
-                row[1] = S::load_partial(c.add(lanes), width1);
+                // the second half may be empty, and `c + lanes` past C's allocation
+                if width1 > 0 {
+                    row[1] = S::load_partial(c.add(lanes), width1);
+                }
             }
         }
         let groups = kc.div_ceil(PREFETCH_GROUP).max(1);
+        let lines_per_row = (2 * lanes).div_ceil(16);
         let b_per_group = next.b_lines.div_ceil(groups);
         let mut b_issued = 0;
         // each of the next C block's rows (2 vectors) spans its whole cache lines from a line
@@ -159,7 +201,9 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
             if b_issued < next.b_lines {
                 let until = (b_issued + b_per_group).min(next.b_lines);
                 while b_issued < until {
-                    prefetch_line(next.b.wrapping_add(b_issued * 16));
+                    let line = next.b_first + b_issued;
+                    let (row, part) = (line / lines_per_row, line % lines_per_row);
+                    prefetch_line(next.b.wrapping_add(row * PANEL + part * 16));
                     b_issued += 1;
                 }
             }
@@ -213,15 +257,17 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
     let nr = 2 * S::LANES;
     let b_at = |j0: usize, k0: usize| (j0 / PANEL) * k * PANEL + k0 * PANEL + j0 % PANEL;
     let panels = (rows.end - rows.start).div_ceil(MR);
+    let Blocking { kc: kc_max, kb } = Blocking::for_lanes(S::LANES, rows.end - rows.start);
+    let lines_per_row = nr.div_ceil(16);
     let mut block = A_BLOCK.with(Cell::take);
     // K in stretches of KB: the tile's packed A for one stretch (MC × KB) stays in L2 while
     // every sliver passes
     let mut kb0 = 0;
     while kb0 < k {
-        let kb1 = (kb0 + KB).min(k);
+        let kb1 = (kb0 + kb).min(k);
         let stretch = kb1 - kb0;
         let block_len = panels * stretch * MR;
-        let packed = pack::line_aligned(&mut block, block_len);
+        let packed = crate::buffer::line_aligned(&mut block, block_len);
         pack::pack_a(problem.a.slice(s![rows.clone(), kb0..kb1]), MR, packed);
         let packed = packed.as_ptr();
         let mut j0 = columns.start;
@@ -229,7 +275,7 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
             let width = nr.min(columns.end - j0);
             let mut k0 = kb0;
             while k0 < kb1 {
-                let kc = KC.min(kb1 - k0);
+                let kc = kc_max.min(kb1 - k0);
                 let (first, last) = (k0 == 0, k0 + kc == k);
                 // SAFETY: j0 < N, so its panel exists; the sliver is kc rows inside it.
                 let b = unsafe { problem.b.add(b_at(j0, k0)) };
@@ -244,14 +290,16 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                 } else {
                     None
                 };
-                // its cache lines, a share for each row panel's call (a sliver is one run of
-                // memory only from a panel boundary: AVX2's second half-panel fetches nothing)
+                // its cache lines, a share for each row panel's call
                 let (next_b, next_lines) = match next {
                     // SAFETY: inside the packed panels, as `b`.
-                    Some((j1, k1)) if j1 % PANEL == 0 => unsafe {
-                        (problem.b.add(b_at(j1, k1)), 2 * KC.min(k - k1))
+                    Some((j1, k1)) => unsafe {
+                        (
+                            problem.b.add(b_at(j1, k1)),
+                            lines_per_row * kc_max.min(k - k1),
+                        )
                     },
-                    _ => (std::ptr::null(), 0),
+                    None => (std::ptr::null(), 0),
                 };
                 let share = next_lines.div_ceil(panels);
                 let mut i0 = rows.start;
@@ -270,7 +318,8 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                         }
                     };
                     let fetch = Prefetch {
-                        b: next_b.wrapping_add(first_line * 16),
+                        b: next_b,
+                        b_first: first_line,
                         b_lines: share.min(next_lines - first_line),
                         c: next_c,
                     };

@@ -6,8 +6,6 @@
 pub(crate) mod microkernel;
 pub(crate) mod pack;
 
-pub use pack::{line_aligned, line_padded};
-
 use std::ops::Range;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicUsize;
@@ -73,7 +71,7 @@ impl<'a> Epilogue<'a> {
 pub struct PackedMatrix {
     k: usize,
     n: usize,
-    data: pack::Aligned,
+    data: crate::buffer::Aligned,
 }
 
 impl PackedMatrix {
@@ -519,6 +517,7 @@ fn gemm_simd(
             .as_ref()
             .map_or(std::ptr::null(), |residual| residual.as_ptr()),
         ld_residual: n,
+        borrows: std::marker::PhantomData,
     };
 
     if m == 1 {
