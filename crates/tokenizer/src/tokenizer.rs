@@ -134,12 +134,22 @@ impl Tokenizer {
         let backend = match kind {
             FileKind::TokenizerJson => {
                 let path = folder.join("tokenizer.json");
-                tokenizers::Tokenizer::from_file(&path).map_err(|error| {
-                    TokenizerError::InvalidTokenizerFile {
-                        path,
-                        message: error.to_string(),
+                // The library panics on some malformed files (tokenizers 0.22.2
+                // decoders/mod.rs `expect("Helper")`, found by the fuzzer): an error here too.
+                let loaded = catch_unwind(|| tokenizers::Tokenizer::from_file(&path))
+                    .map_err(|panic| panic_message(panic.as_ref()));
+                match loaded {
+                    Ok(Ok(backend)) => backend,
+                    Ok(Err(error)) => {
+                        return Err(TokenizerError::InvalidTokenizerFile {
+                            path,
+                            message: error.to_string(),
+                        });
                     }
-                })?
+                    Err(message) => {
+                        return Err(TokenizerError::InvalidTokenizerFile { path, message });
+                    }
+                }
             }
             FileKind::VocabTxt => slow::wordpiece_from_vocab_txt(folder, &config)?,
             FileKind::VocabJsonMerges => slow::byte_level_bpe_from_files(folder, &config)?,
@@ -314,14 +324,7 @@ impl Tokenizer {
         let encoded = catch_unwind(AssertUnwindSafe(|| {
             backend.encode_batch_char_offsets(backend_inputs, add_special_tokens)
         }))
-        .map_err(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                .unwrap_or_else(|| "the tokenizers library panicked".to_string());
-            TokenizerError::Encode(message)
-        })?
+        .map_err(|panic| TokenizerError::Encode(panic_message(panic.as_ref())))?
         .map_err(|error| TokenizerError::Encode(error.to_string()))?;
         Ok(encoded
             .iter()
@@ -996,4 +999,13 @@ fn convert_with_tables(
         attention_mask: encoding.get_attention_mask().to_vec(),
         overflowing,
     }
+}
+
+/// The message of a panic the `tokenizers` library raised.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_else(|| "the tokenizers library panicked".to_string())
 }
