@@ -131,30 +131,35 @@ impl Tokenizer {
             });
         };
         let config = read_folder_config(folder, kind)?;
-        let backend = match kind {
-            FileKind::TokenizerJson => {
-                let path = folder.join("tokenizer.json");
-                // The library panics on some malformed files (tokenizers 0.22.2
-                // decoders/mod.rs `expect("Helper")`, found by the fuzzer): an error here too.
-                let loaded = catch_unwind(|| tokenizers::Tokenizer::from_file(&path))
-                    .map_err(|panic| panic_message(panic.as_ref()));
-                match loaded {
-                    Ok(Ok(backend)) => backend,
-                    Ok(Err(error)) => {
-                        return Err(TokenizerError::InvalidTokenizerFile {
+        // The library panics on some malformed files (tokenizers 0.22.2: decoders/mod.rs
+        // `expect("Helper")`, models/bpe/model.rs slicing; found by the fuzzer): errors here too.
+        let built = catch_unwind(AssertUnwindSafe(|| -> Result<Self> {
+            let backend = match kind {
+                FileKind::TokenizerJson => {
+                    let path = folder.join("tokenizer.json");
+                    tokenizers::Tokenizer::from_file(&path).map_err(|error| {
+                        TokenizerError::InvalidTokenizerFile {
                             path,
                             message: error.to_string(),
-                        });
-                    }
-                    Err(message) => {
-                        return Err(TokenizerError::InvalidTokenizerFile { path, message });
-                    }
+                        }
+                    })?
                 }
-            }
-            FileKind::VocabTxt => slow::wordpiece_from_vocab_txt(folder, &config)?,
-            FileKind::VocabJsonMerges => slow::byte_level_bpe_from_files(folder, &config)?,
-        };
-        Ok(Self::from_backend(backend, config, kind))
+                FileKind::VocabTxt => slow::wordpiece_from_vocab_txt(folder, &config)?,
+                FileKind::VocabJsonMerges => slow::byte_level_bpe_from_files(folder, &config)?,
+            };
+            Ok(Self::from_backend(backend, config, kind))
+        }));
+        built.unwrap_or_else(|panic| {
+            let file = match kind {
+                FileKind::TokenizerJson => "tokenizer.json",
+                FileKind::VocabTxt => "vocab.txt",
+                FileKind::VocabJsonMerges => "vocab.json",
+            };
+            Err(TokenizerError::InvalidTokenizerFile {
+                path: folder.join(file),
+                message: panic_message(panic.as_ref()),
+            })
+        })
     }
 
     /// Finishes what `PreTrainedTokenizerFast.__init__` and the class's `__init__` do to the
