@@ -157,11 +157,20 @@ impl CausalLm for Gpt2LmHeadModel {
             attention_mask: Some(attention_mask),
         };
         let hidden = self.forward_last_hidden(&input, Some(cache))?;
-        let tokens: Option<Vec<u32>> = hidden
-            .rows()
-            .into_iter()
-            .map(|row| self.greedy_token(row.as_slice()?))
-            .collect();
+        let mut tokens = Some(Vec::with_capacity(hidden.nrows()));
+        for row in hidden.rows() {
+            let token = match row.as_slice() {
+                Some(row) => self.greedy_token(row)?,
+                None => None,
+            };
+            match (token, tokens.as_mut()) {
+                (Some(token), Some(decided)) => decided.push(token),
+                _ => {
+                    tokens = None;
+                    break;
+                }
+            }
+        }
         Ok(match tokens {
             Some(tokens) => NextStep::Tokens(tokens),
             None => NextStep::Logits(self.logits(hidden.view())?),
