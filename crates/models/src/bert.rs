@@ -594,13 +594,29 @@ impl BertEncoder {
 
 /// Loads `count` layers side by side on the rayon pool (packing their weights is most of a
 /// model's load); the first failing layer in order is the error returned.
+///
+/// Layers go in groups of [`LAYERS_AT_ONCE`]: a config that claims more layers than its
+/// checkpoint holds fails at the first missing one, without room made for the claimed count
+/// (the fuzzer's `num_hidden_layers` of 2^40 asked for terabytes).
 pub(crate) fn load_layers<Layer: Send>(
     count: usize,
     load: impl Fn(usize) -> Result<Layer> + Sync,
 ) -> Result<Vec<Layer>> {
-    let layers: Vec<Result<Layer>> = (0..count).into_par_iter().map(&load).collect();
-    layers.into_iter().collect()
+    let mut layers = Vec::new();
+    for start in (0..count).step_by(LAYERS_AT_ONCE) {
+        let group: Vec<Result<Layer>> = (start..count.min(start + LAYERS_AT_ONCE))
+            .into_par_iter()
+            .map(&load)
+            .collect();
+        for layer in group {
+            layers.push(layer?);
+        }
+    }
+    Ok(layers)
 }
+
+/// How many layers [`load_layers`] loads side by side (more than the cores of most machines).
+const LAYERS_AT_ONCE: usize = 16;
 
 /// modeling_bert.py `BertPooler`: `tanh(dense(hidden[:, 0]))`.
 #[derive(Debug, Clone)]

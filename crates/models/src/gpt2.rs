@@ -28,12 +28,13 @@ fn activation_of(act: HiddenAct) -> Activation {
     }
 }
 
-/// An input the model cannot take (ids out of range, too many positions, a full cache, ...).
+/// An input the model cannot take (ids out of range, too many positions, a full cache, ...): the
+/// caller's error.
 fn input_error(layer: &str, reason: String) -> Error {
-    Error::Weights(oxformer_nn::Error::Layer {
-        layer: layer.to_string(),
+    Error::Input {
+        model: format!("gpt2 {layer}"),
         reason,
-    })
+    }
 }
 
 /// Keys and values of every layer for a batch of sequences, allocated once for up to
@@ -447,6 +448,16 @@ impl Gpt2Model {
 
     fn check_input(&self, input: &Gpt2Input<'_>, cache: &KvCache) -> Result<()> {
         let (batch, seq) = input.input_ids.dim();
+        if batch == 0 || seq == 0 {
+            return Err(input_error(
+                "transformer",
+                if batch == 0 {
+                    format!("an empty batch: input_ids of shape ({batch}, {seq})")
+                } else {
+                    format!("no input positions: input_ids of shape ({batch}, {seq})")
+                },
+            ));
+        }
         let total = cache.len() + seq;
         if cache.batch_size() != batch || cache.capacity() < total {
             return Err(input_error(
@@ -688,25 +699,40 @@ impl Gpt2LmHeadModel {
     /// The id of the largest logit of one hidden state, the first on ties: the answer of
     /// [`Gpt2LmHeadModel::logits`] followed by an argmax, bit for bit, but found by streaming an
     /// 8-bit copy of the LM head (a quarter of the bytes) and rechecking in f32 only the rows it
-    /// cannot rule out ([`ArgmaxScreen`]). `None` when the screen cannot decide (non-finite values, a
-    /// CPU or GEMM path it does not cover): then compute the logits.
+    /// cannot rule out ([`ArgmaxScreen`]). `Ok(None)` when the screen cannot decide (non-finite
+    /// values, a CPU or GEMM path it does not cover): then compute the logits.
     ///
     /// The first call makes the screen (an 8-bit copy of the head: vocab × n_embd bytes).
     ///
     /// # Shapes
     /// `hidden`: n_embd.
-    pub fn greedy_token(&self, hidden: &[f32]) -> Option<u32> {
-        let weight = self.lm_head_weight.view2().ok()?;
+    ///
+    /// # Errors
+    /// [`Error::Input`] when `hidden` is not n_embd long.
+    pub fn greedy_token(&self, hidden: &[f32]) -> Result<Option<u32>> {
+        let Ok(weight) = self.lm_head_weight.view2() else {
+            return Ok(None);
+        };
         if hidden.len() != weight.ncols() {
-            return None;
+            return Err(input_error(
+                "lm_head",
+                format!(
+                    "a hidden state of {} values, expected n_embd = {}",
+                    hidden.len(),
+                    weight.ncols()
+                ),
+            ));
         }
-        let screen = self
+        let Some(screen) = self
             .screen
             .get_or_init(|| ArgmaxScreen::from_linear_weight(weight))
-            .as_ref()?;
-        screen
+            .as_ref()
+        else {
+            return Ok(None);
+        };
+        Ok(screen
             .argmax(hidden, weight)
-            .and_then(|index| u32::try_from(index).ok())
+            .and_then(|index| u32::try_from(index).ok()))
     }
 }
 

@@ -16,8 +16,8 @@ use oxformer_models::marian::MarianMTModel;
 use oxformer_models::seq2seq::Seq2SeqCache;
 use oxformer_models::t5::T5ForConditionalGeneration;
 use oxformer_models::{
-    BartConfig, BertConfig, DistilBertConfig, EncoderInput, ForwardOptions, Gpt2Config, MarianConfig, ModelConfig,
-    T5Config,
+    BartConfig, BertConfig, DistilBertConfig, EncoderInput, ForwardOptions, Gpt2Config,
+    MarianConfig, ModelConfig, T5Config,
 };
 use oxformer_nn::Weights;
 use oxformer_tensor::ThreadPool;

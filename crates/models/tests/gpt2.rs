@@ -317,7 +317,7 @@ fn greedy_token_is_the_argmax_of_the_logits() {
                 continue;
             }
             let hidden = output.last_hidden_state.slice(s![b, t, ..]).to_vec();
-            let Some(token) = model.greedy_token(&hidden) else {
+            let Some(token) = model.greedy_token(&hidden).unwrap() else {
                 assert!(!screened, "{name} [{b}, {t}]: the screen declined");
                 continue;
             };

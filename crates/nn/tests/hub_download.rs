@@ -286,3 +286,18 @@ fn only_needed_files_are_chosen() {
         assert!(!is_needed_file(not_needed), "{not_needed}");
     }
 }
+
+#[test]
+fn the_token_goes_with_every_request() {
+    let server = StandIn::start();
+    let hub = tempfile::tempdir().unwrap();
+    let mut with_token = settings(&server, hub.path());
+    with_token.token = Some("hf_test".to_string());
+    with_token.resolve(ID, None).unwrap();
+    let sent = server.authorizations();
+    assert!(sent.len() > 3, "{sent:?}");
+    assert!(
+        sent.iter().all(|header| header == "Bearer hf_test"),
+        "{sent:?}"
+    );
+}

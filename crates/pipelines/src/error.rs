@@ -92,6 +92,11 @@ impl Error {
                 oxformer_tokenizer::TokenizerError::InvalidOptions(_)
                     | oxformer_tokenizer::TokenizerError::Encode(_)
             ),
+            // A model's input it cannot take (an empty batch, ids or positions out of range).
+            Self::Config(oxformer_models::Error::Input { .. })
+            | Self::Heads(oxformer_heads::Error::Model(oxformer_models::Error::Input { .. })) => {
+                true
+            }
             Self::Model(error) => matches!(
                 error,
                 oxformer_nn::Error::ModelNotFound { .. }

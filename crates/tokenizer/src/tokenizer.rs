@@ -164,64 +164,80 @@ impl Tokenizer {
             });
         };
         let config = read_folder_config(folder, kind)?;
-        let mut marian = None;
-        let backend = match kind {
-            FileKind::TokenizerJson => {
-                let path = folder.join("tokenizer.json");
-                tokenizers::Tokenizer::from_file(&path).map_err(|error| {
-                    TokenizerError::InvalidTokenizerFile {
-                        path,
-                        message: error.to_string(),
-                    }
-                })?
-            }
-            FileKind::VocabTxt => slow::wordpiece_from_vocab_txt(folder, &config)?,
-            FileKind::VocabJsonMerges => slow::byte_level_bpe_from_files(folder, &config)?,
-            FileKind::SentencePiece if config.class == TokenizerClass::Marian => {
-                let (backend, vocab) = marian::build(folder, &config, targets)?;
-                marian = Some(vocab);
-                backend
-            }
-            FileKind::SentencePiece => {
-                let (file, converter) = match config.class {
-                    TokenizerClass::T5 => (
-                        "spiece.model",
-                        SpmConverter::T5 {
-                            extra_ids: config.extra_ids,
-                        },
-                    ),
-                    TokenizerClass::XlmRoberta => {
-                        ("sentencepiece.bpe.model", SpmConverter::XlmRoberta)
-                    }
-                    ref other => {
-                        return Err(TokenizerError::InvalidConfig {
-                            path: folder.join("tokenizer_config.json"),
-                            field: "tokenizer_class".into(),
-                            message: format!(
-                                "a sentencepiece folder of class {other:?} is not supported (T5, \
-                                 XLM-R and Marian are)"
-                            ),
+        // The library panics on some malformed files (tokenizers 0.22.2: decoders/mod.rs
+        // `expect("Helper")`, models/bpe/model.rs slicing; found by the fuzzer): errors here too.
+        let built = catch_unwind(AssertUnwindSafe(|| -> Result<Self> {
+            let mut marian = None;
+            let backend = match kind {
+                FileKind::TokenizerJson => {
+                    let path = folder.join("tokenizer.json");
+                    tokenizers::Tokenizer::from_file(&path).map_err(|error| {
+                        TokenizerError::InvalidTokenizerFile {
+                            path,
+                            message: error.to_string(),
+                        }
+                    })?
+                }
+                FileKind::VocabTxt => slow::wordpiece_from_vocab_txt(folder, &config)?,
+                FileKind::VocabJsonMerges => slow::byte_level_bpe_from_files(folder, &config)?,
+                FileKind::SentencePiece if config.class == TokenizerClass::Marian => {
+                    let (backend, vocab) = marian::build(folder, &config, targets)?;
+                    marian = Some(vocab);
+                    backend
+                }
+                FileKind::SentencePiece => {
+                    let (file, converter) = match config.class {
+                        TokenizerClass::T5 => (
+                            "spiece.model",
+                            SpmConverter::T5 {
+                                extra_ids: config.extra_ids,
+                            },
+                        ),
+                        TokenizerClass::XlmRoberta => {
+                            ("sentencepiece.bpe.model", SpmConverter::XlmRoberta)
+                        }
+                        ref other => {
+                            return Err(TokenizerError::InvalidConfig {
+                                path: folder.join("tokenizer_config.json"),
+                                field: "tokenizer_class".into(),
+                                message: format!(
+                                    "a sentencepiece folder of class {other:?} is not supported (T5, \
+                                     XLM-R and Marian are)"
+                                ),
+                            });
+                        }
+                    };
+                    let path = folder.join(file);
+                    if !path.is_file() {
+                        return Err(TokenizerError::MissingTokenizerFile {
+                            folder: folder.to_path_buf(),
+                            file: file.into(),
+                            reason: format!("the tokenizer class is {:?}", config.class),
                         });
                     }
-                };
-                let path = folder.join(file);
-                if !path.is_file() {
-                    return Err(TokenizerError::MissingTokenizerFile {
-                        folder: folder.to_path_buf(),
-                        file: file.into(),
-                        reason: format!("the tokenizer class is {:?}", config.class),
-                    });
+                    let model = SpmModel::read(&path)?;
+                    slow::sentencepiece(&path, &model, converter, config.spm_prepend_scheme)?
                 }
-                let model = SpmModel::read(&path)?;
-                slow::sentencepiece(&path, &model, converter, config.spm_prepend_scheme)?
+            };
+            let mut tokenizer = Self::from_backend(backend, config, kind);
+            if let Some(mut marian) = marian {
+                marian.attach(&tokenizer.backend);
+                tokenizer.marian = Some(Arc::new(marian));
             }
-        };
-        let mut tokenizer = Self::from_backend(backend, config, kind);
-        if let Some(mut marian) = marian {
-            marian.attach(&tokenizer.backend);
-            tokenizer.marian = Some(Arc::new(marian));
-        }
-        Ok(tokenizer)
+            Ok(tokenizer)
+        }));
+        built.unwrap_or_else(|panic| {
+            let file = match kind {
+                FileKind::TokenizerJson => "tokenizer.json",
+                FileKind::VocabTxt => "vocab.txt",
+                FileKind::VocabJsonMerges => "vocab.json",
+                FileKind::SentencePiece => "the sentencepiece model",
+            };
+            Err(TokenizerError::InvalidTokenizerFile {
+                path: folder.join(file),
+                message: panic_message(panic.as_ref()),
+            })
+        })
     }
 
     /// Finishes what `PreTrainedTokenizerFast.__init__` and the class's `__init__` do to the
@@ -418,14 +434,7 @@ impl Tokenizer {
         let encoded = catch_unwind(AssertUnwindSafe(|| {
             backend.encode_batch_char_offsets(backend_inputs, add_special_tokens)
         }))
-        .map_err(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-                .unwrap_or_else(|| "the tokenizers library panicked".to_string());
-            TokenizerError::Encode(message)
-        })?
+        .map_err(|panic| TokenizerError::Encode(panic_message(panic.as_ref())))?
         .map_err(|error| TokenizerError::Encode(error.to_string()))?;
         let mut encodings: Vec<Encoding> = encoded
             .iter()
@@ -1200,4 +1209,13 @@ fn convert_with_tables(
         attention_mask: encoding.get_attention_mask().to_vec(),
         overflowing,
     }
+}
+
+/// The message of a panic the `tokenizers` library raised.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_else(|| "the tokenizers library panicked".to_string())
 }

@@ -228,3 +228,19 @@ fn padding_beyond_any_model_is_an_error_not_an_allocation() {
         oxformer_tokenizer::MAX_PADDED_LENGTH
     );
 }
+
+#[test]
+fn a_tokenizer_json_cut_inside_its_decoder_is_an_error_not_a_panic() {
+    // found by the fuzzer: tokenizers 0.22.2 `expect`s the decoder's JSON (decoders/mod.rs)
+    let dir = copy_of("wordpiece-cased", &["tokenizer_config.json"]);
+    let text = std::fs::read_to_string(fixture("wordpiece-cased").join("tokenizer.json")).unwrap();
+    let decoder = text.find("\"decoder\"").expect("the fixture has a decoder");
+    let cut = decoder + text[decoder..].find('{').unwrap() + 3;
+    std::fs::write(dir.path().join("tokenizer.json"), &text[..cut]).unwrap();
+    let error = Tokenizer::from_folder(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, TokenizerError::InvalidTokenizerFile { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("tokenizer.json"), "{error}");
+}

@@ -35,6 +35,8 @@ struct State {
     requests: Vec<String>,
     /// A file whose next full download sends half its bytes and hangs up.
     cut: Option<String>,
+    /// The `Authorization` header of each request (empty when absent).
+    authorizations: Vec<String>,
 }
 
 /// A stand-in hub: `GET /api/models/{id}/revision/{rev}` lists the repository,
@@ -66,6 +68,11 @@ impl StandIn {
         std::mem::take(&mut self.state.lock().unwrap().requests)
     }
 
+    /// The `Authorization` headers received so far (one per request), and forgets them.
+    pub fn authorizations(&self) -> Vec<String> {
+        std::mem::take(&mut self.state.lock().unwrap().authorizations)
+    }
+
     pub fn cut(&self, file: &str) {
         self.state.lock().unwrap().cut = Some(file.to_string());
     }
@@ -88,6 +95,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, files: &BTreeMap<String, Vec<u
             return;
         }
         let mut range = None;
+        let mut authorization = String::new();
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -102,9 +110,18 @@ fn serve(stream: TcpStream, state: &Mutex<State>, files: &BTreeMap<String, Vec<u
             {
                 range = Some(value.trim().trim_start_matches("bytes=").to_string());
             }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("authorization")
+            {
+                authorization = value.trim().to_string();
+            }
         }
         let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        state.lock().unwrap().requests.push(format!("GET {path}"));
+        {
+            let mut state = state.lock().unwrap();
+            state.requests.push(format!("GET {path}"));
+            state.authorizations.push(authorization);
+        }
         let keep_going = answer(&mut stream, state, files, base, &path, range.as_deref());
         if !keep_going {
             return;
