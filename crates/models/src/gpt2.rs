@@ -867,11 +867,21 @@ impl Generative for Gpt2LmHeadModel {
         let (positions, mask) = (cache.position_ids(from, to), cache.attention_mask(to));
         let input = Self::generation_input(input_ids, cache, &positions, &mask)?;
         let hidden = self.forward_last_hidden(&input, Some(&mut cache.kv))?;
-        let tokens: Option<Vec<u32>> = hidden
-            .rows()
-            .into_iter()
-            .map(|row| self.greedy_token(row.as_slice()?))
-            .collect();
+        // A row the screen cannot decide (or not contiguous) makes the whole step take logits.
+        let mut tokens = Some(Vec::with_capacity(hidden.nrows()));
+        for row in hidden.rows() {
+            let token = match row.as_slice() {
+                Some(row) => self.greedy_token(row)?,
+                None => None,
+            };
+            match (token, tokens.as_mut()) {
+                (Some(token), Some(decided)) => decided.push(token),
+                _ => {
+                    tokens = None;
+                    break;
+                }
+            }
+        }
         Ok(match tokens {
             Some(tokens) => NextStep::Tokens(tokens),
             None => NextStep::Logits(self.logits(hidden.view())?),
