@@ -149,7 +149,7 @@ impl MultiHeadAttention {
 }
 
 fn check_heads(name: &str, hidden: usize, num_heads: usize) -> Result<()> {
-    if num_heads == 0 || hidden % num_heads != 0 {
+    if num_heads == 0 || !hidden.is_multiple_of(num_heads) {
         return Err(Error::Layer {
             layer: name.to_string(),
             reason: format!("a width of {hidden} does not split into {num_heads} heads"),
