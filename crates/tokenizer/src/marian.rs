@@ -235,10 +235,10 @@ impl Marian {
                 }
                 None => *id = self.map_id(*id),
             }
-            if let Some(name) = self.token(*id) {
-                if name != token {
-                    *token = name.to_string();
-                }
+            if let Some(name) = self.token(*id)
+                && name != token
+            {
+                *token = name.to_string();
             }
         }
     }
@@ -373,11 +373,11 @@ impl SpmDecoder {
                 .get(*piece)
                 .copied()
                 .unwrap_or(PieceType::Unknown);
-            if kind == PieceType::Byte {
-                if let Some(byte) = piece_to_byte(piece) {
-                    bytes.push(byte);
-                    continue;
-                }
+            if kind == PieceType::Byte
+                && let Some(byte) = piece_to_byte(piece)
+            {
+                bytes.push(byte);
+                continue;
             }
             push_bytes(&mut text, &mut bytes);
             if bos_ws_seen || !text.is_empty() {
@@ -390,12 +390,13 @@ impl SpmDecoder {
                 PieceType::Unknown => text.push_str(piece),
                 _ => {
                     let mut piece: &str = piece;
-                    if is_bos_ws && self.strip_first_space {
-                        if let Some(rest) = piece.strip_prefix('\u{2581}') {
-                            piece = rest;
-                            // with remove_extra_whitespaces every leading ▁ goes
-                            bos_ws_seen = !self.remove_extra_whitespaces;
-                        }
+                    if is_bos_ws
+                        && self.strip_first_space
+                        && let Some(rest) = piece.strip_prefix('\u{2581}')
+                    {
+                        piece = rest;
+                        // with remove_extra_whitespaces every leading ▁ goes
+                        bos_ws_seen = !self.remove_extra_whitespaces;
                     }
                     text.push_str(&piece.replace('\u{2581}', " "));
                 }

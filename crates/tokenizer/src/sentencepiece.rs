@@ -138,14 +138,13 @@ impl SpmModel {
         {
             return Err(format!("piece {index} is empty"));
         }
-        if let Some(denormalizer) = &proto.denormalizer_spec {
-            if denormalizer
+        if let Some(denormalizer) = &proto.denormalizer_spec
+            && denormalizer
                 .precompiled_charsmap
                 .as_ref()
                 .is_some_and(|map| !map.is_empty())
-            {
-                return Err("denormalizer_spec rules are not supported".into());
-            }
+        {
+            return Err("denormalizer_spec rules are not supported".into());
         }
         // the raw value: prost's accessor reads an unknown one as the default
         let raw_type = trainer.model_type.unwrap_or(ModelType::Unigram as i32);
