@@ -43,6 +43,10 @@ pub struct CommonArgs {
     /// positions included in the output.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// No progress line on stderr (shown only when stderr is a terminal and inputs come from
+    /// stdin).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `oxformer text-classification`.
@@ -219,23 +223,115 @@ pub struct ZeroShotArgs {
     pub texts: Vec<String>,
 }
 
-/// The arguments as given, or stdin's non-empty lines when there are none.
-fn texts_or_stdin(texts: &[String]) -> Result<Vec<String>> {
+/// Most stdin lines handed to a pipeline at once.
+const STDIN_CHUNK: usize = 64;
+
+/// Runs `handle` on the TEXT arguments, or, when there are none, on stdin's non-empty lines
+/// batch by batch as they arrive (a Unix filter answers as lines come in): each call gets the
+/// lines already waiting, up to [`STDIN_CHUNK`], in a multiple of `granule` lines but for the
+/// last (so that transformers-style fixed batches come out as they would all at once).
+fn for_each_batch(
+    texts: &[String],
+    common: &CommonArgs,
+    granule: usize,
+    mut handle: impl FnMut(Vec<String>) -> Result<()>,
+) -> Result<()> {
     if !texts.is_empty() {
-        return Ok(texts.to_vec());
+        return handle(texts.to_vec());
     }
-    let mut lines = Vec::new();
-    for line in std::io::stdin().lock().lines() {
-        let line = line.context("reading stdin")?;
-        let line = line.trim_end_matches('\r');
-        if !line.trim().is_empty() {
-            lines.push(line.to_string());
+    let (sender, receiver) = std::sync::mpsc::channel::<std::io::Result<String>>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let failed = line.is_err();
+            if sender.send(line).is_err() || failed {
+                break;
+            }
         }
+    });
+    let granule = granule.max(1);
+    let limit = STDIN_CHUNK.div_ceil(granule) * granule;
+    let progress = Progress::new(common.no_progress);
+    let mut seen = 0;
+    let mut open = true;
+    while open {
+        let mut chunk = Vec::new();
+        // Wait for a line, take what else is waiting, then wait until the chunk is whole.
+        loop {
+            let line = if chunk.is_empty() || !chunk.len().is_multiple_of(granule) {
+                receiver.recv().ok()
+            } else if chunk.len() < limit {
+                match receiver.try_recv() {
+                    Ok(line) => Some(line),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                }
+            } else {
+                break;
+            };
+            let Some(line) = line else {
+                open = false;
+                break;
+            };
+            let line = line.context("reading stdin")?;
+            let line = line.trim_end_matches('\r');
+            if !line.trim().is_empty() {
+                chunk.push(line.to_string());
+            }
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        seen += chunk.len();
+        let count = chunk.len();
+        progress.suspend(|| handle(chunk))?;
+        progress.advance(count);
     }
-    if lines.is_empty() {
+    progress.finish();
+    if seen == 0 {
         return Err(UsageError("no input: give TEXT arguments or lines on stdin".into()).into());
     }
-    Ok(lines)
+    Ok(())
+}
+
+/// A progress line on stderr (inputs done, inputs per second, time so far) while stdin feeds
+/// inputs, only when stderr is a terminal: the number of lines to come is not known, so it
+/// shows no ETA.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(disabled: bool) -> Self {
+        use std::io::IsTerminal;
+        if disabled || !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {pos} inputs, {per_sec}, {elapsed}")
+        {
+            bar.set_style(style);
+        }
+        Self(Some(bar))
+    }
+
+    /// Runs `work` with the progress line cleared, so that its output is not mixed into it.
+    fn suspend<R>(&self, work: impl FnOnce() -> R) -> R {
+        match &self.0 {
+            Some(bar) => bar.suspend(work),
+            None => work(),
+        }
+    }
+
+    fn advance(&self, count: usize) {
+        if let Some(bar) = &self.0 {
+            bar.inc(count as u64);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Loads the pipeline and sets its threads.
@@ -300,54 +396,58 @@ pub fn text_classification(args: &TextClassificationArgs) -> Result<()> {
         truncation: args.truncation,
         batch_size: args.common.batch_size.unwrap_or(0),
     };
-    let inputs: Vec<TextInput> = texts_or_stdin(&args.texts)?
-        .into_iter()
-        .map(|line| {
-            if args.texts.is_empty()
-                && line.trim_start().starts_with('{')
-                && let Ok(serde_json::Value::Object(object)) = serde_json::from_str(&line)
-            {
-                let text = object.get("text").and_then(|value| value.as_str());
-                let pair = object.get("text_pair").and_then(|value| value.as_str());
-                return match text {
-                    Some(text) => Ok(TextInput {
-                        text: text.to_string(),
-                        text_pair: pair.map(str::to_string),
-                    }),
-                    None => Err(usage(format!(
-                        "a JSON line must be {{\"text\": ..., \"text_pair\": ...}}: {line}"
-                    ))),
-                };
-            }
-            Ok(TextInput {
-                text: line,
-                text_pair: args.text_pair.clone(),
-            })
-        })
-        .collect::<Result<_>>()?;
     let loaded = load(Task::TextClassification, &args.common)?;
     let pipeline = loaded.text_classification().expect("built for the task");
-    let results = pipeline.run(&inputs, &options)?;
-    if args.common.json {
-        return write_json(&results);
-    }
-    let mut out = std::io::stdout().lock();
-    for (input, result) in inputs.iter().zip(&results) {
-        let shown = match &input.text_pair {
-            Some(pair) => format!("{} | {}", input.text, pair),
-            None => input.text.clone(),
-        };
-        writeln!(out, "> {}", one_line(&shown, 100))?;
-        let rows: Vec<Vec<String>> = match result {
-            ClassificationOutput::Best(best) => vec![vec![best.label.clone(), score(best.score)]],
-            ClassificationOutput::Ranked(ranked) => ranked
-                .iter()
-                .map(|entry| vec![entry.label.clone(), score(entry.score)])
-                .collect(),
-        };
-        write_table(&mut out, &["label", "score"], &rows)?;
-    }
-    Ok(())
+    for_each_batch(&args.texts, &args.common, 1, |texts| {
+        let inputs: Vec<TextInput> = texts
+            .into_iter()
+            .map(|line| {
+                if args.texts.is_empty()
+                    && line.trim_start().starts_with('{')
+                    && let Ok(serde_json::Value::Object(object)) = serde_json::from_str(&line)
+                {
+                    let text = object.get("text").and_then(|value| value.as_str());
+                    let pair = object.get("text_pair").and_then(|value| value.as_str());
+                    return match text {
+                        Some(text) => Ok(TextInput {
+                            text: text.to_string(),
+                            text_pair: pair.map(str::to_string),
+                        }),
+                        None => Err(usage(format!(
+                            "a JSON line must be {{\"text\": ..., \"text_pair\": ...}}: {line}"
+                        ))),
+                    };
+                }
+                Ok(TextInput {
+                    text: line,
+                    text_pair: args.text_pair.clone(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let results = pipeline.run(&inputs, &options)?;
+        if args.common.json {
+            return write_json(&results);
+        }
+        let mut out = std::io::stdout().lock();
+        for (input, result) in inputs.iter().zip(&results) {
+            let shown = match &input.text_pair {
+                Some(pair) => format!("{} | {}", input.text, pair),
+                None => input.text.clone(),
+            };
+            writeln!(out, "> {}", one_line(&shown, 100))?;
+            let rows: Vec<Vec<String>> = match result {
+                ClassificationOutput::Best(best) => {
+                    vec![vec![best.label.clone(), score(best.score)]]
+                }
+                ClassificationOutput::Ranked(ranked) => ranked
+                    .iter()
+                    .map(|entry| vec![entry.label.clone(), score(entry.score)])
+                    .collect(),
+            };
+            write_table(&mut out, &["label", "score"], &rows)?;
+        }
+        Ok(())
+    })
 }
 
 pub fn token_classification(args: &TokenClassificationArgs) -> Result<()> {
@@ -362,31 +462,32 @@ pub fn token_classification(args: &TokenClassificationArgs) -> Result<()> {
         stride: args.stride,
         batch_size: args.common.batch_size.unwrap_or(0),
     };
-    let texts = texts_or_stdin(&args.texts)?;
     let loaded = load(Task::TokenClassification, &args.common)?;
     let pipeline = loaded.token_classification().expect("built for the task");
-    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let results = pipeline.run(&borrowed, &options)?;
-    if args.common.json {
-        return write_json(&results);
-    }
-    let mut out = std::io::stdout().lock();
-    for (text, entities) in texts.iter().zip(&results) {
-        writeln!(out, "> {}", one_line(text, 100))?;
-        let rows: Vec<Vec<String>> = entities
-            .iter()
-            .map(|entity: &Entity| {
-                vec![
-                    entity.label().to_string(),
-                    score(entity.score()),
-                    format!("{}..{}", entity.start(), entity.end()),
-                    entity.word().to_string(),
-                ]
-            })
-            .collect();
-        write_table(&mut out, &["entity", "score", "chars", "word"], &rows)?;
-    }
-    Ok(())
+    for_each_batch(&args.texts, &args.common, 1, |texts| {
+        let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let results = pipeline.run(&borrowed, &options)?;
+        if args.common.json {
+            return write_json(&results);
+        }
+        let mut out = std::io::stdout().lock();
+        for (text, entities) in texts.iter().zip(&results) {
+            writeln!(out, "> {}", one_line(text, 100))?;
+            let rows: Vec<Vec<String>> = entities
+                .iter()
+                .map(|entity: &Entity| {
+                    vec![
+                        entity.label().to_string(),
+                        score(entity.score()),
+                        format!("{}..{}", entity.start(), entity.end()),
+                        entity.word().to_string(),
+                    ]
+                })
+                .collect();
+            write_table(&mut out, &["entity", "score", "chars", "word"], &rows)?;
+        }
+        Ok(())
+    })
 }
 
 pub fn question_answering(args: &QuestionAnsweringArgs) -> Result<()> {
@@ -400,49 +501,54 @@ pub fn question_answering(args: &QuestionAnsweringArgs) -> Result<()> {
         align_to_words: args.align_to_words,
         batch_size: args.common.batch_size.unwrap_or(0),
     };
-    let inputs: Vec<QaInput> = match (&args.question, &args.context) {
-        (Some(question), Some(context)) => vec![QaInput {
-            question: question.clone(),
-            context: context.clone(),
-        }],
-        _ => texts_or_stdin(&[])?
-            .iter()
-            .map(|line| {
-                serde_json::from_str::<QaInput>(line).map_err(|error| {
-                    usage(format!(
-                        "each stdin line must be {{\"question\": ..., \"context\": ...}} ({error}): {}",
-                        one_line(line, 80)
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?,
-    };
     let loaded = load(Task::QuestionAnswering, &args.common)?;
     let pipeline = loaded.question_answering().expect("built for the task");
-    let results = pipeline.run(&inputs, &options)?;
-    if args.common.json {
-        return write_json(&results);
+    let answer = |inputs: Vec<QaInput>| -> Result<()> {
+        let results = pipeline.run(&inputs, &options)?;
+        if args.common.json {
+            return write_json(&results);
+        }
+        let mut out = std::io::stdout().lock();
+        for (input, result) in inputs.iter().zip(&results) {
+            writeln!(out, "> {}", one_line(&input.question, 100))?;
+            let answers = match result {
+                QaOutput::One(answer) => std::slice::from_ref(answer),
+                QaOutput::Many(answers) => answers.as_slice(),
+            };
+            let rows: Vec<Vec<String>> = answers
+                .iter()
+                .map(|answer| {
+                    vec![
+                        score(answer.score),
+                        format!("{}..{}", answer.start, answer.end),
+                        one_line(&answer.answer, 80),
+                    ]
+                })
+                .collect();
+            write_table(&mut out, &["score", "chars", "answer"], &rows)?;
+        }
+        Ok(())
+    };
+    match (&args.question, &args.context) {
+        (Some(question), Some(context)) => answer(vec![QaInput {
+            question: question.clone(),
+            context: context.clone(),
+        }]),
+        _ => for_each_batch(&[], &args.common, 1, |lines| {
+            let inputs = lines
+                .iter()
+                .map(|line| {
+                    serde_json::from_str::<QaInput>(line).map_err(|error| {
+                        usage(format!(
+                            "each stdin line must be {{\"question\": ..., \"context\": ...}} ({error}): {}",
+                            one_line(line, 80)
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            answer(inputs)
+        }),
     }
-    let mut out = std::io::stdout().lock();
-    for (input, result) in inputs.iter().zip(&results) {
-        writeln!(out, "> {}", one_line(&input.question, 100))?;
-        let answers = match result {
-            QaOutput::One(answer) => std::slice::from_ref(answer),
-            QaOutput::Many(answers) => answers.as_slice(),
-        };
-        let rows: Vec<Vec<String>> = answers
-            .iter()
-            .map(|answer| {
-                vec![
-                    score(answer.score),
-                    format!("{}..{}", answer.start, answer.end),
-                    one_line(&answer.answer, 80),
-                ]
-            })
-            .collect();
-        write_table(&mut out, &["score", "chars", "answer"], &rows)?;
-    }
-    Ok(())
 }
 
 pub fn fill_mask(args: &FillMaskArgs) -> Result<()> {
@@ -451,50 +557,51 @@ pub fn fill_mask(args: &FillMaskArgs) -> Result<()> {
         targets: args.targets.as_deref().map(parse_labels),
         batch_size: args.common.batch_size.unwrap_or(0),
     };
-    let texts = texts_or_stdin(&args.texts)?;
     let loaded = load(Task::FillMask, &args.common)?;
     let pipeline = loaded.fill_mask().expect("built for the task");
-    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let results = pipeline.run(&borrowed, &options)?;
-    if args.common.json {
-        return write_json(&results);
-    }
-    let mut out = std::io::stdout().lock();
-    let rows_of = |predictions: &[FillMaskPrediction]| -> Vec<Vec<String>> {
-        predictions
-            .iter()
-            .map(|prediction| {
-                vec![
-                    score(prediction.score),
-                    prediction.token_str.clone(),
-                    one_line(&prediction.sequence, 80),
-                ]
-            })
-            .collect()
-    };
-    for (text, result) in texts.iter().zip(&results) {
-        writeln!(out, "> {}", one_line(text, 100))?;
-        match result {
-            FillMaskOutput::Single(predictions) => {
-                write_table(
-                    &mut out,
-                    &["score", "token", "sequence"],
-                    &rows_of(predictions),
-                )?;
-            }
-            FillMaskOutput::Multiple(per_mask) => {
-                for (index, predictions) in per_mask.iter().enumerate() {
-                    writeln!(out, "  mask {}:", index + 1)?;
+    for_each_batch(&args.texts, &args.common, 1, |texts| {
+        let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let results = pipeline.run(&borrowed, &options)?;
+        if args.common.json {
+            return write_json(&results);
+        }
+        let mut out = std::io::stdout().lock();
+        let rows_of = |predictions: &[FillMaskPrediction]| -> Vec<Vec<String>> {
+            predictions
+                .iter()
+                .map(|prediction| {
+                    vec![
+                        score(prediction.score),
+                        prediction.token_str.clone(),
+                        one_line(&prediction.sequence, 80),
+                    ]
+                })
+                .collect()
+        };
+        for (text, result) in texts.iter().zip(&results) {
+            writeln!(out, "> {}", one_line(text, 100))?;
+            match result {
+                FillMaskOutput::Single(predictions) => {
                     write_table(
                         &mut out,
                         &["score", "token", "sequence"],
                         &rows_of(predictions),
                     )?;
                 }
+                FillMaskOutput::Multiple(per_mask) => {
+                    for (index, predictions) in per_mask.iter().enumerate() {
+                        writeln!(out, "  mask {}:", index + 1)?;
+                        write_table(
+                            &mut out,
+                            &["score", "token", "sequence"],
+                            &rows_of(predictions),
+                        )?;
+                    }
+                }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 pub fn feature_extraction(args: &FeatureExtractionArgs) -> Result<()> {
@@ -502,25 +609,31 @@ pub fn feature_extraction(args: &FeatureExtractionArgs) -> Result<()> {
         truncation: args.truncation,
         batch_size: args.common.batch_size.unwrap_or(0),
     };
-    let texts = texts_or_stdin(&args.texts)?;
     let loaded = load(Task::FeatureExtraction, &args.common)?;
     let pipeline = loaded.feature_extraction().expect("built for the task");
-    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let results = pipeline.run(&borrowed, &options)?;
-    if args.common.json {
-        return write_json(&results);
-    }
-    let mut out = std::io::stdout().lock();
-    for (text, Features(batch)) in texts.iter().zip(&results) {
-        writeln!(out, "> {}", one_line(text, 100))?;
-        let tokens = &batch[0];
-        let width = tokens.first().map_or(0, Vec::len);
-        writeln!(out, "  token embeddings: {} tokens × {width}", tokens.len())?;
-        if let Some(first) = tokens.first() {
-            writeln!(out, "  first token: {}", preview(first))?;
-        }
-    }
-    Ok(())
+    for_each_batch(
+        &args.texts,
+        &args.common,
+        args.common.batch_size.unwrap_or(1),
+        |texts| {
+            let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let results = pipeline.run(&borrowed, &options)?;
+            if args.common.json {
+                return write_json(&results);
+            }
+            let mut out = std::io::stdout().lock();
+            for (text, Features(batch)) in texts.iter().zip(&results) {
+                writeln!(out, "> {}", one_line(text, 100))?;
+                let tokens = &batch[0];
+                let width = tokens.first().map_or(0, Vec::len);
+                writeln!(out, "  token embeddings: {} tokens × {width}", tokens.len())?;
+                if let Some(first) = tokens.first() {
+                    writeln!(out, "  first token: {}", preview(first))?;
+                }
+            }
+            Ok(())
+        },
+    )
 }
 
 /// The first values of a vector, for the table output.
@@ -531,25 +644,26 @@ fn preview(values: &[f32]) -> String {
 
 pub fn sentence_embeddings(args: &SentenceEmbeddingsArgs) -> Result<()> {
     let options = args.sentence.options(args.common.batch_size);
-    let texts = texts_or_stdin(&args.texts)?;
     let loaded = load(Task::SentenceEmbeddings, &args.common)?;
     let pipeline = loaded.sentence_embeddings().expect("built for the task");
-    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let results = pipeline.run(&borrowed, &options)?;
-    if args.common.json {
-        return write_json(&results);
-    }
-    let mut out = std::io::stdout().lock();
-    for (text, embedding) in texts.iter().zip(&results) {
-        writeln!(out, "> {}", one_line(text, 100))?;
-        writeln!(
-            out,
-            "  sentence embedding ({}): {}",
-            embedding.len(),
-            preview(embedding)
-        )?;
-    }
-    Ok(())
+    for_each_batch(&args.texts, &args.common, 1, |texts| {
+        let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let results = pipeline.run(&borrowed, &options)?;
+        if args.common.json {
+            return write_json(&results);
+        }
+        let mut out = std::io::stdout().lock();
+        for (text, embedding) in texts.iter().zip(&results) {
+            writeln!(out, "> {}", one_line(text, 100))?;
+            writeln!(
+                out,
+                "  sentence embedding ({}): {}",
+                embedding.len(),
+                preview(embedding)
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// `{"source_sentence": ..., "sentences": [...]}`, one request.
@@ -562,23 +676,44 @@ struct SimilarityRequest {
 
 pub fn sentence_similarity(args: &SentenceSimilarityArgs) -> Result<()> {
     let options = args.sentence.options(args.common.batch_size);
-    let requests = match &args.source_sentence {
-        Some(source) => {
-            if args.sentences.is_empty() {
-                return Err(usage(
-                    "--source-sentence needs SENTENCES to compare it with",
-                ));
-            }
-            vec![SimilarityRequest {
-                source_sentence: source.clone(),
-                sentences: args.sentences.clone(),
-            }]
+    if args.source_sentence.is_some() == args.sentences.is_empty() {
+        return Err(usage(if args.sentences.is_empty() {
+            "--source-sentence needs SENTENCES to compare it with"
+        } else {
+            "SENTENCES need --source-sentence"
+        }));
+    }
+    let loaded = load(Task::SentenceSimilarity, &args.common)?;
+    let pipeline = loaded.sentence_embeddings().expect("built for the task");
+    let answer = |requests: Vec<SimilarityRequest>| -> Result<()> {
+        let mut results = Vec::with_capacity(requests.len());
+        for request in &requests {
+            let sentences: Vec<&str> = request.sentences.iter().map(String::as_str).collect();
+            results.push(pipeline.similarity(&request.source_sentence, &sentences, &options)?);
         }
-        None => {
-            if !args.sentences.is_empty() {
-                return Err(usage("SENTENCES need --source-sentence"));
-            }
-            texts_or_stdin(&[])?
+        if args.common.json {
+            return write_json(&results);
+        }
+        let mut out = std::io::stdout().lock();
+        for (request, scores) in requests.iter().zip(&results) {
+            writeln!(out, "> {}", one_line(&request.source_sentence, 100))?;
+            let rows: Vec<Vec<String>> = request
+                .sentences
+                .iter()
+                .zip(&scores.0)
+                .map(|(sentence, &value)| vec![score(f64::from(value)), one_line(sentence, 80)])
+                .collect();
+            write_table(&mut out, &["cosine", "sentence"], &rows)?;
+        }
+        Ok(())
+    };
+    match &args.source_sentence {
+        Some(source) => answer(vec![SimilarityRequest {
+            source_sentence: source.clone(),
+            sentences: args.sentences.clone(),
+        }]),
+        None => for_each_batch(&[], &args.common, 1, |lines| {
+            let requests = lines
                 .iter()
                 .map(|line| {
                     serde_json::from_str(line).map_err(|error| {
@@ -588,31 +723,10 @@ pub fn sentence_similarity(args: &SentenceSimilarityArgs) -> Result<()> {
                         ))
                     })
                 })
-                .collect::<Result<Vec<_>>>()?
-        }
-    };
-    let loaded = load(Task::SentenceSimilarity, &args.common)?;
-    let pipeline = loaded.sentence_embeddings().expect("built for the task");
-    let mut results = Vec::with_capacity(requests.len());
-    for request in &requests {
-        let sentences: Vec<&str> = request.sentences.iter().map(String::as_str).collect();
-        results.push(pipeline.similarity(&request.source_sentence, &sentences, &options)?);
+                .collect::<Result<Vec<_>>>()?;
+            answer(requests)
+        }),
     }
-    if args.common.json {
-        return write_json(&results);
-    }
-    let mut out = std::io::stdout().lock();
-    for (request, scores) in requests.iter().zip(&results) {
-        writeln!(out, "> {}", one_line(&request.source_sentence, 100))?;
-        let rows: Vec<Vec<String>> = request
-            .sentences
-            .iter()
-            .zip(&scores.0)
-            .map(|(sentence, &value)| vec![score(f64::from(value)), one_line(sentence, 80)])
-            .collect();
-        write_table(&mut out, &["cosine", "sentence"], &rows)?;
-    }
-    Ok(())
 }
 
 pub fn zero_shot_classification(args: &ZeroShotArgs) -> Result<()> {
@@ -622,28 +736,29 @@ pub fn zero_shot_classification(args: &ZeroShotArgs) -> Result<()> {
     }
     options.multi_label = args.multi_label;
     options.batch_size = args.common.batch_size.unwrap_or(0);
-    let texts = texts_or_stdin(&args.texts)?;
     let loaded = load(Task::ZeroShotClassification, &args.common)?;
     let pipeline = loaded
         .zero_shot_classification()
         .expect("built for the task");
-    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let results = pipeline.run(&borrowed, &options)?;
-    if args.common.json {
-        return write_json(&results);
-    }
-    let mut out = std::io::stdout().lock();
-    for result in &results {
-        writeln!(out, "> {}", one_line(&result.sequence, 100))?;
-        let rows: Vec<Vec<String>> = result
-            .labels
-            .iter()
-            .zip(&result.scores)
-            .map(|(label, value)| vec![label.clone(), score(*value)])
-            .collect();
-        write_table(&mut out, &["label", "score"], &rows)?;
-    }
-    Ok(())
+    for_each_batch(&args.texts, &args.common, 1, |texts| {
+        let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let results = pipeline.run(&borrowed, &options)?;
+        if args.common.json {
+            return write_json(&results);
+        }
+        let mut out = std::io::stdout().lock();
+        for result in &results {
+            writeln!(out, "> {}", one_line(&result.sequence, 100))?;
+            let rows: Vec<Vec<String>> = result
+                .labels
+                .iter()
+                .zip(&result.scores)
+                .map(|(label, value)| vec![label.clone(), score(*value)])
+                .collect();
+            write_table(&mut out, &["label", "score"], &rows)?;
+        }
+        Ok(())
+    })
 }
 
 /// `oxformer text-generation`.
@@ -789,49 +904,52 @@ impl TextGenerationArgs {
 pub fn text_generation(args: &TextGenerationArgs) -> Result<()> {
     use oxformer_pipelines::text_generation::{GeneratedSequence, TextGenerationPipeline};
     let json_options = args.options()?;
-    let prompts = texts_or_stdin(&args.prompts)?;
+    if args.stream && (args.common.json || args.return_tensors) {
+        return Err(usage(
+            "--stream prints text; it cannot be combined with --json or --return-tensors",
+        ));
+    }
     let mut pipeline = TextGenerationPipeline::new(&model_folder(&args.common)?)?;
     if let Some(threads) = args.common.threads {
         pipeline.set_num_threads(threads)?;
     }
     let options = pipeline.options_from_json(&json_options)?;
-    let mut out = std::io::stdout().lock();
-    if args.stream {
-        if args.common.json || args.return_tensors {
-            return Err(usage(
-                "--stream prints text; it cannot be combined with --json or --return-tensors",
-            ));
-        }
-        for prompt in &prompts {
-            if options.return_full_text {
-                write!(out, "{prompt}")?;
-                out.flush()?;
+    for_each_batch(&args.prompts, &args.common, 1, |prompts| {
+        let mut out = std::io::stdout().lock();
+        if args.stream {
+            for prompt in &prompts {
+                if options.return_full_text {
+                    write!(out, "{prompt}")?;
+                    out.flush()?;
+                }
+                for piece in pipeline.stream(prompt, &options)? {
+                    write!(out, "{}", piece?.text)?;
+                    out.flush()?;
+                }
+                writeln!(out)?;
             }
-            for piece in pipeline.stream(prompt, &options)? {
-                write!(out, "{}", piece?.text)?;
-                out.flush()?;
-            }
-            writeln!(out)?;
+            return Ok(());
         }
-        return Ok(());
-    }
-    let results = pipeline.generate(&prompts, &options)?;
-    if args.common.json {
-        drop(out);
-        return write_json(&results);
-    }
-    for (prompt, sequences) in prompts.iter().zip(&results) {
-        writeln!(out, "> {}", one_line(prompt, 100))?;
-        for sequence in sequences {
-            match sequence {
-                GeneratedSequence::Text { generated_text } => writeln!(out, "{generated_text}")?,
-                GeneratedSequence::Tokens {
-                    generated_token_ids,
-                } => writeln!(out, "{generated_token_ids:?}")?,
+        let results = pipeline.generate(&prompts, &options)?;
+        if args.common.json {
+            drop(out);
+            return write_json(&results);
+        }
+        for (prompt, sequences) in prompts.iter().zip(&results) {
+            writeln!(out, "> {}", one_line(prompt, 100))?;
+            for sequence in sequences {
+                match sequence {
+                    GeneratedSequence::Text { generated_text } => {
+                        writeln!(out, "{generated_text}")?
+                    }
+                    GeneratedSequence::Tokens {
+                        generated_token_ids,
+                    } => writeln!(out, "{generated_token_ids:?}")?,
+                }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `oxformer summarization`, `translation`, `translation_XX_to_YY` and
@@ -979,50 +1097,55 @@ pub fn text2text(task: &str, args: &Text2TextArgs) -> Result<()> {
     use oxformer_pipelines::text2text_generation::Text2TextGenerationPipeline;
     let task = args.task.as_deref().unwrap_or(task);
     let json_options = args.options()?;
-    let texts = texts_or_stdin(&args.texts)?;
+    if args.stream && (args.common.json || args.return_tensors) {
+        return Err(usage(
+            "--stream prints text; it cannot be combined with --json or --return-tensors",
+        ));
+    }
     let mut pipeline = Text2TextGenerationPipeline::new(&args.common.model, task)?;
     if let Some(threads) = args.common.threads {
         pipeline.set_num_threads(threads)?;
     }
-    let mut out = std::io::stdout().lock();
-    if args.stream {
-        if args.common.json || args.return_tensors {
-            return Err(usage(
-                "--stream prints text; it cannot be combined with --json or --return-tensors",
-            ));
-        }
-        let options = pipeline.options_from_json(&json_options)?;
-        for text in &texts {
-            for piece in pipeline.stream(text, &options)? {
-                write!(out, "{}", piece?)?;
-                out.flush()?;
-            }
-            writeln!(out)?;
-        }
-        return Ok(());
-    }
-    let inputs = serde_json::Value::from(texts.clone());
-    let results = pipeline.call(&inputs, &json_options)?;
-    let results = results.as_array().cloned().unwrap_or_default();
-    if args.common.json {
-        drop(out);
-        return write_json(&results);
-    }
+    let stream_options = if args.stream {
+        Some(pipeline.options_from_json(&json_options)?)
+    } else {
+        None
+    };
     let key_text = format!("{}_text", pipeline.return_name());
     let key_ids = format!("{}_token_ids", pipeline.return_name());
-    for (text, result) in texts.iter().zip(&results) {
-        writeln!(out, "> {}", one_line(text, 100))?;
-        let sequences = match result {
-            serde_json::Value::Array(sequences) => sequences.clone(),
-            single => vec![single.clone()],
-        };
-        for sequence in &sequences {
-            if let Some(text) = sequence.get(&key_text).and_then(|v| v.as_str()) {
-                writeln!(out, "{text}")?;
-            } else if let Some(ids) = sequence.get(&key_ids) {
-                writeln!(out, "{ids}")?;
+    for_each_batch(&args.texts, &args.common, 1, |texts| {
+        let mut out = std::io::stdout().lock();
+        if let Some(options) = &stream_options {
+            for text in &texts {
+                for piece in pipeline.stream(text, options)? {
+                    write!(out, "{}", piece?)?;
+                    out.flush()?;
+                }
+                writeln!(out)?;
+            }
+            return Ok(());
+        }
+        let inputs = serde_json::Value::from(texts.clone());
+        let results = pipeline.call(&inputs, &json_options)?;
+        let results = results.as_array().cloned().unwrap_or_default();
+        if args.common.json {
+            drop(out);
+            return write_json(&results);
+        }
+        for (text, result) in texts.iter().zip(&results) {
+            writeln!(out, "> {}", one_line(text, 100))?;
+            let sequences = match result {
+                serde_json::Value::Array(sequences) => sequences.clone(),
+                single => vec![single.clone()],
+            };
+            for sequence in &sequences {
+                if let Some(text) = sequence.get(&key_text).and_then(|v| v.as_str()) {
+                    writeln!(out, "{text}")?;
+                } else if let Some(ids) = sequence.get(&key_ids) {
+                    writeln!(out, "{ids}")?;
+                }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }

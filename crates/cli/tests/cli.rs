@@ -766,3 +766,45 @@ fn seq2seq_streaming_prints_the_greedy_text_and_errors_are_clear() {
         2,
     );
 }
+
+#[test]
+fn stdin_lines_are_answered_as_they_arrive() {
+    use std::io::{BufRead, BufReader};
+    // One line in, its answer out, while stdin is still open: a Unix filter, not read-to-end.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxformer"))
+        .args([
+            "sentiment-analysis",
+            "--model",
+            &model("bert-seqcls-single"),
+            "--json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (reply_sender, replies) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            if reply_sender.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    let (_, expected) = case("text-classification", "bert-seqcls-single-batch");
+    let (inputs, _) = case("text-classification", "bert-seqcls-single-batch");
+    for (index, text) in inputs.as_array().unwrap().iter().take(2).enumerate() {
+        writeln!(stdin, "{}", text.as_str().unwrap()).unwrap();
+        stdin.flush().unwrap();
+        let reply = replies
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("an answer before stdin closes");
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        assert_close(&reply, &expected[index], &format!("line {index}"));
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
