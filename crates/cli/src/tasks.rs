@@ -761,25 +761,25 @@ pub fn zero_shot_classification(args: &ZeroShotArgs) -> Result<()> {
     })
 }
 
-/// `oxformer text-generation`.
+/// The generation settings text-generation and the encoder-decoder tasks share, as transformers'
+/// `generate()` keyword arguments; each one given overrides the pipeline's and the model's.
 #[derive(Debug, clap::Args)]
-pub struct TextGenerationArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// Print the continuation as it is produced (one prompt at a time, one sequence each).
-    #[arg(long)]
-    pub stream: bool,
+pub struct GenerationFlags {
     /// New tokens to generate at most.
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
-    /// Total length (prompt included) at most.
+    /// Total length at most (prompt included for decoder-only models; max_new_tokens wins when
+    /// both are set, as in transformers).
     #[arg(long)]
     pub max_length: Option<usize>,
-    /// New tokens to generate at least.
+    /// Length before an end-of-sequence token is allowed.
+    #[arg(long)]
+    pub min_length: Option<usize>,
+    /// New tokens before an end-of-sequence token is allowed.
     #[arg(long)]
     pub min_new_tokens: Option<usize>,
     /// Sample (true) or decode greedily / by beam search (false); the default comes from the
-    /// model's generation config (GPT-2 checkpoints usually ask for sampling).
+    /// model's generation config.
     #[arg(long, action = ArgAction::Set)]
     pub do_sample: Option<bool>,
     /// Sampling temperature.
@@ -803,45 +803,28 @@ pub struct TextGenerationArgs {
     /// Never repeat an n-gram of this size.
     #[arg(long)]
     pub no_repeat_ngram_size: Option<usize>,
-    /// Beam search with this many beams.
+    /// Beam search with this many beams (1: greedy or sampling; the encoder-decoder pipelines'
+    /// default is 4).
     #[arg(long)]
     pub num_beams: Option<usize>,
-    /// Beam search length penalty.
+    /// Beam scores are divided by length ** length_penalty.
     #[arg(long)]
     pub length_penalty: Option<f64>,
     /// Beam search stopping: true, false or never.
     #[arg(long)]
     pub early_stopping: Option<String>,
-    /// Sequences per prompt.
+    /// Sequences per input.
     #[arg(long)]
     pub num_return_sequences: Option<usize>,
     /// Seed of the sampler (the same seed gives the same text).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Stop when the text ends with one of these, comma-separated.
-    #[arg(long)]
-    pub stop_strings: Option<String>,
-    /// The prompt followed by the continuation (true) or the continuation only (false).
-    #[arg(long, action = ArgAction::Set)]
-    pub return_full_text: Option<bool>,
-    /// Token ids instead of text.
-    #[arg(long)]
-    pub return_tensors: bool,
-    /// Text put before each prompt for the model, not shown.
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// Stop at this text (its tokens become the end-of-sequence ids).
-    #[arg(long)]
-    pub stop_sequence: Option<String>,
-    /// Prompts (default: stdin, one per line).
-    pub prompts: Vec<String>,
 }
 
-impl TextGenerationArgs {
-    /// The options given, as transformers' keyword arguments.
-    fn options(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+impl GenerationFlags {
+    /// Adds the flags that were given to `map`, as the pipelines' JSON options.
+    fn put_into(&self, map: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
         use serde_json::{Value, json};
-        let mut map = serde_json::Map::new();
         let mut put = |key: &str, value: Option<Value>| {
             if let Some(value) = value {
                 map.insert(key.to_string(), value);
@@ -849,6 +832,7 @@ impl TextGenerationArgs {
         };
         put("max_new_tokens", self.max_new_tokens.map(|v| json!(v)));
         put("max_length", self.max_length.map(|v| json!(v)));
+        put("min_length", self.min_length.map(|v| json!(v)));
         put("min_new_tokens", self.min_new_tokens.map(|v| json!(v)));
         put("do_sample", self.do_sample.map(|v| json!(v)));
         put("temperature", self.temperature.map(|v| json!(v)));
@@ -883,6 +867,50 @@ impl TextGenerationArgs {
             self.num_return_sequences.map(|v| json!(v)),
         );
         put("seed", self.seed.map(|v| json!(v)));
+        Ok(())
+    }
+}
+
+/// `oxformer text-generation`.
+#[derive(Debug, clap::Args)]
+pub struct TextGenerationArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub generation: GenerationFlags,
+    /// Print the continuation as it is produced (one prompt at a time, one sequence each).
+    #[arg(long)]
+    pub stream: bool,
+    /// Stop when the text ends with one of these, comma-separated.
+    #[arg(long)]
+    pub stop_strings: Option<String>,
+    /// The prompt followed by the continuation (true) or the continuation only (false).
+    #[arg(long, action = ArgAction::Set)]
+    pub return_full_text: Option<bool>,
+    /// Token ids instead of text.
+    #[arg(long)]
+    pub return_tensors: bool,
+    /// Text put before each prompt for the model, not shown.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Stop at this text (its tokens become the end-of-sequence ids).
+    #[arg(long)]
+    pub stop_sequence: Option<String>,
+    /// Prompts (default: stdin, one per line).
+    pub prompts: Vec<String>,
+}
+
+impl TextGenerationArgs {
+    /// The options given, as transformers' keyword arguments.
+    fn options(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        use serde_json::{Value, json};
+        let mut map = serde_json::Map::new();
+        self.generation.put_into(&mut map)?;
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                map.insert(key.to_string(), value);
+            }
+        };
         put(
             "stop_strings",
             self.stop_strings.as_deref().map(|v| json!(parse_labels(v))),
@@ -958,6 +986,8 @@ pub fn text_generation(args: &TextGenerationArgs) -> Result<()> {
 pub struct Text2TextArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub generation: GenerationFlags,
     /// The task name when it is not the subcommand's (`translation_en_to_de`, set from the
     /// subcommand name).
     #[arg(long, hide = true)]
@@ -965,57 +995,6 @@ pub struct Text2TextArgs {
     /// Print the output as it is produced (greedy decoding or sampling: give --num-beams 1).
     #[arg(long)]
     pub stream: bool,
-    /// New tokens to generate at most (the pipeline's default: 256).
-    #[arg(long)]
-    pub max_new_tokens: Option<usize>,
-    /// Total decoder length at most (max_new_tokens wins when both are set, as in transformers).
-    #[arg(long)]
-    pub max_length: Option<usize>,
-    /// Decoder length before an end-of-sequence token is allowed.
-    #[arg(long)]
-    pub min_length: Option<usize>,
-    /// New tokens before an end-of-sequence token is allowed.
-    #[arg(long)]
-    pub min_new_tokens: Option<usize>,
-    /// Sample (true) instead of beam search / greedy decoding.
-    #[arg(long, action = ArgAction::Set)]
-    pub do_sample: Option<bool>,
-    /// Sampling temperature.
-    #[arg(long)]
-    pub temperature: Option<f64>,
-    /// Sample among the k most likely tokens.
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// Sample among the most likely tokens whose probabilities add up to p.
-    #[arg(long)]
-    pub top_p: Option<f64>,
-    /// Drop tokens less likely than min_p times the most likely.
-    #[arg(long)]
-    pub min_p: Option<f64>,
-    /// Typical sampling mass.
-    #[arg(long)]
-    pub typical_p: Option<f64>,
-    /// Penalty (> 1 discourages) on tokens already generated.
-    #[arg(long)]
-    pub repetition_penalty: Option<f64>,
-    /// Never repeat an n-gram of this size.
-    #[arg(long)]
-    pub no_repeat_ngram_size: Option<usize>,
-    /// Beams (the pipeline's default: 4; 1 for greedy decoding).
-    #[arg(long)]
-    pub num_beams: Option<usize>,
-    /// Beam scores are divided by length ** length_penalty.
-    #[arg(long)]
-    pub length_penalty: Option<f64>,
-    /// Beam search stopping: true, false or never.
-    #[arg(long)]
-    pub early_stopping: Option<String>,
-    /// Sequences per input.
-    #[arg(long)]
-    pub num_return_sequences: Option<usize>,
-    /// Seed of the sampler.
-    #[arg(long)]
-    pub seed: Option<u64>,
     /// Cut inputs longer than the model takes instead of refusing them.
     #[arg(long)]
     pub truncation: bool,
@@ -1034,48 +1013,12 @@ impl Text2TextArgs {
     fn options(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
         use serde_json::{Value, json};
         let mut map = serde_json::Map::new();
+        self.generation.put_into(&mut map)?;
         let mut put = |key: &str, value: Option<Value>| {
             if let Some(value) = value {
                 map.insert(key.to_string(), value);
             }
         };
-        put("max_new_tokens", self.max_new_tokens.map(|v| json!(v)));
-        put("max_length", self.max_length.map(|v| json!(v)));
-        put("min_length", self.min_length.map(|v| json!(v)));
-        put("min_new_tokens", self.min_new_tokens.map(|v| json!(v)));
-        put("do_sample", self.do_sample.map(|v| json!(v)));
-        put("temperature", self.temperature.map(|v| json!(v)));
-        put("top_k", self.top_k.map(|v| json!(v)));
-        put("top_p", self.top_p.map(|v| json!(v)));
-        put("min_p", self.min_p.map(|v| json!(v)));
-        put("typical_p", self.typical_p.map(|v| json!(v)));
-        put(
-            "repetition_penalty",
-            self.repetition_penalty.map(|v| json!(v)),
-        );
-        put(
-            "no_repeat_ngram_size",
-            self.no_repeat_ngram_size.map(|v| json!(v)),
-        );
-        put("num_beams", self.num_beams.map(|v| json!(v)));
-        put("length_penalty", self.length_penalty.map(|v| json!(v)));
-        let early_stopping = match self.early_stopping.as_deref() {
-            None => None,
-            Some("true") => Some(json!(true)),
-            Some("false") => Some(json!(false)),
-            Some("never") => Some(json!("never")),
-            Some(other) => {
-                return Err(usage(format!(
-                    "--early-stopping: expected true, false or never, found `{other}`"
-                )));
-            }
-        };
-        put("early_stopping", early_stopping);
-        put(
-            "num_return_sequences",
-            self.num_return_sequences.map(|v| json!(v)),
-        );
-        put("seed", self.seed.map(|v| json!(v)));
         put("truncation", self.truncation.then_some(Value::Bool(true)));
         put(
             "return_tensors",
