@@ -7,14 +7,14 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, Array3, Array4, ArrayView2, ArrayView3, ArrayViewMut2, Axis, s};
 use oxformer_nn::{Embedding, LayerNorm, Linear, Tensor, Weights};
 use oxformer_tensor::{Activation, ArgmaxScreen, AttentionMask, attention_into};
 
 use crate::config::{Gpt2Config, HiddenAct, ModelConfig};
 use crate::error::{Error, Result};
 use crate::generation::{Generative, NextStep, Prompts};
-use crate::workspace::{SharedWorkspace, Workspace, matrix};
+use crate::workspace::{SharedWorkspace, Workspace, matrix, run_block};
 
 /// The kernel activation of a config activation.
 fn activation_of(act: HiddenAct) -> Activation {
@@ -35,6 +35,47 @@ fn input_error(layer: &str, reason: String) -> Error {
         model: format!("gpt2 {layer}"),
         reason,
     }
+}
+
+/// A block's forward on its own: `work` runs on the (batch × seq, embed) rows in place, as the
+/// first `seq` positions of a sequence (no cache before them), with a cache of its own.
+fn run_gpt2_block(
+    block: &str,
+    hidden: ArrayView3<'_, f32>,
+    attention_mask: Option<ArrayView2<'_, f32>>,
+    (num_heads, head_dim): (usize, usize),
+    work: impl FnOnce(
+        ArrayViewMut2<'_, f32>,
+        &Step<'_>,
+        (&mut Array4<f32>, &mut Array4<f32>),
+        &mut Workspace,
+    ) -> Result<()>,
+) -> Result<Array3<f32>> {
+    let (batch, seq, _) = hidden.dim();
+    if batch == 0 || seq == 0 {
+        return Err(Error::Input {
+            model: block.to_string(),
+            reason: format!("no positions: hidden states of (batch, seq) = ({batch}, {seq})"),
+        });
+    }
+    run_block(block, hidden, attention_mask, |rows, _, mask, workspace| {
+        let ones;
+        let key_padding = match mask.key_padding {
+            Some(padding) => padding,
+            None => {
+                ones = Array2::<f32>::ones((batch, seq));
+                ones.view()
+            }
+        };
+        let step = Step {
+            batch,
+            key_padding,
+            past: 0,
+        };
+        let mut keys = Array4::<f32>::zeros((batch, num_heads, seq, head_dim));
+        let mut values = Array4::<f32>::zeros((batch, num_heads, seq, head_dim));
+        work(rows, &step, (&mut keys, &mut values), workspace)
+    })
 }
 
 /// Keys and values of every layer for a batch of sequences, allocated once for up to
@@ -128,8 +169,10 @@ struct Step<'a> {
     past: usize,
 }
 
-// modeling_gpt2.py `GPT2Attention` (self-attention only).
-struct Gpt2Attention {
+/// modeling_gpt2.py `GPT2Attention` (self-attention only): causal multi-head attention over a
+/// fused query/key/value `Conv1D`, then the `c_proj` output projection.
+#[derive(Debug, Clone)]
+pub struct Gpt2Attention {
     c_attn: Linear,
     c_proj: Linear,
     num_heads: usize,
@@ -138,7 +181,11 @@ struct Gpt2Attention {
 }
 
 impl Gpt2Attention {
-    fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
+    /// Loads `c_attn` and `c_proj` (`Conv1D`s: weights stored `[in, out]`).
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full dotted path.
+    pub fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
         let embed = config.n_embd;
         let head_dim = config.head_dim();
         // transformers' default attention (sdpa, what `from_pretrained` picks) scales by
@@ -154,6 +201,42 @@ impl Gpt2Attention {
         })
     }
 
+    /// `c_proj(attention(hidden))`: each position attends to itself and the positions before
+    /// it whose `attention_mask` is 1 (no residual: [`Gpt2Block`] adds it).
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, n_embd); `attention_mask`: (batch, seq), 1 for real tokens and 0
+    /// for padding, `None` for all real; result: (batch, seq, n_embd).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an empty batch or sequence, or a mask of another shape; a width
+    /// other than `n_embd`.
+    pub fn forward(
+        &self,
+        hidden: ArrayView3<'_, f32>,
+        attention_mask: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array3<f32>> {
+        run_gpt2_block(
+            "Gpt2Attention",
+            hidden,
+            attention_mask,
+            (self.num_heads, self.head_dim),
+            |mut rows, step, cache, workspace| {
+                let mut out = Array2::<f32>::zeros(rows.dim());
+                self.forward_into(
+                    rows.view(),
+                    None,
+                    step,
+                    cache,
+                    (&mut workspace.qkv, &mut workspace.context),
+                    out.view_mut(),
+                )?;
+                rows.assign(&out);
+                Ok(())
+            },
+        )
+    }
+
     /// Causal self-attention of `seq` new positions per row, after the `cache`'s `past` ones;
     /// writes the new keys and values into the cache, and `c_proj(attention) + residual` into
     /// `out`. The fused query/key/value product and the attention's output go to `buffers`.
@@ -163,7 +246,7 @@ impl Gpt2Attention {
     fn forward_into(
         &self,
         x: ArrayView2<'_, f32>,
-        residual: ArrayView2<'_, f32>,
+        residual: Option<ArrayView2<'_, f32>>,
         step: &Step<'_>,
         cache: (&mut Array4<f32>, &mut Array4<f32>),
         (qkv_buffer, context_buffer): (&mut Vec<f32>, &mut Vec<f32>),
@@ -176,6 +259,15 @@ impl Gpt2Attention {
         } = *step;
         let (heads, head_dim) = (self.num_heads, self.head_dim);
         let embed = heads * head_dim;
+        if x.ncols() != embed {
+            return Err(input_error(
+                "attn",
+                format!(
+                    "hidden states of width {}, expected n_embd = {embed}",
+                    x.ncols()
+                ),
+            ));
+        }
         let rows = x.nrows();
         let seq = rows / batch;
         let total = past + seq;
@@ -215,19 +307,25 @@ impl Gpt2Attention {
         );
         Ok(self
             .c_proj
-            .forward_into(context.view(), Activation::Identity, Some(residual), out)?)
+            .forward_into(context.view(), Activation::Identity, residual, out)?)
     }
 }
 
-// modeling_gpt2.py `GPT2MLP`.
-struct Gpt2Mlp {
+/// modeling_gpt2.py `GPT2MLP`: `c_proj(activation(c_fc(x)))`, position by position.
+#[derive(Debug, Clone)]
+pub struct Gpt2Mlp {
     c_fc: Linear,
     c_proj: Linear,
     activation: Activation,
 }
 
 impl Gpt2Mlp {
-    fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
+    /// Loads `c_fc` and `c_proj` (`Conv1D`s: weights stored `[in, out]`); the activation is the
+    /// config's `activation_function`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full dotted path.
+    pub fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
         let inner = config.inner_dim();
         Ok(Self {
             c_fc: Linear::from_conv1d(&weights.sub("c_fc"), config.n_embd, inner)?,
@@ -236,11 +334,32 @@ impl Gpt2Mlp {
         })
     }
 
+    /// `c_proj(activation(c_fc(hidden)))` (no residual: [`Gpt2Block`] adds it).
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, n_embd); result: (batch, seq, n_embd).
+    ///
+    /// # Errors
+    /// A width other than `n_embd`.
+    pub fn forward(&self, hidden: ArrayView3<'_, f32>) -> Result<Array3<f32>> {
+        run_block("Gpt2Mlp", hidden, None, |mut rows, _, _, workspace| {
+            let mut out = Array2::<f32>::zeros(rows.dim());
+            self.forward_into(
+                rows.view(),
+                None,
+                &mut workspace.intermediate,
+                out.view_mut(),
+            )?;
+            rows.assign(&out);
+            Ok(())
+        })
+    }
+
     /// `out ← c_proj(act(c_fc(x))) + residual`, the inner activations in `inner_buffer`.
     fn forward_into(
         &self,
         x: ArrayView2<'_, f32>,
-        residual: ArrayView2<'_, f32>,
+        residual: Option<ArrayView2<'_, f32>>,
         inner_buffer: &mut Vec<f32>,
         out: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
@@ -249,12 +368,13 @@ impl Gpt2Mlp {
             .forward_into(x, self.activation, None, inner.view_mut())?;
         Ok(self
             .c_proj
-            .forward_into(inner.view(), Activation::Identity, Some(residual), out)?)
+            .forward_into(inner.view(), Activation::Identity, residual, out)?)
     }
 }
 
-// modeling_gpt2.py `GPT2Block`: pre-LayerNorm attention and MLP, each with a residual.
-struct Gpt2Block {
+/// modeling_gpt2.py `GPT2Block`: pre-LayerNorm attention and MLP, each with a residual.
+#[derive(Debug, Clone)]
+pub struct Gpt2Block {
     ln_1: LayerNorm,
     attn: Gpt2Attention,
     ln_2: LayerNorm,
@@ -262,7 +382,11 @@ struct Gpt2Block {
 }
 
 impl Gpt2Block {
-    fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
+    /// Loads `ln_1`, `attn`, `ln_2`, `mlp`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full dotted path.
+    pub fn load(weights: &Weights, config: &Gpt2Config) -> Result<Self> {
         let (dim, eps) = (config.n_embd, config.layer_norm_epsilon);
         Ok(Self {
             ln_1: LayerNorm::load(&weights.sub("ln_1"), dim, eps)?,
@@ -270,6 +394,30 @@ impl Gpt2Block {
             ln_2: LayerNorm::load(&weights.sub("ln_2"), dim, eps)?,
             mlp: Gpt2Mlp::load(&weights.sub("mlp"), config)?,
         })
+    }
+
+    /// One block: `h + attn(ln_1(h))`, then `h + mlp(ln_2(h))`, on the first `seq` positions of
+    /// each row (no cached positions before them). The last block's output is before `ln_f`.
+    ///
+    /// # Shapes
+    /// `hidden`: (batch, seq, n_embd); `attention_mask`: (batch, seq), 1 for real tokens and 0
+    /// for padding, `None` for all real; result: (batch, seq, n_embd).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an empty batch or sequence, or a mask of another shape; a width
+    /// other than `n_embd`.
+    pub fn forward(
+        &self,
+        hidden: ArrayView3<'_, f32>,
+        attention_mask: Option<ArrayView2<'_, f32>>,
+    ) -> Result<Array3<f32>> {
+        run_gpt2_block(
+            "Gpt2Block",
+            hidden,
+            attention_mask,
+            (self.attn.num_heads, self.attn.head_dim),
+            |rows, step, cache, workspace| self.forward_in_place(rows, step, cache, workspace),
+        )
     }
 
     /// `hidden ← block(hidden)`, the intermediate results in `workspace`.
@@ -290,7 +438,7 @@ impl Gpt2Block {
         let mut attended = matrix(&mut workspace.attention_output, rows, embed);
         self.attn.forward_into(
             normed.view(),
-            hidden.view(),
+            Some(hidden.view()),
             step,
             cache,
             (&mut workspace.qkv, &mut workspace.context),
@@ -302,7 +450,7 @@ impl Gpt2Block {
         // The block's input is read for the last time above: its output takes its place.
         self.mlp.forward_into(
             normed.view(),
-            attended.view(),
+            Some(attended.view()),
             &mut workspace.intermediate,
             hidden.view_mut(),
         )

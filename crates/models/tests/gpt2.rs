@@ -1,10 +1,13 @@
 //! GPT-2 against transformers' outputs on the tiny random checkpoints in `fixtures/models/gpt2*`:
-//! every hidden state and the logits, on a left-padded batch, with and without a KV cache.
+//! every hidden state and the logits, on a left-padded batch, with and without a KV cache; the
+//! blocks one by one through their public `forward`s.
 
 use std::path::PathBuf;
 
-use ndarray::{Array2, ArrayD, ArrayView3, IxDyn, s};
-use oxformer_models::gpt2::{Gpt2Input, Gpt2LmHeadModel};
+use ndarray::{Array2, Array3, ArrayD, ArrayView3, Ix3, IxDyn, s};
+use oxformer_models::Error;
+use oxformer_models::gpt2::{Gpt2Attention, Gpt2Block, Gpt2Input, Gpt2LmHeadModel, Gpt2Mlp};
+use oxformer_nn::{LayerNorm, Weights};
 use safetensors::{Dtype, SafeTensors};
 
 const TOLERANCE: f32 = 1e-4;
@@ -342,5 +345,122 @@ fn greedy_token_is_the_argmax_of_the_logits() {
             }
         }
         assert!(!screened || decided > 0, "{name}: nothing screened");
+    }
+}
+
+/// Each block through its public `forward` turns transformers' hidden state before it into the
+/// one after it (the last one followed by `ln_f`, as transformers reports it); so do its
+/// attention and MLP put together by hand with `ln_1`, `ln_2` and the residuals.
+#[test]
+fn blocks_one_by_one_match_transformers() {
+    for name in MODELS {
+        let model = Gpt2LmHeadModel::from_folder(&folder(name)).unwrap();
+        let config = model.config().clone();
+        let weights = Weights::from_folder(&folder(name)).unwrap();
+        let weights = weights.sub_if_present("transformer");
+        let reference = Reference::open(name);
+        let inputs = Inputs::of(&reference);
+        let hidden_state = |index: usize| {
+            reference
+                .floats(&format!("hidden_states.{index}"))
+                .into_dimensionality::<Ix3>()
+                .unwrap()
+        };
+        let (dim, eps) = (config.n_embd, config.layer_norm_epsilon);
+        let layer_norm = |prefix: &Weights, hidden: &Array3<f32>| {
+            let norm = LayerNorm::load(prefix, dim, eps).unwrap();
+            let (batch, seq, _) = hidden.dim();
+            let rows = hidden
+                .view()
+                .into_shape_with_order((batch * seq, dim))
+                .unwrap();
+            let normed = norm.forward(rows, None).unwrap();
+            normed.into_shape_with_order((batch, seq, dim)).unwrap()
+        };
+        let ln_f = weights.sub("ln_f");
+        let mask = Some(inputs.mask_f32.view());
+        for index in 0..config.n_layer {
+            let prefix = weights.sub("h").sub(index);
+            let input = hidden_state(index);
+            let expected = hidden_state(index + 1);
+            let last = index + 1 == config.n_layer;
+            let after = |output: Array3<f32>| {
+                if last {
+                    layer_norm(&ln_f, &output)
+                } else {
+                    output
+                }
+            };
+
+            let block = Gpt2Block::load(&prefix, &config).unwrap();
+            let output = after(block.forward(input.view(), mask).unwrap());
+            compare_attended(
+                &format!("{name} block {index}"),
+                output.view(),
+                expected.view(),
+                &inputs.mask,
+            );
+
+            let attention = Gpt2Attention::load(&prefix.sub("attn"), &config).unwrap();
+            let mlp = Gpt2Mlp::load(&prefix.sub("mlp"), &config).unwrap();
+            let normed = layer_norm(&prefix.sub("ln_1"), &input);
+            let attended = &input + &attention.forward(normed.view(), mask).unwrap();
+            let normed = layer_norm(&prefix.sub("ln_2"), &attended);
+            let output = after(&attended + &mlp.forward(normed.view()).unwrap());
+            compare_attended(
+                &format!("{name} block {index} from its parts"),
+                output.view(),
+                expected.view(),
+                &inputs.mask,
+            );
+        }
+    }
+}
+
+/// A block's bad inputs are the caller's errors, naming the block.
+#[test]
+fn blocks_reject_bad_masks_widths_and_empty_batches() {
+    let model = Gpt2LmHeadModel::from_folder(&folder("gpt2")).unwrap();
+    let config = model.config().clone();
+    let weights = Weights::from_folder(&folder("gpt2")).unwrap();
+    let prefix = weights.sub_if_present("transformer").sub("h").sub(0);
+    let block = Gpt2Block::load(&prefix, &config).unwrap();
+    let attention = Gpt2Attention::load(&prefix.sub("attn"), &config).unwrap();
+    let mlp = Gpt2Mlp::load(&prefix.sub("mlp"), &config).unwrap();
+    let hidden = Array3::<f32>::zeros((2, 3, config.n_embd));
+
+    let wrong_mask = Array2::<f32>::ones((2, 4));
+    for (what, error) in [
+        (
+            "Gpt2Block",
+            block.forward(hidden.view(), Some(wrong_mask.view())),
+        ),
+        (
+            "Gpt2Attention",
+            attention.forward(hidden.view(), Some(wrong_mask.view())),
+        ),
+    ] {
+        let error = error.unwrap_err();
+        assert!(
+            matches!(&error, Error::Input { model, .. } if model == what),
+            "{what}: {error}"
+        );
+    }
+
+    let empty = Array3::<f32>::zeros((0, 3, config.n_embd));
+    for error in [
+        block.forward(empty.view(), None),
+        attention.forward(empty.view(), None),
+    ] {
+        assert!(matches!(error, Err(Error::Input { .. })), "{error:?}");
+    }
+
+    let narrow = Array3::<f32>::zeros((2, 3, config.n_embd - 1));
+    for (what, result) in [
+        ("block", block.forward(narrow.view(), None)),
+        ("attention", attention.forward(narrow.view(), None)),
+        ("mlp", mlp.forward(narrow.view())),
+    ] {
+        assert!(result.is_err(), "{what} took a width of n_embd - 1");
     }
 }
