@@ -55,6 +55,7 @@ mod config;
 mod encoding;
 mod error;
 mod marian;
+mod panics;
 mod sentencepiece;
 mod slow;
 mod tokenizer;

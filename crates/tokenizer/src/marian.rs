@@ -250,9 +250,7 @@ impl Marian {
             return text.to_string();
         };
         let mut normalized = NormalizedString::from(text);
-        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            charsmap.normalize(&mut normalized).is_ok()
-        }));
+        let done = crate::panics::catch_quietly(|| charsmap.normalize(&mut normalized).is_ok());
         match done {
             Ok(true) => normalized.get().to_string(),
             _ => text.to_string(),

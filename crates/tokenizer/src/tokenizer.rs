@@ -1,7 +1,6 @@
 //! [`Tokenizer`]: transformers' `PreTrainedTokenizerFast` over the `tokenizers` crate
 //! (tokenization_utils_fast.py in transformers 4.57).
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +16,7 @@ use crate::config::{
 use crate::encoding::{EncodeInput, EncodeOptions, Encoding, Padding, Side, Truncation};
 use crate::error::{Result, TokenizerError};
 use crate::marian::{self, Marian};
+use crate::panics::catch_quietly;
 use crate::sentencepiece::SpmModel;
 use crate::slow::{self, SpmConverter};
 
@@ -166,7 +166,7 @@ impl Tokenizer {
         let config = read_folder_config(folder, kind)?;
         // The library panics on some malformed files (tokenizers 0.22.2: decoders/mod.rs
         // `expect("Helper")`, models/bpe/model.rs slicing; found by the fuzzer): errors here too.
-        let built = catch_unwind(AssertUnwindSafe(|| -> Result<Self> {
+        let built = catch_quietly(|| -> Result<Self> {
             let mut marian = None;
             let backend = match kind {
                 FileKind::TokenizerJson => {
@@ -225,7 +225,7 @@ impl Tokenizer {
                 tokenizer.marian = Some(Arc::new(marian));
             }
             Ok(tokenizer)
-        }));
+        });
         built.unwrap_or_else(|panic| {
             let file = match kind {
                 FileKind::TokenizerJson => "tokenizer.json",
@@ -431,11 +431,10 @@ impl Tokenizer {
         let add_special_tokens = options.add_special_tokens;
         // The library asserts on some stride/length combinations of pairs; never let that panic
         // cross this API.
-        let encoded = catch_unwind(AssertUnwindSafe(|| {
-            backend.encode_batch_char_offsets(backend_inputs, add_special_tokens)
-        }))
-        .map_err(|panic| TokenizerError::Encode(panic_message(panic.as_ref())))?
-        .map_err(|error| TokenizerError::Encode(error.to_string()))?;
+        let encoded =
+            catch_quietly(|| backend.encode_batch_char_offsets(backend_inputs, add_special_tokens))
+                .map_err(|panic| TokenizerError::Encode(panic_message(panic.as_ref())))?
+                .map_err(|error| TokenizerError::Encode(error.to_string()))?;
         let mut encodings: Vec<Encoding> = encoded
             .iter()
             .zip(&backend_texts)
