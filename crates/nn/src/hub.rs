@@ -16,6 +16,7 @@
 mod download;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::checkpoint::{WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use crate::error::{Error, Result};
@@ -25,6 +26,9 @@ pub const DEFAULT_REVISION: &str = "main";
 
 /// The hub's address when `HF_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// huggingface_hub's `HF_HUB_DOWNLOAD_TIMEOUT` and `HF_HUB_ETAG_TIMEOUT` when unset.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where models are looked up and downloaded, as the environment sets it (see the module docs).
 #[derive(Debug, Clone)]
@@ -41,6 +45,11 @@ pub struct HubSettings {
     pub offline: bool,
     /// Draw a progress bar while downloading (when stderr is a terminal).
     pub progress: bool,
+    /// How long connecting, or waiting for any data, may take before a download fails
+    /// (`$HF_HUB_DOWNLOAD_TIMEOUT` seconds, default 10, as huggingface_hub).
+    pub download_timeout: Duration,
+    /// How long a file's metadata request may take (`$HF_HUB_ETAG_TIMEOUT` seconds, default 10).
+    pub etag_timeout: Duration,
 }
 
 impl HubSettings {
@@ -83,6 +92,13 @@ impl HubSettings {
                 Some(token.trim().to_string()).filter(|token| !token.is_empty())
             })
             .map(|token| token.trim().to_string());
+        // huggingface_hub's constants.py: a number of seconds, 10 when unset.
+        let seconds = |name: &str| {
+            var(name)
+                .and_then(|value| value.trim().parse::<f64>().ok())
+                .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
+                .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64)
+        };
         let is_true = |name: &str| {
             var(name).is_some_and(|value| {
                 matches!(
@@ -101,6 +117,8 @@ impl HubSettings {
             token,
             offline: is_true("HF_HUB_OFFLINE") || is_true("TRANSFORMERS_OFFLINE"),
             progress: false,
+            download_timeout: seconds("HF_HUB_DOWNLOAD_TIMEOUT"),
+            etag_timeout: seconds("HF_HUB_ETAG_TIMEOUT"),
         }
     }
 

@@ -6,6 +6,7 @@
 mod stand_in;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use oxformer_nn::Error;
 use oxformer_nn::hub::{HubSettings, is_complete_snapshot};
@@ -19,6 +20,8 @@ fn settings(server: &StandIn, hub: &Path) -> HubSettings {
         token: None,
         offline: false,
         progress: false,
+        download_timeout: Duration::from_secs(10),
+        etag_timeout: Duration::from_secs(10),
     }
 }
 
@@ -300,4 +303,104 @@ fn the_token_goes_with_every_request() {
         sent.iter().all(|header| header == "Bearer hf_test"),
         "{sent:?}"
     );
+}
+
+/// Every file under `dir`, links not followed, relative, sorted (the cache's own entries).
+fn entries_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.symlink_metadata().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn no_lock_or_partial_file_is_left_beside_the_blobs() {
+    let server = StandIn::start();
+    let hub = tempfile::tempdir().unwrap();
+    settings(&server, hub.path()).resolve(ID, None).unwrap();
+    let blobs = entries_under(&repo_dir(hub.path()).join("blobs"));
+    assert!(!blobs.is_empty());
+    for blob in &blobs {
+        assert!(
+            blob.len() == 64 || blob.len() == 40,
+            "blobs/ holds {blob}, not a blob named by its etag: {blobs:?}"
+        );
+    }
+    // The locks are where huggingface_hub keeps its own (so the two exclude each other).
+    let locks = entries_under(&hub.path().join(".locks").join("models--org--tiny-bert"));
+    assert!(
+        locks.iter().all(|lock| lock.ends_with(".lock")) && !locks.is_empty(),
+        "{locks:?}"
+    );
+}
+
+#[test]
+fn a_partial_file_larger_than_the_remote_one_is_started_again() {
+    let server = StandIn::start();
+    let hub = tempfile::tempdir().unwrap();
+    let weights = fixture("model.safetensors");
+    let etag = sha256_hex(&weights);
+    let blobs = repo_dir(hub.path()).join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let too_long = vec![7u8; weights.len() + 100];
+    std::fs::write(blobs.join(format!("{etag}.incomplete")), &too_long).unwrap();
+    // hf-hub's name for it, left by an older oxformer, too
+    std::fs::write(blobs.join(format!("{etag}.part")), &too_long).unwrap();
+    let folder = settings(&server, hub.path()).resolve(ID, None).unwrap();
+    assert_eq!(
+        std::fs::read(folder.join("model.safetensors")).unwrap(),
+        weights
+    );
+    assert!(!blobs.join(format!("{etag}.incomplete")).exists());
+    assert!(!blobs.join(format!("{etag}.part")).exists());
+}
+
+#[test]
+fn a_stalled_download_times_out_as_hf_hub_download_timeout_says_and_resumes() {
+    let server = StandIn::start();
+    let hub = tempfile::tempdir().unwrap();
+    server.stall("model.safetensors");
+    let mut quick = settings(&server, hub.path());
+    quick.download_timeout = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let error = quick.resolve(ID, None).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the stall of 60 s was not cut short"
+    );
+    assert!(matches!(error, Error::Download { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("HF_HUB_DOWNLOAD_TIMEOUT"),
+        "{error}"
+    );
+    let folder = settings(&server, hub.path()).resolve(ID, None).unwrap();
+    assert!(is_complete_snapshot(&folder));
+    assert_eq!(
+        std::fs::read(folder.join("model.safetensors")).unwrap(),
+        fixture("model.safetensors")
+    );
+}
+
+#[test]
+fn timeouts_follow_huggingface_hubs_variables() {
+    let settings = HubSettings::from_vars(|name| match name {
+        "HF_HUB_DOWNLOAD_TIMEOUT" => Some("2.5".to_string()),
+        "HF_HUB_ETAG_TIMEOUT" => Some("7".to_string()),
+        _ => None,
+    });
+    assert_eq!(settings.download_timeout, Duration::from_millis(2500));
+    assert_eq!(settings.etag_timeout, Duration::from_secs(7));
+    let defaults = HubSettings::from_vars(|_| None);
+    assert_eq!(defaults.download_timeout, Duration::from_secs(10));
+    assert_eq!(defaults.etag_timeout, Duration::from_secs(10));
 }

@@ -37,6 +37,8 @@ struct State {
     cut: Option<String>,
     /// The `Authorization` header of each request (empty when absent).
     authorizations: Vec<String>,
+    /// A file whose next full download sends half its bytes and then nothing for 60 s.
+    stall: Option<String>,
 }
 
 /// A stand-in hub: `GET /api/models/{id}/revision/{rev}` lists the repository,
@@ -75,6 +77,10 @@ impl StandIn {
 
     pub fn cut(&self, file: &str) {
         self.state.lock().unwrap().cut = Some(file.to_string());
+    }
+
+    pub fn stall(&self, file: &str) {
+        self.state.lock().unwrap().stall = Some(file.to_string());
     }
 }
 
@@ -219,8 +225,10 @@ fn answer(
     let is_probe = range == Some("0-0");
     if !is_probe {
         let mut state = state.lock().unwrap();
-        if state.cut.as_deref() == Some(file.as_str()) {
+        let stall = state.stall.as_deref() == Some(file.as_str());
+        if stall || state.cut.as_deref() == Some(file.as_str()) {
             state.cut = None;
+            state.stall = None;
             drop(state);
             // announce the whole body, send half of it, hang up
             let head = format!(
@@ -232,6 +240,9 @@ fn answer(
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(&bytes[start..start + (end - start) / 2]);
             let _ = stream.flush();
+            if stall {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return false;
         }
