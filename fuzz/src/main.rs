@@ -12,6 +12,13 @@
 //!   per input byte is refused and the run stops, naming the input to replay.
 //!
 //! The exit status is 0 when no target found anything.
+//!
+//! Two more modes serve coverage-guided fuzzing with AFL++ (`cargo xtask fuzz --afl NAME`):
+//! `--write-seeds DIR --target NAME` writes the target's seeds (corpus and fixture files) as
+//! files, afl-fuzz's input folder; and, in a build by `cargo afl build --features afl`,
+//! `--afl --target NAME` is the persistent-mode program afl-fuzz runs. There a panic aborts (a
+//! crash for AFL++), as does an allocation over the limit above; AFL++'s own timeout catches
+//! slow inputs.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
@@ -237,6 +244,10 @@ struct Options {
     seed: u64,
     replay: Option<u64>,
     root: PathBuf,
+    /// Run as afl-fuzz's persistent-mode program (needs the `afl` feature).
+    afl: bool,
+    /// Write the seeds of the target to this folder and exit.
+    write_seeds: Option<PathBuf>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -246,6 +257,8 @@ fn parse_options() -> Result<Options, String> {
         seed: 1,
         replay: None,
         root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+        afl: false,
+        write_seeds: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -269,6 +282,8 @@ fn parse_options() -> Result<Options, String> {
                 )
             }
             "--root" => options.root = PathBuf::from(value("--root")?),
+            "--afl" => options.afl = true,
+            "--write-seeds" => options.write_seeds = Some(PathBuf::from(value("--write-seeds")?)),
             "--target" => {
                 for name in value("--target")?.split(',') {
                     let index = TARGETS
@@ -283,12 +298,17 @@ fn parse_options() -> Result<Options, String> {
             "-h" | "--help" => {
                 return Err(format!(
                     "usage: oxformer-fuzz [--seconds N] [--target NAME[,NAME]] [--seed S] \
-                     [--replay I] [--root DIR]\ntargets: {}",
+                     [--replay I] [--root DIR]\n       oxformer-fuzz --write-seeds DIR --target \
+                     NAME\n       oxformer-fuzz --afl --target NAME (a cargo-afl build with \
+                     --features afl)\ntargets: {}",
                     TARGETS.join(", ")
                 ));
             }
             other => return Err(format!("unknown argument `{other}`")),
         }
+    }
+    if (options.afl || options.write_seeds.is_some()) && options.targets.len() != 1 {
+        return Err("--afl and --write-seeds take one --target".to_string());
     }
     if options.targets.is_empty() {
         options.targets = (0..TARGETS.len()).collect();
@@ -328,6 +348,24 @@ fn main() {
         }
     };
     SEED.store(options.seed, Ordering::Relaxed);
+    if let Some(folder) = &options.write_seeds {
+        let name = TARGETS[options.targets[0]];
+        let target = make(name, &options.root);
+        let seeds = seeds_of(&options.root, name, target.as_ref());
+        if let Err(error) = write_seeds(folder, &seeds) {
+            eprintln!("{}: {error}", folder.display());
+            std::process::exit(2);
+        }
+        eprintln!(
+            "fuzz {name}: {} seeds written to {}",
+            seeds.len(),
+            folder.display()
+        );
+        return;
+    }
+    if options.afl {
+        run_under_afl(&options);
+    }
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
@@ -465,6 +503,50 @@ fn main() {
         found |= !report.panics.is_empty() || !report.slow.is_empty();
     }
     std::process::exit(i32::from(found));
+}
+
+/// The seeds as files `seed-0000`, ... (distinct contents only; afl-fuzz refuses empty files).
+fn write_seeds(folder: &Path, seeds: &[Vec<u8>]) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    let mut written: Vec<&Vec<u8>> = Vec::new();
+    for seed in seeds {
+        if seed.is_empty() || written.contains(&seed) {
+            continue;
+        }
+        std::fs::write(folder.join(format!("seed-{:04}", written.len())), seed)?;
+        written.push(seed);
+    }
+    Ok(())
+}
+
+/// afl-fuzz's persistent-mode loop over one target: the target is set up once, before the fork
+/// server starts; a panic aborts (a crash), and so does an allocation over the limit (the
+/// allocator refuses it and the allocation failure aborts).
+#[cfg(feature = "afl")]
+fn run_under_afl(options: &Options) -> ! {
+    let index = options.targets[0];
+    let mut target = AssertUnwindSafe(make(TARGETS[index], &options.root));
+    CURRENT_TARGET.store(index, Ordering::Relaxed);
+    // No abort-on-panic hook: the panics the libraries catch themselves (the tokenizers
+    // library's, turned into errors) are not crashes; afl::fuzz aborts on the ones that escape.
+    afl::fuzz(false, move |data: &[u8]| {
+        LIMIT.store(
+            BASE_LIMIT.saturating_add(data.len().saturating_mul(LIMIT_PER_INPUT_BYTE)),
+            Ordering::Relaxed,
+        );
+        target.run(data);
+        LIMIT.store(usize::MAX, Ordering::Relaxed);
+    });
+    std::process::exit(0);
+}
+
+#[cfg(not(feature = "afl"))]
+fn run_under_afl(_: &Options) -> ! {
+    eprintln!(
+        "--afl needs a cargo-afl build with the `afl` feature: cargo xtask fuzz --afl NAME \
+         (cargo afl build -p oxformer-fuzz --features afl)"
+    );
+    std::process::exit(2);
 }
 
 /// Saves a finding's input as `fuzz/findings/<target>/<seed>-<input>`.

@@ -26,7 +26,9 @@ tasks:
   demo       fetch the real all-MiniLM-L6-v2 and run it end to end
   compare    oxformer beside PyTorch and ONNX Runtime on the same inputs, with ratios
   fuzz       `fuzz [--seconds N] [--target NAME[,NAME]] [--seed S] [--replay I]`: every parser of
-             outside bytes fuzzed for N s each (default 60); a finding fails";
+             outside bytes fuzzed for N s each (default 60); a finding fails;
+             `fuzz --afl NAME[,NAME]|all [--seconds N]`: the same, coverage-guided under AFL++
+             (needs cargo-afl 0.18.2)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
