@@ -115,6 +115,9 @@ unsafe fn write_out<S: Simd>(
     width: usize,
     last: bool,
 ) {
+    // SAFETY: the caller runs on a CPU with `S`'s instruction set and gives a (row, column) of C
+    // with `width` columns inside it; the bias then has `width` values from `column` and the
+    // residual from (row, column), as `Problem` describes.
     unsafe {
         let mut value = acc;
         if last {
@@ -174,6 +177,10 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
     last: bool,
     next: Prefetch,
 ) {
+    // SAFETY: the caller runs on a CPU with `S`'s instruction set; `a` holds kc × MR packed values
+    // and `b` kc rows of PANEL from this sliver's first column; rows i0..i0 + height and columns
+    // j0..j0 + width are inside C; C's loads and stores stay inside those (widths of 0 touch
+    // nothing), and prefetches never fault.
     unsafe {
         let lanes = S::LANES;
         let width0 = width.min(lanes);
@@ -359,6 +366,7 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
 #[inline(always)]
 unsafe fn prefetch_line_l1(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults, whatever the address.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         _mm_prefetch::<_MM_HINT_T0>(p.cast());
@@ -371,6 +379,7 @@ unsafe fn prefetch_line_l1(p: *const f32) {
 #[inline(always)]
 unsafe fn prefetch_line(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults, whatever the address.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
         _mm_prefetch::<_MM_HINT_T1>(p.cast());
@@ -393,6 +402,9 @@ unsafe fn gemv_body<S: Simd>(problem: &Problem<'_>, a: *const f32, columns: Rang
     let mut j0 = columns.start;
     // full strips of GEMV_VECTORS vectors, all inside existing panels
     while j0 + strip <= columns.end {
+        // SAFETY: the caller runs on a CPU with `S`'s instruction set, `a` holds K values and
+        // `columns` lie inside whole packed panels (a full strip ends at or before `columns.end`),
+        // so every load is inside B; the output is row 0 of C, columns inside it.
         unsafe {
             let mut offsets = [0usize; GEMV_VECTORS];
             for (v, offset) in offsets.iter_mut().enumerate() {
@@ -415,6 +427,8 @@ unsafe fn gemv_body<S: Simd>(problem: &Problem<'_>, a: *const f32, columns: Rang
     // the rest, one vector at a time (padding columns are computed, not written)
     while j0 < columns.end {
         let width = lanes.min(columns.end - j0);
+        // SAFETY: as above; the vector at j0 lies inside its panel (padded to PANEL columns) and
+        // `write_out` stores only the `width` real columns.
         unsafe {
             let offset = column_address(j0);
             let mut acc = S::splat(0.0);
@@ -441,6 +455,8 @@ mod x86 {
         rows: Range<usize>,
         columns: Range<usize>,
     ) {
+        // SAFETY: the caller's contract (`# Safety` above) is the body's: the CPU has these
+        // features and the tile lies inside `problem`.
         unsafe { tile_body::<Avx512, AVX512_MR>(problem, rows, columns) }
     }
 
@@ -452,6 +468,8 @@ mod x86 {
         rows: Range<usize>,
         columns: Range<usize>,
     ) {
+        // SAFETY: the caller's contract (`# Safety` above) is the body's: the CPU has these
+        // features and the tile lies inside `problem`.
         unsafe { tile_body::<Avx2, AVX2_MR>(problem, rows, columns) }
     }
 
@@ -459,6 +477,7 @@ mod x86 {
     /// As [`tile_avx512`]; `a` holds K values.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(crate) unsafe fn gemv_avx512(problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
+        // SAFETY: the caller's contract (`# Safety` above) is the body's, and `a` holds K values.
         unsafe { gemv_body::<Avx512>(problem, a, columns) }
     }
 
@@ -466,6 +485,7 @@ mod x86 {
     /// As [`tile_avx2`]; `a` holds K values.
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn gemv_avx2(problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
+        // SAFETY: the caller's contract (`# Safety` above) is the body's, and `a` holds K values.
         unsafe { gemv_body::<Avx2>(problem, a, columns) }
     }
 }
