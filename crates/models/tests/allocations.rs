@@ -38,15 +38,21 @@ fn count_one() {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count_one();
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which is the system
+        // allocator's.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, that is from `System`, with this `layout` (the
+        // caller's contract).
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count_one();
+        // SAFETY: `ptr` came from `System` with `layout` and `new_size` is valid (the caller's
+        // contract).
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

@@ -78,58 +78,76 @@ impl Simd for Avx512 {
 
     #[inline(always)]
     unsafe fn splat(x: f32) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_set1_ps(x) }
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> __m512 {
+        // SAFETY: the caller runs on a CPU with AVX-512F and `p` points to LANES readable floats
+        // (`Simd`'s contract).
         unsafe { _mm512_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m512) {
+        // SAFETY: the caller runs on a CPU with AVX-512F and `p` points to LANES writable floats
+        // (`Simd`'s contract).
         unsafe { _mm512_storeu_ps(p, v) }
     }
     #[inline(always)]
     unsafe fn load_partial(p: *const f32, n: usize) -> __m512 {
+        // SAFETY: the caller runs on a CPU with AVX-512F and `p` points to `n` readable floats; the
+        // masked lanes are not read (`Simd`'s contract).
         unsafe { _mm512_maskz_loadu_ps(lane_mask16(n), p) }
     }
     #[inline(always)]
     unsafe fn store_partial(p: *mut f32, n: usize, v: __m512) {
+        // SAFETY: the caller runs on a CPU with AVX-512F and `p` points to `n` writable floats; the
+        // masked lanes are not written (`Simd`'s contract).
         unsafe { _mm512_mask_storeu_ps(p, lane_mask16(n), v) }
     }
     #[inline(always)]
     unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_add_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_sub_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_mul_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn div(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_div_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
     unsafe fn max(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_max_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn min(a: __m512, b: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_min_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn abs(a: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_abs_ps(a) }
     }
     #[inline(always)]
     unsafe fn copysign(a: __m512, sign: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe {
             let sign_bit = _mm512_set1_epi32(i32::MIN);
             let magnitude = _mm512_andnot_si512(sign_bit, _mm512_castps_si512(a));
@@ -139,10 +157,12 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     unsafe fn round(a: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
     }
     #[inline(always)]
     unsafe fn pow2i(n: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe {
             let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(
                 _mm512_cvtps_epi32(n),
@@ -153,6 +173,7 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     unsafe fn truncate_low_bits(a: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe {
             _mm512_castsi512_ps(_mm512_and_si512(
                 _mm512_castps_si512(a),
@@ -162,18 +183,22 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     unsafe fn lt(a: __m512, b: __m512) -> __mmask16 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b) }
     }
     #[inline(always)]
     unsafe fn gt(a: __m512, b: __m512) -> __mmask16 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b) }
     }
     #[inline(always)]
     unsafe fn select(mask: __mmask16, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe { _mm512_mask_blend_ps(mask, b, a) }
     }
     #[inline(always)]
     unsafe fn reduce_add(a: __m512) -> f32 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX-512F (`Simd`'s contract).
         unsafe {
             let low = _mm512_castps512_ps256(a);
             let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(a)));
@@ -183,6 +208,8 @@ impl Simd for Avx512 {
     #[inline(always)]
     unsafe fn reduce_max(a: __m512) -> f32 {
         let mut lanes = [0.0f32; 16];
+        // SAFETY: `lanes` holds LANES floats; the caller runs on a CPU with AVX-512F (`Simd`'s
+        // contract).
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), a) };
         lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max)
     }
@@ -198,6 +225,7 @@ fn lane_mask16(n: usize) -> __mmask16 {
 #[inline(always)]
 unsafe fn lane_mask8(n: usize) -> __m256i {
     const INDICES: [i32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+    // SAFETY: INDICES holds the 8 i32 the unaligned load reads; the caller has AVX2.
     unsafe {
         let indices = _mm256_loadu_si256(INDICES.as_ptr().cast());
         _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), indices)
@@ -212,58 +240,76 @@ impl Simd for Avx2 {
 
     #[inline(always)]
     unsafe fn splat(x: f32) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_set1_ps(x) }
     }
     #[inline(always)]
     unsafe fn load(p: *const f32) -> __m256 {
+        // SAFETY: the caller runs on a CPU with AVX2 + FMA and `p` points to LANES readable floats
+        // (`Simd`'s contract).
         unsafe { _mm256_loadu_ps(p) }
     }
     #[inline(always)]
     unsafe fn store(p: *mut f32, v: __m256) {
+        // SAFETY: the caller runs on a CPU with AVX2 + FMA and `p` points to LANES writable floats
+        // (`Simd`'s contract).
         unsafe { _mm256_storeu_ps(p, v) }
     }
     #[inline(always)]
     unsafe fn load_partial(p: *const f32, n: usize) -> __m256 {
+        // SAFETY: the caller runs on a CPU with AVX2 + FMA and `p` points to `n` readable floats;
+        // the masked lanes are not read (`Simd`'s contract).
         unsafe { _mm256_maskload_ps(p, lane_mask8(n)) }
     }
     #[inline(always)]
     unsafe fn store_partial(p: *mut f32, n: usize, v: __m256) {
+        // SAFETY: the caller runs on a CPU with AVX2 + FMA and `p` points to `n` writable floats;
+        // the masked lanes are not written (`Simd`'s contract).
         unsafe { _mm256_maskstore_ps(p, lane_mask8(n), v) }
     }
     #[inline(always)]
     unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_add_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_sub_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_mul_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn div(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_div_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_fmadd_ps(a, b, c) }
     }
     #[inline(always)]
     unsafe fn max(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_max_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn min(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_min_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn abs(a: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), a) }
     }
     #[inline(always)]
     unsafe fn copysign(a: __m256, sign: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe {
             let sign_bit = _mm256_set1_ps(-0.0);
             _mm256_or_ps(_mm256_andnot_ps(sign_bit, a), _mm256_and_ps(sign_bit, sign))
@@ -271,10 +317,12 @@ impl Simd for Avx2 {
     }
     #[inline(always)]
     unsafe fn round(a: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
     }
     #[inline(always)]
     unsafe fn pow2i(n: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe {
             let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
                 _mm256_cvtps_epi32(n),
@@ -285,6 +333,7 @@ impl Simd for Avx2 {
     }
     #[inline(always)]
     unsafe fn truncate_low_bits(a: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe {
             _mm256_castsi256_ps(_mm256_and_si256(
                 _mm256_castps_si256(a),
@@ -294,18 +343,22 @@ impl Simd for Avx2 {
     }
     #[inline(always)]
     unsafe fn lt(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_cmp_ps::<_CMP_LT_OQ>(a, b) }
     }
     #[inline(always)]
     unsafe fn gt(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_cmp_ps::<_CMP_GT_OQ>(a, b) }
     }
     #[inline(always)]
     unsafe fn select(mask: __m256, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe { _mm256_blendv_ps(b, a, mask) }
     }
     #[inline(always)]
     unsafe fn reduce_add(a: __m256) -> f32 {
+        // SAFETY: registers only; the caller runs on a CPU with AVX2 + FMA (`Simd`'s contract).
         unsafe {
             let quad = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
             let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
@@ -316,6 +369,8 @@ impl Simd for Avx2 {
     #[inline(always)]
     unsafe fn reduce_max(a: __m256) -> f32 {
         let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds LANES floats; the caller runs on a CPU with AVX2 + FMA (`Simd`'s
+        // contract).
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
         lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max)
     }
@@ -328,6 +383,7 @@ impl Simd for Avx2 {
 /// within 2 ulp. `exp(-inf) = 0`, `exp(+inf) = +inf`, NaN stays NaN.
 #[inline(always)]
 pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
+    // SAFETY: arithmetic on values, no memory access; the caller has `S`'s instruction set.
     unsafe {
         const HIGHEST: f32 = 88.376_26;
         const LOWEST: f32 = -87.336_55;
@@ -354,6 +410,7 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
 #[inline(always)]
 unsafe fn polynomial<S: Simd>(x: S::V, coefficients: &[f32]) -> S::V {
     // Horner, highest degree first.
+    // SAFETY: arithmetic on values, no memory access; the caller has `S`'s instruction set.
     unsafe {
         let mut acc = S::splat(coefficients[0]);
         for &c in &coefficients[1..] {
@@ -443,6 +500,7 @@ pub(crate) unsafe fn erf<S: Simd>(x: S::V) -> S::V {
         1.0,
     ];
     const ERX: f32 = 8.450_629e-1;
+    // SAFETY: arithmetic on values, no memory access; the caller has `S`'s instruction set.
     unsafe {
         let ax = S::abs(x);
         let one = S::splat(1.0);
@@ -519,6 +577,7 @@ pub(crate) unsafe fn tanh<S: Simd>(x: S::V) -> S::V {
         1.333_144_2e-1,
         -3.333_328_2e-1,
     ];
+    // SAFETY: arithmetic on values, no memory access; the caller has `S`'s instruction set.
     unsafe {
         let ax = S::abs(x);
         let z = S::mul(x, x);
@@ -537,6 +596,7 @@ pub(crate) unsafe fn tanh<S: Simd>(x: S::V) -> S::V {
 /// The activation of each lane; the same definitions as [`Activation::apply`].
 #[inline(always)]
 pub(crate) unsafe fn activation<S: Simd>(activation: Activation, x: S::V) -> S::V {
+    // SAFETY: arithmetic on values, no memory access; the caller has `S`'s instruction set.
     unsafe {
         match activation {
             Activation::Identity => x,
@@ -572,6 +632,8 @@ pub(crate) unsafe fn activation_slice<S: Simd>(activation_kind: Activation, valu
     let lanes = S::LANES;
     let mut chunks = values.chunks_exact_mut(lanes);
     for chunk in &mut chunks {
+        // SAFETY: `chunk` holds exactly LANES floats, read and written whole; the caller has `S`'s
+        // instruction set.
         unsafe {
             let v = S::load(chunk.as_ptr());
             S::store(chunk.as_mut_ptr(), activation::<S>(activation_kind, v));
@@ -579,6 +641,8 @@ pub(crate) unsafe fn activation_slice<S: Simd>(activation_kind: Activation, valu
     }
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
+        // SAFETY: the masked load and store touch only the `rest.len()` floats of `rest`; the
+        // caller has `S`'s instruction set.
         unsafe {
             let v = S::load_partial(rest.as_ptr(), rest.len());
             S::store_partial(

@@ -12,7 +12,8 @@ use oxformer_tensor::{
 
 /// Awkward shapes (M, K, N): empty, one, odd, around a vector and a panel, a 4096 × 4 × 4096
 /// product, M = 1 against transformer widths, K beyond one KC block, and M beyond one row block
-/// with K beyond one stretch of KC blocks (and a partial last panel and sliver).
+/// with K beyond one stretch of KC blocks (and a partial last panel and sliver); K long enough
+/// that the AVX2 path, whose stretches are sized from L2, splits it too (up to 2 MiB of L2).
 const SHAPES: &[(usize, usize, usize)] = &[
     (0, 7, 7),
     (7, 0, 7),
@@ -29,6 +30,7 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (25, 17, 250),
     (4096, 4, 4096),
     (200, 1000, 70),
+    (400, 5000, 20),
 ];
 
 fn tolerance(k: usize) -> f32 {

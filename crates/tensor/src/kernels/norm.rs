@@ -151,6 +151,9 @@ unsafe fn row_body<S: Simd>(
     let vectors = (0..dim)
         .step_by(lanes)
         .map(move |offset| (offset, lanes.min(dim - offset)));
+    // SAFETY: the caller runs on a CPU with `S`'s instruction set and gives `residual`, `weight`
+    // and `bias` as long as `row`; every load and store covers (offset, width) of one vector of the
+    // row, inside all four.
     unsafe {
         let load = |p: *const f32, width: usize| {
             if width == lanes {
@@ -207,6 +210,8 @@ unsafe fn row_body<S: Simd>(
 #[inline(always)]
 unsafe fn load_mask<S: Simd>(width: usize, mean: f32) -> S::V {
     let values = [mean; 16];
+    // SAFETY: `values` holds 16 ≥ LANES floats, of which the first `width` ≤ LANES are read; the
+    // caller has `S`'s instruction set.
     unsafe { S::load_partial(values.as_ptr(), width) }
 }
 
@@ -225,6 +230,7 @@ mod x86 {
         bias: &[f32],
         eps: f32,
     ) {
+        // SAFETY: the caller's contract (`# Safety` above) is the body's.
         unsafe { row_body::<Avx512>(row, residual, weight, bias, eps) }
     }
 
@@ -238,6 +244,7 @@ mod x86 {
         bias: &[f32],
         eps: f32,
     ) {
+        // SAFETY: the caller's contract (`# Safety` above) is the body's.
         unsafe { row_body::<Avx2>(row, residual, weight, bias, eps) }
     }
 }

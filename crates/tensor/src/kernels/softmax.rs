@@ -66,6 +66,9 @@ unsafe fn row_body<S: Simd>(row: &mut [f32], mask: Option<&[f32]>) {
     let lanes = S::LANES;
     let columns = row.len();
     let ptr = row.as_mut_ptr();
+    // SAFETY: the caller runs on a CPU with `S`'s instruction set and gives `mask`, when present,
+    // as long as `row`; every load and store covers one vector of the row from `offset`, its last
+    // one partial, inside both.
     unsafe {
         // add the mask; the maximum ignores NaN, as `f32::max` does in the reference
         let mut max = f32::NEG_INFINITY;
@@ -116,6 +119,7 @@ unsafe fn lane_indices<S: Simd>() -> S::V {
     const INDICES: [f32; 16] = [
         0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
     ];
+    // SAFETY: INDICES holds 16 ≥ LANES floats; the caller has `S`'s instruction set.
     unsafe { S::load(INDICES.as_ptr()) }
 }
 

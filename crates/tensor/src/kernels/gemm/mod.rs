@@ -680,6 +680,8 @@ fn strip_width(n: usize, parallel: bool) -> usize {
 /// The CPU can run `path` (a SIMD path); `problem` is valid; the tile is inside it.
 unsafe fn tile(path: GemmPath, problem: &Problem<'_>, rows: Range<usize>, columns: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller checked the CPU for `path` (Avx512 or Avx2 here) and that the tile lies
+    // inside `problem`: the microkernels' contract.
     unsafe {
         match path {
             GemmPath::Avx512 => microkernel::tile_avx512(problem, rows, columns),
@@ -696,6 +698,7 @@ unsafe fn tile(path: GemmPath, problem: &Problem<'_>, rows: Range<usize>, column
 /// As [`tile`]; `a` holds K values.
 unsafe fn gemv(path: GemmPath, problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
     #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `tile`, and `a` holds K values: the matrix-vector kernels' contract.
     unsafe {
         match path {
             GemmPath::Avx512 => microkernel::gemv_avx512(problem, a, columns),
