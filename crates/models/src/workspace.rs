@@ -126,6 +126,7 @@ pub(crate) fn run_block(
         .into_shape_with_order((batch * seq, width))
         .expect("a standard-layout array reshapes");
     let layout = crate::input::TokenLayout::Padded { batch, seq };
+        bias: None,
     let mask = oxformer_tensor::AttentionMask {
         key_padding,
         causal: false,
