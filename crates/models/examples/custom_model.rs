@@ -133,6 +133,7 @@ impl TinyEncoder {
         let mask = AttentionMask {
             key_padding: Some(padding),
             causal: false,
+            bias: None,
         };
         for layer in &self.layers {
             layer.forward(&mut hidden, &mask)?;

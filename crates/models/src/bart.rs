@@ -457,6 +457,7 @@ impl BartModel {
         let mask = AttentionMask {
             key_padding: Some(key_padding.view()),
             causal: false,
+            bias: None,
         };
         let layout = TokenLayout::Padded { batch, seq };
         let mut states = output_hidden_states.then(|| vec![hidden.clone()]);

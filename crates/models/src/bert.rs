@@ -737,6 +737,7 @@ pub(crate) fn run_encoder(
     let mask = AttentionMask {
         key_padding: Some(key_padding.view()),
         causal: false,
+        bias: None,
     };
     let mut states = output_hidden_states.then(|| vec![hidden.clone()]);
     let last = encoder.forward_rows(hidden, layout, &mask, states.as_mut())?;

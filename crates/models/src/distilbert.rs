@@ -366,6 +366,7 @@ impl DistilBertModel {
         let mask = AttentionMask {
             key_padding: Some(key_padding.view()),
             causal: false,
+            bias: None,
         };
         let mut hidden = self.embeddings.forward_rows(input, &layout)?;
         let mut states = Vec::new();

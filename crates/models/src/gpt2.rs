@@ -292,6 +292,7 @@ impl Gpt2Attention {
         let mask = AttentionMask {
             key_padding: Some(key_padding),
             causal: true,
+            bias: None,
         };
         attention_into(
             queries,

@@ -272,6 +272,7 @@ impl LayerCache<'_> {
         let mask = AttentionMask {
             key_padding: None,
             causal: true,
+            bias: None,
         };
         let out = context
             .into_shape_with_order((rows, new, heads, head_dim))
@@ -305,6 +306,7 @@ impl LayerCache<'_> {
         let mask = AttentionMask {
             key_padding: Some(self.encoder_padding),
             causal: false,
+            bias: None,
         };
         debug_assert_eq!(queries_per_input % self.rows_per_input, 0);
         attention_into(

@@ -10,13 +10,9 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use ndarray::{
-    Array2, ArrayView1, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut2, ArrayViewMut4, Axis,
-    concatenate, s,
-};
+use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis, concatenate, s};
 use oxformer_nn::{Embedding, Linear, Tensor, Weights};
-use oxformer_tensor::{Activation, ArgmaxScreen};
-use rayon::prelude::*;
+use oxformer_tensor::{Activation, ArgmaxScreen, AttentionMask, attention_into};
 
 use crate::bert::load_layers;
 use crate::config::{ModelConfig, T5Config};
@@ -195,124 +191,6 @@ fn position_bias<'a>(
     ArrayView3::from_shape((heads, queries, keys), &buffer[..]).expect("filled above")
 }
 
-/// `a · b`, eight lanes at a time (so that the loop vectorises).
-fn dot(a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> f32 {
-    match (a.as_slice(), b.as_slice()) {
-        (Some(a), Some(b)) => {
-            let mut lanes = [0.0f32; 8];
-            let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-            let tail: f32 = a_chunks
-                .remainder()
-                .iter()
-                .zip(b_chunks.remainder())
-                .map(|(x, y)| x * y)
-                .sum();
-            for (x, y) in a_chunks.zip(b_chunks) {
-                for lane in 0..8 {
-                    lanes[lane] += x[lane] * y[lane];
-                }
-            }
-            lanes.iter().sum::<f32>() + tail
-        }
-        _ => a.iter().zip(b).map(|(x, y)| x * y).sum(),
-    }
-}
-
-/// `softmax(q·Kᵀ + bias + padding)·V` for one head (no scaling: T5 folds it into the weights).
-///
-/// # Shapes
-/// `queries`, `out`: (queries, head_dim); `keys`, `values`: (keys, head_dim); `bias`:
-/// (queries, keys); `padding`: keys (1 real, 0 padding).
-fn attend_head(
-    queries: ArrayView2<'_, f32>,
-    keys: ArrayView2<'_, f32>,
-    values: ArrayView2<'_, f32>,
-    bias: ArrayView2<'_, f32>,
-    padding: Option<ArrayView1<'_, f32>>,
-    scores: &mut Vec<f32>,
-    mut out: ArrayViewMut2<'_, f32>,
-) {
-    scores.clear();
-    scores.resize(keys.nrows(), 0.0);
-    for (index, query) in queries.rows().into_iter().enumerate() {
-        let mut max = f32::NEG_INFINITY;
-        for (key_index, (key, score)) in keys.rows().into_iter().zip(scores.iter_mut()).enumerate()
-        {
-            let masked = padding.is_some_and(|padding| padding[key_index] == 0.0);
-            *score = if masked {
-                f32::NEG_INFINITY
-            } else {
-                dot(query, key) + bias[[index, key_index]]
-            };
-            max = max.max(*score);
-        }
-        let mut target = out.row_mut(index);
-        target.fill(0.0);
-        if max == f32::NEG_INFINITY {
-            continue; // nothing to attend to
-        }
-        let mut sum = 0.0;
-        for score in scores.iter_mut() {
-            *score = (*score - max).exp();
-            sum += *score;
-        }
-        for (value, &weight) in values.rows().into_iter().zip(scores.iter()) {
-            if weight != 0.0 {
-                target.scaled_add(weight / sum, &value);
-            }
-        }
-    }
-}
-
-/// T5's attention of `queries` over `keys`/`values` with the position `bias` (which holds the
-/// causal mask) and the key `padding`, every (row, head) pair; over the rayon pool when there
-/// are many queries (the encoder), on this thread from its workspace when decoding.
-///
-/// # Shapes
-/// `queries`, `out`: (rows, heads, queries, head_dim); `keys`, `values`: (rows, heads, keys,
-/// head_dim); `bias`: (heads, queries, keys); `padding`: (rows, keys).
-fn biased_attention_into(
-    queries: ArrayView4<'_, f32>,
-    keys: ArrayView4<'_, f32>,
-    values: ArrayView4<'_, f32>,
-    bias: ArrayView3<'_, f32>,
-    padding: Option<ArrayView2<'_, f32>>,
-    scores: &mut Vec<f32>,
-    mut out: ArrayViewMut4<'_, f32>,
-) {
-    let (rows, heads, count, head_dim) = queries.dim();
-    let task = |row: usize, head: usize, scores: &mut Vec<f32>, out: ArrayViewMut2<'_, f32>| {
-        attend_head(
-            queries.slice(s![row, head, .., ..]),
-            keys.slice(s![row, head, .., ..]),
-            values.slice(s![row, head, .., ..]),
-            bias.index_axis(Axis(0), head),
-            padding.as_ref().map(|padding| padding.row(row)),
-            scores,
-            out,
-        );
-    };
-    if count <= 4 {
-        for row in 0..rows {
-            for head in 0..heads {
-                task(row, head, scores, out.slice_mut(s![row, head, .., ..]));
-            }
-        }
-        return;
-    }
-    let mut results = vec![0.0f32; rows * heads * count * head_dim];
-    results
-        .par_chunks_mut(count * head_dim)
-        .enumerate()
-        .for_each_init(Vec::new, |scores, (index, chunk)| {
-            let target = ArrayViewMut2::from_shape((count, head_dim), chunk).expect("one head");
-            task(index / heads, index % heads, scores, target);
-        });
-    let results = ArrayView4::from_shape((rows, heads, count, head_dim), &results[..])
-        .expect("rows × heads results");
-    out.assign(&results);
-}
-
 /// modeling_t5.py `T5LayerSelfAttention`: `hidden + o(attention(norm(hidden)))`.
 #[derive(Debug, Clone)]
 pub struct T5LayerSelfAttention {
@@ -445,8 +323,10 @@ impl T5LayerFF {
 /// Where a block's new positions sit: `rows` sequences of `new` positions each, after `past`.
 struct Step<'a> {
     rows: usize,
-    /// (heads, new, past + new).
+    /// (heads, new, past + new); −∞ above the diagonal in the decoder.
     bias: ArrayView3<'a, f32>,
+    /// The decoder's: a query sees no later key (so the kernel skips them).
+    causal: bool,
     /// The encoder's key padding, (rows, keys); `None` in the decoder.
     padding: Option<ArrayView2<'a, f32>>,
 }
@@ -506,15 +386,13 @@ impl T5Block {
         match cache.as_mut() {
             Some(cache) => {
                 let (queries, keys, values) = cache.append(qkv.view(), step.rows);
-                biased_attention_into(
-                    queries,
-                    keys,
-                    values,
-                    step.bias,
-                    None,
-                    &mut workspace.scores,
-                    out,
-                );
+                let mask = AttentionMask {
+                    key_padding: None,
+                    causal: step.causal,
+                    bias: Some(step.bias),
+                };
+                // no scaling: T5 folds it into the weights
+                attention_into(queries, keys, values, &mask, 1.0, out);
             }
             None => {
                 let qkv = qkv
@@ -525,15 +403,12 @@ impl T5Block {
                     qkv.index_axis_move(Axis(2), index)
                         .permuted_axes([0, 2, 1, 3])
                 };
-                biased_attention_into(
-                    part(0),
-                    part(1),
-                    part(2),
-                    step.bias,
-                    step.padding,
-                    &mut workspace.scores,
-                    out,
-                );
+                let mask = AttentionMask {
+                    key_padding: step.padding,
+                    causal: step.causal,
+                    bias: Some(step.bias),
+                };
+                attention_into(part(0), part(1), part(2), &mask, 1.0, out);
             }
         }
         let mut attended = matrix(&mut workspace.attention_output, tokens, d_model);
@@ -638,6 +513,7 @@ impl T5Stack {
         let step = Step {
             rows,
             bias,
+            causal: self.is_decoder,
             padding,
         };
         let mut result = Ok(());

@@ -26,8 +26,6 @@ pub(crate) struct Workspace {
     /// A gated feed-forward block's activated half times its linear half (T5 v1.1),
     /// (rows, intermediate).
     pub(crate) gated: Vec<f32>,
-    /// Attention scores of one head (T5's attention with a position bias), (queries × keys).
-    pub(crate) scores: Vec<f32>,
     /// T5's relative position bias with the causal mask, (heads, queries, keys).
     pub(crate) position_bias: Vec<f32>,
 }
@@ -43,7 +41,6 @@ impl std::fmt::Debug for Workspace {
             .field("normed", &self.normed.len())
             .field("query", &self.query.len())
             .field("gated", &self.gated.len())
-            .field("scores", &self.scores.len())
             .field("position_bias", &self.position_bias.len())
             .finish()
     }
@@ -129,6 +126,7 @@ pub(crate) fn run_block(
     let mask = oxformer_tensor::AttentionMask {
         key_padding,
         causal: false,
+        bias: None,
     };
     work(rows.view_mut(), &layout, &mask, &mut Workspace::default())?;
     Ok(rows

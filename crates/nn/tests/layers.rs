@@ -321,6 +321,7 @@ fn layers_built_from_arrays_check_their_parts() {
     let mask = AttentionMask {
         key_padding: Some(padding.view()),
         causal: false,
+        bias: None,
     };
     assert!(attention.forward(x.view(), &mask).is_err());
     assert_eq!(

@@ -32,7 +32,7 @@
 //!
 //! // Attention over (batch, heads, tokens, head_dim), causal as in a decoder.
 //! let q = Array4::from_shape_fn((1, 2, 5, 8), |(_, h, t, d)| ((h + t * d) % 7) as f32 / 7.0);
-//! let mask = AttentionMask { key_padding: None, causal: true };
+//! let mask = AttentionMask { key_padding: None, causal: true, bias: None };
 //! let out = attention(q.view(), q.view(), q.view(), &mask, 8f32.sqrt().recip());
 //! let expected = attention_reference(q.view(), q.view(), q.view(), &mask, 8f32.sqrt().recip());
 //! assert!(out.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5));

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_bit_identical, assert_close, available_isas, on_threads, random};
-use oxformer_tensor::ndarray::{Array2, Array4, ArrayView4};
+use oxformer_tensor::ndarray::{Array2, Array4, ArrayView2, ArrayView3, ArrayView4, s};
 use oxformer_tensor::{AttentionMask, Isa, attention_into_on, attention_reference, team};
 
 fn run(
@@ -61,6 +61,7 @@ fn every_path_matches_the_reference() {
                     let mask = AttentionMask {
                         key_padding,
                         causal,
+                        bias: None,
                     };
                     let expected = attention_reference(q.view(), k.view(), v.view(), &mask, scale);
                     let actual = run(path, q.view(), k.view(), v.view(), &mask, scale);
@@ -102,6 +103,7 @@ fn strided_case(queries: usize) {
     let mask = AttentionMask {
         key_padding: None,
         causal: true,
+        bias: None,
     };
     let expected = attention_reference(q, k, v, &mask, 0.25);
     for path in available_isas("attention strided") {
@@ -149,6 +151,7 @@ fn nan_and_infinity_case(queries: usize, keys: usize) {
     let mask = AttentionMask {
         key_padding: Some(padding.view()),
         causal: false,
+        bias: None,
     };
     let expected = attention_reference(q.view(), k.view(), v.view(), &mask, 0.3);
     assert!(expected.iter().any(|x| x.is_nan()));
@@ -178,6 +181,7 @@ fn padding_before_the_keys_longer_than_a_chunk() {
     let mask = AttentionMask {
         key_padding: Some(padding.view()),
         causal: false,
+        bias: None,
     };
     let expected = attention_reference(q.view(), k.view(), v.view(), &mask, 0.125);
     for path in available_isas("attention left padding") {
@@ -194,6 +198,7 @@ fn bit_identical_for_any_thread_count() {
     let mask = AttentionMask {
         key_padding: None,
         causal: true,
+        bias: None,
     };
     for path in available_isas("attention threads") {
         let one = on_threads(1, || run(path, q.view(), k.view(), v.view(), &mask, 0.2));
@@ -206,6 +211,117 @@ fn bit_identical_for_any_thread_count() {
                 team(|| run(path, q.view(), k.view(), v.view(), &mask, 0.2))
             });
             assert_bit_identical(&teamed, &one, &format!("{path:?} a team of {threads}"));
+        }
+    }
+}
+
+/// `softmax(scale · q·kᵀ + bias[h] + padding)·v` spelled out in plain loops, independently of
+/// `attention_reference`: the definition the additive bias is checked against.
+fn biased_by_hand(
+    q: ArrayView4<'_, f32>,
+    k: ArrayView4<'_, f32>,
+    v: ArrayView4<'_, f32>,
+    bias: ArrayView3<'_, f32>,
+    padding: Option<ArrayView2<'_, f32>>,
+    scale: f32,
+) -> Array4<f32> {
+    let (batch, heads, queries, head_dim) = q.dim();
+    let keys = k.dim().2;
+    let mut out = Array4::<f32>::zeros(q.dim());
+    for b in 0..batch {
+        for h in 0..heads {
+            for i in 0..queries {
+                let scores: Vec<f32> = (0..keys)
+                    .map(|j| {
+                        if padding.is_some_and(|p| p[[b, j]] == 0.0) {
+                            return f32::NEG_INFINITY;
+                        }
+                        let dot: f32 = (0..head_dim)
+                            .map(|d| q[[b, h, i, d]] * k[[b, h, j, d]])
+                            .sum();
+                        dot * scale + bias[[h, i, j]]
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                if max == f32::NEG_INFINITY {
+                    continue;
+                }
+                let weights: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f32 = weights.iter().sum();
+                for (j, weight) in weights.iter().enumerate() {
+                    for d in 0..head_dim {
+                        out[[b, h, i, d]] += weight / sum * v[[b, h, j, d]];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The additive bias (T5's position bias): per head, (queries, keys), the same for every batch
+/// entry, with −∞ entries (a causal pattern, and one query that sees nothing); on the decoding
+/// path (≤ 4 queries), the tiled path (one and several chunks of keys), with and without key
+/// padding and the causal flag, and given as a strided view (copied) or a permuted one.
+#[test]
+fn additive_bias_matches_a_plain_reference() {
+    // (batch, heads, queries, keys, head_dim)
+    let shapes = [
+        (2, 3, 1, 9, 8),
+        (2, 2, 4, 37, 64),
+        (2, 3, 7, 7, 8),
+        (2, 2, 65, 65, 64),
+        (1, 2, 30, 700, 16),
+    ];
+    for (index, &(batch, heads, queries, keys, head_dim)) in shapes.iter().enumerate() {
+        let seed = 500 + 10 * index as u64;
+        let q = random((batch, heads, queries, head_dim), seed);
+        let k = random((batch, heads, keys, head_dim), seed + 1);
+        let v = random((batch, heads, keys, head_dim), seed + 2);
+        let padding = Array2::from_shape_fn((batch, keys), |(b, j)| {
+            if b == 1 && j >= keys - keys / 3 {
+                0.0
+            } else {
+                1.0
+            }
+        });
+        // stored (queries, keys, heads): the (heads, queries, keys) view has key stride `heads`
+        let mut storage = random((queries, keys, heads), seed + 3) * 3.0;
+        let offset = keys - queries;
+        for ((i, j, _), value) in storage.indexed_iter_mut() {
+            if j > i + offset {
+                *value = f32::NEG_INFINITY; // the causal pattern, in the bias
+            }
+        }
+        if queries > 2 {
+            storage.slice_mut(s![1, .., ..]).fill(f32::NEG_INFINITY); // query 1 sees nothing
+        }
+        let strided = storage.view().permuted_axes([2, 0, 1]);
+        let contiguous = strided.as_standard_layout().into_owned();
+        for bias in [strided, contiguous.view()] {
+            for key_padding in [None, Some(padding.view())] {
+                for causal in [false, true] {
+                    let mask = AttentionMask {
+                        key_padding,
+                        causal,
+                        bias: Some(bias),
+                    };
+                    let expected =
+                        biased_by_hand(q.view(), k.view(), v.view(), bias, key_padding, 0.5);
+                    let what = format!(
+                        "{batch}×{heads}×{queries}×{keys}×{head_dim} padding {} causal {causal} \
+                         bias strides {:?}",
+                        key_padding.is_some(),
+                        bias.strides()
+                    );
+                    let reference = attention_reference(q.view(), k.view(), v.view(), &mask, 0.5);
+                    assert_close(&reference, &expected, 2e-6, &format!("reference {what}"));
+                    for path in available_isas("attention bias") {
+                        let actual = run(path, q.view(), k.view(), v.view(), &mask, 0.5);
+                        assert_close(&actual, &expected, 2e-6, &format!("{path:?} {what}"));
+                    }
+                }
+            }
         }
     }
 }

@@ -13,7 +13,8 @@ use oxformer_tensor::{
 /// Awkward shapes (M, K, N): empty, one, odd, around a vector and a panel, a 4096 × 4 × 4096
 /// product, M = 1 against transformer widths, K beyond one KC block, and M beyond one row block
 /// with K beyond one stretch of KC blocks (and a partial last panel and sliver); K long enough
-/// that the AVX2 path, whose stretches are sized from L2, splits it too (up to 2 MiB of L2).
+/// that the AVX2 path, whose stretches are sized from L2, splits it too (up to 2 MiB of L2); and
+/// the few rows (2 to 4) of the small-M kernel and just beyond, whole and partial strips.
 const SHAPES: &[(usize, usize, usize)] = &[
     (0, 7, 7),
     (7, 0, 7),
@@ -25,7 +26,13 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (1, 63, 65),
     (1, 768, 2304),
     (1, 65, 1000),
+    (2, 300, 33),
     (3, 300, 33),
+    (4, 512, 1000),
+    (4, 63, 65),
+    (5, 65, 200),
+    (8, 768, 2304),
+    (9, 70, 130),
     (13, 600, 97),
     (25, 17, 250),
     (4096, 4, 4096),
@@ -116,7 +123,13 @@ fn fused_epilogue_matches_the_reference() {
         Activation::Tanh,
     ];
     for path in available_paths("gemm epilogue") {
-        for &(m, k, n) in &[(1, 70, 77), (29, 300, 70), (64, 768, 96)] {
+        for &(m, k, n) in &[
+            (1, 70, 77),
+            (4, 300, 77),
+            (7, 65, 130),
+            (29, 300, 70),
+            (64, 768, 96),
+        ] {
             let a = random((m, k), 5);
             let b = random((k, n), 6);
             let bias = random(n, 7).to_vec();
@@ -182,6 +195,7 @@ fn strided_operands_and_output() {
 fn layer_norm_epilogue_is_the_norm_of_the_finished_product() {
     for &(m, k, n) in &[
         (1, 300, 768),
+        (4, 300, 768),
         (7, 33, 65),
         (128, 700, 768),
         (400, 256, 200),
@@ -304,7 +318,7 @@ fn bit_identical_for_any_thread_count() {
 }
 
 #[test]
-fn one_row_is_bit_identical_to_the_same_row_of_a_larger_product() {
+fn a_few_rows_are_bit_identical_to_the_same_rows_of_a_larger_product() {
     let a = random((20, 900), 17);
     let b = random((900, 130), 18);
     let packed = PackedMatrix::from_in_out(b.view());
@@ -313,17 +327,27 @@ fn one_row_is_bit_identical_to_the_same_row_of_a_larger_product() {
             continue;
         }
         let all = run(path, &a, &packed, &Epilogue::none());
-        for row in [0, 13, 19] {
-            let single = run(
+        // one row (matrix-vector), and the few rows of the small-M kernel
+        for (row, rows) in [
+            (0, 1),
+            (13, 1),
+            (19, 1),
+            (3, 2),
+            (5, 3),
+            (11, 4),
+            (2, 5),
+            (12, 8),
+        ] {
+            let few = run(
                 path,
-                &a.slice(s![row..row + 1, ..]).to_owned(),
+                &a.slice(s![row..row + rows, ..]).to_owned(),
                 &packed,
                 &Epilogue::none(),
             );
             assert_bit_identical(
-                &single,
-                &all.slice(s![row..row + 1, ..]).to_owned(),
-                &format!("{path:?} row {row}"),
+                &few,
+                &all.slice(s![row..row + rows, ..]).to_owned(),
+                &format!("{path:?} rows {row}..{}", row + rows),
             );
         }
     }

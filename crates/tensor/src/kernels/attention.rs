@@ -12,7 +12,7 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use ndarray::{Array4, ArrayView2, ArrayView4, ArrayViewMut4};
+use ndarray::{Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4};
 
 use crate::isa::{Isa, Token, isa};
 use crate::kernels::gemm::microkernel::{AVX2_MR, AVX512_MR};
@@ -27,9 +27,12 @@ pub struct AttentionMask<'a> {
     /// Query `i` of `q` queries sees only keys `0 ..= i + (keys − q)` (queries are the last ones,
     /// as when decoding with a KV cache).
     pub causal: bool,
+    /// (heads, queries, keys): added to the scaled scores before the softmax, the same for every
+    /// batch entry (T5's relative position bias); −∞ hides a key.
+    pub bias: Option<ArrayView3<'a, f32>>,
 }
 
-/// `softmax(scale · Q·Kᵀ + mask)·V` for every batch entry and head.
+/// `softmax(scale · Q·Kᵀ + bias + mask)·V` for every batch entry and head.
 ///
 /// A query that may see no key at all (every key masked) gets zeros.
 ///
@@ -93,6 +96,8 @@ pub fn attention_into_on(
         out.fill(0.0);
         return;
     }
+    // the bias is read a vector of keys at a time
+    let bias = mask.bias.as_ref().map(|bias| bias.as_standard_layout());
     let job = Job {
         q: Strided::of(&q),
         k: Strided::of(&k),
@@ -106,6 +111,9 @@ pub fn attention_into_on(
             )
         }),
         causal: mask.causal,
+        bias: bias
+            .as_ref()
+            .map(|bias| (bias.as_ptr(), [bias.strides()[0], bias.strides()[1]])),
         scale,
         queries,
         keys,
@@ -160,6 +168,13 @@ fn check_shapes(
     if let Some(padding) = &mask.key_padding {
         assert_eq!(padding.dim(), (batch, keys), "attention: key padding shape");
     }
+    if let Some(bias) = &mask.bias {
+        assert_eq!(
+            bias.dim(),
+            (heads, q.dim().2, keys),
+            "attention: bias shape"
+        );
+    }
 }
 
 thread_local! {
@@ -205,6 +220,8 @@ struct Job<'a> {
     out_strides: [isize; 4],
     padding: Option<(*const f32, [isize; 2])>,
     causal: bool,
+    /// The additive bias, keys contiguous, and its head and query strides.
+    bias: Option<(*const f32, [isize; 2])>,
     scale: f32,
     queries: usize,
     keys: usize,
@@ -271,23 +288,39 @@ fn carve<'a>(rest: &mut &'a mut [f32], len: usize) -> &'a mut [f32] {
 /// `f32::max` does).
 ///
 /// `keys_t`: one Kᵀ panel at this tile's keys (head_dim rows, row stride NR); `mask`: the
-/// additive key mask at this tile's keys (0 or −∞); `scores`: the scores tile at this tile's first
-/// key (row stride [`SCORES_STRIDE`]).
+/// additive key mask at this tile's keys (0 or −∞); `bias`: the additive bias at this tile's
+/// first query and key; `scores`: the scores tile at this tile's first key (row stride
+/// [`SCORES_STRIDE`]).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // the operands of one register tile
 unsafe fn scores_tile<S: Simd, const MR: usize>(
     q: *const f32,
     q_stride: usize,
     head_dim: usize,
     keys_t: *const f32,
     mask: *const f32,
+    bias: Option<TileBias>,
     scores: *mut f32,
     row_max: Option<&mut [S::V]>,
 ) {
+    // SAFETY: the caller passes pointers to its scratch tiles and Q rows sized for MR rows and
+    // NR keys, and a bias covering `bias.rows` rows and `bias.keys` keys (read no further).
     unsafe {
         let lanes = S::LANES;
         let nr = 2 * lanes;
         // a padding key's column of Kᵀ is 0, so its score is exactly the mask's −∞
         let mut acc = [[S::load(mask), S::load(mask.add(lanes))]; MR];
+        if let Some(bias) = bias {
+            let (low, high) = (
+                bias.keys.min(lanes),
+                bias.keys.saturating_sub(lanes).min(lanes),
+            );
+            for (r, row) in acc.iter_mut().enumerate().take(bias.rows) {
+                let bias_row = bias.ptr.offset(r as isize * bias.row_stride);
+                row[0] = S::add(row[0], S::load_partial(bias_row, low));
+                row[1] = S::add(row[1], S::load_partial(bias_row.add(lanes), high));
+            }
+        }
         for d in 0..head_dim {
             let b0 = S::load(keys_t.add(d * nr));
             let b1 = S::load(keys_t.add(d * nr + lanes));
@@ -307,6 +340,19 @@ unsafe fn scores_tile<S: Simd, const MR: usize>(
             }
         }
     }
+}
+
+/// The additive bias of one register tile of scores.
+#[derive(Clone, Copy)]
+struct TileBias {
+    /// The bias of the tile's first query and key.
+    ptr: *const f32,
+    /// Between two queries' rows.
+    row_stride: isize,
+    /// Rows of the tile that have a bias row (the tile's queries).
+    rows: usize,
+    /// Keys of the bias row from the tile's first key on (NR or more: the whole tile).
+    keys: usize,
 }
 
 /// `O[r, 0..NR] += Σ_j P[r, j] · V[j, 0..NR]` over `keys` keys for the MR rows of the tile, with
@@ -569,6 +615,16 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize, const MR_SMALL: usiz
                     let mask = key_mask.as_ptr().add(start + j0);
                     let scores = scores.as_mut_ptr().add(j0);
                     let row_max = (tile < shared_tiles).then_some(&mut row_max[..]);
+                    let bias = job.bias.map(|(ptr, [head_stride, query_stride])| TileBias {
+                        ptr: ptr.offset(
+                            h as isize * head_stride
+                                + i0 as isize * query_stride
+                                + (start + j0) as isize,
+                        ),
+                        row_stride: query_stride,
+                        rows: height,
+                        keys: job.keys - (start + j0),
+                    });
                     if height <= MR_SMALL {
                         scores_tile::<S, MR_SMALL>(
                             q_tile.as_ptr(),
@@ -576,6 +632,7 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize, const MR_SMALL: usiz
                             head_dim,
                             keys_t,
                             mask,
+                            bias,
                             scores,
                             row_max,
                         );
@@ -586,6 +643,7 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize, const MR_SMALL: usiz
                             head_dim,
                             keys_t,
                             mask,
+                            bias,
                             scores,
                             row_max,
                         );
@@ -814,7 +872,12 @@ unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
                             let k = S::load_partial(k_row.add(v * lanes), width(v));
                             acc = S::fma(q, k, acc);
                         }
-                        S::reduce_add(acc) * job.scale
+                        let bias = job.bias.map_or(0.0, |(ptr, [head_stride, query_stride])| {
+                            *ptr.offset(
+                                h as isize * head_stride + i as isize * query_stride + key as isize,
+                            )
+                        });
+                        S::reduce_add(acc) * job.scale + bias
                     }
                 } else {
                     f32::NEG_INFINITY
@@ -1078,7 +1141,7 @@ fn attention_reference_into(
                         for d in 0..head_dim {
                             dot += q[[b, h, i, d]] * k[[b, h, j, d]];
                         }
-                        dot * scale
+                        dot * scale + mask.bias.as_ref().map_or(0.0, |bias| bias[[h, i, j]])
                     };
                     max = max.max(*score);
                 }

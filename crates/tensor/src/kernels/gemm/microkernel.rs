@@ -107,7 +107,7 @@ unsafe impl Sync for Problem<'_> {}
 
 /// `c ← activation(acc + bias) + residual` for `width` columns of one row, or just `c ← acc`.
 #[inline(always)]
-unsafe fn write_out<S: Simd>(
+pub(crate) unsafe fn write_out<S: Simd>(
     acc: S::V,
     problem: &Problem<'_>,
     row: usize,

@@ -5,6 +5,7 @@
 
 pub(crate) mod microkernel;
 pub(crate) mod pack;
+mod small_m;
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -20,6 +21,7 @@ use crate::kernels::norm::{layer_norm_in_place_on, normalise_row};
 use crate::threads::for_each_part;
 use microkernel::{AVX2_MR, AVX512_MR, Problem};
 use pack::PANEL;
+use small_m::SMALL_M;
 
 /// What is applied to each output element as it is written: `activation(a·b + bias) + residual`,
 /// then, once a row of C is complete, `layer_norm` of the row.
@@ -542,6 +544,30 @@ fn gemm_simd(
         return;
     }
 
+    if m <= SMALL_M {
+        // a few rows (beams, a small batch at one decoding step): the weights streamed once per
+        // column strip, not the MR-row microkernel over mostly padding rows
+        let rows = a.as_standard_layout();
+        let width = strip_width(n, parallel);
+        let run = |strip: usize| {
+            let columns = strip * width..((strip + 1) * width).min(n);
+            // SAFETY: the path was checked against the CPU; `rows` holds M × K values; each
+            // strip writes its own columns.
+            unsafe { small_m(path, &problem, rows.as_ptr(), m, columns) }
+        };
+        let strips = n.div_ceil(width);
+        if parallel && strips > 1 {
+            for_each_part(strips, run);
+        } else {
+            (0..strips).for_each(run);
+        }
+        if let Some(norm) = &epilogue.layer_norm {
+            // SAFETY: every strip is done; the M rows of C are ours alone.
+            unsafe { normalise_rows(path.isa().token(), &problem, norm, 0..m) };
+        }
+        return;
+    }
+
     let mr = if path == GemmPath::Avx512 {
         AVX512_MR
     } else {
@@ -707,4 +733,25 @@ unsafe fn gemv(path: GemmPath, problem: &Problem<'_>, a: *const f32, columns: Ra
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("no SIMD GEMM path on this architecture: {path:?} {a:?} {columns:?}");
+}
+
+/// # Safety
+/// As [`gemv`]; `a` holds M × K values, row-major.
+unsafe fn small_m(
+    path: GemmPath,
+    problem: &Problem<'_>,
+    a: *const f32,
+    m: usize,
+    columns: Range<usize>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's contract.
+    unsafe {
+        match path {
+            GemmPath::Avx512 => small_m::small_m_avx512(problem, a, m, columns),
+            _ => small_m::small_m_avx2(problem, a, m, columns),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no SIMD GEMM path on this architecture: {path:?} {a:?} {m} {columns:?}");
 }
