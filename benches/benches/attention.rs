@@ -102,6 +102,7 @@ fn attention(c: &mut Criterion<FlopTime>) {
         let mask = AttentionMask {
             key_padding: case.padding.then(|| padding.view()),
             causal: case.causal,
+            bias: None,
         };
         let mut out = Array4::<f32>::zeros((batch, queries, HEADS, HEAD_DIM));
         let mut group = c.benchmark_group(case.name);
