@@ -264,11 +264,12 @@ pub(crate) async fn generate(
     .await
 }
 
+/// The end of a generation: all the new text, why it stopped, new tokens, prompt tokens.
+type End = (String, &'static str, usize, usize);
+
 /// The events of a running generation, one per token; the flush text joins the last token.
 /// Each item is a token, or the end (with the full text), or an error.
-fn token_stream(
-    running: Running,
-) -> impl Stream<Item = Result<(Token, Option<(String, &'static str, usize, usize)>), ApiError>> {
+fn token_stream(running: Running) -> impl Stream<Item = Result<(Token, Option<End>), ApiError>> {
     // Hold one token back so that the last one can carry the end.
     stream::unfold(
         (running, None::<Token>, false),
