@@ -211,3 +211,35 @@ pub fn assert_close(actual: &[Vec<f32>], expected: &[Vec<f32>], tolerance: f32) 
 pub fn vectors(value: &Value) -> Vec<Vec<f32>> {
     serde_json::from_value(value.clone()).unwrap_or_else(|error| panic!("{error}: {value}"))
 }
+
+/// Asserts two JSON values are equal, numbers within `tolerance` (serde_json's default parser
+/// is not exact in the last bit of an f64).
+pub fn assert_json_close(actual: &Value, expected: &Value, tolerance: f64) {
+    fn walk(actual: &Value, expected: &Value, tolerance: f64, path: &str) {
+        match (actual, expected) {
+            (Value::Number(a), Value::Number(e)) => {
+                let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+                assert!((a - e).abs() <= tolerance, "{path}: {a} vs {e}");
+            }
+            (Value::Array(a), Value::Array(e)) => {
+                assert_eq!(a.len(), e.len(), "{path}: lengths");
+                for (index, (a, e)) in a.iter().zip(e).enumerate() {
+                    walk(a, e, tolerance, &format!("{path}[{index}]"));
+                }
+            }
+            (Value::Object(a), Value::Object(e)) => {
+                let keys = |m: &serde_json::Map<String, Value>| {
+                    let mut keys: Vec<String> = m.keys().cloned().collect();
+                    keys.sort();
+                    keys
+                };
+                assert_eq!(keys(a), keys(e), "{path}: keys");
+                for (key, a) in a {
+                    walk(a, &e[key], tolerance, &format!("{path}.{key}"));
+                }
+            }
+            (a, e) => assert_eq!(a, e, "{path}"),
+        }
+    }
+    walk(actual, expected, tolerance, "");
+}
