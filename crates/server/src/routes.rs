@@ -82,6 +82,8 @@ pub(crate) enum Input {
 impl Input {
     fn texts(self) -> Result<Vec<String>, ApiError> {
         let items = match self {
+            // `[]` reads as an empty list of ids: no inputs.
+            Input::Single(InputType::Ids(ids)) if ids.is_empty() => Vec::new(),
             Input::Single(item) => vec![item],
             Input::Batch(items) => items,
         };

@@ -265,3 +265,22 @@ fn embed_batch(models: &Models, batch: Vec<EmbedJob>, tokens: usize, metrics: &M
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_a_counted_500() {
+        let metrics = Metrics::default();
+        let result: Result<(), ApiError> = guarded(&metrics, || panic!("boom"));
+        let error = result.unwrap_err();
+        assert_eq!(error.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(error.message.contains("boom"), "{}", error.message);
+        assert_eq!(metrics.panics(), 1);
+        assert!(metrics.render().contains("oxformer_request_panic 1"));
+        let fine: Result<u8, ApiError> = guarded(&metrics, || Ok(7));
+        assert_eq!(fine.unwrap(), 7);
+        assert_eq!(metrics.panics(), 1);
+    }
+}
