@@ -52,7 +52,10 @@ fn predict_matches_the_pipeline() {
     let model = fixture("bert-seqcls-multi");
     let server = Server::with_model(&model);
     let info = server.get("/info").json();
-    assert!(info["model_type"]["classifier"]["id2label"].is_object(), "{info}");
+    assert!(
+        info["model_type"]["classifier"]["id2label"].is_object(),
+        "{info}"
+    );
 
     let answer = server.post_json("/predict", &json!({"inputs": "I love this movie!"}));
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -82,7 +85,11 @@ fn predict_matches_the_pipeline() {
 fn rerank_matches_the_pipeline_sorted() {
     let model = fixture("bert-regression");
     let server = Server::with_model(&model);
-    let texts = ["Paris is in France", "bananas", "the capital of France is Paris"];
+    let texts = [
+        "Paris is in France",
+        "bananas",
+        "the capital of France is Paris",
+    ];
     let answer = server.post_json(
         "/rerank",
         &json!({"query": "where is Paris?", "texts": texts, "return_text": true, "raw_scores": true}),
@@ -109,16 +116,36 @@ fn rerank_matches_the_pipeline_sorted() {
 #[test]
 fn inference_route_returns_pipeline_call() {
     let cases: [(&str, &str, Value, Value); 5] = [
-        ("token-classification", "bert-tokcls", json!("Hugging Face is in New York"), json!({})),
+        (
+            "token-classification",
+            "bert-tokcls",
+            json!("Hugging Face is in New York"),
+            json!({}),
+        ),
         (
             "question-answering",
             "bert-qa",
             json!({"question": "Where?", "context": "It is in Paris, the capital."}),
             json!({"top_k": 2}),
         ),
-        ("fill-mask", "bert-mlm", json!("Paris is the [MASK] of France."), json!({"top_k": 3})),
-        ("text-classification", "bert-seqcls-single", json!(["good", "bad"]), json!({"top_k": null})),
-        ("text-generation", "gpt2", json!("Hello"), json!({"max_new_tokens": 5, "do_sample": false})),
+        (
+            "fill-mask",
+            "bert-mlm",
+            json!("Paris is the [MASK] of France."),
+            json!({"top_k": 3}),
+        ),
+        (
+            "text-classification",
+            "bert-seqcls-single",
+            json!(["good", "bad"]),
+            json!({"top_k": null}),
+        ),
+        (
+            "text-generation",
+            "gpt2",
+            json!("Hello"),
+            json!({"max_new_tokens": 5, "do_sample": false}),
+        ),
     ];
     for (task, folder, inputs, parameters) in cases {
         let model = fixture(folder);

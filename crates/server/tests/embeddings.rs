@@ -147,7 +147,10 @@ fn check_embed_routes(model: &str) {
             assert_eq!(token["text"], TEXTS[1][start..stop]);
         }
     }
-    let answer = server.post_json("/decode", &json!({"ids": [ids.clone(), ids[1..3].to_vec()]}));
+    let answer = server.post_json(
+        "/decode",
+        &json!({"ids": [ids.clone(), ids[1..3].to_vec()]}),
+    );
     assert_eq!(answer.status, 200, "{}", answer.body);
     let expected = json!([
         tokenizer.decode(&ids, true, None).unwrap(),

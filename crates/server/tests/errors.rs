@@ -18,7 +18,10 @@ fn expect(server: &Server, path: &str, body: &str, status: u16, error_type: &str
     assert_eq!(answer.status, status, "{path} {body}: {}", answer.body);
     let json = answer.json();
     assert_eq!(json["error_type"], error_type, "{path} {body}: {json}");
-    assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{json}");
+    assert!(
+        json["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{json}"
+    );
     still_serves(server);
 }
 
@@ -45,7 +48,13 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     expect(&server, "/embed", &five, 422, "Validation");
     // over-long without truncation; with it, fine
     let long = "word ".repeat(40);
-    expect(&server, "/embed", &json!({"inputs": long}).to_string(), 422, "Validation");
+    expect(
+        &server,
+        "/embed",
+        &json!({"inputs": long}).to_string(),
+        422,
+        "Validation",
+    );
     let answer = server.post_json("/embed", &json!({"inputs": long, "truncate": true}));
     assert_eq!(answer.status, 200, "{}", answer.body);
     // an option the folder does not have
@@ -58,10 +67,28 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     expect(&server, "/embed", &big, 413, "Validation");
     // routes this model cannot serve
     expect(&server, "/predict", "{\"inputs\": \"a\"}", 424, "Backend");
-    expect(&server, "/rerank", "{\"query\": \"a\", \"texts\": [\"b\"]}", 424, "Backend");
+    expect(
+        &server,
+        "/rerank",
+        "{\"query\": \"a\", \"texts\": [\"b\"]}",
+        424,
+        "Backend",
+    );
     expect(&server, "/generate", "{\"inputs\": \"a\"}", 424, "Backend");
-    expect(&server, "/generate_stream", "{\"inputs\": \"a\"}", 424, "Backend");
-    expect(&server, "/v1/completions", "{\"prompt\": \"a\"}", 424, "Backend");
+    expect(
+        &server,
+        "/generate_stream",
+        "{\"inputs\": \"a\"}",
+        424,
+        "Backend",
+    );
+    expect(
+        &server,
+        "/v1/completions",
+        "{\"prompt\": \"a\"}",
+        424,
+        "Backend",
+    );
 
     // Each failure was counted by type.
     let metrics = server.get("/metrics").body;
@@ -102,7 +129,10 @@ fn past_max_concurrent_requests_is_429_overloaded() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 429),
+        "{statuses:?}"
+    );
     assert!(statuses.contains(&200), "{statuses:?}");
     still_serves(&server);
 }

@@ -30,7 +30,10 @@ pub fn minilm() -> Option<String> {
     if folder.join("config.json").is_file() {
         Some(folder.display().to_string())
     } else {
-        eprintln!("skipped: no all-MiniLM-L6-v2 in {} (cargo xtask fetch)", cache.display());
+        eprintln!(
+            "skipped: no all-MiniLM-L6-v2 in {} (cargo xtask fetch)",
+            cache.display()
+        );
         None
     }
 }
