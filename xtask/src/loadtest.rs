@@ -295,7 +295,10 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         crate::fetch::fetch_all(&cache)?;
         let binary = build_cli()?;
-        let child = start_server(&binary, &model)?;
+        // Admission is per input: room for every level's worst case (8 inputs per request), so
+        // that a 429 is never what the levels measure.
+        let max_inputs = 8 * options.levels.iter().max().copied().unwrap_or(1);
+        let child = start_server(&binary, &model, max_inputs.max(512))?;
         let pid = child.child.id();
         let url = child.url.clone();
         server = Some(child);
@@ -509,7 +512,7 @@ struct Server {
 }
 
 /// `oxformer serve` on a free loopback port, once `/health` answers 200.
-fn start_server(binary: &Path, model: &Path) -> Result<Server> {
+fn start_server(binary: &Path, model: &Path, max_concurrent_inputs: usize) -> Result<Server> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let url = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(binary)
@@ -517,6 +520,10 @@ fn start_server(binary: &Path, model: &Path) -> Result<Server> {
         .arg("--model")
         .arg(model)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--max-concurrent-requests",
+            &max_concurrent_inputs.to_string(),
+        ])
         .spawn()
         .with_context(|| format!("could not start {} serve", binary.display()))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -535,7 +542,8 @@ fn start_server(binary: &Path, model: &Path) -> Result<Server> {
             .is_ok_and(|response| response.status().as_u16() == 200);
         if ready {
             eprintln!(
-                "loadtest: oxformer serve ready at {url} after {:.2} s",
+                "loadtest: oxformer serve --max-concurrent-requests {max_concurrent_inputs} ready \
+                 at {url} after {:.2} s",
                 started.elapsed().as_secs_f64()
             );
             return Ok(Server { child, url });
