@@ -15,6 +15,9 @@
 //! stand-in of `/embed` instead (a check of the load generator, not a benchmark);
 //! `--no-anchor` skips sentence-transformers.
 //!
+//! The warm-up runs at concurrency 8 and then at the largest level, so that the RSS after it
+//! includes the work buffers of the largest batches.
+//!
 //! The load generator shares the CPUs with the server (the anchor has them to itself): on a small
 //! machine that costs the server some of its throughput, which the ratio does not correct for.
 
@@ -313,13 +316,27 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn measure(options: &Options, url: &str, pid: Option<u32>, model: &Path) -> Result<()> {
-    eprintln!("loadtest: warming up ({WARM_UP_SECONDS} s at concurrency 8)");
-    let warm_up = drive(url, 8, WARM_UP_SECONDS, 1 << 40, MAX_REQUESTS_PER_LEVEL);
-    if warm_up.requests == 0 || warm_up.errors == warm_up.requests {
-        bail!(
-            "the warm-up got no answer from {url}/embed: {}",
-            warm_up.first_error.unwrap_or_default()
+    // The warm-up reaches the largest concurrency too: the batches, and with them the server's
+    // work buffers, grow with it, and the RSS check is about what happens after that.
+    let largest = options.levels.iter().max().copied().unwrap_or(8);
+    eprintln!(
+        "loadtest: warming up ({WARM_UP_SECONDS} s at concurrency 8, then {WARM_UP_SECONDS} s at \
+         {largest})"
+    );
+    for concurrency in [8, largest] {
+        let warm_up = drive(
+            url,
+            concurrency,
+            WARM_UP_SECONDS,
+            1 << 40,
+            MAX_REQUESTS_PER_LEVEL,
         );
+        if warm_up.requests == 0 || warm_up.errors == warm_up.requests {
+            bail!(
+                "the warm-up got no answer from {url}/embed: {}",
+                warm_up.first_error.unwrap_or_default()
+            );
+        }
     }
     let rss_warm = pid.and_then(|pid| memory(pid, "VmRSS"));
 
