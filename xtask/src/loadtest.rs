@@ -15,6 +15,9 @@
 //! stand-in of `/embed` instead (a check of the load generator, not a benchmark);
 //! `--no-anchor` skips sentence-transformers.
 //!
+//! The warm-up runs at concurrency 8 and then at the largest level, so that the RSS after it
+//! includes the work buffers of the largest batches.
+//!
 //! The load generator shares the CPUs with the server (the anchor has them to itself): on a small
 //! machine that costs the server some of its throughput, which the ratio does not correct for.
 
@@ -295,7 +298,10 @@ pub fn run(args: &[String]) -> Result<()> {
     } else {
         crate::fetch::fetch_all(&cache)?;
         let binary = build_cli()?;
-        let child = start_server(&binary, &model)?;
+        // Admission is per input: room for every level's worst case (8 inputs per request), so
+        // that a 429 is never what the levels measure.
+        let max_inputs = 8 * options.levels.iter().max().copied().unwrap_or(1);
+        let child = start_server(&binary, &model, max_inputs.max(512))?;
         let pid = child.child.id();
         let url = child.url.clone();
         server = Some(child);
@@ -310,13 +316,27 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn measure(options: &Options, url: &str, pid: Option<u32>, model: &Path) -> Result<()> {
-    eprintln!("loadtest: warming up ({WARM_UP_SECONDS} s at concurrency 8)");
-    let warm_up = drive(url, 8, WARM_UP_SECONDS, 1 << 40, MAX_REQUESTS_PER_LEVEL);
-    if warm_up.requests == 0 || warm_up.errors == warm_up.requests {
-        bail!(
-            "the warm-up got no answer from {url}/embed: {}",
-            warm_up.first_error.unwrap_or_default()
+    // The warm-up reaches the largest concurrency too: the batches, and with them the server's
+    // work buffers, grow with it, and the RSS check is about what happens after that.
+    let largest = options.levels.iter().max().copied().unwrap_or(8);
+    eprintln!(
+        "loadtest: warming up ({WARM_UP_SECONDS} s at concurrency 8, then {WARM_UP_SECONDS} s at \
+         {largest})"
+    );
+    for concurrency in [8, largest] {
+        let warm_up = drive(
+            url,
+            concurrency,
+            WARM_UP_SECONDS,
+            1 << 40,
+            MAX_REQUESTS_PER_LEVEL,
         );
+        if warm_up.requests == 0 || warm_up.errors == warm_up.requests {
+            bail!(
+                "the warm-up got no answer from {url}/embed: {}",
+                warm_up.first_error.unwrap_or_default()
+            );
+        }
     }
     let rss_warm = pid.and_then(|pid| memory(pid, "VmRSS"));
 
@@ -509,7 +529,7 @@ struct Server {
 }
 
 /// `oxformer serve` on a free loopback port, once `/health` answers 200.
-fn start_server(binary: &Path, model: &Path) -> Result<Server> {
+fn start_server(binary: &Path, model: &Path, max_concurrent_inputs: usize) -> Result<Server> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let url = format!("http://127.0.0.1:{port}");
     let mut child = Command::new(binary)
@@ -517,6 +537,10 @@ fn start_server(binary: &Path, model: &Path) -> Result<Server> {
         .arg("--model")
         .arg(model)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--max-concurrent-requests",
+            &max_concurrent_inputs.to_string(),
+        ])
         .spawn()
         .with_context(|| format!("could not start {} serve", binary.display()))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -535,7 +559,8 @@ fn start_server(binary: &Path, model: &Path) -> Result<Server> {
             .is_ok_and(|response| response.status().as_u16() == 200);
         if ready {
             eprintln!(
-                "loadtest: oxformer serve ready at {url} after {:.2} s",
+                "loadtest: oxformer serve --max-concurrent-requests {max_concurrent_inputs} ready \
+                 at {url} after {:.2} s",
                 started.elapsed().as_secs_f64()
             );
             return Ok(Server { child, url });

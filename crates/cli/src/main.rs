@@ -6,6 +6,7 @@
 //! 1 for other failures; messages go to stderr.
 
 mod bench;
+mod serve;
 mod table;
 mod tasks;
 
@@ -55,6 +56,8 @@ enum Command {
     /// Generate text from text with an encoder-decoder model (T5, BART, Marian).
     #[command(name = "text2text-generation")]
     Text2TextGeneration(Box<tasks::Text2TextArgs>),
+    /// Serve the model over HTTP: TEI, HF Inference (`POST /`), TGI and OpenAI routes.
+    Serve(Box<serve::ServeArgs>),
     /// Time the forward pass (or greedy generation) of a model on random ids.
     Bench(bench::BenchArgs),
 }
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Command::Translation(args) => tasks::text2text("translation", args),
         Command::Text2TextGeneration(args) => tasks::text2text("text2text-generation", args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,599 @@
+//! Generation routes: TGI's `/generate` and `/generate_stream` (server-sent events, one per
+//! token, the last one carrying `generated_text` and `details.finish_reason`) and OpenAI's
+//! `/v1/completions` (`stream: true` ends with `data: [DONE]`). The tokens come from
+//! `TextGenerationPipeline::stream` on the model thread; a client that goes away stops it.
+
+use std::convert::Infallible;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use oxformer_pipelines::Task;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::routes::{Timings, tracked};
+use crate::worker::{Computed, Job};
+use crate::{Admission, JsonBody, SharedState};
+
+/// What the model thread sends while generating.
+#[derive(Debug)]
+enum Generated {
+    /// One new token and the text it completes.
+    Token {
+        id: u32,
+        text: String,
+        special: bool,
+    },
+    /// The end: all the new text, why it stopped, how many tokens, the prompt's tokens.
+    Done {
+        text: String,
+        finish_reason: &'static str,
+        generated_tokens: usize,
+        input_length: usize,
+    },
+    /// A failure before or during generation.
+    Failed(ApiError),
+}
+
+/// A running generation: its events, the job's reply (dropping it cancels a queued job) and
+/// the admitted input.
+struct Running {
+    events: mpsc::UnboundedReceiver<Generated>,
+    _reply: oneshot::Receiver<Result<Computed<Value>, ApiError>>,
+    _admission: Admission,
+}
+
+/// Admits one prompt and queues its generation with pipeline options `options`.
+fn start(
+    state: &SharedState,
+    route: &str,
+    prompt: String,
+    options: Map<String, Value>,
+) -> Result<Running, ApiError> {
+    let model = state.ready()?;
+    if model.task != Task::TextGeneration {
+        return Err(ApiError::unsupported(route, &model.task_name));
+    }
+    if prompt.is_empty() {
+        return Err(ApiError::empty("`inputs` cannot be empty"));
+    }
+    let admission = state.admit(1)?;
+    let (sender, events) = mpsc::unbounded_channel();
+    let (reply, answer) = oneshot::channel();
+    let work = Box::new(move |models: &mut crate::worker::Models| {
+        let pipeline = models
+            .pipeline
+            .text_generation()
+            .expect("a text-generation pipeline");
+        let result = (|| -> Result<(), ApiError> {
+            let options = pipeline.options_from_json(&options)?;
+            let input_length = pipeline
+                .tokenizer()
+                .encode(
+                    prompt.as_str(),
+                    &oxformer_tokenizer::EncodeOptions::default(),
+                )
+                .map(|encoding| encoding.len())
+                .unwrap_or(0);
+            let special = pipeline.tokenizer().all_special_ids();
+            let eos = options.generation.eos_token_id.clone();
+            let mut text = String::new();
+            let mut generated_tokens = 0;
+            let mut last = None;
+            for piece in pipeline.stream(&prompt, &options)? {
+                let piece = piece?;
+                text.push_str(&piece.text);
+                let event = match piece.token_id {
+                    Some(id) => {
+                        generated_tokens += 1;
+                        last = Some(id);
+                        Generated::Token {
+                            id,
+                            text: piece.text,
+                            special: special.contains(&id),
+                        }
+                    }
+                    // The final flush of an incomplete character: its text joins the end.
+                    None => Generated::Token {
+                        id: u32::MAX,
+                        text: piece.text,
+                        special: false,
+                    },
+                };
+                if sender.send(event).is_err() {
+                    return Ok(()); // the client went away
+                }
+            }
+            let finish_reason = if last.is_some_and(|id| eos.contains(&id)) {
+                "eos_token"
+            } else {
+                "length"
+            };
+            let _ = sender.send(Generated::Done {
+                text,
+                finish_reason,
+                generated_tokens,
+                input_length,
+            });
+            Ok(())
+        })();
+        if let Err(error) = result {
+            let _ = sender.send(Generated::Failed(error));
+        }
+        Ok(Value::Null)
+    });
+    state.submit(
+        Job::Run {
+            work,
+            inputs: 1,
+            enqueued: Instant::now(),
+            reply,
+        },
+        1,
+    )?;
+    Ok(Running {
+        events,
+        _reply: answer,
+        _admission: admission,
+    })
+}
+
+/// A token event, with the flush (`u32::MAX`) folded into the token before it.
+#[derive(Debug, Clone)]
+struct Token {
+    id: u32,
+    text: String,
+    special: bool,
+}
+
+/// Collects a generation: its tokens (the flush appended to the last), then the end.
+async fn collect(
+    mut running: Running,
+) -> Result<(Vec<Token>, String, &'static str, usize), ApiError> {
+    let mut tokens: Vec<Token> = Vec::new();
+    while let Some(event) = running.events.recv().await {
+        match event {
+            Generated::Token { id, text, special } => {
+                if id == u32::MAX {
+                    if let Some(last) = tokens.last_mut() {
+                        last.text.push_str(&text);
+                    }
+                } else {
+                    tokens.push(Token { id, text, special });
+                }
+            }
+            Generated::Done {
+                text,
+                finish_reason,
+                input_length,
+                ..
+            } => return Ok((tokens, text, finish_reason, input_length)),
+            Generated::Failed(error) => return Err(error),
+        }
+    }
+    Err(ApiError::backend(
+        "the generation stopped without an answer",
+    ))
+}
+
+/// TGI's parameters, mapped onto the pipeline's options.
+fn tgi_options(
+    parameters: &Map<String, Value>,
+) -> Result<(Map<String, Value>, bool, bool), ApiError> {
+    let mut options = Map::new();
+    let mut details = false;
+    let mut full_text = false;
+    let mut sampling_asked = false;
+    for (key, value) in parameters {
+        match (key.as_str(), value) {
+            (_, Value::Null) => {}
+            ("details", value) => details = value.as_bool().unwrap_or(false),
+            ("return_full_text", value) => full_text = value.as_bool().unwrap_or(false),
+            ("watermark" | "decoder_input_details", Value::Bool(false)) => {}
+            ("best_of", value) if value.as_u64() == Some(1) => {}
+            ("stop", Value::Array(stops)) if stops.is_empty() => {}
+            ("stop", _) => {
+                return Err(ApiError::validation("`stop` sequences are not supported"));
+            }
+            ("temperature" | "top_k" | "top_p" | "typical_p", value) => {
+                sampling_asked = true;
+                options.insert(key.clone(), value.clone());
+            }
+            ("max_new_tokens" | "do_sample" | "repetition_penalty" | "seed", value) => {
+                options.insert(key.clone(), value.clone());
+            }
+            (other, _) => {
+                return Err(ApiError::validation(format!(
+                    "parameter `{other}` is not supported"
+                )));
+            }
+        }
+    }
+    // TGI samples when a sampling parameter is given.
+    if sampling_asked && !options.contains_key("do_sample") {
+        options.insert("do_sample".to_string(), Value::Bool(true));
+    }
+    Ok((options, details, full_text))
+}
+
+/// TGI's request body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GenerateRequest {
+    inputs: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+fn token_json(token: &Token) -> Value {
+    json!({"id": token.id, "text": token.text, "logprob": null, "special": token.special})
+}
+
+/// `POST /generate`: `{"generated_text", "details"?}`.
+pub(crate) async fn generate(
+    State(state): State<SharedState>,
+    body: Result<JsonBody<GenerateRequest>, ApiError>,
+) -> Response {
+    tracked(&state, async {
+        let JsonBody(request) = body?;
+        let (options, details, full_text) = tgi_options(&request.parameters)?;
+        let running = start(&state, "/generate", request.inputs.clone(), options)?;
+        let (tokens, text, finish_reason, _) = collect(running).await?;
+        let generated_text = if full_text {
+            format!("{}{text}", request.inputs)
+        } else {
+            text
+        };
+        let mut body = json!({"generated_text": generated_text});
+        if details {
+            body["details"] = json!({
+                "finish_reason": finish_reason,
+                "generated_tokens": tokens.len(),
+                "seed": request.parameters.get("seed").cloned().unwrap_or(Value::Null),
+                "prefill": [],
+                "tokens": tokens.iter().map(token_json).collect::<Vec<_>>(),
+            });
+        }
+        Ok((Json(body).into_response(), Timings::default()))
+    })
+    .await
+}
+
+/// The end of a generation: all the new text, why it stopped, new tokens, prompt tokens.
+type End = (String, &'static str, usize, usize);
+
+/// The events of a running generation, one per token; the flush text joins the last token.
+/// Each item is a token, or the end (with the full text), or an error.
+fn token_stream(running: Running) -> impl Stream<Item = Result<(Token, Option<End>), ApiError>> {
+    // Hold one token back so that the last one can carry the end.
+    stream::unfold(
+        (running, None::<Token>, false),
+        |(mut running, mut held, finished)| async move {
+            if finished {
+                return None;
+            }
+            loop {
+                match running.events.recv().await {
+                    Some(Generated::Token { id, text, special }) => {
+                        if id == u32::MAX {
+                            if let Some(last) = held.as_mut() {
+                                last.text.push_str(&text);
+                            }
+                            continue;
+                        }
+                        let token = Token { id, text, special };
+                        if let Some(previous) = held.replace(token) {
+                            return Some((Ok((previous, None)), (running, held, false)));
+                        }
+                    }
+                    Some(Generated::Done {
+                        text,
+                        finish_reason,
+                        generated_tokens,
+                        input_length,
+                    }) => {
+                        let last = held.take().unwrap_or(Token {
+                            id: 0,
+                            text: String::new(),
+                            special: false,
+                        });
+                        let end = (text, finish_reason, generated_tokens, input_length);
+                        return Some((Ok((last, Some(end))), (running, None, true)));
+                    }
+                    Some(Generated::Failed(error)) => {
+                        return Some((Err(error), (running, None, true)));
+                    }
+                    None => {
+                        let error = ApiError::backend("the generation stopped without an answer");
+                        return Some((Err(error), (running, None, true)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn error_event(error: &ApiError) -> Event {
+    Event::default().data(error.body().to_string())
+}
+
+/// `POST /generate_stream`: server-sent events, TGI's `StreamResponse` per token.
+pub(crate) async fn generate_stream(
+    State(state): State<SharedState>,
+    body: Result<JsonBody<GenerateRequest>, ApiError>,
+) -> Response {
+    state.metrics.request();
+    let started = (|| {
+        let JsonBody(request) = body?;
+        let (options, _, full_text) = tgi_options(&request.parameters)?;
+        let seed = request
+            .parameters
+            .get("seed")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let running = start(&state, "/generate_stream", request.inputs.clone(), options)?;
+        Ok::<_, ApiError>((running, request.inputs, full_text, seed))
+    })();
+    let (running, prompt, full_text, seed) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            state.metrics.failure(error.metric_label());
+            return error.into_response();
+        }
+    };
+    let metrics = state.metrics.clone();
+    let begun = Instant::now();
+    let mut index = 0usize;
+    let events = token_stream(running).map(move |item| {
+        let event = match item {
+            Ok((token, end)) => {
+                index += 1;
+                let (generated_text, details) = match end {
+                    Some((text, finish_reason, generated_tokens, input_length)) => {
+                        metrics.success(begun.elapsed(), std::time::Duration::ZERO);
+                        let text = if full_text {
+                            format!("{prompt}{text}")
+                        } else {
+                            text
+                        };
+                        (
+                            Value::String(text),
+                            json!({
+                                "finish_reason": finish_reason,
+                                "generated_tokens": generated_tokens,
+                                "seed": seed,
+                                "input_length": input_length,
+                            }),
+                        )
+                    }
+                    None => (Value::Null, Value::Null),
+                };
+                Event::default().data(
+                    json!({
+                        "index": index,
+                        "token": token_json(&token),
+                        "top_tokens": null,
+                        "generated_text": generated_text,
+                        "details": details,
+                    })
+                    .to_string(),
+                )
+            }
+            Err(error) => {
+                metrics.failure(error.metric_label());
+                error_event(&error)
+            }
+        };
+        Ok::<_, Infallible>(event)
+    });
+    Sse::new(events).into_response()
+}
+
+/// A prompt or a list of one (OpenAI's `prompt`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Prompt {
+    Single(String),
+    Batch(Vec<String>),
+}
+
+/// OpenAI's `/v1/completions` body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CompletionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    prompt: Prompt,
+    #[serde(default)]
+    max_tokens: Option<usize>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    n: Option<usize>,
+    #[serde(default)]
+    stop: Option<Value>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    echo: bool,
+}
+
+impl CompletionRequest {
+    /// The prompt and the pipeline options.
+    fn options(&self) -> Result<(String, Map<String, Value>), ApiError> {
+        let prompt = match &self.prompt {
+            Prompt::Single(prompt) => prompt.clone(),
+            Prompt::Batch(prompts) if prompts.len() == 1 => prompts[0].clone(),
+            Prompt::Batch(_) => {
+                return Err(ApiError::validation(
+                    "only one prompt per request is supported",
+                ));
+            }
+        };
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::validation("only `n: 1` is supported"));
+        }
+        if self.echo {
+            return Err(ApiError::validation("`echo` is not supported"));
+        }
+        match &self.stop {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(stops)) if stops.is_empty() => {}
+            Some(_) => return Err(ApiError::validation("`stop` sequences are not supported")),
+        }
+        let mut options = Map::new();
+        // OpenAI's default is 16 new tokens.
+        options.insert(
+            "max_new_tokens".into(),
+            json!(self.max_tokens.unwrap_or(16)),
+        );
+        match self.temperature {
+            Some(temperature) if temperature > 0.0 => {
+                options.insert("do_sample".into(), json!(true));
+                options.insert("temperature".into(), json!(temperature));
+            }
+            Some(_) => {
+                options.insert("do_sample".into(), json!(false));
+            }
+            None => {}
+        }
+        if let Some(top_p) = self.top_p {
+            options.insert("do_sample".into(), json!(true));
+            options.insert("top_p".into(), json!(top_p));
+        }
+        if let Some(seed) = self.seed {
+            options.insert("seed".into(), json!(seed));
+        }
+        Ok((prompt, options))
+    }
+}
+
+fn unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+fn openai_reason(finish_reason: &str) -> &'static str {
+    if finish_reason == "eos_token" {
+        "stop"
+    } else {
+        "length"
+    }
+}
+
+/// `POST /v1/completions`: OpenAI's `text_completion`, or its chunks as server-sent events
+/// ending with `data: [DONE]`.
+pub(crate) async fn completions(
+    State(state): State<SharedState>,
+    body: Result<JsonBody<CompletionRequest>, ApiError>,
+) -> Response {
+    let request = match body {
+        Ok(JsonBody(request)) => request,
+        Err(error) => {
+            state.metrics.request();
+            state.metrics.failure(error.metric_label());
+            return error.into_response();
+        }
+    };
+    let model_name = request.model.clone().unwrap_or_else(|| {
+        state
+            .ready()
+            .map(|model| model.model_id.clone())
+            .unwrap_or_default()
+    });
+    let id = format!("cmpl-{}", unix_time());
+    let created = unix_time();
+    if !request.stream {
+        return tracked(&state, async {
+            let (prompt, options) = request.options()?;
+            let prompt_tokens = state
+                .ready()?
+                .tokenizer
+                .encode(
+                    prompt.as_str(),
+                    &oxformer_tokenizer::EncodeOptions::default(),
+                )
+                .map(|encoding| encoding.len())
+                .unwrap_or(0);
+            let running = start(&state, "/v1/completions", prompt, options)?;
+            let (tokens, text, finish_reason, _) = collect(running).await?;
+            let body = json!({
+                "id": id,
+                "object": "text_completion",
+                "created": created,
+                "model": model_name,
+                "choices": [{
+                    "text": text,
+                    "index": 0,
+                    "logprobs": null,
+                    "finish_reason": openai_reason(finish_reason),
+                }],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": tokens.len(),
+                    "total_tokens": prompt_tokens + tokens.len(),
+                },
+            });
+            Ok((Json(body).into_response(), Timings::default()))
+        })
+        .await;
+    }
+    state.metrics.request();
+    let running = request
+        .options()
+        .and_then(|(prompt, options)| start(&state, "/v1/completions", prompt, options));
+    let running = match running {
+        Ok(running) => running,
+        Err(error) => {
+            state.metrics.failure(error.metric_label());
+            return error.into_response();
+        }
+    };
+    let metrics = state.metrics.clone();
+    let begun = Instant::now();
+    let chunks = token_stream(running).map(move |item| {
+        let event = match item {
+            Ok((token, end)) => {
+                let finish_reason = match end {
+                    Some((_, reason, _, _)) => {
+                        metrics.success(begun.elapsed(), std::time::Duration::ZERO);
+                        Value::from(openai_reason(reason))
+                    }
+                    None => Value::Null,
+                };
+                Event::default().data(
+                    json!({
+                        "id": id,
+                        "object": "text_completion",
+                        "created": created,
+                        "model": model_name,
+                        "choices": [{
+                            "text": token.text,
+                            "index": 0,
+                            "logprobs": null,
+                            "finish_reason": finish_reason,
+                        }],
+                    })
+                    .to_string(),
+                )
+            }
+            Err(error) => {
+                metrics.failure(error.metric_label());
+                error_event(&error)
+            }
+        };
+        Ok::<_, Infallible>(event)
+    });
+    let done = stream::once(async { Ok::<_, Infallible>(Event::default().data("[DONE]")) });
+    Sse::new(chunks.chain(done)).into_response()
+}

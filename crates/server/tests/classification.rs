@@ -1,0 +1,180 @@
+//! /predict and /rerank against the text-classification pipeline, and `POST /` against
+//! `Pipeline::call` for the other tasks, on the fixture folders.
+
+mod common;
+
+use common::{Server, assert_json_close, fixture};
+use oxformer_pipelines::text_classification::{
+    ClassificationFunction, ClassificationOutput, ClassificationTopK, TextClassificationOptions,
+    TextInput,
+};
+use oxformer_pipelines::{Task, pipeline, pipeline_named};
+use serde_json::{Map, Value, json};
+
+/// The pipeline's ranked `{score, label}` lists, as /predict answers them.
+fn ranked(model: &str, inputs: &[TextInput], raw: bool) -> Value {
+    let classifier = pipeline(Task::TextClassification, model).unwrap();
+    let options = TextClassificationOptions {
+        top_k: ClassificationTopK::All,
+        function_to_apply: raw.then_some(ClassificationFunction::None),
+        ..TextClassificationOptions::default()
+    };
+    let outputs = classifier
+        .text_classification()
+        .unwrap()
+        .run(inputs, &options)
+        .unwrap();
+    Value::Array(
+        outputs
+            .into_iter()
+            .map(|output| match output {
+                ClassificationOutput::Ranked(scores) => Value::Array(
+                    scores
+                        .into_iter()
+                        .map(|s| json!({"score": s.score, "label": s.label}))
+                        .collect(),
+                ),
+                ClassificationOutput::Best(_) => unreachable!("top_k all"),
+            })
+            .collect(),
+    )
+}
+
+fn pair(text: &str, second: &str) -> TextInput {
+    TextInput {
+        text: text.into(),
+        text_pair: Some(second.into()),
+    }
+}
+
+#[test]
+fn predict_matches_the_pipeline() {
+    let model = fixture("bert-seqcls-multi");
+    let server = Server::with_model(&model);
+    let info = server.get("/info").json();
+    assert!(
+        info["model_type"]["classifier"]["id2label"].is_object(),
+        "{info}"
+    );
+
+    let answer = server.post_json("/predict", &json!({"inputs": "I love this movie!"}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_json_close(
+        &answer.json(),
+        &ranked(&model, &["I love this movie!".into()], false)[0],
+        1e-12,
+    );
+
+    let batch = ["good", "bad", "a long sentence about nothing"];
+    let answer = server.post_json("/predict", &json!({"inputs": batch, "raw_scores": true}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let inputs: Vec<TextInput> = batch.iter().map(|&t| t.into()).collect();
+    assert_json_close(&answer.json(), &ranked(&model, &inputs, true), 1e-12);
+
+    // A two-element list is a pair, as in TEI.
+    let answer = server.post_json("/predict", &json!({"inputs": ["first", "second"]}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_json_close(
+        &answer.json(),
+        &ranked(&model, &[pair("first", "second")], false)[0],
+        1e-12,
+    );
+}
+
+#[test]
+fn rerank_matches_the_pipeline_sorted() {
+    let model = fixture("bert-regression");
+    let server = Server::with_model(&model);
+    let texts = [
+        "Paris is in France",
+        "bananas",
+        "the capital of France is Paris",
+    ];
+    let answer = server.post_json(
+        "/rerank",
+        &json!({"query": "where is Paris?", "texts": texts, "return_text": true, "raw_scores": true}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let inputs: Vec<TextInput> = texts.iter().map(|t| pair("where is Paris?", t)).collect();
+    let expected = ranked(&model, &inputs, true);
+    let mut ranks: Vec<(usize, f64)> = (0..texts.len())
+        .map(|i| (i, expected[i][0]["score"].as_f64().unwrap()))
+        .collect();
+    ranks.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+    let expected: Vec<Value> = ranks
+        .iter()
+        .map(|&(index, score)| json!({"index": index, "text": texts[index], "score": score}))
+        .collect();
+    assert_json_close(&answer.json(), &Value::Array(expected), 1e-12);
+    // A classifier with several labels is not a reranker.
+    let server = Server::with_model(&fixture("bert-seqcls-multi"));
+    let answer = server.post_json("/rerank", &json!({"query": "q", "texts": ["a"]}));
+    assert_eq!(answer.status, 424, "{}", answer.body);
+}
+
+/// `POST /` answers exactly what `Pipeline::call` returns.
+#[test]
+fn inference_route_returns_pipeline_call() {
+    let cases: [(&str, &str, Value, Value); 5] = [
+        (
+            "token-classification",
+            "bert-tokcls",
+            json!("Hugging Face is in New York"),
+            json!({}),
+        ),
+        (
+            "question-answering",
+            "bert-qa",
+            json!({"question": "Where?", "context": "It is in Paris, the capital."}),
+            json!({"top_k": 2}),
+        ),
+        (
+            "fill-mask",
+            "bert-mlm",
+            json!("Paris is the [MASK] of France."),
+            json!({"top_k": 3}),
+        ),
+        (
+            "text-classification",
+            "bert-seqcls-single",
+            json!(["good", "bad"]),
+            json!({"top_k": null}),
+        ),
+        (
+            "text-generation",
+            "gpt2",
+            json!("Hello"),
+            json!({"max_new_tokens": 5, "do_sample": false}),
+        ),
+    ];
+    for (task, folder, inputs, parameters) in cases {
+        let model = fixture(folder);
+        let mut config = oxformer_server::ServerConfig::new(model.as_str());
+        config.task = task.to_string();
+        config.threads = 1;
+        let server = Server::start(config);
+        let answer = server.post_json("/", &json!({"inputs": inputs, "parameters": parameters}));
+        assert_eq!(answer.status, 200, "{task}: {}", answer.body);
+        let options: Map<String, Value> = serde_json::from_value(parameters).unwrap();
+        let expected = pipeline_named(task, &model)
+            .unwrap()
+            .call(&inputs, &options)
+            .unwrap();
+        eprintln!("{task}");
+        assert_json_close(&answer.json(), &expected, 1e-12);
+    }
+}
+
+#[test]
+fn auto_task_follows_the_folder() {
+    for (folder, task) in [
+        ("st-mean", "sentence-embeddings"),
+        ("bert-seqcls-multi", "text-classification"),
+        ("gpt2", "text-generation"),
+        ("bert-tokcls", "token-classification"),
+        ("bert", "feature-extraction"),
+    ] {
+        let dir = std::path::PathBuf::from(fixture(folder));
+        assert_eq!(oxformer_server::auto_task(&dir), task, "{folder}");
+    }
+}
