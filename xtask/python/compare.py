@@ -270,7 +270,8 @@ def build(args) -> None:
         "opset": OPSET,
     }
     manifest = {"folders": {}, "onnx": {}, "onnx_fused": {}, "export_check": {}, "built": []}
-    for name in ENCODERS + ("gpt2-small",):
+    # --seq2seq-only: the encoder-decoder folders alone
+    for name in () if args.seq2seq_only else ENCODERS + ("gpt2-small",):
         folder = out / name
         if not stamp_matches(folder, stamp):
             print(f"compare.py: writing {folder}", file=sys.stderr, flush=True)
@@ -281,7 +282,7 @@ def build(args) -> None:
     build_seq2seq(out, stamp, manifest)
     onnx_dir = out / "onnx"
     onnx_dir.mkdir(parents=True, exist_ok=True)
-    for name in EXPORTED:
+    for name in () if args.seq2seq_only else EXPORTED:
         path = onnx_dir / f"{name}.onnx"
         check_path = onnx_dir / f"{name}.check.json"
         folder_stamp = (out / name / "compare-stamp.json").read_text()
@@ -699,6 +700,7 @@ def main() -> None:
     build_parser = commands.add_parser("build")
     build_parser.add_argument("--out", required=True)
     build_parser.add_argument("--cache", required=True, help="the cache holding models/ (cargo xtask fetch)")
+    build_parser.add_argument("--seq2seq-only", action="store_true", help="only the encoder-decoder folders")
     serve_parser = commands.add_parser("serve")
     serve_parser.add_argument("--framework", choices=["torch", "ort", "ct2"], required=True)
     load_parser = commands.add_parser("load")

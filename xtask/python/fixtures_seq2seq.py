@@ -532,8 +532,9 @@ def build_bart(out: Path) -> None:
 # Marian
 
 
-def build_marian(out: Path, work: Path) -> None:
-    name = "marian"
+def build_marian(out: Path, work: Path, name: str = "marian", shared: bool = True) -> None:
+    """`shared` false: `share_encoder_decoder_embeddings: false`, so the decoder has its own
+    `model.decoder.embed_tokens` (drawn apart from the encoder's), and `lm_head` is tied to it."""
     # no normaliser (identity): the files stay a few KB
     options = dict(
         normalization_rule_name="identity", unk_id=1, eos_id=0, bos_id=-1, pad_id=-1, unk_piece="<unk>", eos_piece="</s>"
@@ -584,7 +585,7 @@ def build_marian(out: Path, work: Path) -> None:
         bos_token_id=vocab["</s>"],
         decoder_start_token_id=pad,
         forced_eos_token_id=vocab["</s>"],
-        share_encoder_decoder_embeddings=True,
+        share_encoder_decoder_embeddings=shared,
         architectures=["MarianMTModel"],
     )
     torch.manual_seed(seed_for(name))
@@ -612,21 +613,32 @@ def build_marian(out: Path, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="the fixtures folder to write")
+    parser.add_argument("--only", help="write this one model folder (t5, t5-v1_1, mt5, bart, marian, marian-unshared)")
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     transformers.logging.set_verbosity_error()
     out: Path = args.out.resolve()
     work = out / "models" / ".seq2seq-work"
+    wanted = lambda name: args.only in (None, name)  # noqa: E731
     try:
         # T5's own normaliser (nmt_nfkc: a precompiled charsmap of ~240 KB) in one folder only
-        build_t5(out, t5_tokenizer(work, "t5-tokenizer", "nmt_nfkc"), "t5", gated=False)
-        v1_1_tokenizer = t5_tokenizer(work, "t5-v1_1-tokenizer", "identity")
-        build_t5(out, v1_1_tokenizer, "t5-v1_1", gated=True)
+        if wanted("t5"):
+            build_t5(out, t5_tokenizer(work, "t5-tokenizer", "nmt_nfkc"), "t5", gated=False)
+        if wanted("t5-v1_1") or wanted("mt5"):
+            v1_1_tokenizer = t5_tokenizer(work, "t5-v1_1-tokenizer", "identity")
+        if wanted("t5-v1_1"):
+            build_t5(out, v1_1_tokenizer, "t5-v1_1", gated=True)
         # model_type mt5: T5 v1.1's code with MT5Config's defaults
-        build_t5(out, v1_1_tokenizer, "mt5", gated=True, mt5=True)
-        build_bart(out)
-        build_marian(out, work)
+        if wanted("mt5"):
+            build_t5(out, v1_1_tokenizer, "mt5", gated=True, mt5=True)
+        if wanted("bart"):
+            build_bart(out)
+        if wanted("marian"):
+            build_marian(out, work)
+        # the decoder's own embeddings (opus-mt-tc models, among others)
+        if wanted("marian-unshared"):
+            build_marian(out, work, "marian-unshared", shared=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

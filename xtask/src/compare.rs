@@ -1,4 +1,4 @@
-//! `cargo xtask compare [--json] [--quick] [--rounds N]`: oxformer beside PyTorch and ONNX Runtime on
+//! `cargo xtask compare [--json] [--quick] [--rounds N] [--seq2seq]`: oxformer beside PyTorch and ONNX Runtime on
 //! the same models and shapes, on 2 threads, alternating, in one run.
 //!
 //! 1. The Python side: the fixtures venv (`<cache>/pyenv`, `xtask/python/requirements.txt`) plus the
@@ -24,6 +24,8 @@
 //!    `oxformer_tokens_per_s`, `torch_tokens_per_s` and `ct2_tokens_per_s` (new tokens of all inputs
 //!    per second).
 //!
+//! `--seq2seq` runs only part 6 (and builds only its models): the encoder-decoder rows alone.
+//!
 //! A runner that cannot run a case (an oxformer part not written yet, an unsupported option) gives
 //! "n/a (reason)" in its cell instead of stopping the comparison.
 
@@ -43,11 +45,12 @@ use sha2::{Digest, Sha256};
 use crate::paths::{cache_dir, workspace_root};
 use crate::{fetch, fixtures};
 
-const USAGE: &str = "usage: cargo xtask compare [--json] [--quick] [--rounds N]
+const USAGE: &str = "usage: cargo xtask compare [--json] [--quick] [--rounds N] [--seq2seq]
 
   --json      one JSON object per case per line instead of the table
   --quick     one round, fewer iterations (a smoke test, not a measurement)
-  --rounds N  rounds of alternation (default 3)";
+  --rounds N  rounds of alternation (default 3)
+  --seq2seq   only the encoder-decoder rows (t5-small, opus-mt-en-de against PyTorch and CTranslate2)";
 
 /// Threads given to every runner.
 const THREADS: usize = 2;
@@ -195,6 +198,8 @@ struct Options {
     json: bool,
     quick: bool,
     rounds: usize,
+    /// Only the encoder-decoder rows.
+    seq2seq: bool,
 }
 
 fn parse_options(args: &[String]) -> Result<Options> {
@@ -202,6 +207,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         json: false,
         quick: false,
         rounds: 3,
+        seq2seq: false,
     };
     let mut rounds_given = false;
     let mut args = args.iter();
@@ -209,6 +215,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
         match arg.as_str() {
             "--json" => options.json = true,
             "--quick" => options.quick = true,
+            "--seq2seq" => options.seq2seq = true,
             "--rounds" => {
                 let value = args.next().context("--rounds needs a number")?;
                 options.rounds = value
@@ -238,7 +245,7 @@ pub fn run(args: &[String]) -> Result<()> {
     ensure_compare_extras(&python, &root.join("xtask/python/requirements-compare.txt"))?;
     let script = root.join("xtask/python/compare.py");
     let models = cache.join("compare-models");
-    let manifest = build_models(&python, &script, &cache, &models)?;
+    let manifest = build_models(&python, &script, &cache, &models, options.seq2seq)?;
     let oxformer = build_oxformer(&root)?;
     let logs = cache.join("compare-logs");
     fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
@@ -273,10 +280,15 @@ pub fn run(args: &[String]) -> Result<()> {
         &options,
         &format!("load average at the start: {}", load_average()),
     );
-    if !options.json {
+    let encoder_cases = if options.seq2seq {
+        Vec::new()
+    } else {
+        cases(options.quick)
+    };
+    if !options.json && !encoder_cases.is_empty() {
         println!("{}", table_header());
     }
-    for case in cases(options.quick) {
+    for case in encoder_cases {
         let result = harness.run_case(&case, options.rounds);
         if options.json {
             println!("{}", result.to_json(&case, options.rounds));
@@ -299,6 +311,13 @@ pub fn run(args: &[String]) -> Result<()> {
     harness.torch.stop();
     harness.ort.stop();
     harness.ct2.stop();
+    if options.seq2seq {
+        note(
+            &options,
+            &format!("load average at the end: {}", load_average()),
+        );
+        return Ok(());
+    }
 
     let load = measure_load(&harness.oxformer, &python, &script, &models, &options)?;
     let cold = measure_cold_start(&harness.oxformer, &python, &script, &models, &options)?;
@@ -457,13 +476,24 @@ fn isa_line(manifest: &Value) -> String {
 }
 
 /// Runs `compare.py build` (cached folders are kept) and returns its manifest.
-fn build_models(python: &Path, script: &Path, cache: &Path, models: &Path) -> Result<Value> {
-    let output = python_command(python, script)
+fn build_models(
+    python: &Path,
+    script: &Path,
+    cache: &Path,
+    models: &Path,
+    seq2seq_only: bool,
+) -> Result<Value> {
+    let mut command = python_command(python, script);
+    command
         .arg("build")
         .arg("--out")
         .arg(models)
         .arg("--cache")
-        .arg(cache)
+        .arg(cache);
+    if seq2seq_only {
+        command.arg("--seq2seq-only");
+    }
+    let output = command
         .stderr(Stdio::inherit())
         .output()
         .context("could not start compare.py build")?;
@@ -1283,6 +1313,8 @@ mod tests {
         assert!(parse(&["--rounds", "0"]).is_err());
         assert!(parse(&["--rounds"]).is_err());
         assert!(parse(&["--fast"]).is_err());
+        assert!(parse(&["--seq2seq"]).unwrap().seq2seq);
+        assert!(!parse(&["--json"]).unwrap().seq2seq);
     }
 
     #[test]

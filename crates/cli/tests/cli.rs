@@ -808,3 +808,34 @@ fn stdin_lines_are_answered_as_they_arrive() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+/// transformers' tokenizer only warns about a T5 input over its `model_max_length` (T5's
+/// positions are relative) and the model runs it whole; so does oxformer, with one warning on
+/// stderr for the run.
+#[test]
+fn over_long_t5_input_runs_with_one_warning() {
+    let folder = model("t5");
+    let long = "word ".repeat(700);
+    let stdin = format!("{long}\n{long}\n");
+    let args = [
+        "text2text-generation",
+        "--model",
+        folder.as_str(),
+        "--json",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "2",
+    ];
+    let output = oxformer(&args, Some(&stdin));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("more than the tokenizer's model_max_length 512")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+}

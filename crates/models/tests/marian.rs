@@ -24,6 +24,17 @@ fn every_hidden_state_and_logits_match_transformers() {
     check_against_reference(NAME, &load());
 }
 
+/// `fixtures/models/marian-unshared`: `share_encoder_decoder_embeddings: false`, the decoder's own
+/// `model.decoder.embed_tokens` (the LM head tied to it), drawn apart from the encoder's.
+#[test]
+fn unshared_decoder_embeddings_match_transformers() {
+    let name = "marian-unshared";
+    let model = MarianMTModel::from_folder(&model_dir(name))
+        .unwrap_or_else(|error| panic!("{name}: {error}"));
+    check_against_reference(name, &model);
+    check_cache_and_batch(name, &model);
+}
+
 #[test]
 fn cached_decoder_equals_uncached_and_batch_equals_one_by_one() {
     check_cache_and_batch(NAME, &load());

@@ -30,6 +30,7 @@
 //! 4. the call's options.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use oxformer_models::bart::BartForConditionalGeneration;
 use oxformer_models::marian::MarianMTModel;
@@ -114,6 +115,9 @@ pub struct Text2TextGenerationPipeline {
     prefix: Option<String>,
     generation_config: GenerationConfig,
     threads: Option<ThreadPool>,
+    /// Whether the over-long input warning was given (once per pipeline, as transformers'
+    /// tokenizer gives it once).
+    warned_long_input: AtomicBool,
 }
 
 impl Text2TextGenerationPipeline {
@@ -216,6 +220,7 @@ impl Text2TextGenerationPipeline {
             prefix,
             generation_config,
             threads: None,
+            warned_long_input: AtomicBool::new(false),
         })
     }
 
@@ -509,21 +514,29 @@ impl Text2TextGenerationPipeline {
             .unwrap_or(0)
     }
 
-    /// The most tokens an input may have: the tokenizer's `model_max_length`, capped by the
-    /// encoder's positions (as the encoder pipelines).
-    fn max_input_length(&self) -> usize {
-        let positions = match &self.config {
+    /// The most tokens the encoder can take: its position embeddings (BART, Marian); T5's
+    /// relative positions have no limit.
+    fn position_limit(&self) -> usize {
+        match &self.config {
             ModelConfig::Bart(config) => config.max_position_embeddings,
             ModelConfig::Marian(config) => config.max_position_embeddings,
             _ => usize::MAX,
-        };
+        }
+    }
+
+    /// The length `truncation` cuts an input to: the tokenizer's `model_max_length`, capped by
+    /// the encoder's positions (as the encoder pipelines).
+    fn max_input_length(&self) -> usize {
+        let positions = self.position_limit();
         self.tokenizer
             .model_max_length()
             .map_or(positions, |limit| limit.min(positions))
     }
 
     /// `prefix + input` with the tokenizer's special tokens; cut to the model's limit with
-    /// `truncation`, else an error when longer.
+    /// `truncation`. Without it, an input beyond the encoder's positions is an error, and one
+    /// beyond the tokenizer's `model_max_length` only (a T5 input over 512 tokens) runs whole
+    /// with a warning on stderr, as transformers' tokenizer warns and its T5 runs it.
     fn encode(&self, input: &str, truncation: bool) -> Result<Vec<u32>> {
         let task = self.task.name();
         if input.is_empty() {
@@ -543,15 +556,24 @@ impl Text2TextGenerationPipeline {
         };
         let encoding = self.tokenizer.encode(text.as_str(), &options)?;
         let ids = encoding.ids().to_vec();
-        if ids.len() > max_length {
+        let positions = self.position_limit();
+        if ids.len() > positions {
             return Err(Error::input(
                 task,
                 format!(
-                    "the input has {} tokens but the model takes at most {max_length}; \
+                    "the input has {} tokens but the model takes at most {positions}; \
                      ask for truncation to cut it",
                     ids.len()
                 ),
             ));
+        }
+        if ids.len() > max_length && !self.warned_long_input.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "{task}: the input has {} tokens, more than the tokenizer's model_max_length \
+                 {max_length}; running it whole, as transformers does (ask for truncation to \
+                 cut it)",
+                ids.len()
+            );
         }
         if ids.is_empty() {
             return Err(Error::input(

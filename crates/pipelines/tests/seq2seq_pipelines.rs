@@ -247,6 +247,12 @@ fn bad_inputs_are_errors() {
         serde_json::from_str(r#"{"truncation": true, "max_new_tokens": 3, "num_beams": 1}"#)
             .unwrap();
     assert!(bart.call(&Value::from(long.as_str()), &options).is_ok());
+    // T5 has relative positions: past the tokenizer's model_max_length (512) it runs whole, as
+    // in transformers (which only warns on stderr)
+    let options: Map<String, Value> =
+        serde_json::from_str(r#"{"max_new_tokens": 2, "num_beams": 1}"#).unwrap();
+    let result = pipeline.call(&Value::from(long.as_str()), &options);
+    assert!(result.is_ok(), "{result:?}");
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

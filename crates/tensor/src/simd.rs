@@ -62,6 +62,14 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     unsafe fn reduce_add(a: Self::V) -> f32;
     /// Horizontal maximum (NaN lanes are ignored, as `f32::max` does).
     unsafe fn reduce_max(a: Self::V) -> f32;
+    /// `e^x` for a softmax's `x = score − max ≤ 0`: [`exp`] (the same reduction and
+    /// polynomial), which an instruction set may compute faster for this range; `e^−∞ = 0` and
+    /// NaN stays NaN.
+    #[inline(always)]
+    unsafe fn exp_nonpositive(x: Self::V) -> Self::V {
+        // SAFETY: the caller's contract (the CPU has this instruction set).
+        unsafe { exp::<Self>(x) }
+    }
 }
 
 /// AVX-512F: 16 lanes.
@@ -218,6 +226,33 @@ impl Simd for Avx512 {
         // contract).
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), a) };
         lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+    }
+    /// [`exp`]'s reduction and polynomial, with 2^n applied by `vscalefps` (no clamping, no
+    /// exponent bit tricks): bit-identical to it from −87 to 0; below −87.34 (−∞ included)
+    /// exactly 0; NaN stays NaN.
+    #[inline(always)]
+    unsafe fn exp_nonpositive(x: __m512) -> __m512 {
+        // SAFETY: register-only AVX-512F intrinsics; the caller's contract is that the CPU has
+        // AVX-512F.
+        unsafe {
+            const LOWEST: f32 = -87.336_55;
+            // x ≥ LOWEST, or NaN
+            let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(LOWEST));
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+            );
+            let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693_359_4), x);
+            let r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.121_944_4e-4), r);
+            let mut p = _mm512_set1_ps(1.987_569_1e-4);
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.398_199_9e-3));
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.333_452e-3));
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166_579_6e-2));
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.166_666_65));
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5));
+            let r2 = _mm512_mul_ps(r, r);
+            let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
+            _mm512_maskz_scalef_ps(keep, y, n)
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use ndarray::{Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4};
 
 use crate::isa::{Isa, Token, isa};
 use crate::kernels::gemm::microkernel::{AVX2_MR, AVX512_MR};
-use crate::simd::{self, Simd};
+use crate::simd::Simd;
 use crate::threads::for_each_part;
 
 /// Which keys each query may see.
@@ -239,9 +239,11 @@ unsafe impl Sync for Job<'_> {}
 #[inline(always)]
 unsafe fn copy_row(src: *const f32, stride: isize, dst: &mut [f32]) {
     if stride == 1 {
+        // SAFETY: the caller's contract: `src` holds `dst.len()` contiguous elements.
         dst.copy_from_slice(unsafe { std::slice::from_raw_parts(src, dst.len()) });
     } else {
         for (d, value) in dst.iter_mut().enumerate() {
+            // SAFETY: the caller's contract: `src` holds `dst.len()` elements `stride` apart.
             *value = unsafe { *src.offset(d as isize * stride) };
         }
     }
@@ -267,9 +269,6 @@ trait AttentionSimd: Simd {
     /// `dst[c · dst_stride + r] = src[r · src_stride + c]` for `r, c < LANES`: a block of K
     /// transposed in registers.
     unsafe fn transpose(src: *const f32, src_stride: isize, dst: *mut f32, dst_stride: usize);
-    /// `e^x` for the softmax's `x = score − max ≤ 0`, as [`simd::exp`] (same polynomial);
-    /// `e^−∞ = 0` and NaN stays NaN.
-    unsafe fn exp_nonpositive(x: Self::V) -> Self::V;
     /// The largest lane, for vectors without NaN.
     unsafe fn max_lane(x: Self::V) -> f32;
 }
@@ -368,6 +367,8 @@ unsafe fn values_tile<S: Simd, const MR: usize>(
     o: *mut f32,
     o_stride: usize,
 ) {
+    // SAFETY: the caller passes the scores tile (MR rows of `keys` weights), a V panel of `keys`
+    // rows of NR values and an output tile of MR rows of NR values at `o`.
     unsafe {
         let lanes = S::LANES;
         let nr = 2 * lanes;
@@ -460,7 +461,7 @@ unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize, const MR_SMALL: usiz
     let [_, _, k_row_stride, k_column_stride] = job.k.strides;
     let [_, _, v_row_stride, v_column_stride] = job.v.strides;
     let [_, _, q_row_stride, q_column_stride] = job.q.strides;
-    // SAFETY (whole body): every pointer below stays inside this (entry, head)'s rows of the
+    // SAFETY: (the whole body) every pointer below stays inside this (entry, head)'s rows of the
     // inputs, of its rows of `out`, or inside the scratch parts sized above.
     unsafe {
         let k_base = job.k.ptr.offset(base(&job.k));
@@ -796,6 +797,7 @@ fn prefetch_rows(
 /// `width` (≤ LANES) elements of a strided row from element `first` on; the other lanes 0.
 #[inline(always)]
 unsafe fn load_row<S: Simd>(row: *const f32, stride: isize, first: usize, width: usize) -> S::V {
+    // SAFETY: the caller's contract: the row holds elements first .. first + width.
     unsafe {
         if stride == 1 {
             S::load_partial(row.add(first), width)
@@ -818,11 +820,13 @@ unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
     let head_dim = job.head_dim;
     let vectors = head_dim.div_ceil(lanes);
     let offset = job.keys as isize - job.queries as isize;
+    // SAFETY: (entry b, head h) is inside the checked key view the job describes.
     let k_base = unsafe {
         job.k
             .ptr
             .offset(b as isize * job.k.strides[0] + h as isize * job.k.strides[1])
     };
+    // SAFETY: as for K, inside the checked value view.
     let v_base = unsafe {
         job.v
             .ptr
@@ -838,6 +842,7 @@ unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
             head_dim <= query.len(),
             "the packed path handles head_dim above 1024"
         );
+        // SAFETY: query i of (b, h) is inside the checked query view; `query` holds head_dim.
         unsafe {
             let q_row = job.q.ptr.offset(
                 b as isize * job.q.strides[0]
@@ -860,10 +865,13 @@ unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
             let mut block_max = f32::NEG_INFINITY;
             for (j, score) in scores.iter_mut().enumerate().take(seen) {
                 let key = start + j;
+                // SAFETY: (b, key) is inside the checked (batch, keys) padding view.
                 let open = job.padding.is_none_or(|(ptr, strides)| unsafe {
                     *ptr.offset(b as isize * strides[0] + key as isize * strides[1]) != 0.0
                 });
                 *score = if open {
+                    // SAFETY: `key` < keys, so its row is inside the key view; each vector reads up to
+                    // `width(v)` values of head_dim; the bias index (h, i, key) is inside its checked view.
                     unsafe {
                         let k_row = k_base.offset(key as isize * k_stride);
                         let mut acc = S::splat(0.0);
@@ -897,6 +905,8 @@ unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
                 sum += *score;
             }
             running_sum = running_sum * correction + sum;
+            // SAFETY: `output` holds `vectors` vectors; the value rows read are keys start..start +
+            // seen of (b, h), inside the checked value view.
             unsafe {
                 let correction = S::splat(correction);
                 for v in 0..vectors {
@@ -928,6 +938,7 @@ unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
                 + h as isize * job.out_strides[1]
                 + i as isize * job.out_strides[2]
                 + d as isize * job.out_strides[3];
+            // SAFETY: (b, h, i, d) is inside the checked output view, which this task alone writes.
             unsafe { *job.out.offset(at) = value };
         }
     }
@@ -945,6 +956,9 @@ mod x86 {
         /// 128-bit lanes twice).
         #[inline(always)]
         unsafe fn transpose(src: *const f32, src_stride: isize, dst: *mut f32, dst_stride: usize) {
+            // SAFETY: the caller's contract: LANES rows of LANES values from `src` (row stride
+            // `src_stride`) are readable and LANES rows of LANES values from `dst` writable; the
+            // intrinsics need AVX-512F, which the caller's CPU has.
             unsafe {
                 let mut rows = [_mm512_setzero_ps(); 16];
                 for (r, row) in rows.iter_mut().enumerate() {
@@ -987,34 +1001,9 @@ mod x86 {
             }
         }
 
-        /// [`simd::exp`]'s reduction and polynomial, with 2^n applied by `vscalefps` (no
-        /// clamping, no exponent bit tricks): bit-identical to it from −87 to 0; below −87.34
-        /// (−∞ included) exactly 0; NaN stays NaN.
-        #[inline(always)]
-        unsafe fn exp_nonpositive(x: __m512) -> __m512 {
-            unsafe {
-                const LOWEST: f32 = -87.336_55;
-                // x ≥ LOWEST, or NaN
-                let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(LOWEST));
-                let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                    _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-                );
-                let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693_359_4), x);
-                let r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.121_944_4e-4), r);
-                let mut p = _mm512_set1_ps(1.987_569_1e-4);
-                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.398_199_9e-3));
-                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.333_452e-3));
-                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166_579_6e-2));
-                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.166_666_65));
-                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5));
-                let r2 = _mm512_mul_ps(r, r);
-                let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
-                _mm512_maskz_scalef_ps(keep, y, n)
-            }
-        }
-
         #[inline(always)]
         unsafe fn max_lane(x: __m512) -> f32 {
+            // SAFETY: a register-only AVX-512F reduction; the caller's CPU has AVX-512F.
             unsafe { _mm512_reduce_max_ps(x) }
         }
     }
@@ -1023,6 +1012,7 @@ mod x86 {
         /// The 8 × 8 transpose: pairs of floats, pairs of pairs, then 128-bit halves.
         #[inline(always)]
         unsafe fn transpose(src: *const f32, src_stride: isize, dst: *mut f32, dst_stride: usize) {
+            // SAFETY: as for AVX-512, with 8 × 8 values and AVX.
             unsafe {
                 let mut rows = [_mm256_setzero_ps(); 8];
                 for (r, row) in rows.iter_mut().enumerate() {
@@ -1052,12 +1042,8 @@ mod x86 {
         }
 
         #[inline(always)]
-        unsafe fn exp_nonpositive(x: __m256) -> __m256 {
-            unsafe { simd::exp::<Avx2>(x) }
-        }
-
-        #[inline(always)]
         unsafe fn max_lane(x: __m256) -> f32 {
+            // SAFETY: the caller's CPU has AVX2.
             unsafe { <Avx2 as Simd>::reduce_max(x) }
         }
     }
@@ -1067,6 +1053,7 @@ mod x86 {
 
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn head_avx512(job: &Job<'_>, b: usize, h: usize) {
+        // SAFETY: the target features are enabled; the caller's contract covers the job.
         unsafe {
             match job.head_dim {
                 0..=64 => head_gemm_body::<Avx512, AVX512_MR, 8>(job, b, h, 64),
@@ -1078,6 +1065,7 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn head_avx2(job: &Job<'_>, b: usize, h: usize) {
+        // SAFETY: as above.
         unsafe {
             match job.head_dim {
                 0..=64 => head_gemm_body::<Avx2, AVX2_MR, 4>(job, b, h, 64),
@@ -1089,11 +1077,13 @@ mod x86 {
 
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn head_direct_avx512(job: &Job<'_>, b: usize, h: usize) {
+        // SAFETY: the target features are enabled; the caller's contract covers the job.
         unsafe { head_direct_body::<Avx512>(job, b, h) }
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn head_direct_avx2(job: &Job<'_>, b: usize, h: usize) {
+        // SAFETY: as above.
         unsafe { head_direct_body::<Avx2>(job, b, h) }
     }
 }
