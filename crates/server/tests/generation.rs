@@ -41,7 +41,7 @@ fn generate_routes_match_the_pipeline() {
     let body = answer.json();
     assert_eq!(body["generated_text"], expected.as_str());
     let generated_tokens = body["details"]["generated_tokens"].as_u64().unwrap() as usize;
-    assert!(generated_tokens >= 1 && generated_tokens <= NEW_TOKENS);
+    assert!((1..=NEW_TOKENS).contains(&generated_tokens));
     let finish_reason = if generated_tokens == NEW_TOKENS {
         "length"
     } else {
