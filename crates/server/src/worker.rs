@@ -284,3 +284,73 @@ mod tests {
         assert_eq!(metrics.panics(), 1);
     }
 }
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    fn st_mean() -> (Pipeline, PathBuf) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/st-mean");
+        let pipeline =
+            oxformer_pipelines::pipeline(Task::SentenceEmbeddings, &dir.display().to_string())
+                .unwrap();
+        (pipeline, dir)
+    }
+
+    fn embed_job(
+        texts: &[&str],
+    ) -> (
+        Job,
+        oneshot::Receiver<Result<Computed<Vec<Vec<f32>>>, ApiError>>,
+    ) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Embed(EmbedJob {
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+            tokens: 8 * texts.len(),
+            key: EmbedKey {
+                prompt_name: None,
+                normalize: true,
+                dimensions: None,
+            },
+            enqueued: Instant::now(),
+            reply,
+        });
+        (job, answer)
+    }
+
+    /// Queued jobs are batched together in the token budget; a job whose client went away is
+    /// dropped unrun.
+    #[test]
+    fn queued_jobs_batch_and_abandoned_ones_are_dropped() {
+        let (pipeline, dir) = st_mean();
+        let metrics = Arc::new(Metrics::default());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (first, first_answer) = embed_job(&["one", "two"]);
+        let (gone, gone_answer) = embed_job(&["a", "b", "c"]);
+        let (second, second_answer) = embed_job(&["three"]);
+        let (over_budget, over_answer) = embed_job(&["x"; 8]);
+        drop(gone_answer);
+        for job in [first, gone, second, over_budget] {
+            metrics.queue(job.inputs() as i64);
+            sender.send(job).unwrap();
+        }
+        drop(sender);
+        // Budget 32 tokens: the first two live jobs (24) batch; the third (64) goes alone.
+        run(Models::new(pipeline, dir, 1), receiver, metrics.clone(), 32);
+        let first = first_answer.blocking_recv().unwrap().unwrap().value;
+        let second = second_answer.blocking_recv().unwrap().unwrap().value;
+        let over = over_answer.blocking_recv().unwrap().unwrap().value;
+        assert_eq!((first.len(), second.len(), over.len()), (2, 1, 8));
+        let rendered = metrics.render();
+        // Two batches: 3 inputs (the abandoned 3 not among them), then 8.
+        assert!(
+            rendered.contains("te_batch_next_size_count 2\n"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("te_batch_next_size_sum 11\n"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("te_queue_size 0\n"), "{rendered}");
+    }
+}
