@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
-use crate::routes::{Timings, tracked};
+use crate::routes::{Timings, tracked, tracked_as};
 use crate::worker::{Computed, Job};
 use crate::{Admission, JsonBody, SharedState};
 
@@ -502,7 +502,7 @@ pub(crate) async fn completions(
         Err(error) => {
             state.metrics.request();
             state.metrics.failure(error.metric_label());
-            return error.into_response();
+            return error.openai_response();
         }
     };
     let model_name = request.model.clone().unwrap_or_else(|| {
@@ -514,7 +514,7 @@ pub(crate) async fn completions(
     let id = format!("cmpl-{}", unix_time());
     let created = unix_time();
     if !request.stream {
-        return tracked(&state, async {
+        return tracked_as(&state, true, async {
             let (prompt, options) = request.options()?;
             let prompt_tokens = state
                 .ready()?
@@ -556,7 +556,7 @@ pub(crate) async fn completions(
         Ok(running) => running,
         Err(error) => {
             state.metrics.failure(error.metric_label());
-            return error.into_response();
+            return error.openai_response();
         }
     };
     let metrics = state.metrics.clone();
