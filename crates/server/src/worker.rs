@@ -38,8 +38,11 @@ pub struct EmbedJob {
     pub tokens: usize,
     pub key: EmbedKey,
     pub enqueued: Instant,
-    pub reply: oneshot::Sender<Result<Computed<Vec<Vec<f32>>>, ApiError>>,
+    pub reply: oneshot::Sender<EmbedAnswer>,
 }
+
+/// The answer to an [`EmbedJob`]: one embedding per text.
+pub type EmbedAnswer = Result<Computed<Vec<Vec<f32>>>, ApiError>;
 
 /// Work that runs alone on the model thread.
 pub type Work = Box<dyn FnOnce(&mut Models) -> Result<serde_json::Value, ApiError> + Send>;
@@ -297,12 +300,7 @@ mod queue_tests {
         (pipeline, dir)
     }
 
-    fn embed_job(
-        texts: &[&str],
-    ) -> (
-        Job,
-        oneshot::Receiver<Result<Computed<Vec<Vec<f32>>>, ApiError>>,
-    ) {
+    fn embed_job(texts: &[&str]) -> (Job, oneshot::Receiver<EmbedAnswer>) {
         let (reply, answer) = oneshot::channel();
         let job = Job::Embed(EmbedJob {
             texts: texts.iter().map(|t| t.to_string()).collect(),
