@@ -53,12 +53,19 @@ pub(crate) async fn tracked_as(
     match work.await {
         Ok((mut response, timings)) => {
             let total = start.elapsed();
-            state.metrics.success(total, timings.tokenization);
+            state.metrics.success(
+                total,
+                timings.tokenization,
+                timings.queue,
+                timings.inference,
+            );
             let headers = response.headers_mut();
+            headers.insert("x-compute-type", HeaderValue::from_static("cpu"));
             let mut put = |name: &'static str, value: u128| {
                 headers.insert(name, HeaderValue::from(value as u64));
             };
             put("x-compute-time", total.as_millis());
+            put("x-total-time", total.as_millis());
             put("x-compute-tokens", timings.tokens as u128);
             put("x-tokenization-time", timings.tokenization.as_millis());
             put("x-queue-time", timings.queue.as_millis());

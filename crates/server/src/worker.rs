@@ -188,7 +188,7 @@ pub fn run(
                 let queue = started - enqueued;
                 let result = guarded(&metrics, || work(&mut models));
                 let inference = started.elapsed();
-                metrics.batch(inputs, 0, queue, inference);
+                metrics.batch(inputs, 0);
                 let _ = reply.send(result.map(|value| Computed {
                     value,
                     queue,
@@ -223,12 +223,7 @@ fn embed_batch(models: &Models, batch: Vec<EmbedJob>, tokens: usize, metrics: &M
         Ok(pipeline.run(&texts, &options)?)
     });
     let inference = started.elapsed();
-    let oldest = batch
-        .iter()
-        .map(|job| job.enqueued)
-        .min()
-        .unwrap_or(started);
-    metrics.batch(inputs, tokens, started - oldest, inference);
+    metrics.batch(inputs, tokens);
     match result {
         Ok(embeddings) => {
             let mut embeddings = embeddings.into_iter();
