@@ -10,7 +10,8 @@ use serde::Serialize;
 pub enum ErrorType {
     /// The model is not loaded (yet), or the server is shutting down: 503.
     Unhealthy,
-    /// The model failed, or a request panicked: 500; a route the model cannot serve: 424.
+    /// The model failed, or a route the model cannot serve: 424 (as TEI); a request that
+    /// panicked: 500.
     Backend,
     /// Past `--max-concurrent-requests`: 429.
     Overloaded,
@@ -109,7 +110,12 @@ impl ApiError {
         )
     }
 
-    /// 500 `Backend`.
+    /// 424 `Backend`: the model failed (TEI's status for backend errors).
+    pub fn model_failed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FAILED_DEPENDENCY, ErrorType::Backend, message)
+    }
+
+    /// 500 `Backend`: a panic, or the model thread gone.
     pub fn backend(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -143,6 +149,17 @@ impl ApiError {
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({"error": self.message, "error_type": self.error_type})
     }
+
+    /// The answer of the OpenAI-compatible routes (TEI's `OpenAICompatErrorResponse`):
+    /// `{"message", "code", "type"}`.
+    pub fn openai_response(&self) -> Response {
+        let body = serde_json::json!({
+            "message": self.message,
+            "code": self.status.as_u16(),
+            "type": self.error_type,
+        });
+        (self.status, Json(body)).into_response()
+    }
 }
 
 impl From<oxformer_pipelines::Error> for ApiError {
@@ -151,7 +168,7 @@ impl From<oxformer_pipelines::Error> for ApiError {
         match error {
             oxformer_pipelines::Error::Tokenizer(_) => Self::tokenizer(message),
             error if error.is_user_error() => Self::validation(message),
-            _ => Self::backend(message),
+            _ => Self::model_failed(message),
         }
     }
 }

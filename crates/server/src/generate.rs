@@ -4,7 +4,7 @@
 //! `TextGenerationPipeline::stream` on the model thread; a client that goes away stops it.
 
 use std::convert::Infallible;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
-use crate::routes::{Timings, tracked};
+use crate::routes::{Timings, tracked, tracked_as};
 use crate::worker::{Computed, Job};
 use crate::{Admission, JsonBody, SharedState};
 
@@ -36,6 +36,7 @@ enum Generated {
         finish_reason: &'static str,
         generated_tokens: usize,
         input_length: usize,
+        timings: Timings,
     },
     /// A failure before or during generation.
     Failed(ApiError),
@@ -66,7 +67,9 @@ fn start(
     let admission = state.admit(1)?;
     let (sender, events) = mpsc::unbounded_channel();
     let (reply, answer) = oneshot::channel();
+    let enqueued = Instant::now();
     let work = Box::new(move |models: &mut crate::worker::Models| {
+        let began = Instant::now();
         let pipeline = models
             .pipeline
             .text_generation()
@@ -115,11 +118,18 @@ fn start(
             } else {
                 "length"
             };
+            let timings = Timings {
+                queue: began - enqueued,
+                inference: began.elapsed(),
+                tokens: input_length,
+                ..Timings::default()
+            };
             let _ = sender.send(Generated::Done {
                 text,
                 finish_reason,
                 generated_tokens,
                 input_length,
+                timings,
             });
             Ok(())
         })();
@@ -152,10 +162,11 @@ struct Token {
     special: bool,
 }
 
+/// A whole generation: its tokens, text, finish reason, prompt tokens and timings.
+type Collected = (Vec<Token>, String, &'static str, usize, Timings);
+
 /// Collects a generation: its tokens (the flush appended to the last), then the end.
-async fn collect(
-    mut running: Running,
-) -> Result<(Vec<Token>, String, &'static str, usize), ApiError> {
+async fn collect(mut running: Running) -> Result<Collected, ApiError> {
     let mut tokens: Vec<Token> = Vec::new();
     while let Some(event) = running.events.recv().await {
         match event {
@@ -172,8 +183,9 @@ async fn collect(
                 text,
                 finish_reason,
                 input_length,
+                timings,
                 ..
-            } => return Ok((tokens, text, finish_reason, input_length)),
+            } => return Ok((tokens, text, finish_reason, input_length, timings)),
             Generated::Failed(error) => return Err(error),
         }
     }
@@ -243,7 +255,7 @@ pub(crate) async fn generate(
         let JsonBody(request) = body?;
         let (options, details, full_text) = tgi_options(&request.parameters)?;
         let running = start(&state, "/generate", request.inputs.clone(), options)?;
-        let (tokens, text, finish_reason, _) = collect(running).await?;
+        let (tokens, text, finish_reason, _, timings) = collect(running).await?;
         let generated_text = if full_text {
             format!("{}{text}", request.inputs)
         } else {
@@ -259,13 +271,13 @@ pub(crate) async fn generate(
                 "tokens": tokens.iter().map(token_json).collect::<Vec<_>>(),
             });
         }
-        Ok((Json(body).into_response(), Timings::default()))
+        Ok((Json(body).into_response(), timings))
     })
     .await
 }
 
 /// The end of a generation: all the new text, why it stopped, new tokens, prompt tokens.
-type End = (String, &'static str, usize, usize);
+type End = (String, &'static str, usize, usize, Timings);
 
 /// The events of a running generation, one per token; the flush text joins the last token.
 /// Each item is a token, or the end (with the full text), or an error.
@@ -296,13 +308,14 @@ fn token_stream(running: Running) -> impl Stream<Item = Result<(Token, Option<En
                         finish_reason,
                         generated_tokens,
                         input_length,
+                        timings,
                     }) => {
                         let last = held.take().unwrap_or(Token {
                             id: 0,
                             text: String::new(),
                             special: false,
                         });
-                        let end = (text, finish_reason, generated_tokens, input_length);
+                        let end = (text, finish_reason, generated_tokens, input_length, timings);
                         return Some((Ok((last, Some(end))), (running, None, true)));
                     }
                     Some(Generated::Failed(error)) => {
@@ -354,8 +367,13 @@ pub(crate) async fn generate_stream(
             Ok((token, end)) => {
                 index += 1;
                 let (generated_text, details) = match end {
-                    Some((text, finish_reason, generated_tokens, input_length)) => {
-                        metrics.success(begun.elapsed(), std::time::Duration::ZERO);
+                    Some((text, finish_reason, generated_tokens, input_length, timings)) => {
+                        metrics.success(
+                            begun.elapsed(),
+                            Duration::ZERO,
+                            timings.queue,
+                            timings.inference,
+                        );
                         let text = if full_text {
                             format!("{prompt}{text}")
                         } else {
@@ -502,7 +520,7 @@ pub(crate) async fn completions(
         Err(error) => {
             state.metrics.request();
             state.metrics.failure(error.metric_label());
-            return error.into_response();
+            return error.openai_response();
         }
     };
     let model_name = request.model.clone().unwrap_or_else(|| {
@@ -514,7 +532,7 @@ pub(crate) async fn completions(
     let id = format!("cmpl-{}", unix_time());
     let created = unix_time();
     if !request.stream {
-        return tracked(&state, async {
+        return tracked_as(&state, true, async {
             let (prompt, options) = request.options()?;
             let prompt_tokens = state
                 .ready()?
@@ -526,7 +544,7 @@ pub(crate) async fn completions(
                 .map(|encoding| encoding.len())
                 .unwrap_or(0);
             let running = start(&state, "/v1/completions", prompt, options)?;
-            let (tokens, text, finish_reason, _) = collect(running).await?;
+            let (tokens, text, finish_reason, _, timings) = collect(running).await?;
             let body = json!({
                 "id": id,
                 "object": "text_completion",
@@ -544,7 +562,7 @@ pub(crate) async fn completions(
                     "total_tokens": prompt_tokens + tokens.len(),
                 },
             });
-            Ok((Json(body).into_response(), Timings::default()))
+            Ok((Json(body).into_response(), timings))
         })
         .await;
     }
@@ -556,7 +574,7 @@ pub(crate) async fn completions(
         Ok(running) => running,
         Err(error) => {
             state.metrics.failure(error.metric_label());
-            return error.into_response();
+            return error.openai_response();
         }
     };
     let metrics = state.metrics.clone();
@@ -565,8 +583,13 @@ pub(crate) async fn completions(
         let event = match item {
             Ok((token, end)) => {
                 let finish_reason = match end {
-                    Some((_, reason, _, _)) => {
-                        metrics.success(begun.elapsed(), std::time::Duration::ZERO);
+                    Some((_, reason, _, _, timings)) => {
+                        metrics.success(
+                            begun.elapsed(),
+                            Duration::ZERO,
+                            timings.queue,
+                            timings.inference,
+                        );
                         Value::from(openai_reason(reason))
                     }
                     None => Value::Null,

@@ -59,9 +59,9 @@ fn duration_buckets() -> Vec<f64> {
         .collect()
 }
 
-/// TEI's token-count buckets: powers of two up to 2^19.
-fn token_buckets() -> Vec<f64> {
-    (0..20).map(|power| 2f64.powi(power)).collect()
+/// Powers of two, 2^0 to 2^`top` (TEI: 2^12 for batch sizes, 2^20 for batch tokens).
+fn power_buckets(top: i32) -> Vec<f64> {
+    (0..=top).map(|power| 2f64.powi(power)).collect()
 }
 
 struct Histograms {
@@ -96,8 +96,8 @@ impl Default for Metrics {
                 tokenization: Histogram::new(duration_buckets()),
                 queue: Histogram::new(duration_buckets()),
                 inference: Histogram::new(duration_buckets()),
-                batch_size: Histogram::new(token_buckets()),
-                batch_tokens: Histogram::new(token_buckets()),
+                batch_size: Histogram::new(power_buckets(12)),
+                batch_tokens: Histogram::new(power_buckets(20)),
             }),
         }
     }
@@ -116,12 +116,20 @@ impl Metrics {
         self.request_count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request was answered, with its timings.
-    pub fn success(&self, total: Duration, tokenization: Duration) {
+    /// A request was answered, with its timings (as TEI's `ResponseMetadata::record_metrics`).
+    pub fn success(
+        &self,
+        total: Duration,
+        tokenization: Duration,
+        queue: Duration,
+        inference: Duration,
+    ) {
         self.request_success.fetch_add(1, Ordering::Relaxed);
         let mut histograms = lock(&self.histograms);
         histograms.duration.observe(total.as_secs_f64());
         histograms.tokenization.observe(tokenization.as_secs_f64());
+        histograms.queue.observe(queue.as_secs_f64());
+        histograms.inference.observe(inference.as_secs_f64());
     }
 
     /// A request failed (`err`: TEI's label).
@@ -144,13 +152,11 @@ impl Metrics {
         self.queue_size.fetch_add(inputs, Ordering::Relaxed);
     }
 
-    /// A batch left the queue after `queue` and took `inference`.
-    pub fn batch(&self, inputs: usize, tokens: usize, queue: Duration, inference: Duration) {
+    /// A batch of `inputs` inputs and `tokens` tokens left the queue.
+    pub fn batch(&self, inputs: usize, tokens: usize) {
         let mut histograms = lock(&self.histograms);
         histograms.batch_size.observe(inputs as f64);
         histograms.batch_tokens.observe(tokens as f64);
-        histograms.queue.observe(queue.as_secs_f64());
-        histograms.inference.observe(inference.as_secs_f64());
     }
 
     /// The Prometheus text exposition.

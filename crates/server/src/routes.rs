@@ -39,17 +39,33 @@ pub(crate) async fn tracked(
     state: &SharedState,
     work: impl Future<Output = Result<(Response, Timings), ApiError>>,
 ) -> Response {
+    tracked_as(state, false, work).await
+}
+
+/// [`tracked`], with errors in OpenAI's shape when `openai`.
+pub(crate) async fn tracked_as(
+    state: &SharedState,
+    openai: bool,
+    work: impl Future<Output = Result<(Response, Timings), ApiError>>,
+) -> Response {
     let start = Instant::now();
     state.metrics.request();
     match work.await {
         Ok((mut response, timings)) => {
             let total = start.elapsed();
-            state.metrics.success(total, timings.tokenization);
+            state.metrics.success(
+                total,
+                timings.tokenization,
+                timings.queue,
+                timings.inference,
+            );
             let headers = response.headers_mut();
+            headers.insert("x-compute-type", HeaderValue::from_static("cpu"));
             let mut put = |name: &'static str, value: u128| {
                 headers.insert(name, HeaderValue::from(value as u64));
             };
             put("x-compute-time", total.as_millis());
+            put("x-total-time", total.as_millis());
             put("x-compute-tokens", timings.tokens as u128);
             put("x-tokenization-time", timings.tokenization.as_millis());
             put("x-queue-time", timings.queue.as_millis());
@@ -58,7 +74,11 @@ pub(crate) async fn tracked(
         }
         Err(error) => {
             state.metrics.failure(error.metric_label());
-            error.into_response()
+            if openai {
+                error.openai_response()
+            } else {
+                error.into_response()
+            }
         }
     }
 }
@@ -350,20 +370,54 @@ pub(crate) async fn embed_all(
     .await
 }
 
-/// One text or a pair (TEI's `Sequence`: a two-element list is a pair).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// One text or a pair (TEI's `Sequence`).
+#[derive(Debug)]
 pub(crate) enum Sequence {
     Single(String),
     Pair(String, String),
 }
 
-/// TEI's `PredictInput`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// TEI's `PredictInput`: a string, a list of one or two strings (one text or a pair), or a
+/// batch of such lists (`[["a"], ["b", "c"]]`).
+#[derive(Debug)]
 pub(crate) enum PredictInput {
     Single(Sequence),
     Batch(Vec<Sequence>),
+}
+
+impl<'de> Deserialize<'de> for PredictInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let expected = "a string, a pair of strings [string, string] or a batch of mixed \
+                        strings and pairs [[string], [string, string], ...]";
+        let sequence = |mut texts: Vec<String>| match texts.len() {
+            1 => Ok(Sequence::Single(texts.remove(0))),
+            2 => {
+                let second = texts.remove(1);
+                Ok(Sequence::Pair(texts.remove(0), second))
+            }
+            length => Err(D::Error::custom(format!(
+                "invalid length {length}, expected {expected}"
+            ))),
+        };
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(Self::Single(Sequence::Single(text))),
+            serde_json::Value::Array(items) if items.first().is_some_and(|v| v.is_string()) => {
+                let texts: Vec<String> = serde_json::from_value(serde_json::Value::Array(items))
+                    .map_err(D::Error::custom)?;
+                Ok(Self::Single(sequence(texts)?))
+            }
+            serde_json::Value::Array(items) if !items.is_empty() => {
+                let batch: Vec<Vec<String>> =
+                    serde_json::from_value(serde_json::Value::Array(items))
+                        .map_err(D::Error::custom)?;
+                Ok(Self::Batch(
+                    batch.into_iter().map(sequence).collect::<Result<_, _>>()?,
+                ))
+            }
+            _ => Err(D::Error::custom(format!("expected {expected}"))),
+        }
+    }
 }
 
 /// `/predict`'s body.
@@ -824,7 +878,7 @@ pub(crate) async fn openai_embeddings(
     State(state): State<SharedState>,
     body: Result<JsonBody<OpenAiEmbeddingsRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    tracked_as(&state, true, async {
         let JsonBody(request) = body?;
         let key = EmbedKey {
             prompt_name: None,

@@ -38,8 +38,11 @@ pub struct EmbedJob {
     pub tokens: usize,
     pub key: EmbedKey,
     pub enqueued: Instant,
-    pub reply: oneshot::Sender<Result<Computed<Vec<Vec<f32>>>, ApiError>>,
+    pub reply: oneshot::Sender<EmbedAnswer>,
 }
+
+/// The answer to an [`EmbedJob`]: one embedding per text.
+pub type EmbedAnswer = Result<Computed<Vec<Vec<f32>>>, ApiError>;
 
 /// Work that runs alone on the model thread.
 pub type Work = Box<dyn FnOnce(&mut Models) -> Result<serde_json::Value, ApiError> + Send>;
@@ -185,7 +188,7 @@ pub fn run(
                 let queue = started - enqueued;
                 let result = guarded(&metrics, || work(&mut models));
                 let inference = started.elapsed();
-                metrics.batch(inputs, 0, queue, inference);
+                metrics.batch(inputs, 0);
                 let _ = reply.send(result.map(|value| Computed {
                     value,
                     queue,
@@ -220,12 +223,7 @@ fn embed_batch(models: &Models, batch: Vec<EmbedJob>, tokens: usize, metrics: &M
         Ok(pipeline.run(&texts, &options)?)
     });
     let inference = started.elapsed();
-    let oldest = batch
-        .iter()
-        .map(|job| job.enqueued)
-        .min()
-        .unwrap_or(started);
-    metrics.batch(inputs, tokens, started - oldest, inference);
+    metrics.batch(inputs, tokens);
     match result {
         Ok(embeddings) => {
             let mut embeddings = embeddings.into_iter();
@@ -282,5 +280,70 @@ mod tests {
         let fine: Result<u8, ApiError> = guarded(&metrics, || Ok(7));
         assert_eq!(fine.unwrap(), 7);
         assert_eq!(metrics.panics(), 1);
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    fn st_mean() -> (Pipeline, PathBuf) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/st-mean");
+        let pipeline =
+            oxformer_pipelines::pipeline(Task::SentenceEmbeddings, &dir.display().to_string())
+                .unwrap();
+        (pipeline, dir)
+    }
+
+    fn embed_job(texts: &[&str]) -> (Job, oneshot::Receiver<EmbedAnswer>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Embed(EmbedJob {
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+            tokens: 8 * texts.len(),
+            key: EmbedKey {
+                prompt_name: None,
+                normalize: true,
+                dimensions: None,
+            },
+            enqueued: Instant::now(),
+            reply,
+        });
+        (job, answer)
+    }
+
+    /// Queued jobs are batched together in the token budget; a job whose client went away is
+    /// dropped unrun.
+    #[test]
+    fn queued_jobs_batch_and_abandoned_ones_are_dropped() {
+        let (pipeline, dir) = st_mean();
+        let metrics = Arc::new(Metrics::default());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (first, first_answer) = embed_job(&["one", "two"]);
+        let (gone, gone_answer) = embed_job(&["a", "b", "c"]);
+        let (second, second_answer) = embed_job(&["three"]);
+        let (over_budget, over_answer) = embed_job(&["x"; 8]);
+        drop(gone_answer);
+        for job in [first, gone, second, over_budget] {
+            metrics.queue(job.inputs() as i64);
+            sender.send(job).unwrap();
+        }
+        drop(sender);
+        // Budget 32 tokens: the first two live jobs (24) batch; the third (64) goes alone.
+        run(Models::new(pipeline, dir, 1), receiver, metrics.clone(), 32);
+        let first = first_answer.blocking_recv().unwrap().unwrap().value;
+        let second = second_answer.blocking_recv().unwrap().unwrap().value;
+        let over = over_answer.blocking_recv().unwrap().unwrap().value;
+        assert_eq!((first.len(), second.len(), over.len()), (2, 1, 8));
+        let rendered = metrics.render();
+        // Two batches: 3 inputs (the abandoned 3 not among them), then 8.
+        assert!(
+            rendered.contains("te_batch_next_size_count 2\n"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("te_batch_next_size_sum 11\n"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("te_queue_size 0\n"), "{rendered}");
     }
 }

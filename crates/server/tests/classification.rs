@@ -66,7 +66,9 @@ fn predict_matches_the_pipeline() {
     );
 
     let batch = ["good", "bad", "a long sentence about nothing"];
-    let answer = server.post_json("/predict", &json!({"inputs": batch, "raw_scores": true}));
+    // A batch is a list of lists, one text or a pair each, as in TEI.
+    let lists: Vec<Vec<&str>> = batch.iter().map(|&text| vec![text]).collect();
+    let answer = server.post_json("/predict", &json!({"inputs": lists, "raw_scores": true}));
     assert_eq!(answer.status, 200, "{}", answer.body);
     let inputs: Vec<TextInput> = batch.iter().map(|&t| t.into()).collect();
     assert_json_close(&answer.json(), &ranked(&model, &inputs, true), 1e-12);
@@ -79,6 +81,19 @@ fn predict_matches_the_pipeline() {
         &ranked(&model, &[pair("first", "second")], false)[0],
         1e-12,
     );
+    let answer = server.post_json(
+        "/predict",
+        &json!({"inputs": [["a", "b"], ["c"]], "raw_scores": true}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_json_close(
+        &answer.json(),
+        &ranked(&model, &[pair("a", "b"), "c".into()], true),
+        1e-12,
+    );
+    // Three strings are neither a text nor a pair.
+    let answer = server.post_json("/predict", &json!({"inputs": ["a", "b", "c"]}));
+    assert_eq!(answer.status, 422, "{}", answer.body);
 }
 
 #[test]

@@ -17,11 +17,21 @@ fn expect(server: &Server, path: &str, body: &str, status: u16, error_type: &str
     let answer = server.post(path, body);
     assert_eq!(answer.status, status, "{path} {body}: {}", answer.body);
     let json = answer.json();
-    assert_eq!(json["error_type"], error_type, "{path} {body}: {json}");
-    assert!(
-        json["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{json}"
-    );
+    if path.starts_with("/v1/") {
+        // OpenAI's shape, as TEI answers on its OpenAI routes.
+        assert_eq!(json["type"], error_type, "{path} {body}: {json}");
+        assert_eq!(json["code"], status, "{json}");
+        assert!(
+            json["message"].as_str().is_some_and(|e| !e.is_empty()),
+            "{json}"
+        );
+    } else {
+        assert_eq!(json["error_type"], error_type, "{path} {body}: {json}");
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{json}"
+        );
+    }
     still_serves(server);
 }
 
@@ -65,6 +75,14 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     // a body over --payload-limit
     let big = json!({"inputs": "x".repeat(2000)}).to_string();
     expect(&server, "/embed", &big, 413, "Validation");
+    expect(&server, "/v1/embeddings", "{\"input\": \"\"}", 400, "Empty");
+    expect(
+        &server,
+        "/v1/embeddings",
+        "{\"input\": [[1, 2]]}",
+        422,
+        "Validation",
+    );
     // routes this model cannot serve
     expect(&server, "/predict", "{\"inputs\": \"a\"}", 424, "Backend");
     expect(
