@@ -6,9 +6,6 @@
 //! per task, never queries × keys. A few queries (decoding with a KV cache) read K and V in
 //! place instead.
 
-// the owner of this file is documenting its unsafe blocks; the lead removes this allow at merge
-#![allow(clippy::undocumented_unsafe_blocks)]
-
 use std::cell::Cell;
 use std::marker::PhantomData;
 
