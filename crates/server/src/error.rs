@@ -33,15 +33,33 @@ pub struct ApiError {
     pub message: String,
     /// TEI's type of the error.
     pub error_type: ErrorType,
+    /// The `err` label of `te_request_failure`.
+    pub metric_label: &'static str,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error_type: ErrorType, message: impl Into<String>) -> Self {
+    /// An error with its status, type and message; its metric label follows its type (the
+    /// constructors below name TEI's finer labels).
+    pub fn new(status: StatusCode, error_type: ErrorType, message: impl Into<String>) -> Self {
+        let metric_label = match error_type {
+            ErrorType::Unhealthy => "unhealthy",
+            ErrorType::Backend => "backend",
+            ErrorType::Overloaded => "overloaded",
+            ErrorType::Validation => "validation",
+            ErrorType::Tokenizer => "tokenization",
+            ErrorType::Empty => "empty",
+        };
         Self {
             status,
             message: message.into(),
             error_type,
+            metric_label,
         }
+    }
+
+    fn labelled(mut self, metric_label: &'static str) -> Self {
+        self.metric_label = metric_label;
+        self
     }
 
     /// 422 `Validation`.
@@ -108,11 +126,12 @@ impl ApiError {
             ErrorType::Backend,
             format!("`{route}` is not available for this model (task `{task}`)"),
         )
+        .labelled("model_type")
     }
 
     /// 424 `Backend`: the model failed (TEI's status for backend errors).
     pub fn model_failed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FAILED_DEPENDENCY, ErrorType::Backend, message)
+        Self::new(StatusCode::FAILED_DEPENDENCY, ErrorType::Backend, message).labelled("inference")
     }
 
     /// 500 `Backend`: a panic, or the model thread gone.
@@ -131,18 +150,13 @@ impl ApiError {
             ErrorType::Validation,
             "missing or wrong `Authorization: Bearer` key",
         )
+        .labelled("unauthorized")
     }
 
-    /// The `err` label of `te_request_failure`, as TEI names them.
+    /// The `err` label of `te_request_failure`, as TEI names them (`validation`,
+    /// `tokenization`, `empty`, `overloaded`, `model_type`, `inference`; `backend` for a panic).
     pub fn metric_label(&self) -> &'static str {
-        match self.error_type {
-            ErrorType::Unhealthy => "unhealthy",
-            ErrorType::Backend => "backend",
-            ErrorType::Overloaded => "overloaded",
-            ErrorType::Validation => "validation",
-            ErrorType::Tokenizer => "tokenizer",
-            ErrorType::Empty => "empty",
-        }
+        self.metric_label
     }
 
     /// The JSON body.

@@ -516,11 +516,11 @@ fn router(state: SharedState) -> Router {
         .route("/metrics", get(metrics_route))
         .merge(guarded)
         .fallback(|| async {
-            ApiError {
-                status: axum::http::StatusCode::NOT_FOUND,
-                message: "no such route".to_string(),
-                error_type: ErrorType::Validation,
-            }
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                ErrorType::Validation,
+                "no such route",
+            )
         })
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             move |_: Box<dyn std::any::Any + Send>| panic_response(&panic_metrics),

@@ -12,16 +12,13 @@ use base64::Engine;
 use oxformer_pipelines::Task;
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
 use oxformer_pipelines::sentence_embeddings::SentenceEmbeddingsOptions;
-use oxformer_pipelines::text_classification::{
-    ClassificationFunction, ClassificationOutput, ClassificationTopK, TextClassificationOptions,
-    TextInput,
-};
+use oxformer_pipelines::text_classification::TextInput;
 use oxformer_tokenizer::EncodeOptions;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
-use crate::worker::{Computed, EmbedJob, EmbedKey, Job, Models};
+use crate::worker::{ClassifyJob, ClassifyKey, Computed, EmbedJob, EmbedKey, Job, Models};
 use crate::{Admission, JsonBody, ModelInfo, SharedState};
 
 /// Where a request's time went, for the `x-*-time` headers and the metrics.
@@ -460,37 +457,29 @@ async fn classify(
             None => pair.text.clone(),
         })
         .collect();
-    let (_, truncation, timings, admission) = prepare(state, joined, truncate).await?;
+    let (_, truncation, mut timings, admission) = prepare(state, joined, truncate).await?;
     let inputs = pairs.len();
-    let computed = run_on_model(state, inputs, move |models| {
-        let pipeline = models
-            .pipeline
-            .text_classification()
-            .expect("a text-classification pipeline");
-        let options = TextClassificationOptions {
-            top_k: ClassificationTopK::All,
-            function_to_apply: raw_scores.then_some(ClassificationFunction::None),
-            truncation,
-            batch_size: 0,
-        };
-        let outputs = pipeline.run(&pairs, &options)?;
-        let ranked: Vec<Vec<(f64, String)>> = outputs
-            .into_iter()
-            .map(|output| match output {
-                ClassificationOutput::Ranked(scores) => scores
-                    .into_iter()
-                    .map(|score| (score.score, score.label))
-                    .collect(),
-                ClassificationOutput::Best(score) => vec![(score.score, score.label)],
-            })
-            .collect();
-        serde_json::to_value(ranked).map_err(|error| ApiError::backend(error.to_string()))
-    })
-    .await?;
-    let timings = with_computed(timings, &computed);
-    let ranked: Vec<Vec<(f64, String)>> = serde_json::from_value(computed.value)
-        .map_err(|error| ApiError::backend(error.to_string()))?;
-    let predictions = ranked
+    let (reply, answer) = oneshot::channel();
+    state.submit(
+        Job::Classify(ClassifyJob {
+            pairs,
+            tokens: timings.tokens,
+            key: ClassifyKey {
+                raw_scores,
+                truncation,
+            },
+            enqueued: Instant::now(),
+            reply,
+        }),
+        inputs,
+    )?;
+    let computed = answer
+        .await
+        .map_err(|_| ApiError::backend("the model thread dropped the request"))??;
+    timings.queue = computed.queue;
+    timings.inference = computed.inference;
+    let predictions = computed
+        .value
         .into_iter()
         .map(|scores| {
             scores

@@ -10,6 +10,10 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use oxformer_pipelines::sentence_embeddings::SentenceEmbeddingsOptions;
+use oxformer_pipelines::text_classification::{
+    ClassificationFunction, ClassificationOutput, ClassificationTopK, TextClassificationOptions,
+    TextInput,
+};
 use oxformer_pipelines::{Pipeline, Task};
 use tokio::sync::oneshot;
 
@@ -47,10 +51,31 @@ pub type EmbedAnswer = Result<Computed<Vec<Vec<f32>>>, ApiError>;
 /// Work that runs alone on the model thread.
 pub type Work = Box<dyn FnOnce(&mut Models) -> Result<serde_json::Value, ApiError> + Send>;
 
+/// The options that must agree for classification jobs to share a forward pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifyKey {
+    pub raw_scores: bool,
+    pub truncation: bool,
+}
+
+/// Every label's `(score, label)` for some texts or pairs, best first.
+pub struct ClassifyJob {
+    pub pairs: Vec<TextInput>,
+    pub tokens: usize,
+    pub key: ClassifyKey,
+    pub enqueued: Instant,
+    pub reply: oneshot::Sender<ClassifyAnswer>,
+}
+
+/// The answer to a [`ClassifyJob`]: one ranked list per input.
+pub type ClassifyAnswer = Result<Computed<Vec<Vec<(f64, String)>>>, ApiError>;
+
 /// A job for the model thread.
 pub enum Job {
     /// Batched with other embedding jobs of the same [`EmbedKey`].
     Embed(EmbedJob),
+    /// Batched with other classification jobs of the same [`ClassifyKey`].
+    Classify(ClassifyJob),
     /// Run by itself (`inputs` only counts for the queue size).
     Run {
         work: Work,
@@ -65,6 +90,7 @@ impl Job {
     fn cancelled(&self) -> bool {
         match self {
             Job::Embed(job) => job.reply.is_closed(),
+            Job::Classify(job) => job.reply.is_closed(),
             Job::Run { reply, .. } => reply.is_closed(),
         }
     }
@@ -72,6 +98,7 @@ impl Job {
     fn inputs(&self) -> usize {
         match self {
             Job::Embed(job) => job.texts.len(),
+            Job::Classify(job) => job.pairs.len(),
             Job::Run { inputs, .. } => *inputs,
         }
     }
@@ -127,8 +154,8 @@ pub fn guarded<T>(
     }
 }
 
-/// The thread's loop: until every sender is gone, take the next job (or a batch of embedding
-/// jobs) and answer it.
+/// The thread's loop: until every sender is gone, take the next job (or a batch of
+/// compatible embedding or classification jobs) and answer it.
 pub fn run(
     mut models: Models,
     jobs: Receiver<Job>,
@@ -150,32 +177,52 @@ pub fn run(
         }
         match job {
             Job::Embed(first) => {
-                // Everything waiting joins the queue; the compatible embedding jobs that fit
-                // in the token budget join the batch, in arrival order.
-                while let Ok(job) = jobs.try_recv() {
-                    pending.push_back(job);
-                }
-                let mut tokens = first.tokens;
-                let mut batch = vec![first];
-                let mut rest = VecDeque::with_capacity(pending.len());
-                for job in pending.drain(..) {
-                    match job {
-                        Job::Embed(job)
-                            if job.key == batch[0].key
-                                && tokens + job.tokens <= max_batch_tokens =>
-                        {
-                            if job.reply.is_closed() {
-                                metrics.queue(-(job.texts.len() as i64));
-                                continue;
-                            }
-                            tokens += job.tokens;
-                            batch.push(job);
-                        }
-                        other => rest.push_back(other),
-                    }
-                }
-                pending = rest;
-                embed_batch(&models, batch, tokens, &metrics);
+                let batch = gather(first, &mut pending, &jobs, max_batch_tokens, &metrics);
+                let options = SentenceEmbeddingsOptions {
+                    prompt_name: batch[0].key.prompt_name.clone(),
+                    prompt: None,
+                    normalize_embeddings: batch[0].key.normalize,
+                    truncate_dim: batch[0].key.dimensions,
+                    batch_size: 0,
+                };
+                answer_batch(batch, &metrics, |texts: &[&String]| {
+                    let pipeline = models
+                        .pipeline
+                        .sentence_embeddings()
+                        .ok_or_else(|| ApiError::backend("not a sentence-embeddings pipeline"))?;
+                    let texts: Vec<&str> = texts.iter().map(|text| text.as_str()).collect();
+                    Ok(pipeline.run(&texts, &options)?)
+                });
+            }
+            Job::Classify(first) => {
+                let batch = gather(first, &mut pending, &jobs, max_batch_tokens, &metrics);
+                let options = TextClassificationOptions {
+                    top_k: ClassificationTopK::All,
+                    function_to_apply: batch[0]
+                        .key
+                        .raw_scores
+                        .then_some(ClassificationFunction::None),
+                    truncation: batch[0].key.truncation,
+                    batch_size: 0,
+                };
+                answer_batch(batch, &metrics, |pairs: &[&TextInput]| {
+                    let pipeline = models
+                        .pipeline
+                        .text_classification()
+                        .ok_or_else(|| ApiError::backend("not a text-classification pipeline"))?;
+                    let pairs: Vec<TextInput> = pairs.iter().map(|&pair| pair.clone()).collect();
+                    Ok(pipeline
+                        .run(&pairs, &options)?
+                        .into_iter()
+                        .map(|output| match output {
+                            ClassificationOutput::Ranked(scores) => scores
+                                .into_iter()
+                                .map(|score| (score.score, score.label))
+                                .collect(),
+                            ClassificationOutput::Best(score) => vec![(score.score, score.label)],
+                        })
+                        .collect())
+                });
             }
             Job::Run {
                 work,
@@ -199,65 +246,164 @@ pub fn run(
     }
 }
 
-fn embed_batch(models: &Models, batch: Vec<EmbedJob>, tokens: usize, metrics: &Metrics) {
-    let inputs: usize = batch.iter().map(|job| job.texts.len()).sum();
+/// A job that shares forward passes with others of the same key.
+trait Batchable: Sized {
+    type Key: PartialEq;
+    type Input;
+    type Output;
+    fn key(&self) -> &Self::Key;
+    fn tokens(&self) -> usize;
+    fn inputs(&self) -> &[Self::Input];
+    fn enqueued(&self) -> Instant;
+    fn closed(&self) -> bool;
+    fn answer(self, answer: Result<Computed<Vec<Self::Output>>, ApiError>);
+    /// The job, if it is of this kind.
+    fn from_job(job: Job) -> Result<Self, Job>;
+    fn into_job(self) -> Job;
+}
+
+impl Batchable for EmbedJob {
+    type Key = EmbedKey;
+    type Input = String;
+    type Output = Vec<f32>;
+    fn key(&self) -> &EmbedKey {
+        &self.key
+    }
+    fn tokens(&self) -> usize {
+        self.tokens
+    }
+    fn inputs(&self) -> &[String] {
+        &self.texts
+    }
+    fn enqueued(&self) -> Instant {
+        self.enqueued
+    }
+    fn closed(&self) -> bool {
+        self.reply.is_closed()
+    }
+    fn answer(self, answer: EmbedAnswer) {
+        let _ = self.reply.send(answer);
+    }
+    fn from_job(job: Job) -> Result<Self, Job> {
+        match job {
+            Job::Embed(job) => Ok(job),
+            other => Err(other),
+        }
+    }
+    fn into_job(self) -> Job {
+        Job::Embed(self)
+    }
+}
+
+impl Batchable for ClassifyJob {
+    type Key = ClassifyKey;
+    type Input = TextInput;
+    type Output = Vec<(f64, String)>;
+    fn key(&self) -> &ClassifyKey {
+        &self.key
+    }
+    fn tokens(&self) -> usize {
+        self.tokens
+    }
+    fn inputs(&self) -> &[TextInput] {
+        &self.pairs
+    }
+    fn enqueued(&self) -> Instant {
+        self.enqueued
+    }
+    fn closed(&self) -> bool {
+        self.reply.is_closed()
+    }
+    fn answer(self, answer: ClassifyAnswer) {
+        let _ = self.reply.send(answer);
+    }
+    fn from_job(job: Job) -> Result<Self, Job> {
+        match job {
+            Job::Classify(job) => Ok(job),
+            other => Err(other),
+        }
+    }
+    fn into_job(self) -> Job {
+        Job::Classify(self)
+    }
+}
+
+/// `first` and, in arrival order, the waiting jobs of its kind and key that fit in the token
+/// budget; the others stay queued, abandoned ones are dropped.
+fn gather<B: Batchable>(
+    first: B,
+    pending: &mut VecDeque<Job>,
+    jobs: &Receiver<Job>,
+    max_batch_tokens: usize,
+    metrics: &Metrics,
+) -> Vec<B> {
+    while let Ok(job) = jobs.try_recv() {
+        pending.push_back(job);
+    }
+    let mut tokens = first.tokens();
+    let mut batch = vec![first];
+    let mut rest = VecDeque::with_capacity(pending.len());
+    for job in pending.drain(..) {
+        match B::from_job(job) {
+            Ok(job) if job.key() == batch[0].key() && tokens + job.tokens() <= max_batch_tokens => {
+                if job.closed() {
+                    metrics.queue(-(job.inputs().len() as i64));
+                    continue;
+                }
+                tokens += job.tokens();
+                batch.push(job);
+            }
+            Ok(job) => rest.push_back(job.into_job()),
+            Err(other) => rest.push_back(other),
+        }
+    }
+    *pending = rest;
+    batch
+}
+
+/// Runs a batch in one call of `run` and answers each job with its part; when the batch fails,
+/// each job is run by itself so that only the client who sent a bad input sees the error.
+fn answer_batch<B: Batchable>(
+    batch: Vec<B>,
+    metrics: &Metrics,
+    run: impl Fn(&[&B::Input]) -> Result<Vec<B::Output>, ApiError>,
+) {
+    let inputs: usize = batch.iter().map(|job| job.inputs().len()).sum();
+    let tokens: usize = batch.iter().map(|job| job.tokens()).sum();
     metrics.queue(-(inputs as i64));
-    let started = Instant::now();
-    let key = batch[0].key.clone();
-    let texts: Vec<&str> = batch
-        .iter()
-        .flat_map(|job| job.texts.iter().map(String::as_str))
-        .collect();
-    let options = SentenceEmbeddingsOptions {
-        prompt_name: key.prompt_name,
-        prompt: None,
-        normalize_embeddings: key.normalize,
-        truncate_dim: key.dimensions,
-        batch_size: 0,
-    };
-    let result = guarded(metrics, || {
-        let pipeline = models
-            .pipeline
-            .sentence_embeddings()
-            .ok_or_else(|| ApiError::backend("not a sentence-embeddings pipeline"))?;
-        Ok(pipeline.run(&texts, &options)?)
-    });
-    let inference = started.elapsed();
     metrics.batch(inputs, tokens);
+    let started = Instant::now();
+    let all: Vec<&B::Input> = batch.iter().flat_map(|job| job.inputs()).collect();
+    let result = guarded(metrics, || run(&all));
+    let inference = started.elapsed();
     match result {
-        Ok(embeddings) => {
-            let mut embeddings = embeddings.into_iter();
+        Ok(outputs) => {
+            let mut outputs = outputs.into_iter();
             for job in batch {
-                let value: Vec<Vec<f32>> = embeddings.by_ref().take(job.texts.len()).collect();
-                let _ = job.reply.send(Ok(Computed {
+                let value: Vec<B::Output> = outputs.by_ref().take(job.inputs().len()).collect();
+                let queue = started - job.enqueued();
+                job.answer(Ok(Computed {
                     value,
-                    queue: started - job.enqueued,
+                    queue,
                     inference,
                 }));
             }
         }
-        Err(error) => {
-            // One input's error fails the whole batch: answer each job by itself so that only
-            // the client who sent the bad input sees it.
-            if batch.len() == 1 {
-                let job = batch.into_iter().next().expect("one job");
-                let _ = job.reply.send(Err(error));
-                return;
-            }
+        Err(error) if batch.len() == 1 => {
+            batch
+                .into_iter()
+                .for_each(|job| job.answer(Err(error.clone())));
+        }
+        Err(_) => {
             for job in batch {
-                let texts: Vec<&str> = job.texts.iter().map(String::as_str).collect();
-                let started = Instant::now();
-                let result = guarded(metrics, || {
-                    let pipeline = models
-                        .pipeline
-                        .sentence_embeddings()
-                        .ok_or_else(|| ApiError::backend("not a sentence-embeddings pipeline"))?;
-                    Ok(pipeline.run(&texts, &options)?)
-                });
-                let _ = job.reply.send(result.map(|value| Computed {
+                let started_alone = Instant::now();
+                let own: Vec<&B::Input> = job.inputs().iter().collect();
+                let result = guarded(metrics, || run(&own));
+                let queue = started - job.enqueued();
+                job.answer(result.map(|value| Computed {
                     value,
-                    queue: started - job.enqueued,
-                    inference: started.elapsed(),
+                    queue,
+                    inference: started_alone.elapsed(),
                 }));
             }
         }

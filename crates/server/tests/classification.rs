@@ -193,3 +193,45 @@ fn auto_task_follows_the_folder() {
         assert_eq!(oxformer_server::auto_task(&dir), task, "{folder}");
     }
 }
+
+#[test]
+fn concurrent_predict_clients_are_batched_and_get_the_sequential_answers() {
+    let server = Server::with_model(&fixture("bert-seqcls-multi"));
+    let requests: Vec<Value> = (0..32)
+        .map(|client| {
+            let lists: Vec<Vec<String>> = (0..1 + client % 3)
+                .map(|i| vec![format!("client {client} says thing number {i}")])
+                .collect();
+            json!({"inputs": lists})
+        })
+        .collect();
+    let sequential: Vec<Value> = requests
+        .iter()
+        .map(|request| server.post_json("/predict", request).json())
+        .collect();
+    let concurrent: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|request| {
+                let server = &server;
+                scope.spawn(move || {
+                    let answer = server.post_json("/predict", request);
+                    assert_eq!(answer.status, 200, "{}", answer.body);
+                    answer.json()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (concurrent, sequential) in concurrent.iter().zip(&sequential) {
+        assert_json_close(concurrent, sequential, 1e-6);
+    }
+    let metrics = server.get("/metrics").body;
+    let batches: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("te_batch_next_size_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(batches < 64.0, "{batches} batches for 64 requests");
+}

@@ -113,7 +113,7 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     for line in [
         "te_request_failure{err=\"validation\"}",
         "te_request_failure{err=\"empty\"}",
-        "te_request_failure{err=\"backend\"}",
+        "te_request_failure{err=\"model_type\"}",
     ] {
         assert!(metrics.contains(line), "no {line} in\n{metrics}");
     }
