@@ -375,11 +375,18 @@ fn versions_line(manifest: &Value) -> String {
                 .join(", ")
         })
         .unwrap_or_default();
-    format!(
-        "torch {}, transformers {}, onnxruntime {} (ONNX opset {}, graph fused by onnxruntime.transformers.optimizer, \
-         ORT_ENABLE_ALL; max |ONNX - PyTorch| on attended positions: {checks})",
+    let (torch, transformers) = (
         versions["torch"].as_str().unwrap_or("?"),
         versions["transformers"].as_str().unwrap_or("?"),
+    );
+    if checks.is_empty() {
+        // --seq2seq: no ONNX export was built
+        return format!("torch {torch}, transformers {transformers}");
+    }
+    format!(
+        "torch {torch}, transformers {transformers}, onnxruntime {} (ONNX opset {}, graph fused by \
+         onnxruntime.transformers.optimizer, ORT_ENABLE_ALL; max |ONNX - PyTorch| on attended \
+         positions: {checks})",
         versions["onnxruntime"].as_str().unwrap_or("?"),
         versions["opset"]
     )
