@@ -371,7 +371,7 @@ impl GenerationConfig {
             (Some(new), _) => prompt_length.saturating_add(new),
             (None, Some(total)) => total,
             (None, None) => {
-                let length = prompt_length + 20;
+                let length = prompt_length.saturating_add(20);
                 max_positions.map_or(length, |limit| length.min(limit))
             }
         }
@@ -543,5 +543,7 @@ mod overflow_tests {
         };
         assert_eq!(config.resolved_max_length(5, Some(128)), usize::MAX);
         assert_eq!(config.resolved_min_length(5), usize::MAX);
+        let default = GenerationConfig::default();
+        assert_eq!(default.resolved_max_length(usize::MAX - 3, None), usize::MAX);
     }
 }
