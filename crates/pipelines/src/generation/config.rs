@@ -544,6 +544,9 @@ mod overflow_tests {
         assert_eq!(config.resolved_max_length(5, Some(128)), usize::MAX);
         assert_eq!(config.resolved_min_length(5), usize::MAX);
         let default = GenerationConfig::default();
-        assert_eq!(default.resolved_max_length(usize::MAX - 3, None), usize::MAX);
+        assert_eq!(
+            default.resolved_max_length(usize::MAX - 3, None),
+            usize::MAX
+        );
     }
 }
