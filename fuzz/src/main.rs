@@ -16,7 +16,8 @@
 //! Two more modes serve coverage-guided fuzzing with AFL++ (`cargo xtask fuzz --afl NAME`):
 //! `--write-seeds DIR --target NAME` writes the target's seeds (corpus and fixture files) as
 //! files, afl-fuzz's input folder; and, in a build by `cargo afl build --features afl`,
-//! `--afl --target NAME` is the persistent-mode program afl-fuzz runs. There a panic aborts (a
+//! `--afl --target NAME` is the persistent-mode program afl-fuzz runs (setting the target up
+//! after the fork server forks, so that its thread pools exist in the child). There a panic aborts (a
 //! crash for AFL++), as does an allocation over the limit above; AFL++'s own timeout catches
 //! slow inputs.
 
@@ -519,17 +520,22 @@ fn write_seeds(folder: &Path, seeds: &[Vec<u8>]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// afl-fuzz's persistent-mode loop over one target: the target is set up once, before the fork
-/// server starts; a panic aborts (a crash), and so does an allocation over the limit (the
-/// allocator refuses it and the allocation failure aborts).
+/// afl-fuzz's persistent-mode loop over one target: a panic aborts (a crash), and so does an
+/// allocation over the limit (the allocator refuses it and the allocation failure aborts).
+///
+/// The target is set up in the first iteration, after the fork server has forked: setting up
+/// loads models, which starts thread pools, and a forked child has none of its parent's threads
+/// (work handed to them would wait forever: afl-fuzz saw every generation input as a hang).
 #[cfg(feature = "afl")]
 fn run_under_afl(options: &Options) -> ! {
     let index = options.targets[0];
-    let mut target = AssertUnwindSafe(make(TARGETS[index], &options.root));
+    let root = options.root.clone();
+    let mut target = AssertUnwindSafe(None::<Box<dyn Target>>);
     CURRENT_TARGET.store(index, Ordering::Relaxed);
     // No abort-on-panic hook: the panics the libraries catch themselves (the tokenizers
     // library's, turned into errors) are not crashes; afl::fuzz aborts on the ones that escape.
     afl::fuzz(false, move |data: &[u8]| {
+        let target = target.get_or_insert_with(|| make(TARGETS[index], &root));
         LIMIT.store(
             BASE_LIMIT.saturating_add(data.len().saturating_mul(LIMIT_PER_INPUT_BYTE)),
             Ordering::Relaxed,

@@ -82,13 +82,15 @@ const AFL_TARGETS: &[&str] = &[
     "pipeline_call",
 ];
 
-/// `cargo xtask fuzz --afl NAME[,NAME]|all [--seconds N]`: builds the driver with cargo-afl
-/// (instrumented, in `target/afl`), writes each target's seeds as afl-fuzz's input folder, runs
-/// afl-fuzz for N seconds per target (default 60) with a 1 s timeout per input, and copies what
-/// it saved as crashes or hangs to `fuzz/findings/<target>/afl-*`.
+/// `cargo xtask fuzz --afl NAME[,NAME]|all [--seconds N] [--timeout MS]`: builds the driver with
+/// cargo-afl (instrumented, in `target/afl`), writes each target's seeds as afl-fuzz's input
+/// folder, runs afl-fuzz for N seconds per target (default 60) with a timeout per input (default
+/// 1000 ms, wall clock: raise it on a loaded machine), and copies what it saved as crashes or
+/// hangs to `fuzz/findings/<target>/afl-*`.
 fn afl(args: &[String]) -> Result<()> {
     let mut names = None;
     let mut seconds = 60u64;
+    let mut timeout_ms = 1000u64;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -100,7 +102,13 @@ fn afl(args: &[String]) -> Result<()> {
                     .map(|value| value.ceil().max(1.0) as u64)
                     .context("--seconds takes a number")?
             }
-            other => bail!("`{other}` does not go with --afl (only --seconds N)"),
+            "--timeout" => {
+                timeout_ms = iter
+                    .next()
+                    .and_then(|value| value.parse().ok())
+                    .context("--timeout takes milliseconds")?
+            }
+            other => bail!("`{other}` does not go with --afl (only --seconds N, --timeout MS)"),
         }
     }
     let names = names.context("--afl takes a target name, a comma-separated list, or all")?;
@@ -172,7 +180,8 @@ fn afl(args: &[String]) -> Result<()> {
             .arg(&input)
             .arg("-o")
             .arg(&output)
-            .args(["-V", &seconds.to_string(), "-t", "1000", "-m", "none", "--"])
+            .args(["-V", &seconds.to_string(), "-t", &timeout_ms.to_string()])
+            .args(["-m", "none", "--"])
             .arg(&driver)
             .arg("--root")
             .arg(&root)

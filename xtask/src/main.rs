@@ -29,7 +29,7 @@ tasks:
   compare    oxformer beside PyTorch and ONNX Runtime on the same inputs, with ratios
   fuzz       `fuzz [--seconds N] [--target NAME[,NAME]] [--seed S] [--replay I]`: every parser of
              outside bytes fuzzed for N s each (default 60); a finding fails;
-             `fuzz --afl NAME[,NAME]|all [--seconds N]`: the same, coverage-guided under AFL++
+             `fuzz --afl NAME[,NAME]|all [--seconds N] [--timeout MS]`: the same, coverage-guided under AFL++
              (needs cargo-afl 0.18.2)
   loadtest   `oxformer serve` on the real all-MiniLM-L6-v2 under POST /embed load (concurrency 1, 8,
              32, 128; 15 s each) beside sentence-transformers' encode(); `--stand-in` checks the

@@ -364,23 +364,24 @@ impl GenerationConfig {
 
     /// The total length to stop at for a prompt of `prompt_length` tokens:
     /// `prompt_length + max_new_tokens`, else `max_length`, else `prompt_length + 20` capped by
-    /// `max_positions` (transformers' `_prepare_generated_length`).
+    /// `max_positions` (transformers' `_prepare_generated_length`). A sum past `usize::MAX`
+    /// saturates (it cannot be reached anyway).
     pub fn resolved_max_length(&self, prompt_length: usize, max_positions: Option<usize>) -> usize {
         match (self.max_new_tokens, self.max_length) {
-            (Some(new), _) => prompt_length + new,
+            (Some(new), _) => prompt_length.saturating_add(new),
             (None, Some(total)) => total,
             (None, None) => {
-                let length = prompt_length + 20;
+                let length = prompt_length.saturating_add(20);
                 max_positions.map_or(length, |limit| length.min(limit))
             }
         }
     }
 
     /// The total length before which end-of-sequence tokens are forbidden:
-    /// `prompt_length + min_new_tokens`, else `min_length`.
+    /// `prompt_length + min_new_tokens` (saturating), else `min_length`.
     pub fn resolved_min_length(&self, prompt_length: usize) -> usize {
         match self.min_new_tokens {
-            Some(new) => prompt_length + new,
+            Some(new) => prompt_length.saturating_add(new),
             None => self.min_length,
         }
     }
@@ -524,5 +525,28 @@ fn optional_token(option: &'static str, value: &Value) -> Result<Option<u32>> {
     match value {
         Value::Null => Ok(None),
         _ => token_id(option, value).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    /// Found by afl-fuzz (generation_config): `max_new_tokens` near `usize::MAX` overflowed the
+    /// sum (a panic with overflow checks, a wrapped, tiny length without).
+    #[test]
+    fn huge_new_token_counts_saturate_instead_of_wrapping() {
+        let config = GenerationConfig {
+            max_new_tokens: Some(usize::MAX - 1),
+            min_new_tokens: Some(usize::MAX),
+            ..GenerationConfig::default()
+        };
+        assert_eq!(config.resolved_max_length(5, Some(128)), usize::MAX);
+        assert_eq!(config.resolved_min_length(5), usize::MAX);
+        let default = GenerationConfig::default();
+        assert_eq!(
+            default.resolved_max_length(usize::MAX - 3, None),
+            usize::MAX
+        );
     }
 }
