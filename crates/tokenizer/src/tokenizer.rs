@@ -644,9 +644,21 @@ impl Tokenizer {
                     Side::Right => TruncationDirection::Right,
                 },
             };
+            // The library's check subtracts the single text's special tokens from max_length
+            // unchecked: below them (possible only without special tokens, resolve() refused the
+            // rest) that panics under overflow checks and wraps past the check without. Pass the
+            // check with a length it accepts, then set the real one, as the wrapped check does.
+            let special = self.num_special_tokens_to_add(false);
+            let checked = TruncationParams {
+                max_length: max_length.max(special.saturating_add(stride)),
+                ..params
+            };
             backend
-                .with_truncation(Some(params))
+                .with_truncation(Some(checked))
                 .map_err(|error| TokenizerError::InvalidOptions(error.to_string()))?;
+            if let Some(truncation) = backend.get_truncation_mut() {
+                truncation.max_length = max_length;
+            }
         }
         if let Some((length, side, pad_to_multiple_of)) = settings.padding {
             // resolve() checked that there is a pad token

@@ -244,3 +244,27 @@ fn a_tokenizer_json_cut_inside_its_decoder_is_an_error_not_a_panic() {
     );
     assert!(error.to_string().contains("tokenizer.json"), "{error}");
 }
+
+#[test]
+fn max_length_below_the_special_tokens_without_them_truncates() {
+    // found by afl-fuzz: the tokenizers library subtracts the special tokens from max_length
+    // unchecked when truncation is set, a panic under overflow checks (`cargo test`'s profile)
+    let tokenizer = Tokenizer::from_folder(fixture("wordpiece-cased")).unwrap();
+    let options = EncodeOptions {
+        add_special_tokens: false,
+        truncation: Truncation::LongestFirst,
+        max_length: Some(1),
+        ..EncodeOptions::default()
+    };
+    let encoding = tokenizer.encode("Hello world", &options).unwrap();
+    let whole = tokenizer
+        .encode(
+            "Hello world",
+            &EncodeOptions {
+                add_special_tokens: false,
+                ..EncodeOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(encoding.ids(), &whole.ids()[..1]);
+}
