@@ -650,7 +650,11 @@ impl Tokenizer {
             // check with a length it accepts, then set the real one, as the wrapped check does.
             let special = self.num_special_tokens_to_add(false);
             let checked = TruncationParams {
-                max_length: max_length.max(special.saturating_add(stride)),
+                max_length: if max_length < special {
+                    special.saturating_add(stride)
+                } else {
+                    max_length
+                },
                 ..params
             };
             backend
