@@ -522,38 +522,22 @@ fn gemm_simd(
         borrows: std::marker::PhantomData,
     };
 
-    if m == 1 {
-        let row = a.row(0);
-        let row = row.as_standard_layout();
-        let width = strip_width(n, parallel);
-        let run = |strip: usize| {
-            let columns = strip * width..((strip + 1) * width).min(n);
-            // SAFETY: the path was checked against the CPU; each strip writes its own columns.
-            unsafe { gemv(path, &problem, row.as_ptr(), columns) }
-        };
-        let strips = n.div_ceil(width);
-        if parallel && strips > 1 {
-            for_each_part(strips, run);
-        } else {
-            (0..strips).for_each(run);
-        }
-        if let Some(norm) = &epilogue.layer_norm {
-            // SAFETY: every strip is done; the row is C's first, N values from `c`.
-            unsafe { normalise_rows(path.isa().token(), &problem, norm, 0..1) };
-        }
-        return;
-    }
-
     if m <= SMALL_M {
-        // a few rows (beams, a small batch at one decoding step): the weights streamed once per
-        // column strip, not the MR-row microkernel over mostly padding rows
+        // one row (matrix-vector) or a few (beams, a small batch at one decoding step): the
+        // weights streamed once per column strip, not the MR-row microkernel over padding rows
         let rows = a.as_standard_layout();
         let width = strip_width(n, parallel);
         let run = |strip: usize| {
             let columns = strip * width..((strip + 1) * width).min(n);
             // SAFETY: the path was checked against the CPU; `rows` holds M × K values; each
             // strip writes its own columns.
-            unsafe { small_m(path, &problem, rows.as_ptr(), m, columns) }
+            unsafe {
+                if m == 1 {
+                    gemv(path, &problem, rows.as_ptr(), columns)
+                } else {
+                    small_m(path, &problem, rows.as_ptr(), m, columns)
+                }
+            }
         };
         let strips = n.div_ceil(width);
         if parallel && strips > 1 {
