@@ -14,7 +14,11 @@ pub(super) const DIRECT_QUERIES: usize = 4;
 /// softmaxed and applied before the next.
 const KEY_BLOCK: usize = 64;
 
-/// Copies `count` elements of a strided row into `dst`.
+/// Copies `dst.len()` elements of a strided row into `dst`.
+///
+/// # Safety
+/// `src` valid for reads of `dst.len()` floats `stride` apart (element `i` at `src.offset(i ·
+/// stride)`).
 #[inline(always)]
 unsafe fn copy_row(src: *const f32, stride: isize, dst: &mut [f32]) {
     if stride == 1 {
@@ -31,6 +35,13 @@ unsafe fn copy_row(src: *const f32, stride: isize, dst: &mut [f32]) {
 /// For a few queries (decoding): the same online softmax over blocks of keys, with K and V rows
 /// read in place (unit stride along head_dim): scores by dot products, values skipped where the
 /// weight is 0, as in the reference.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `job` describes live views of the shapes [`check_shapes`](super::check_shapes) accepts (its
+/// pointers and strides address every element of them), with `head_dim ≤ 1024` and K and V
+/// contiguous along head_dim (unit stride); `b` and `h` are a batch entry and a head of them, and
+/// no other thread accesses the output rows of (`b`, `h`) while it runs.
 #[inline(always)]
 unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
     let lanes = S::LANES;
@@ -166,12 +177,16 @@ mod x86 {
     use super::*;
     use crate::simd::{Avx2, Avx512};
 
+    /// # Safety
+    /// Only on a CPU with AVX-512F, AVX2 and FMA; `job`, `b`, `h` as [`head_direct_body`] requires.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(crate) unsafe fn head_direct_avx512(job: &Job<'_>, b: usize, h: usize) {
         // SAFETY: the target features are enabled; the caller's contract covers the job.
         unsafe { head_direct_body::<Avx512>(job, b, h) }
     }
 
+    /// # Safety
+    /// Only on a CPU with AVX2 and FMA; `job`, `b`, `h` as [`head_direct_body`] requires.
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn head_direct_avx2(job: &Job<'_>, b: usize, h: usize) {
         // SAFETY: as above.

@@ -38,8 +38,17 @@ const LANE_INDICES: [f32; 16] = [
 trait AttentionSimd: Simd {
     /// `dst[c · dst_stride + r] = src[r · src_stride + c]` for `r, c < LANES`: a block of K
     /// transposed in registers.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`](crate::isa::Token) for it
+    /// proves), with `src` valid for reads of `LANES` rows of `LANES` floats `src_stride` apart and
+    /// `dst` valid for writes of `LANES` rows of `LANES` floats `dst_stride` apart.
     unsafe fn transpose(src: *const f32, src_stride: isize, dst: *mut f32, dst_stride: usize);
     /// The largest lane, for vectors without NaN.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`](crate::isa::Token) for it
+    /// proves).
     unsafe fn max_lane(x: Self::V) -> f32;
 }
 
@@ -60,6 +69,13 @@ fn carve<'a>(rest: &mut &'a mut [f32], len: usize) -> &'a mut [f32] {
 /// additive key mask at this tile's keys (0 or −∞); `bias`: the additive bias at this tile's
 /// first query and key; `scores`: the scores tile at this tile's first key (row stride
 /// [`SCORES_STRIDE`]).
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `q` valid for reads of MR rows of `head_dim` floats `q_stride` apart, `keys_t` of `head_dim`
+/// rows of NR = 2 · LANES floats (row stride NR) and `mask` of NR floats; the bias, when given,
+/// valid for reads of `bias.rows` rows of `bias.keys.min(NR)` floats `bias.row_stride` apart;
+/// `scores` valid for writes of MR rows of NR floats [`SCORES_STRIDE`] apart.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the operands of one register tile
 unsafe fn scores_tile<S: Simd, const MR: usize>(
@@ -129,6 +145,12 @@ struct TileBias {
 ///
 /// `values`: one V panel at the chunk's first key (row stride NR); `o`: the output tile at this
 /// panel's columns (row stride `o_stride`).
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `weights` valid for reads of MR rows of `keys` floats [`SCORES_STRIDE`] apart, `values` of
+/// `keys` rows of NR = 2 · LANES floats (row stride NR), and `o` valid for reads and writes of MR
+/// rows of NR floats `o_stride` apart.
 #[inline(always)]
 unsafe fn values_tile<S: Simd, const MR: usize>(
     weights: *const f32,
@@ -173,6 +195,13 @@ unsafe fn values_tile<S: Simd, const MR: usize>(
 /// (the causal diagonal) are masked and applied per row, so a value no query may see is never
 /// read; padding keys' values are packed as zeros. A last tile of at most MR_SMALL queries runs
 /// register tiles of MR_SMALL rows (128 = 10 · 12 + 8).
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `job` describes live views of the shapes [`check_shapes`](super::check_shapes) accepts (its
+/// pointers and strides address every element of them), `b` and `h` are a batch entry and a head of
+/// them, `head_dim ≤ q_stride`, and no other thread accesses the output rows of (`b`, `h`) while it
+/// runs.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // rows, keys and lanes index several buffers at once
 unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize, const MR_SMALL: usize>(
@@ -565,6 +594,11 @@ fn prefetch_rows(
 }
 
 /// `width` (≤ LANES) elements of a strided row from element `first` on; the other lanes 0.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `width ≤ S::LANES` and the elements `first .. first + width` of the row, element `i` at
+/// `row.offset(i · stride)`, valid for reads.
 #[inline(always)]
 unsafe fn load_row<S: Simd>(row: *const f32, stride: isize, first: usize, width: usize) -> S::V {
     // SAFETY: the caller's contract: the row holds elements first .. first + width.
@@ -588,6 +622,8 @@ mod x86 {
     use super::*;
     use crate::simd::{Avx2, Avx512};
 
+    /// Each method's `# Safety` is that of the [`AttentionSimd`] method it implements, the
+    /// instruction set being AVX-512F.
     impl AttentionSimd for Avx512 {
         /// The 16 × 16 transpose in four rounds of shuffles (pairs of floats, of doubles, then
         /// 128-bit lanes twice).
@@ -645,6 +681,8 @@ mod x86 {
         }
     }
 
+    /// Each method's `# Safety` is that of the [`AttentionSimd`] method it implements, the
+    /// instruction set being AVX2 + FMA.
     impl AttentionSimd for Avx2 {
         /// The 8 × 8 transpose: pairs of floats, pairs of pairs, then 128-bit halves.
         #[inline(always)]
@@ -688,6 +726,9 @@ mod x86 {
     // The row stride of the Q tile is a constant for the usual head sizes, so that the scores'
     // register tile addresses Q with fixed offsets.
 
+    /// # Safety
+    /// Only on a CPU with AVX-512F, AVX2 and FMA; `job`, `b`, `h` as [`head_gemm_body`] requires
+    /// (with `q_stride` chosen here ≥ `head_dim`).
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(crate) unsafe fn head_avx512(job: &Job<'_>, b: usize, h: usize) {
         // SAFETY: the target features are enabled; the caller's contract covers the job.
@@ -700,6 +741,9 @@ mod x86 {
         }
     }
 
+    /// # Safety
+    /// Only on a CPU with AVX2 and FMA; `job`, `b`, `h` as [`head_gemm_body`] requires (with
+    /// `q_stride` chosen here ≥ `head_dim`).
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn head_avx2(job: &Job<'_>, b: usize, h: usize) {
         // SAFETY: as above.
