@@ -4,7 +4,8 @@
 //! `#[target_feature(enable = "...")]` wrappers instantiate it for [`Avx512`] and [`Avx2`], so the
 //! body is compiled once per instruction set with that set enabled (the pattern of
 //! matrixmultiply's `kernel_target_*`). Which set runs is chosen once at run time
-//! ([`crate::isa`]); a wrapper takes that set's token, so it can be a safe function.
+//! ([`crate::isa`](mod@crate::isa)); a wrapper takes that set's token, so it can be a safe
+//! function.
 //!
 //! # Safety
 //! The methods of [`Simd`] are `unsafe`: they may only run on a CPU that has the instruction set,

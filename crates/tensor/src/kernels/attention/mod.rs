@@ -1,8 +1,8 @@
 //! Scaled-dot-product attention, `softmax(scale · Q·Kᵀ + bias + mask)·V`, one task per (batch
 //! entry, head), in three parts:
 //!
-//! - [`reference`]: the definition in plain loops, what the tests compare against and the
-//!   [`Isa::Scalar`] path;
+//! - [`reference`](mod@reference): the definition in plain loops, what the tests compare
+//!   against and the [`Isa::Scalar`] path;
 //! - [`tiled`]: tiled with an online softmax (after FlashAttention), Q·Kᵀ and P·V by the GEMM
 //!   microkernel's register tile;
 //! - [`decode`]: a few queries (decoding with a KV cache), K and V read in place.
