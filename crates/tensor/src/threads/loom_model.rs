@@ -15,9 +15,10 @@
 //! The helpers and the leader wait in spin loops, and every round of one is a step loom may
 //! interleave differently, so an unbounded search does not end in useful time: the models bound
 //! the preemptions (switches away from a thread that could have gone on) per execution, to
-//! [`PREEMPTIONS`] unless `LOOM_MAX_PREEMPTIONS` says otherwise. With two helpers loom, which
-//! schedules without fairness, may also let them hand the core to each other forever while the
-//! leader waits; that model is bounded to one preemption, where it cannot.
+//! [`PREEMPTIONS`] unless `LOOM_MAX_PREEMPTIONS` says otherwise. With two helpers, which loom
+//! (no fair scheduler) may let yield to each other while the leader waits, the search ends only
+//! within one preemption (with two it runs past loom's limit of branches per execution), so that
+//! model keeps a bound of one.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering::SeqCst;
