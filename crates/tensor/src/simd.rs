@@ -4,13 +4,12 @@
 //! `#[target_feature(enable = "...")]` wrappers instantiate it for [`Avx512`] and [`Avx2`], so the
 //! body is compiled once per instruction set with that set enabled (the pattern of
 //! matrixmultiply's `kernel_target_*`). Which set runs is chosen once at run time
-//! ([`crate::isa`]); a wrapper takes that set's token, so it can be a safe function.
+//! ([`crate::isa`](mod@crate::isa)); a wrapper takes that set's token, so it can be a safe
+//! function.
 //!
 //! # Safety
 //! The methods of [`Simd`] are `unsafe`: they may only run on a CPU that has the instruction set,
 //! and the pointer methods read or write `LANES` floats (or `n` for the partial ones).
-
-#![allow(clippy::missing_safety_doc)]
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -24,47 +23,115 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     type Mask: Copy;
     const LANES: usize;
 
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn splat(x: f32) -> Self::V;
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves), with `p` valid
+    /// for reads of `LANES` floats (any alignment).
     unsafe fn load(p: *const f32) -> Self::V;
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves), with `p` valid
+    /// for writes of `LANES` floats (any alignment).
     unsafe fn store(p: *mut f32, v: Self::V);
     /// Loads the first `n` (≤ LANES) floats; the other lanes are 0.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves), with `p` valid
+    /// for reads of `n` floats, `n ≤ LANES`; the lanes past `n` are not read.
     unsafe fn load_partial(p: *const f32, n: usize) -> Self::V;
     /// Stores the first `n` (≤ LANES) lanes.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves), with `p` valid
+    /// for writes of `n` floats, `n ≤ LANES`; the lanes past `n` are not written.
     unsafe fn store_partial(p: *mut f32, n: usize, v: Self::V);
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
     /// `a·b + c`, fused.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `a > b ? a : b` as the instruction does: `b` when either is NaN.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// `a < b ? a : b` as the instruction does: `b` when either is NaN.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn abs(a: Self::V) -> Self::V;
     /// `a` with the sign of `sign`.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn copysign(a: Self::V, sign: Self::V) -> Self::V;
     /// Round to nearest even.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn round(a: Self::V) -> Self::V;
     /// `2^n` for whole `n` in [-126, 127].
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn pow2i(n: Self::V) -> Self::V;
     /// `a` with the low 12 mantissa bits cleared.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn truncate_low_bits(a: Self::V) -> Self::V;
     /// Lanes where `a < b` (false for NaN).
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn lt(a: Self::V, b: Self::V) -> Self::Mask;
     /// Lanes where `a > b` (false for NaN).
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn gt(a: Self::V, b: Self::V) -> Self::Mask;
     /// Whether every lane of `mask` is set.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn all(mask: Self::Mask) -> bool;
     /// `if mask { a } else { b }` per lane.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn select(mask: Self::Mask, a: Self::V, b: Self::V) -> Self::V;
     /// Horizontal sum, lanes in a fixed order.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn reduce_add(a: Self::V) -> f32;
     /// Horizontal maximum (NaN lanes are ignored, as `f32::max` does).
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     unsafe fn reduce_max(a: Self::V) -> f32;
     /// `e^x` for a softmax's `x = score − max ≤ 0`: [`exp`] (the same reduction and
     /// polynomial), which an instruction set may compute faster for this range; `e^−∞ = 0` and
     /// NaN stays NaN.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`] for it proves).
     #[inline(always)]
     unsafe fn exp_nonpositive(x: Self::V) -> Self::V {
         // SAFETY: the caller's contract (the CPU has this instruction set).
@@ -80,6 +147,8 @@ pub(crate) struct Avx512;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2;
 
+/// Each method's `# Safety` is that of the [`Simd`] method it implements, the instruction set
+/// being AVX-512F.
 #[cfg(target_arch = "x86_64")]
 impl Simd for Avx512 {
     type V = __m512;
@@ -262,6 +331,8 @@ fn lane_mask16(n: usize) -> __mmask16 {
     if n >= 16 { 0xffff } else { (1u16 << n) - 1 }
 }
 
+/// # Safety
+/// Only on a CPU with AVX2.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn lane_mask8(n: usize) -> __m256i {
@@ -273,6 +344,8 @@ unsafe fn lane_mask8(n: usize) -> __m256i {
     }
 }
 
+/// Each method's `# Safety` is that of the [`Simd`] method it implements, the instruction set
+/// being AVX2 + FMA.
 #[cfg(target_arch = "x86_64")]
 impl Simd for Avx2 {
     type V = __m256;
@@ -427,6 +500,9 @@ impl Simd for Avx2 {
 
 /// `e^x`, after Cephes' `expf` (range reduction by ln 2 in two parts, degree-6 polynomial);
 /// within 2 ulp. `exp(-inf) = 0`, `exp(+inf) = +inf`, NaN stays NaN.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
 #[inline(always)]
 pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
     // SAFETY: arithmetic on values, no memory access; the caller has `S`'s instruction set.
@@ -453,6 +529,8 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
     }
 }
 
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
 #[inline(always)]
 unsafe fn polynomial<S: Simd>(x: S::V, coefficients: &[f32]) -> S::V {
     // Horner, highest degree first.
@@ -468,6 +546,9 @@ unsafe fn polynomial<S: Simd>(x: S::V, coefficients: &[f32]) -> S::V {
 
 /// The error function: fdlibm's `erff` (as musl ships it) with its four intervals computed for
 /// every lane and blended; within 1 ulp of f32.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
 #[inline(always)]
 #[allow(clippy::excessive_precision)]
 pub(crate) unsafe fn erf<S: Simd>(x: S::V) -> S::V {
@@ -632,6 +713,9 @@ pub(crate) unsafe fn erf<S: Simd>(x: S::V) -> S::V {
 }
 
 /// `tanh`: Cephes' `tanhf` polynomial below 0.625, `1 − 2/(e^{2|x|} + 1)` above, sign restored.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
 #[inline(always)]
 #[allow(clippy::excessive_precision)]
 pub(crate) unsafe fn tanh<S: Simd>(x: S::V) -> S::V {
@@ -659,6 +743,9 @@ pub(crate) unsafe fn tanh<S: Simd>(x: S::V) -> S::V {
 }
 
 /// The activation of each lane; the same definitions as [`Activation::apply`].
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
 #[inline(always)]
 pub(crate) unsafe fn activation<S: Simd>(activation: Activation, x: S::V) -> S::V {
     // SAFETY: arithmetic on values, no memory access; the caller has `S`'s instruction set.
@@ -692,6 +779,9 @@ pub(crate) unsafe fn activation<S: Simd>(activation: Activation, x: S::V) -> S::
 }
 
 /// Applies `activation` to a slice, vectorised.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
 #[inline(always)]
 pub(crate) unsafe fn activation_slice<S: Simd>(activation_kind: Activation, values: &mut [f32]) {
     let lanes = S::LANES;
@@ -738,6 +828,8 @@ mod x86 {
     use crate::isa::{Avx2Fma, Avx512F};
 
     pub(super) fn activation_avx512(_: Avx512F, activation: Activation, values: &mut [f32]) {
+        /// # Safety
+        /// Only on a CPU with AVX-512F, AVX2 and FMA.
         #[target_feature(enable = "avx512f,avx2,fma")]
         fn run(activation: Activation, values: &mut [f32]) {
             // SAFETY: the slice's values are read and written in bounds (LANES at a time, the
@@ -749,6 +841,8 @@ mod x86 {
     }
 
     pub(super) fn activation_avx2(_: Avx2Fma, activation: Activation, values: &mut [f32]) {
+        /// # Safety
+        /// Only on a CPU with AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         fn run(activation: Activation, values: &mut [f32]) {
             // SAFETY: as above, with AVX2 + FMA.

@@ -5,13 +5,32 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
 
 use rayon::prelude::*;
 
+use self::sync::ThreadId;
+use self::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
 use crate::{Error, Result};
+
+/// What the claim protocol ([`Shared`]) synchronises with: std's atomics, mutex and threads, or,
+/// in the crate's own tests under `--cfg loom`, loom's, whose model checker then explores every
+/// interleaving of them (`threads/loom_model.rs`).
+mod sync {
+    #[cfg(not(all(loom, test)))]
+    pub(super) use std::{
+        hint::spin_loop,
+        sync::{Mutex, atomic},
+        thread::{ThreadId, current, yield_now},
+    };
+
+    #[cfg(all(loom, test))]
+    pub(super) use loom::{
+        hint::spin_loop,
+        sync::{Mutex, atomic},
+        thread::{ThreadId, current, yield_now},
+    };
+}
 
 /// A pool of worker threads for kernels; [`ThreadPool::install`] runs a closure (a forward pass,
 /// one kernel call) with every kernel inside it using this pool's threads.
@@ -155,7 +174,7 @@ struct Shared {
     task: AtomicPtr<()>,
     done: AtomicUsize,
     /// The first panic of a part, re-raised by the leader once every part is done.
-    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    panic: sync::Mutex<Option<Box<dyn Any + Send>>>,
     stop: AtomicBool,
     leader: ThreadId,
 }
@@ -173,9 +192,9 @@ impl Shared {
             claim: AtomicU64::new(0),
             task: AtomicPtr::new(std::ptr::null_mut()),
             done: AtomicUsize::new(0),
-            panic: Mutex::new(None),
+            panic: sync::Mutex::new(None),
             stop: AtomicBool::new(false),
-            leader: std::thread::current().id(),
+            leader: sync::current().id(),
         }
     }
 
@@ -206,7 +225,7 @@ impl Shared {
     fn help(&self) {
         // rayon may hand this job to the leader itself while it waits inside a rayon call:
         // spinning there would never end
-        if std::thread::current().id() == self.leader {
+        if sync::current().id() == self.leader {
             return;
         }
         let mut spins = 0u32;
@@ -257,13 +276,16 @@ impl Shared {
 /// One round of waiting: a spin-loop hint, or after [`Shared::SPINS`] rounds a yield.
 fn pause(spins: u32) {
     if spins < Shared::SPINS {
-        std::hint::spin_loop();
+        sync::spin_loop();
     } else {
-        std::thread::yield_now();
+        sync::yield_now();
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_model;
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

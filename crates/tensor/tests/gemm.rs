@@ -355,6 +355,38 @@ fn a_few_rows_are_bit_identical_to_the_same_rows_of_a_larger_product() {
 
 #[test]
 fn plain_and_batched_products() {
+    // `matmul`, `matmul_packed` and `batched_matmul` take the process's path (no `_on` variant):
+    // a child process per path, forced by OXFORMER_GEMM_PATH, runs them
+    if let Ok(name) = std::env::var("OXFORMER_TEST_PATH") {
+        assert_eq!(format!("{:?}", gemm_path()).to_lowercase(), name);
+        plain_and_batched_case();
+        return;
+    }
+    let executable = std::env::current_exe().expect("test executable");
+    for path in available_paths("gemm plain and batched") {
+        let name = format!("{path:?}").to_lowercase();
+        let output = std::process::Command::new(&executable)
+            .args([
+                "--exact",
+                "plain_and_batched_products",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("OXFORMER_GEMM_PATH", &name)
+            .env("OXFORMER_TEST_PATH", &name)
+            .env_remove("OXFORMER_ISA")
+            .output()
+            .expect("run the test executable");
+        assert!(
+            output.status.success(),
+            "{path:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+fn plain_and_batched_case() {
     let a = random((17, 33), 19);
     let b = random((33, 45), 20);
     let expected = gemm_reference(a.view(), b.view(), &Epilogue::none());

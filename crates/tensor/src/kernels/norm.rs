@@ -136,6 +136,10 @@ pub(crate) fn normalise_row(
 }
 
 /// One row: residual add, mean, variance, normalise, all `S::LANES` at a time.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves); `residual` (when
+/// given), `weight` and `bias` hold at least `row.len()` floats.
 #[inline(always)]
 unsafe fn row_body<S: Simd>(
     row: &mut [f32],
@@ -207,6 +211,9 @@ unsafe fn row_body<S: Simd>(
 }
 
 /// `mean` in the first `width` lanes, 0 elsewhere.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves); `width ≤ S::LANES`.
 #[inline(always)]
 unsafe fn load_mask<S: Simd>(width: usize, mean: f32) -> S::V {
     let values = [mean; 16];

@@ -505,6 +505,8 @@ mod x86 {
 
     /// `Σ_p x[p] · w[p]` as one FMA chain in order of p, the arithmetic of the GEMM kernels.
     pub(super) fn dot_fma(token: Token, x: &[f32], w: &[f32]) -> f32 {
+        /// # Safety
+        /// Only on a CPU with FMA.
         #[target_feature(enable = "fma")]
         fn dot(x: &[f32], w: &[f32]) -> f32 {
             x.iter()

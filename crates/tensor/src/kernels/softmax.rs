@@ -61,6 +61,9 @@ fn softmax_row_reference(row: &mut [f32], mask: Option<&[f32]>) {
     row.iter_mut().for_each(|v| *v /= sum);
 }
 
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves); `mask`, when given,
+/// holds at least `row.len()` floats.
 #[inline(always)]
 unsafe fn row_body<S: Simd>(row: &mut [f32], mask: Option<&[f32]>) {
     let lanes = S::LANES;
@@ -114,6 +117,9 @@ unsafe fn row_body<S: Simd>(row: &mut [f32], mask: Option<&[f32]>) {
 }
 
 /// 0, 1, 2, … in the lanes.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
 #[inline(always)]
 unsafe fn lane_indices<S: Simd>() -> S::V {
     const INDICES: [f32; 16] = [
@@ -130,6 +136,8 @@ mod x86 {
     use crate::simd::{Avx2, Avx512};
 
     pub(super) fn row_avx512(_: Avx512F, row: &mut [f32], mask: Option<&[f32]>) {
+        /// # Safety
+        /// Only on a CPU with AVX-512F, AVX2 and FMA, with `mask`, when given, as long as `row`.
         #[target_feature(enable = "avx512f,avx2,fma")]
         fn run(row: &mut [f32], mask: Option<&[f32]>) {
             // SAFETY: the mask, if any, is as long as the row (checked below).
@@ -141,6 +149,8 @@ mod x86 {
     }
 
     pub(super) fn row_avx2(_: Avx2Fma, row: &mut [f32], mask: Option<&[f32]>) {
+        /// # Safety
+        /// Only on a CPU with AVX2 and FMA, with `mask`, when given, as long as `row`.
         #[target_feature(enable = "avx2,fma")]
         fn run(row: &mut [f32], mask: Option<&[f32]>) {
             // SAFETY: the mask, if any, is as long as the row (checked below).

@@ -1,249 +1,22 @@
-//! Scaled-dot-product attention, tiled with an online softmax (after FlashAttention): one task per
-//! (batch entry, head). Kᵀ and V are packed once per task into panels; per tile of MR queries the
-//! scores against a chunk of up to 512 keys (MR × 512 floats, 24 KiB) and the weighted sum of
-//! values are products by the GEMM microkernel's register tile, the softmax in between works on
-//! the scores in place, and between chunks it is online, so the scratch is O(keys · head_dim)
-//! per task, never queries × keys. A few queries (decoding with a KV cache) read K and V in
-//! place instead.
+//! The tiled path (after FlashAttention): per (batch entry, head), Kᵀ and V are packed once into
+//! panels; per tile of MR queries the scores against a chunk of up to 512 keys (MR × 512 floats,
+//! 24 KiB) and the weighted sum of values are products by the GEMM microkernel's register tile,
+//! the softmax in between works on the scores in place, and between chunks it is online, so the
+//! scratch is O(keys · head_dim) per task, never queries × keys.
 
 use std::cell::Cell;
-use std::marker::PhantomData;
 
-use ndarray::{Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4};
-
-use crate::isa::{Isa, Token, isa};
+use super::{Job, Strided};
 use crate::kernels::gemm::microkernel::{AVX2_MR, AVX512_MR};
 use crate::simd::Simd;
-use crate::threads::for_each_part;
 
-/// Which keys each query may see.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AttentionMask<'a> {
-    /// (batch, keys): 1 where a key is a real token, 0 where it is padding.
-    pub key_padding: Option<ArrayView2<'a, f32>>,
-    /// Query `i` of `q` queries sees only keys `0 ..= i + (keys − q)` (queries are the last ones,
-    /// as when decoding with a KV cache).
-    pub causal: bool,
-    /// (heads, queries, keys): added to the scaled scores before the softmax, the same for every
-    /// batch entry (T5's relative position bias); −∞ hides a key.
-    pub bias: Option<ArrayView3<'a, f32>>,
-}
-
-/// `softmax(scale · Q·Kᵀ + bias + mask)·V` for every batch entry and head.
-///
-/// A query that may see no key at all (every key masked) gets zeros.
-///
-/// # Shapes
-/// `q`: (batch, heads, queries, head_dim); `k`, `v`: (batch, heads, keys, head_dim), any strides
-/// (so permuted views of a (batch, seq, heads, head_dim) buffer need no copy);
-/// result: (batch, heads, queries, head_dim).
-///
-/// # Panics
-/// If the shapes disagree.
-pub fn attention(
-    q: ArrayView4<'_, f32>,
-    k: ArrayView4<'_, f32>,
-    v: ArrayView4<'_, f32>,
-    mask: &AttentionMask<'_>,
-    scale: f32,
-) -> Array4<f32> {
-    let mut out = Array4::<f32>::zeros(q.dim());
-    attention_into(q, k, v, mask, scale, out.view_mut());
-    out
-}
-
-/// [`attention`] writing into `out` (batch, heads, queries, head_dim), any strides.
-///
-/// # Panics
-/// If the shapes disagree.
-pub fn attention_into(
-    q: ArrayView4<'_, f32>,
-    k: ArrayView4<'_, f32>,
-    v: ArrayView4<'_, f32>,
-    mask: &AttentionMask<'_>,
-    scale: f32,
-    out: ArrayViewMut4<'_, f32>,
-) {
-    attention_into_on(isa(), q, k, v, mask, scale, out);
-}
-
-/// [`attention_into`] with the instruction set `isa` rather than [`isa()`]; [`Isa::Scalar`] runs
-/// [`attention_reference`]'s loops.
-///
-/// # Panics
-/// If the shapes disagree, or this CPU cannot run `isa`.
-pub fn attention_into_on(
-    isa: Isa,
-    q: ArrayView4<'_, f32>,
-    k: ArrayView4<'_, f32>,
-    v: ArrayView4<'_, f32>,
-    mask: &AttentionMask<'_>,
-    scale: f32,
-    mut out: ArrayViewMut4<'_, f32>,
-) {
-    check_shapes(&q, &k, &v, mask, &out);
-    let token = isa.token();
-    if isa == Isa::Scalar {
-        attention_reference_into(q, k, v, mask, scale, out);
-        return;
-    }
-    let (batch, heads, queries, head_dim) = q.dim();
-    let keys = k.dim().2;
-    if batch == 0 || heads == 0 || queries == 0 || head_dim == 0 {
-        out.fill(0.0);
-        return;
-    }
-    // the bias is read a vector of keys at a time
-    let bias = mask.bias.as_ref().map(|bias| bias.as_standard_layout());
-    let job = Job {
-        q: Strided::of(&q),
-        k: Strided::of(&k),
-        v: Strided::of(&v),
-        out: out.as_mut_ptr(),
-        out_strides: strides4(out.strides()),
-        padding: mask.key_padding.as_ref().map(|padding| {
-            (
-                padding.as_ptr(),
-                [padding.strides()[0], padding.strides()[1]],
-            )
-        }),
-        causal: mask.causal,
-        bias: bias
-            .as_ref()
-            .map(|bias| (bias.as_ptr(), [bias.strides()[0], bias.strides()[1]])),
-        scale,
-        queries,
-        keys,
-        head_dim,
-        borrows: PhantomData,
-    };
-    // a few queries (decoding with a KV cache): read K and V rows where they are, no copies
-    let direct = queries <= DIRECT_QUERIES
-        && head_dim <= 1024
-        && job.k.strides[3] == 1
-        && job.v.strides[3] == 1;
-    for_each_part(batch * heads, |index| {
-        let (entry, head) = (index / heads, index % heads);
-        // SAFETY: the token proves the CPU has the instruction set; the job describes the
-        // checked views; each task writes its own (entry, head).
-        unsafe {
-            match (token, direct) {
-                #[cfg(target_arch = "x86_64")]
-                (Token::Avx512(_), false) => x86::head_avx512(&job, entry, head),
-                #[cfg(target_arch = "x86_64")]
-                (Token::Avx2(_), false) => x86::head_avx2(&job, entry, head),
-                #[cfg(target_arch = "x86_64")]
-                (Token::Avx512(_), true) => x86::head_direct_avx512(&job, entry, head),
-                #[cfg(target_arch = "x86_64")]
-                (Token::Avx2(_), true) => x86::head_direct_avx2(&job, entry, head),
-                _ => unreachable!("scalar attention is handled above"),
-            }
-        }
-    });
-}
-
-fn check_shapes(
-    q: &ArrayView4<'_, f32>,
-    k: &ArrayView4<'_, f32>,
-    v: &ArrayView4<'_, f32>,
-    mask: &AttentionMask<'_>,
-    out: &ArrayViewMut4<'_, f32>,
-) {
-    let (batch, heads, _, head_dim) = q.dim();
-    let keys = k.dim().2;
-    assert_eq!(
-        k.dim(),
-        (batch, heads, keys, head_dim),
-        "attention: key shape"
-    );
-    assert_eq!(
-        v.dim(),
-        (batch, heads, keys, head_dim),
-        "attention: value shape"
-    );
-    assert_eq!(out.dim(), q.dim(), "attention: output shape");
-    if let Some(padding) = &mask.key_padding {
-        assert_eq!(padding.dim(), (batch, keys), "attention: key padding shape");
-    }
-    if let Some(bias) = &mask.bias {
-        assert_eq!(
-            bias.dim(),
-            (heads, q.dim().2, keys),
-            "attention: bias shape"
-        );
-    }
-}
+#[cfg(target_arch = "x86_64")]
+pub(super) use x86::{head_avx2, head_avx512};
 
 thread_local! {
     /// Kᵀ, V, the key mask and the tiles of one head, kept between calls on this thread (taken out while in
     /// use, so a nested call simply allocates its own).
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// Up to this many queries, K and V are read in place rather than copied into blocks.
-const DIRECT_QUERIES: usize = 4;
-
-/// Keys per block of the decoding path: a query's scores against one block are computed,
-/// softmaxed and applied before the next.
-const KEY_BLOCK: usize = 64;
-
-/// A 4-d operand as a pointer and element strides.
-#[derive(Clone, Copy)]
-struct Strided {
-    ptr: *const f32,
-    strides: [isize; 4],
-}
-
-impl Strided {
-    fn of(view: &ArrayView4<'_, f32>) -> Self {
-        Self {
-            ptr: view.as_ptr(),
-            strides: strides4(view.strides()),
-        }
-    }
-}
-
-fn strides4(strides: &[isize]) -> [isize; 4] {
-    [strides[0], strides[1], strides[2], strides[3]]
-}
-
-/// One attention call as raw parts shared by the tasks; `'a` ties them to the views they came
-/// from (borrowed for the call: the inputs shared, the output exclusive).
-struct Job<'a> {
-    q: Strided,
-    k: Strided,
-    v: Strided,
-    out: *mut f32,
-    out_strides: [isize; 4],
-    padding: Option<(*const f32, [isize; 2])>,
-    causal: bool,
-    /// The additive bias, keys contiguous, and its head and query strides.
-    bias: Option<(*const f32, [isize; 2])>,
-    scale: f32,
-    queries: usize,
-    keys: usize,
-    head_dim: usize,
-    borrows: PhantomData<(&'a f32, &'a mut f32)>,
-}
-
-// SAFETY: the inputs are only read, for at most `'a`; each task writes its own rows of `out`,
-// borrowed exclusively for `'a`.
-unsafe impl Send for Job<'_> {}
-// SAFETY: as above: shared between the tasks, the job is only read.
-unsafe impl Sync for Job<'_> {}
-
-/// Copies `count` elements of a strided row into `dst`.
-#[inline(always)]
-unsafe fn copy_row(src: *const f32, stride: isize, dst: &mut [f32]) {
-    if stride == 1 {
-        // SAFETY: the caller's contract: `src` holds `dst.len()` contiguous elements.
-        dst.copy_from_slice(unsafe { std::slice::from_raw_parts(src, dst.len()) });
-    } else {
-        for (d, value) in dst.iter_mut().enumerate() {
-            // SAFETY: the caller's contract: `src` holds `dst.len()` elements `stride` apart.
-            *value = unsafe { *src.offset(d as isize * stride) };
-        }
-    }
 }
 
 /// Keys per chunk of the tiled path: a tile's scores against a whole chunk are computed,
@@ -265,8 +38,17 @@ const LANE_INDICES: [f32; 16] = [
 trait AttentionSimd: Simd {
     /// `dst[c · dst_stride + r] = src[r · src_stride + c]` for `r, c < LANES`: a block of K
     /// transposed in registers.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`](crate::isa::Token) for it
+    /// proves), with `src` valid for reads of `LANES` rows of `LANES` floats `src_stride` apart and
+    /// `dst` valid for writes of `LANES` rows of `LANES` floats `dst_stride` apart.
     unsafe fn transpose(src: *const f32, src_stride: isize, dst: *mut f32, dst_stride: usize);
     /// The largest lane, for vectors without NaN.
+    ///
+    /// # Safety
+    /// Only on a CPU with `Self`'s instruction set (what a [`Token`](crate::isa::Token) for it
+    /// proves).
     unsafe fn max_lane(x: Self::V) -> f32;
 }
 
@@ -287,6 +69,13 @@ fn carve<'a>(rest: &mut &'a mut [f32], len: usize) -> &'a mut [f32] {
 /// additive key mask at this tile's keys (0 or −∞); `bias`: the additive bias at this tile's
 /// first query and key; `scores`: the scores tile at this tile's first key (row stride
 /// [`SCORES_STRIDE`]).
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `q` valid for reads of MR rows of `head_dim` floats `q_stride` apart, `keys_t` of `head_dim`
+/// rows of NR = 2 · LANES floats (row stride NR) and `mask` of NR floats; the bias, when given,
+/// valid for reads of `bias.rows` rows of `bias.keys.min(NR)` floats `bias.row_stride` apart;
+/// `scores` valid for writes of MR rows of NR floats [`SCORES_STRIDE`] apart.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the operands of one register tile
 unsafe fn scores_tile<S: Simd, const MR: usize>(
@@ -356,6 +145,12 @@ struct TileBias {
 ///
 /// `values`: one V panel at the chunk's first key (row stride NR); `o`: the output tile at this
 /// panel's columns (row stride `o_stride`).
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `weights` valid for reads of MR rows of `keys` floats [`SCORES_STRIDE`] apart, `values` of
+/// `keys` rows of NR = 2 · LANES floats (row stride NR), and `o` valid for reads and writes of MR
+/// rows of NR floats `o_stride` apart.
 #[inline(always)]
 unsafe fn values_tile<S: Simd, const MR: usize>(
     weights: *const f32,
@@ -400,6 +195,13 @@ unsafe fn values_tile<S: Simd, const MR: usize>(
 /// (the causal diagonal) are masked and applied per row, so a value no query may see is never
 /// read; padding keys' values are packed as zeros. A last tile of at most MR_SMALL queries runs
 /// register tiles of MR_SMALL rows (128 = 10 · 12 + 8).
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `job` describes live views of the shapes [`check_shapes`](super::check_shapes) accepts (its
+/// pointers and strides address every element of them), `b` and `h` are a batch entry and a head of
+/// them, `head_dim ≤ q_stride`, and no other thread accesses the output rows of (`b`, `h`) while it
+/// runs.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // rows, keys and lanes index several buffers at once
 unsafe fn head_gemm_body<S: AttentionSimd, const MR: usize, const MR_SMALL: usize>(
@@ -792,6 +594,11 @@ fn prefetch_rows(
 }
 
 /// `width` (≤ LANES) elements of a strided row from element `first` on; the other lanes 0.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`](crate::isa::Token) for it proves);
+/// `width ≤ S::LANES` and the elements `first .. first + width` of the row, element `i` at
+/// `row.offset(i · stride)`, valid for reads.
 #[inline(always)]
 unsafe fn load_row<S: Simd>(row: *const f32, stride: isize, first: usize, width: usize) -> S::V {
     // SAFETY: the caller's contract: the row holds elements first .. first + width.
@@ -808,139 +615,6 @@ unsafe fn load_row<S: Simd>(row: *const f32, stride: isize, first: usize, width:
     }
 }
 
-/// For a few queries (decoding): the same online softmax over blocks of keys, with K and V rows
-/// read in place (unit stride along head_dim): scores by dot products, values skipped where the
-/// weight is 0, as in the reference.
-#[inline(always)]
-unsafe fn head_direct_body<S: Simd>(job: &Job<'_>, b: usize, h: usize) {
-    let lanes = S::LANES;
-    let head_dim = job.head_dim;
-    let vectors = head_dim.div_ceil(lanes);
-    let offset = job.keys as isize - job.queries as isize;
-    // SAFETY: (entry b, head h) is inside the checked key view the job describes.
-    let k_base = unsafe {
-        job.k
-            .ptr
-            .offset(b as isize * job.k.strides[0] + h as isize * job.k.strides[1])
-    };
-    // SAFETY: as for K, inside the checked value view.
-    let v_base = unsafe {
-        job.v
-            .ptr
-            .offset(b as isize * job.v.strides[0] + h as isize * job.v.strides[1])
-    };
-    let (k_stride, v_stride) = (job.k.strides[2], job.v.strides[2]);
-    let mut query = [0.0f32; 1024];
-    let mut output = [0.0f32; 1024];
-    let mut scores = [0.0f32; KEY_BLOCK];
-    let width = |v: usize| lanes.min(head_dim - v * lanes);
-    for i in 0..job.queries {
-        debug_assert!(
-            head_dim <= query.len(),
-            "the packed path handles head_dim above 1024"
-        );
-        // SAFETY: query i of (b, h) is inside the checked query view; `query` holds head_dim.
-        unsafe {
-            let q_row = job.q.ptr.offset(
-                b as isize * job.q.strides[0]
-                    + h as isize * job.q.strides[1]
-                    + i as isize * job.q.strides[2],
-            );
-            copy_row(q_row, job.q.strides[3], &mut query[..head_dim]);
-        }
-        output[..vectors * lanes].fill(0.0);
-        let mut running_max = f32::NEG_INFINITY;
-        let mut running_sum = 0.0f32;
-        let mut saw_nan = false;
-        let seen_keys = if job.causal {
-            ((i as isize + offset).max(0) as usize + 1).min(job.keys)
-        } else {
-            job.keys
-        };
-        for start in (0..seen_keys).step_by(KEY_BLOCK) {
-            let seen = (seen_keys - start).min(KEY_BLOCK);
-            let mut block_max = f32::NEG_INFINITY;
-            for (j, score) in scores.iter_mut().enumerate().take(seen) {
-                let key = start + j;
-                // SAFETY: (b, key) is inside the checked (batch, keys) padding view.
-                let open = job.padding.is_none_or(|(ptr, strides)| unsafe {
-                    *ptr.offset(b as isize * strides[0] + key as isize * strides[1]) != 0.0
-                });
-                *score = if open {
-                    // SAFETY: `key` < keys, so its row is inside the key view; each vector reads up to
-                    // `width(v)` values of head_dim; the bias index (h, i, key) is inside its checked view.
-                    unsafe {
-                        let k_row = k_base.offset(key as isize * k_stride);
-                        let mut acc = S::splat(0.0);
-                        for v in 0..vectors {
-                            let q = S::load_partial(query.as_ptr().add(v * lanes), width(v));
-                            let k = S::load_partial(k_row.add(v * lanes), width(v));
-                            acc = S::fma(q, k, acc);
-                        }
-                        let bias = job.bias.map_or(0.0, |(ptr, [head_stride, query_stride])| {
-                            *ptr.offset(
-                                h as isize * head_stride + i as isize * query_stride + key as isize,
-                            )
-                        });
-                        S::reduce_add(acc) * job.scale + bias
-                    }
-                } else {
-                    f32::NEG_INFINITY
-                };
-                block_max = block_max.max(*score);
-            }
-            let new_max = running_max.max(block_max);
-            if new_max == f32::NEG_INFINITY {
-                saw_nan |= scores[..seen].iter().any(|s| s.is_nan());
-                continue;
-            }
-            let correction = (running_max - new_max).exp();
-            running_max = new_max;
-            let mut sum = 0.0f32;
-            for score in scores.iter_mut().take(seen) {
-                *score = (*score - new_max).exp();
-                sum += *score;
-            }
-            running_sum = running_sum * correction + sum;
-            // SAFETY: `output` holds `vectors` vectors; the value rows read are keys start..start +
-            // seen of (b, h), inside the checked value view.
-            unsafe {
-                let correction = S::splat(correction);
-                for v in 0..vectors {
-                    let out = output.as_mut_ptr().add(v * lanes);
-                    let mut acc = S::mul(S::load(out), correction);
-                    for (j, &weight) in scores.iter().enumerate().take(seen) {
-                        // as the reference: a zero weight (a masked key) never touches V
-                        if weight != 0.0 {
-                            let v_row = v_base.offset((start + j) as isize * v_stride);
-                            let value = S::load_partial(v_row.add(v * lanes), width(v));
-                            acc = S::fma(S::splat(weight), value, acc);
-                        }
-                    }
-                    S::store(out, acc);
-                }
-            }
-        }
-        let fully_masked = running_max == f32::NEG_INFINITY;
-        let inverse = 1.0 / running_sum;
-        for (d, &sum) in output.iter().enumerate().take(head_dim) {
-            let value = if fully_masked {
-                0.0
-            } else if saw_nan {
-                f32::NAN
-            } else {
-                sum * inverse
-            };
-            let at = b as isize * job.out_strides[0]
-                + h as isize * job.out_strides[1]
-                + i as isize * job.out_strides[2]
-                + d as isize * job.out_strides[3];
-            // SAFETY: (b, h, i, d) is inside the checked output view, which this task alone writes.
-            unsafe { *job.out.offset(at) = value };
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -948,6 +622,8 @@ mod x86 {
     use super::*;
     use crate::simd::{Avx2, Avx512};
 
+    /// Each method's `# Safety` is that of the [`AttentionSimd`] method it implements, the
+    /// instruction set being AVX-512F.
     impl AttentionSimd for Avx512 {
         /// The 16 × 16 transpose in four rounds of shuffles (pairs of floats, of doubles, then
         /// 128-bit lanes twice).
@@ -1005,6 +681,8 @@ mod x86 {
         }
     }
 
+    /// Each method's `# Safety` is that of the [`AttentionSimd`] method it implements, the
+    /// instruction set being AVX2 + FMA.
     impl AttentionSimd for Avx2 {
         /// The 8 × 8 transpose: pairs of floats, pairs of pairs, then 128-bit halves.
         #[inline(always)]
@@ -1048,8 +726,11 @@ mod x86 {
     // The row stride of the Q tile is a constant for the usual head sizes, so that the scores'
     // register tile addresses Q with fixed offsets.
 
+    /// # Safety
+    /// Only on a CPU with AVX-512F, AVX2 and FMA; `job`, `b`, `h` as [`head_gemm_body`] requires
+    /// (with `q_stride` chosen here ≥ `head_dim`).
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn head_avx512(job: &Job<'_>, b: usize, h: usize) {
+    pub(crate) unsafe fn head_avx512(job: &Job<'_>, b: usize, h: usize) {
         // SAFETY: the target features are enabled; the caller's contract covers the job.
         unsafe {
             match job.head_dim {
@@ -1060,97 +741,17 @@ mod x86 {
         }
     }
 
+    /// # Safety
+    /// Only on a CPU with AVX2 and FMA; `job`, `b`, `h` as [`head_gemm_body`] requires (with
+    /// `q_stride` chosen here ≥ `head_dim`).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn head_avx2(job: &Job<'_>, b: usize, h: usize) {
+    pub(crate) unsafe fn head_avx2(job: &Job<'_>, b: usize, h: usize) {
         // SAFETY: as above.
         unsafe {
             match job.head_dim {
                 0..=64 => head_gemm_body::<Avx2, AVX2_MR, 4>(job, b, h, 64),
                 65..=128 => head_gemm_body::<Avx2, AVX2_MR, 4>(job, b, h, 128),
                 head_dim => head_gemm_body::<Avx2, AVX2_MR, 4>(job, b, h, head_dim),
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn head_direct_avx512(job: &Job<'_>, b: usize, h: usize) {
-        // SAFETY: the target features are enabled; the caller's contract covers the job.
-        unsafe { head_direct_body::<Avx512>(job, b, h) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn head_direct_avx2(job: &Job<'_>, b: usize, h: usize) {
-        // SAFETY: as above.
-        unsafe { head_direct_body::<Avx2>(job, b, h) }
-    }
-}
-/// The definition: scores, softmax and weighted sum per query, in plain loops.
-pub fn attention_reference(
-    q: ArrayView4<'_, f32>,
-    k: ArrayView4<'_, f32>,
-    v: ArrayView4<'_, f32>,
-    mask: &AttentionMask<'_>,
-    scale: f32,
-) -> Array4<f32> {
-    let mut out = Array4::<f32>::zeros(q.dim());
-    attention_reference_into(q, k, v, mask, scale, out.view_mut());
-    out
-}
-
-fn attention_reference_into(
-    q: ArrayView4<'_, f32>,
-    k: ArrayView4<'_, f32>,
-    v: ArrayView4<'_, f32>,
-    mask: &AttentionMask<'_>,
-    scale: f32,
-    mut out: ArrayViewMut4<'_, f32>,
-) {
-    check_shapes(&q, &k, &v, mask, &out);
-    let (batch, heads, queries, head_dim) = q.dim();
-    let keys = k.dim().2;
-    let mut scores = vec![0.0f32; keys];
-    for b in 0..batch {
-        for h in 0..heads {
-            for i in 0..queries {
-                let visible_until = if mask.causal {
-                    (i + keys).saturating_sub(queries) + 1
-                } else {
-                    keys
-                };
-                let mut max = f32::NEG_INFINITY;
-                for (j, score) in scores.iter_mut().enumerate() {
-                    let masked = j >= visible_until
-                        || mask.key_padding.as_ref().is_some_and(|p| p[[b, j]] == 0.0);
-                    *score = if masked {
-                        f32::NEG_INFINITY
-                    } else {
-                        let mut dot = 0.0f32;
-                        for d in 0..head_dim {
-                            dot += q[[b, h, i, d]] * k[[b, h, j, d]];
-                        }
-                        dot * scale + mask.bias.as_ref().map_or(0.0, |bias| bias[[h, i, j]])
-                    };
-                    max = max.max(*score);
-                }
-                for d in 0..head_dim {
-                    out[[b, h, i, d]] = 0.0;
-                }
-                if max == f32::NEG_INFINITY {
-                    continue;
-                }
-                let mut sum = 0.0f32;
-                for score in scores.iter_mut() {
-                    *score = (*score - max).exp();
-                    sum += *score;
-                }
-                for (j, &weight) in scores.iter().enumerate() {
-                    if weight == 0.0 {
-                        continue;
-                    }
-                    for d in 0..head_dim {
-                        out[[b, h, i, d]] += weight / sum * v[[b, h, j, d]];
-                    }
-                }
             }
         }
     }
