@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the README's test command. Fetches the pinned real models (cached), then runs
-//! every test of the workspace, including the `#[ignore]`d ones that need those models, and a
-//! short pass of every fuzz target (`cargo xtask fuzz --seconds 4`).
+//! every test of the workspace, including the `#[ignore]`d ones that need those models, a short
+//! pass of every fuzz target (`cargo xtask fuzz --seconds 4`), and the loom models of the thread
+//! team's claim protocol (built with `--cfg loom` in a target directory of their own).
 
 use std::process::Command;
 
@@ -24,5 +25,33 @@ pub fn run(args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("cargo test failed with {status}");
     }
-    crate::fuzz::short_pass()
+    crate::fuzz::short_pass()?;
+    loom_models()
+}
+
+/// The loom models in `crates/tensor/src/threads/loom_model.rs`: `--cfg loom` swaps loom's atomics
+/// into the thread team, which recompiles every dependency, so the build gets `target/loom` and the
+/// usual build directory stays valid.
+fn loom_models() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let root = workspace_root();
+    eprintln!("test: the thread team's loom models (--cfg loom, target/loom)");
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root.join("target").join("loom"))
+        .args(["test", "-p", "oxformer-tensor", "--lib"])
+        .args([
+            "--profile",
+            "test-release",
+            "loom_model",
+            "--",
+            "--nocapture",
+        ])
+        .status()
+        .context("could not start cargo test for the loom models")?;
+    if !status.success() {
+        bail!("the loom models failed with {status}");
+    }
+    Ok(())
 }
