@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, s};
 use oxformer_heads::{EncoderInput, EncoderModel, HeadKind, HeadOutput, SentenceTransformer};
 use oxformer_models::ModelConfig;
-use oxformer_tokenizer::{EncodeInput, EncodeOptions, Encoding, Tokenizer, Truncation};
+use oxformer_tokenizer::{EncodeInput, EncodeOptions, Encoding, Side, Tokenizer, Truncation};
 use tokenizers::{Decoder, ModelWrapper};
 
 use crate::error::{Error, Result};
@@ -295,6 +295,19 @@ impl Loaded {
         pair: Option<&str>,
         truncation: bool,
     ) -> Result<Feature> {
+        self.encode_single_on(task, text, pair, truncation, None)
+    }
+
+    /// [`Loaded::encode_single`], truncating on `side` (`None`: the tokenizer's
+    /// `truncation_side`).
+    pub(crate) fn encode_single_on(
+        &self,
+        task: &'static str,
+        text: &str,
+        pair: Option<&str>,
+        truncation: bool,
+        side: Option<Side>,
+    ) -> Result<Feature> {
         let input = match pair {
             Some(pair) => EncodeInput::Pair(text, pair),
             None => EncodeInput::Single(text),
@@ -308,6 +321,7 @@ impl Loaded {
             },
             // A `max_length` without truncation would truncate anyway (as in transformers).
             max_length: truncation.then_some(max_length),
+            truncation_side: side,
             ..EncodeOptions::default()
         };
         let encoding = self.tokenizer.encode(input, &options)?;
