@@ -343,6 +343,54 @@ impl Loaded {
         Ok(Feature::from_encoding(&encoding))
     }
 
+    /// The feature of token ids given by a client (special tokens included, as the tokenizer
+    /// makes them): with `truncation` cut to [`Loaded::max_length`] on `side` (`None`: the
+    /// tokenizer's `truncation_side`), as the tokenizer truncates an encoding made without
+    /// special tokens; otherwise an error when they do not fit the model's positions.
+    pub(crate) fn feature_from_ids(
+        &self,
+        task: &'static str,
+        ids: &[u32],
+        truncation: bool,
+        side: Option<Side>,
+    ) -> Result<Feature> {
+        if ids.is_empty() {
+            return Err(Error::input(task, "empty token ids"));
+        }
+        if let Some(id) = ids
+            .iter()
+            .find(|&&id| self.tokenizer.id_to_token(id).is_none())
+        {
+            return Err(Error::input(
+                task,
+                format!("token id {id} is not one of the tokenizer's"),
+            ));
+        }
+        let keep = if truncation {
+            ids.len().min(self.max_length())
+        } else if ids.len() > self.position_limit() {
+            return Err(Error::input(
+                task,
+                format!(
+                    "the input has {} tokens but the model takes at most {}; ask for \
+                     truncation to cut it",
+                    ids.len(),
+                    self.position_limit()
+                ),
+            ));
+        } else {
+            ids.len()
+        };
+        let kept = match side.unwrap_or(self.tokenizer.truncation_side()) {
+            Side::Right => &ids[..keep],
+            Side::Left => &ids[ids.len() - keep..],
+        };
+        Ok(Feature {
+            ids: kept.to_vec(),
+            type_ids: vec![0; kept.len()],
+        })
+    }
+
     /// Runs the model on every feature, in batches of `batch_size` (0: the default) of similar
     /// lengths, each padded to its longest row; returns one output per feature, in order.
     ///

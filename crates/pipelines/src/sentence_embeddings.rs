@@ -13,7 +13,7 @@ use oxformer_tokenizer::Side;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{Feature, Loaded, RowOutput};
+use crate::model::{Loaded, RowOutput};
 
 const TASK: &str = "sentence-embeddings";
 const SIMILARITY_TASK: &str = "sentence-similarity";
@@ -186,9 +186,6 @@ impl SentenceEmbeddingsPipeline {
                     )?
                 }
                 EmbeddingInput::TokenIds(ids) => {
-                    if ids.is_empty() {
-                        return Err(Error::input(task, "empty token ids"));
-                    }
                     if prompt_length > 0 {
                         return Err(Error::input(
                             task,
@@ -196,22 +193,7 @@ impl SentenceEmbeddingsPipeline {
                              was asked for: send text",
                         ));
                     }
-                    let tokenizer = self.loaded.tokenizer();
-                    if let Some(id) = ids.iter().find(|&&id| tokenizer.id_to_token(id).is_none()) {
-                        return Err(Error::input(
-                            task,
-                            format!("token id {id} is not one of the tokenizer's"),
-                        ));
-                    }
-                    let keep = ids.len().min(self.loaded.max_length());
-                    let kept = match side.unwrap_or(self.loaded.tokenizer().truncation_side()) {
-                        Side::Right => &ids[..keep],
-                        Side::Left => &ids[ids.len() - keep..],
-                    };
-                    Feature {
-                        ids: kept.to_vec(),
-                        type_ids: vec![0; kept.len()],
-                    }
+                    self.loaded.feature_from_ids(task, ids, true, side)?
                 }
             };
             features.push(feature);
