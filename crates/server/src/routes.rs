@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use oxformer_pipelines::Task;
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
-use oxformer_pipelines::sentence_embeddings::SentenceEmbeddingsOptions;
+use oxformer_pipelines::sentence_embeddings::{EmbeddingInput, SentenceEmbeddingsOptions};
 use oxformer_pipelines::text_classification::TextInput;
 use oxformer_tokenizer::{EncodeOptions, Side};
 use serde::{Deserialize, Serialize};
@@ -130,21 +130,6 @@ impl Input {
             })
             .collect()
     }
-
-    /// The inputs of a route that takes text only.
-    fn texts(self, route: &str) -> Result<Vec<String>, ApiError> {
-        self.items()
-            .into_iter()
-            .map(|item| match item {
-                EmbedInput::Text(text) => Ok(text),
-                EmbedInput::Ids(ids) => Err(ApiError::validation(format!(
-                    "token id inputs ({} ids) are supported on /embed and /v1/embeddings, not \
-                     on {route}: send text",
-                    ids.len()
-                ))),
-            })
-            .collect()
-    }
 }
 
 fn default_true() -> bool {
@@ -163,12 +148,26 @@ fn truncation_side(direction: &Option<String>) -> Result<Option<Side>, ApiError>
     }
 }
 
+/// The pipelines' view of the inputs.
+pub(crate) fn embedding_inputs<'a>(
+    inputs: impl IntoIterator<Item = &'a EmbedInput>,
+) -> Vec<EmbeddingInput<'a>> {
+    inputs
+        .into_iter()
+        .map(|input| match input {
+            EmbedInput::Text(text) => EmbeddingInput::Text(text),
+            EmbedInput::Ids(ids) => EmbeddingInput::TokenIds(ids),
+        })
+        .collect()
+}
+
 /// `truncation_direction` on the routes that truncate on the right only.
 fn check_direction(direction: &Option<String>) -> Result<(), ApiError> {
     match truncation_side(direction)? {
         None | Some(Side::Right) => Ok(()),
         Some(Side::Left) => Err(ApiError::validation(
-            "truncation_direction `Left` is supported on /embed, not on this route",
+            "truncation_direction `Left` is supported on /embed and /embed_all, not on this \
+             route",
         )),
     }
 }
@@ -365,12 +364,8 @@ async fn prepare(
     texts: Vec<String>,
     truncate: Option<bool>,
 ) -> Result<(Vec<String>, bool, Timings, Admission), ApiError> {
-    let model = state.ready()?;
-    check_count(state, texts.len())?;
-    let admission = state.admit(texts.len())?;
-    let truncate = truncate.unwrap_or(state.config.auto_truncate);
-    let texts = texts.into_iter().map(EmbedInput::Text).collect();
-    let (inputs, tokens, tokenization) = count_tokens(state, model, texts, truncate).await?;
+    let inputs = texts.into_iter().map(EmbedInput::Text).collect();
+    let (inputs, truncate, timings, admission) = prepare_inputs(state, inputs, truncate).await?;
     let texts = inputs
         .into_iter()
         .filter_map(|input| match input {
@@ -378,6 +373,20 @@ async fn prepare(
             EmbedInput::Ids(_) => None,
         })
         .collect();
+    Ok((texts, truncate, timings, admission))
+}
+
+/// [`prepare`] for texts or token ids.
+async fn prepare_inputs(
+    state: &SharedState,
+    texts: Vec<EmbedInput>,
+    truncate: Option<bool>,
+) -> Result<(Vec<EmbedInput>, bool, Timings, Admission), ApiError> {
+    let model = state.ready()?;
+    check_count(state, texts.len())?;
+    let admission = state.admit(texts.len())?;
+    let truncate = truncate.unwrap_or(state.config.auto_truncate);
+    let (texts, tokens, tokenization) = count_tokens(state, model, texts, truncate).await?;
     let timings = Timings {
         tokenization,
         tokens,
@@ -400,7 +409,7 @@ pub(crate) async fn embed_all(
     let method = method_of(&body, |request| matches!(request.inputs, Input::Batch(_)));
     tracked(&state, method, async {
         let JsonBody(request) = body?;
-        check_direction(&request.truncation_direction)?;
+        let side = truncation_side(&request.truncation_direction)?;
         let model = state.ready()?;
         if !is_embedding(model) && model.task != Task::FeatureExtraction {
             return Err(ApiError::unsupported("/embed_all", &model.task_name));
@@ -410,14 +419,10 @@ pub(crate) async fn embed_all(
                 "prompt_name is not supported on /embed_all",
             ));
         }
-        let (texts, truncation, timings, _admission) = prepare(
-            &state,
-            request.inputs.texts("/embed_all")?,
-            request.truncate,
-        )
-        .await?;
-        let inputs = texts.len();
-        let computed = run_on_model(&state, inputs, timings.tokens, move |models| {
+        let (inputs, truncation, timings, _admission) =
+            prepare_inputs(&state, request.inputs.items(), request.truncate).await?;
+        let count = inputs.len();
+        let computed = run_on_model(&state, count, timings.tokens, move |models| {
             let pipeline = if models.pipeline.feature_extraction().is_some() {
                 &models.pipeline
             } else {
@@ -426,12 +431,11 @@ pub(crate) async fn embed_all(
             let pipeline = pipeline
                 .feature_extraction()
                 .expect("a feature-extraction pipeline");
-            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
             let options = FeatureExtractionOptions {
                 truncation,
                 batch_size: 0,
             };
-            let features = pipeline.run(&texts, &options)?;
+            let features = pipeline.run_inputs(&embedding_inputs(&inputs), &options, side)?;
             let tokens: Vec<&Vec<Vec<f32>>> = features.iter().map(|f| &f.0[0]).collect();
             serde_json::to_value(tokens).map_err(|error| ApiError::backend(error.to_string()))
         })

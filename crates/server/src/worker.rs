@@ -116,26 +116,13 @@ fn pooled_embeddings(
             "prompt_name needs a sentence-transformers folder",
         ));
     }
-    if key.truncation_side == Some(Side::Left) {
-        return Err(ApiError::validation(
-            "truncation_direction `Left` needs a sentence-transformers folder",
-        ));
-    }
-    let texts = inputs
-        .iter()
-        .map(|input| match input {
-            EmbedInput::Text(text) => Ok(text.as_str()),
-            EmbedInput::Ids(_) => Err(ApiError::validation(
-                "token id inputs need a sentence-transformers folder: send text",
-            )),
-        })
-        .collect::<Result<Vec<&str>, ApiError>>()?;
     let options = FeatureExtractionOptions {
         truncation: true,
         batch_size: 0,
     };
+    let inputs = crate::routes::embedding_inputs(inputs.iter().copied());
     Ok(pipeline
-        .run(&texts, &options)?
+        .run_inputs(&inputs, &options, key.truncation_side)?
         .iter()
         .map(|features| {
             let mut embedding = pooling.pool(&features.0[0]);
@@ -330,13 +317,7 @@ pub fn run(
                         .pipeline
                         .sentence_embeddings()
                         .ok_or_else(|| ApiError::backend("not a sentence-embeddings pipeline"))?;
-                    let inputs: Vec<EmbeddingInput<'_>> = inputs
-                        .iter()
-                        .map(|input| match input {
-                            EmbedInput::Text(text) => EmbeddingInput::Text(text),
-                            EmbedInput::Ids(ids) => EmbeddingInput::TokenIds(ids),
-                        })
-                        .collect();
+                    let inputs = crate::routes::embedding_inputs(inputs.iter().copied());
                     if let Some(panic_input) = &models.panic_input {
                         let panics = EmbeddingInput::Text(panic_input);
                         assert!(!inputs.contains(&panics), "test hook: panic input");

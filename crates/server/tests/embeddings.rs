@@ -313,6 +313,17 @@ fn token_ids_embed_as_the_text_they_encode() {
         .map(|item| serde_json::from_value(item["embedding"].clone()).unwrap())
         .collect();
     assert_close(&data, &expected, 1e-5);
+
+    // /embed_all: the token states of the ids are those of the text.
+    let by_text = server.post_json("/embed_all", &json!({"inputs": TEXTS}));
+    let by_ids = server.post_json("/embed_all", &json!({"inputs": ids}));
+    assert_eq!(by_ids.status, 200, "{}", by_ids.body);
+    let flat = |answer: &common::Answer| -> Vec<Vec<f32>> {
+        serde_json::from_value::<Vec<Vec<Vec<f32>>>>(answer.json())
+            .unwrap()
+            .concat()
+    };
+    assert_close(&flat(&by_ids), &flat(&by_text), 1e-5);
 }
 
 /// `truncation_direction: "Left"` keeps the end of an over-long text: the embedding of the
@@ -369,6 +380,20 @@ fn left_truncation_keeps_the_end_of_the_text() {
         &pipeline_embeddings(&model, &[long.as_str()], true),
         1e-5,
     );
+
+    // /embed_all cuts the same way.
+    let flat = |answer: common::Answer| -> Vec<Vec<f32>> {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        serde_json::from_value::<Vec<Vec<Vec<f32>>>>(answer.json())
+            .unwrap()
+            .concat()
+    };
+    let left = server.post_json(
+        "/embed_all",
+        &json!({"inputs": long, "truncate": true, "truncation_direction": "Left"}),
+    );
+    let left_by_ids = server.post_json("/embed_all", &json!({"inputs": [left_ids]}));
+    assert_close(&flat(left), &flat(left_by_ids), 1e-5);
 }
 
 /// The token states of the feature-extraction pipeline (fixture-checked against
@@ -424,11 +449,18 @@ fn pooling_serves_embed_for_a_plain_model_folder() {
         );
         let answer = server.post_json("/embed", &json!({"inputs": TEXTS}));
         assert_eq!(answer.status, 200, "{}", answer.body);
-        assert_close(
-            &vectors(&answer.json()),
-            &pooled(&model, &TEXTS, pooling),
-            1e-5,
-        );
+        let expected = pooled(&model, &TEXTS, pooling);
+        assert_close(&vectors(&answer.json()), &expected, 1e-5);
+        // Token ids too.
+        let ids = Tokenizer::from_folder(&model)
+            .unwrap()
+            .encode(TEXTS[0], &EncodeOptions::default())
+            .unwrap()
+            .ids()
+            .to_vec();
+        let answer = server.post_json("/embed", &json!({"inputs": ids}));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_close(&vectors(&answer.json()), &expected[..1], 1e-5);
     }
 
     let server = Server::with_model(&model);

@@ -56,7 +56,7 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
         "Validation",
     );
     // token ids: one the tokenizer does not know; more than --max-input-length without
-    // truncation; on a route that takes text only
+    // truncation
     expect(
         &server,
         "/embed",
@@ -69,7 +69,7 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     expect(
         &server,
         "/embed_all",
-        "{\"inputs\": [1, 2]}",
+        "{\"inputs\": [[99999999]]}",
         422,
         "Validation",
     );
@@ -97,7 +97,7 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     let middle = json!({"inputs": "a", "truncation_direction": "Middle"}).to_string();
     expect(&server, "/embed", &middle, 422, "Validation");
     let left = json!({"inputs": "a", "truncation_direction": "Left"}).to_string();
-    expect(&server, "/embed_all", &left, 422, "Validation");
+    expect(&server, "/predict", &left, 422, "Validation");
     // a body over --payload-limit
     let big = json!({"inputs": "x".repeat(2000)}).to_string();
     expect(&server, "/embed", &big, 413, "Validation");
