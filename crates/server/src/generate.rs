@@ -744,3 +744,78 @@ pub(crate) async fn completions(
     let done = stream::once(async { Ok::<_, Infallible>(Event::default().data("[DONE]")) });
     Sse::new(chunks.chain(done)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(text: &str, stop: Option<&str>) -> End {
+        End {
+            text: text.to_string(),
+            finish_reason: if stop.is_some() {
+                "stop_sequence"
+            } else {
+                "length"
+            },
+            stop: stop.map(str::to_string),
+            generated_tokens: 0,
+            input_length: 0,
+            timings: Timings::default(),
+        }
+    }
+
+    /// Streams `pieces` through a [`HeldBack`]: what each piece sends, then the rest at `end`.
+    fn stream(stops: &[&str], pieces: &[&str], stop: Option<&str>) -> Vec<String> {
+        let mut held = HeldBack {
+            stops: stops.iter().map(|stop| stop.to_string()).collect(),
+            text: String::new(),
+            sent: 0,
+        };
+        let mut sent: Vec<String> = pieces.iter().map(|piece| held.push(piece)).collect();
+        let text: String = pieces.concat();
+        sent.push(held.finish(&end(&text, stop)));
+        sent
+    }
+
+    #[test]
+    fn the_stream_never_sends_a_stop_sequence() {
+        // A stop across two pieces: its start is held, then dropped.
+        assert_eq!(stream(&["ab"], &["xa", "b"], Some("ab")), ["x", "", ""]);
+        // A start that turns out not to be one is sent with the next piece.
+        assert_eq!(stream(&["ab"], &["xa", "c"], None), ["x", "ac", ""]);
+        // Held at the end without a stop: sent by finish.
+        assert_eq!(stream(&["ab"], &["xa"], None), ["x", "a"]);
+        // Multi-byte characters are cut on their boundaries only.
+        assert_eq!(
+            stream(&["é!", "zz"], &["caf", "é", "!"], Some("é!")),
+            ["caf", "", "", ""]
+        );
+        assert_eq!(stream(&["é!"], &["café", " ok"], None), ["caf", "é ok", ""]);
+        // No stops: everything at once.
+        assert_eq!(stream(&[], &["a", "b"], None), ["a", "b", ""]);
+    }
+
+    #[test]
+    fn stop_sequences_are_checked_as_tgi_checks_them() {
+        assert_eq!(stop_sequences(None).unwrap(), Vec::<String>::new());
+        assert_eq!(stop_sequences(Some(&json!("\n"))).unwrap(), ["\n"]);
+        assert_eq!(
+            stop_sequences(Some(&json!(["a", "b"]))).unwrap(),
+            ["a", "b"]
+        );
+        for bad in [
+            json!(["a", "b", "c", "d", "e"]),
+            json!([""]),
+            json!([1]),
+            json!(3),
+        ] {
+            let error = stop_sequences(Some(&bad)).unwrap_err();
+            assert_eq!(error.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        assert_eq!(openai_text(&end("hello.\n", Some(".\n"))), "hello");
+        assert_eq!(openai_text(&end("hello", None)), "hello");
+        assert_eq!(openai_reason("stop_sequence"), "stop");
+        assert_eq!(openai_reason("eos_token"), "stop");
+        assert_eq!(openai_reason("length"), "length");
+    }
+}
