@@ -166,8 +166,8 @@ fn check_direction(direction: &Option<String>) -> Result<(), ApiError> {
     match truncation_side(direction)? {
         None | Some(Side::Right) => Ok(()),
         Some(Side::Left) => Err(ApiError::validation(
-            "truncation_direction `Left` is supported on /embed and /embed_all, not on this \
-             route",
+            "truncation_direction `Left` is supported on /embed, /embed_all, /predict and \
+             /rerank, not on this route",
         )),
     }
 }
@@ -521,6 +521,7 @@ async fn classify(
     route: &str,
     pairs: Vec<TextInput>,
     truncate: Option<bool>,
+    truncation_side: Option<Side>,
     raw_scores: bool,
 ) -> Result<(Vec<Vec<Prediction>>, Timings, Admission), ApiError> {
     let model = state.ready()?;
@@ -546,6 +547,7 @@ async fn classify(
             key: ClassifyKey {
                 raw_scores,
                 truncation,
+                truncation_side,
             },
             enqueued: Instant::now(),
             reply,
@@ -594,7 +596,7 @@ pub(crate) async fn predict(
     });
     tracked(&state, method, async {
         let JsonBody(request) = body?;
-        check_direction(&request.truncation_direction)?;
+        let side = truncation_side(&request.truncation_direction)?;
         let (single, sequences) = match request.inputs {
             PredictInput::Single(sequence) => (true, vec![sequence]),
             PredictInput::Batch(sequences) => (false, sequences),
@@ -605,6 +607,7 @@ pub(crate) async fn predict(
             "/predict",
             pairs,
             request.truncate,
+            side,
             request.raw_scores,
         )
         .await?;
@@ -650,7 +653,7 @@ pub(crate) async fn rerank(
     let method = method_of(&body, |_| true);
     tracked(&state, method, async {
         let JsonBody(request) = body?;
-        check_direction(&request.truncation_direction)?;
+        let side = truncation_side(&request.truncation_direction)?;
         let model = state.ready()?;
         if model.task != Task::TextClassification || model.labels.len() != 1 {
             return Err(ApiError::unsupported("/rerank", &model.task_name));
@@ -671,6 +674,7 @@ pub(crate) async fn rerank(
             "/rerank",
             pairs,
             request.truncate,
+            side,
             request.raw_scores,
         )
         .await?;

@@ -171,6 +171,8 @@ pub type Work = Box<dyn FnOnce(&mut Models) -> Result<serde_json::Value, ApiErro
 pub struct ClassifyKey {
     pub raw_scores: bool,
     pub truncation: bool,
+    /// TEI's `truncation_direction` (`None`: the tokenizer's side).
+    pub truncation_side: Option<Side>,
 }
 
 /// Every label's `(score, label)` for some texts or pairs, best first.
@@ -336,6 +338,7 @@ pub fn run(
                     truncation: batch[0].key.truncation,
                     batch_size: 0,
                 };
+                let side = batch[0].key.truncation_side;
                 answer_batch(batch, &metrics, |pairs: &[&TextInput]| {
                     let pipeline = models
                         .pipeline
@@ -343,7 +346,7 @@ pub fn run(
                         .ok_or_else(|| ApiError::backend("not a text-classification pipeline"))?;
                     let pairs: Vec<TextInput> = pairs.iter().map(|&pair| pair.clone()).collect();
                     Ok(pipeline
-                        .run(&pairs, &options)?
+                        .run_on(&pairs, &options, side)?
                         .into_iter()
                         .map(|output| match output {
                             ClassificationOutput::Ranked(scores) => scores
