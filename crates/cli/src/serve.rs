@@ -30,7 +30,8 @@ pub struct ServeArgs {
     /// Inputs per request.
     #[arg(long, default_value_t = 32)]
     pub max_client_batch_size: usize,
-    /// Tokens per input (default: the tokenizer's model_max_length, else 512).
+    /// Tokens per input (default, as TEI: the sentence-transformers max_seq_length, else the
+    /// model's position embeddings, at most --max-batch-tokens).
     #[arg(long)]
     pub max_input_length: Option<usize>,
     /// Truncate over-long inputs instead of refusing them (422).
@@ -45,6 +46,10 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` (except on /health and /metrics).
     #[arg(long)]
     pub api_key: Option<String>,
+    /// For a folder without a sentence-transformers pooling (a plain BERT...): serve /embed
+    /// with this pooling of the last hidden state: cls, mean or last-token (as TEI).
+    #[arg(long)]
+    pub pooling: Option<String>,
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -83,6 +88,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         payload_limit: args.payload_limit,
         threads: args.threads.unwrap_or(0),
         api_key: args.api_key.clone(),
+        pooling: args.pooling.clone(),
     };
     // The runtime only moves bytes: two threads are plenty; the model has its own.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -141,11 +141,12 @@ fn sigterm_finishes_the_requests_in_flight_and_exits_0() {
                 .body_mut()
                 .read_to_string()
                 .unwrap();
+            // TEI's te_request_count{method="single"} and {method="batch"}.
             let count: usize = metrics
                 .lines()
-                .find_map(|line| line.strip_prefix("te_request_count "))
-                .and_then(|value| value.parse().ok())
-                .unwrap_or(0);
+                .filter(|line| line.starts_with("te_request_count{"))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<usize>().ok())
+                .sum();
             if count >= CLIENTS {
                 break;
             }

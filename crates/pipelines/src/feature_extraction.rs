@@ -5,8 +5,11 @@
 
 use serde::Serialize;
 
+use oxformer_tokenizer::Side;
+
 use crate::error::{Error, Result};
 use crate::model::{HeadNeed, Loaded, RowOutput};
+use crate::sentence_embeddings::EmbeddingInput;
 
 const TASK: &str = "feature-extraction";
 
@@ -61,13 +64,41 @@ impl FeatureExtractionPipeline {
     /// [`Error::InvalidInput`] for an empty text or (without truncation) one longer than the
     /// model; model errors.
     pub fn run(&self, texts: &[&str], options: &FeatureExtractionOptions) -> Result<Vec<Features>> {
+        let inputs: Vec<EmbeddingInput<'_>> = texts
+            .iter()
+            .map(|text| EmbeddingInput::Text(text))
+            .collect();
+        self.run_inputs(&inputs, options, None)
+    }
+
+    /// As [`Self::run`] for texts or token ids (special tokens included, the model's input as
+    /// given: TEI's token-id inputs), truncating on `side` (`None`: the tokenizer's
+    /// `truncation_side`, as [`Self::run`]).
+    ///
+    /// # Errors
+    /// As [`Self::run`]; [`Error::InvalidInput`] for empty token ids or an id the tokenizer
+    /// does not know.
+    pub fn run_inputs(
+        &self,
+        inputs: &[EmbeddingInput<'_>],
+        options: &FeatureExtractionOptions,
+        side: Option<Side>,
+    ) -> Result<Vec<Features>> {
         let truncation = options.truncation;
-        let mut features = Vec::with_capacity(texts.len());
-        for text in texts {
-            if text.is_empty() {
-                return Err(Error::input(TASK, "empty text"));
-            }
-            features.push(self.loaded.encode_single(TASK, text, None, truncation)?);
+        let mut features = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            features.push(match *input {
+                EmbeddingInput::Text(text) => {
+                    if text.is_empty() {
+                        return Err(Error::input(TASK, "empty text"));
+                    }
+                    self.loaded
+                        .encode_single_on(TASK, text, None, truncation, side)?
+                }
+                EmbeddingInput::TokenIds(ids) => {
+                    self.loaded.feature_from_ids(TASK, ids, truncation, side)?
+                }
+            });
         }
         let rows = if options.batch_size == 0 {
             self.loaded.forward(&features, 0)?

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, s};
 use oxformer_heads::{EncoderInput, EncoderModel, HeadKind, HeadOutput, SentenceTransformer};
 use oxformer_models::ModelConfig;
-use oxformer_tokenizer::{EncodeInput, EncodeOptions, Encoding, Tokenizer, Truncation};
+use oxformer_tokenizer::{EncodeInput, EncodeOptions, Encoding, Side, Tokenizer, Truncation};
 use tokenizers::{Decoder, ModelWrapper};
 
 use crate::error::{Error, Result};
@@ -295,6 +295,19 @@ impl Loaded {
         pair: Option<&str>,
         truncation: bool,
     ) -> Result<Feature> {
+        self.encode_single_on(task, text, pair, truncation, None)
+    }
+
+    /// [`Loaded::encode_single`], truncating on `side` (`None`: the tokenizer's
+    /// `truncation_side`).
+    pub(crate) fn encode_single_on(
+        &self,
+        task: &'static str,
+        text: &str,
+        pair: Option<&str>,
+        truncation: bool,
+        side: Option<Side>,
+    ) -> Result<Feature> {
         let input = match pair {
             Some(pair) => EncodeInput::Pair(text, pair),
             None => EncodeInput::Single(text),
@@ -308,6 +321,7 @@ impl Loaded {
             },
             // A `max_length` without truncation would truncate anyway (as in transformers).
             max_length: truncation.then_some(max_length),
+            truncation_side: side,
             ..EncodeOptions::default()
         };
         let encoding = self.tokenizer.encode(input, &options)?;
@@ -327,6 +341,54 @@ impl Loaded {
             ));
         }
         Ok(Feature::from_encoding(&encoding))
+    }
+
+    /// The feature of token ids given by a client (special tokens included, as the tokenizer
+    /// makes them): with `truncation` cut to [`Loaded::max_length`] on `side` (`None`: the
+    /// tokenizer's `truncation_side`), as the tokenizer truncates an encoding made without
+    /// special tokens; otherwise an error when they do not fit the model's positions.
+    pub(crate) fn feature_from_ids(
+        &self,
+        task: &'static str,
+        ids: &[u32],
+        truncation: bool,
+        side: Option<Side>,
+    ) -> Result<Feature> {
+        if ids.is_empty() {
+            return Err(Error::input(task, "empty token ids"));
+        }
+        if let Some(id) = ids
+            .iter()
+            .find(|&&id| self.tokenizer.id_to_token(id).is_none())
+        {
+            return Err(Error::input(
+                task,
+                format!("token id {id} is not one of the tokenizer's"),
+            ));
+        }
+        let keep = if truncation {
+            ids.len().min(self.max_length())
+        } else if ids.len() > self.position_limit() {
+            return Err(Error::input(
+                task,
+                format!(
+                    "the input has {} tokens but the model takes at most {}; ask for \
+                     truncation to cut it",
+                    ids.len(),
+                    self.position_limit()
+                ),
+            ));
+        } else {
+            ids.len()
+        };
+        let kept = match side.unwrap_or(self.tokenizer.truncation_side()) {
+            Side::Right => &ids[..keep],
+            Side::Left => &ids[ids.len() - keep..],
+        };
+        Ok(Feature {
+            ids: kept.to_vec(),
+            type_ids: vec![0; kept.len()],
+        })
     }
 
     /// Runs the model on every feature, in batches of `batch_size` (0: the default) of similar

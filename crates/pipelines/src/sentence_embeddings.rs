@@ -9,6 +9,7 @@
 //! `max_seq_length`; the folder's modules (pooling, Dense, Normalize) make the embedding;
 //! `truncate_dim` keeps its first values, and `normalize_embeddings` scales it to unit length.
 
+use oxformer_tokenizer::Side;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -31,6 +32,16 @@ pub struct SentenceEmbeddingsOptions {
     /// Texts per forward pass, grouped by length (0: 8). Results do not depend on it beyond
     /// float rounding.
     pub batch_size: usize,
+}
+
+/// One input of [`SentenceEmbeddingsPipeline::run_inputs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingInput<'a> {
+    /// A text, prepared and tokenized as [`SentenceEmbeddingsPipeline::run`] does.
+    Text(&'a str),
+    /// Token ids as the folder's tokenizer makes them, special tokens included: the model's
+    /// input as they are (TEI's token-id inputs). They take no prompt.
+    TokenIds(&'a [u32]),
 }
 
 /// The scores of [`SentenceEmbeddingsPipeline::similarity`]: one per sentence, in order.
@@ -88,6 +99,24 @@ impl SentenceEmbeddingsPipeline {
         self.embed(TASK, texts, options)
     }
 
+    /// As [`Self::run`] for texts or token ids, an over-long input cut to the model's length
+    /// on `side` (`None`: the tokenizer's `truncation_side`, as [`Self::run`]): token ids keep
+    /// their first (`Right`) or last (`Left`) tokens, as the tokenizer truncates an encoding
+    /// made without special tokens.
+    ///
+    /// # Errors
+    /// As [`Self::run`]; [`Error::InvalidInput`] for empty token ids, an id the tokenizer does
+    /// not know, or token ids while a prompt applies (`prompt`, `prompt_name` or the folder's
+    /// default prompt).
+    pub fn run_inputs(
+        &self,
+        inputs: &[EmbeddingInput<'_>],
+        options: &SentenceEmbeddingsOptions,
+        side: Option<Side>,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.embed_inputs(TASK, inputs, options, side)
+    }
+
     /// The cosine similarity of `source`'s embedding with each of `sentences`' (the HF
     /// Inference API's `sentence-similarity`), embeddings made as [`Self::run`] makes them.
     ///
@@ -118,6 +147,20 @@ impl SentenceEmbeddingsPipeline {
         texts: &[&str],
         options: &SentenceEmbeddingsOptions,
     ) -> Result<Vec<Vec<f32>>> {
+        let inputs: Vec<EmbeddingInput<'_>> = texts
+            .iter()
+            .map(|text| EmbeddingInput::Text(text))
+            .collect();
+        self.embed_inputs(task, &inputs, options, None)
+    }
+
+    fn embed_inputs(
+        &self,
+        task: &'static str,
+        inputs: &[EmbeddingInput<'_>],
+        options: &SentenceEmbeddingsOptions,
+        side: Option<Side>,
+    ) -> Result<Vec<Vec<f32>>> {
         if options.truncate_dim == Some(0) {
             return Err(Error::option(task, "truncate_dim", "must be at least 1"));
         }
@@ -126,16 +169,34 @@ impl SentenceEmbeddingsPipeline {
             Some(prompt) if !prompt.is_empty() => self.prompt_length(task, prompt)?,
             _ => 0,
         };
-        let mut features = Vec::with_capacity(texts.len());
-        for text in texts {
-            if text.is_empty() {
-                return Err(Error::input(task, "empty text"));
-            }
-            let prompted = format!("{}{text}", prompt.unwrap_or(""));
-            features.push(
-                self.loaded
-                    .encode_single(task, &self.prepare(&prompted), None, true)?,
-            );
+        let mut features = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let feature = match *input {
+                EmbeddingInput::Text(text) => {
+                    if text.is_empty() {
+                        return Err(Error::input(task, "empty text"));
+                    }
+                    let prompted = format!("{}{text}", prompt.unwrap_or(""));
+                    self.loaded.encode_single_on(
+                        task,
+                        &self.prepare(&prompted),
+                        None,
+                        true,
+                        side,
+                    )?
+                }
+                EmbeddingInput::TokenIds(ids) => {
+                    if prompt_length > 0 {
+                        return Err(Error::input(
+                            task,
+                            "token ids take no prompt; this folder has a default prompt or one \
+                             was asked for: send text",
+                        ));
+                    }
+                    self.loaded.feature_from_ids(task, ids, true, side)?
+                }
+            };
+            features.push(feature);
         }
         let rows =
             self.loaded

@@ -2,6 +2,7 @@
 //! transformers/pipelines/text_classification.py.
 
 use oxformer_models::ProblemType;
+use oxformer_tokenizer::Side;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -146,6 +147,20 @@ impl TextClassificationPipeline {
         inputs: &[TextInput],
         options: &TextClassificationOptions,
     ) -> Result<Vec<ClassificationOutput>> {
+        self.run_on(inputs, options, None)
+    }
+
+    /// As [`Self::run`], truncating (with `options.truncation`) on `side` (`None`: the
+    /// tokenizer's `truncation_side`, as [`Self::run`]).
+    ///
+    /// # Errors
+    /// As [`Self::run`].
+    pub fn run_on(
+        &self,
+        inputs: &[TextInput],
+        options: &TextClassificationOptions,
+        side: Option<Side>,
+    ) -> Result<Vec<ClassificationOutput>> {
         if options.top_k == ClassificationTopK::Top(0) {
             return Err(Error::option(TASK, "top_k", "must be at least 1"));
         }
@@ -154,11 +169,12 @@ impl TextClassificationPipeline {
             if input.text.is_empty() {
                 return Err(Error::input(TASK, "empty text"));
             }
-            let feature = self.loaded.encode_single(
+            let feature = self.loaded.encode_single_on(
                 TASK,
                 &input.text,
                 input.text_pair.as_deref(),
                 options.truncation,
+                side,
             )?;
             features.push(feature);
         }

@@ -182,3 +182,89 @@ fn a_folder_without_modules_json_is_not_a_sentence_transformer() {
     let message = error.to_string();
     assert!(message.contains("modules.json"), "{message}");
 }
+
+/// `run_inputs` with token ids: the ids the folder's tokenizer makes for a text embed as that
+/// text does (whose embedding matches sentence-transformers above); empty ids, ids the
+/// tokenizer does not know, and ids under a prompt are errors; a side cuts ids at that end.
+#[test]
+fn token_ids_embed_as_the_text_they_encode() {
+    use oxformer_pipelines::sentence_embeddings::EmbeddingInput;
+    use oxformer_tokenizer::{EncodeOptions, Side, Tokenizer};
+
+    let pipeline = pipeline_for("st-mean", Task::SentenceEmbeddings);
+    let pipeline = pipeline.sentence_embeddings().unwrap();
+    let tokenizer = Tokenizer::from_folder(model_dir("st-mean")).unwrap();
+    let texts = ["A man is eating food.", "hello"];
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|text| {
+            let encoding = tokenizer.encode(*text, &EncodeOptions::default()).unwrap();
+            encoding.ids().to_vec()
+        })
+        .collect();
+    let options = SentenceEmbeddingsOptions::default();
+    let by_text = pipeline.run(&texts, &options).unwrap();
+    let inputs = [
+        EmbeddingInput::TokenIds(&ids[0]),
+        EmbeddingInput::Text(texts[1]),
+    ];
+    let mixed = pipeline.run_inputs(&inputs, &options, None).unwrap();
+    for (a, b) in mixed.iter().zip(&by_text) {
+        close("token ids", a, b);
+    }
+
+    let error = |inputs: &[EmbeddingInput<'_>], pipeline: &SentenceEmbeddingsPipeline| {
+        pipeline.run_inputs(inputs, &options, None).unwrap_err()
+    };
+    assert!(matches!(
+        error(&[EmbeddingInput::TokenIds(&[])], pipeline),
+        Error::InvalidInput { .. }
+    ));
+    let unknown = error(&[EmbeddingInput::TokenIds(&[u32::MAX])], pipeline);
+    assert!(unknown.to_string().contains("token id"), "{unknown}");
+    let prompted = pipeline_for("st-dense-prompts", Task::SentenceEmbeddings);
+    let prompted = prompted.sentence_embeddings().unwrap();
+    let with_prompt = error(&[EmbeddingInput::TokenIds(&ids[0])], prompted);
+    assert!(with_prompt.to_string().contains("prompt"), "{with_prompt}");
+
+    // Past the model's length, Left keeps the last ids and Right the first.
+    // 150 ids of the first text, then 150 of the second: the two ends differ.
+    let long: Vec<u32> = (ids[0].iter().copied().cycle().take(150))
+        .chain(ids[1].iter().copied().cycle().take(150))
+        .collect();
+    let max_length = 128; // st-mean's max_seq_length
+    let cut = |side| {
+        pipeline
+            .run_inputs(&[EmbeddingInput::TokenIds(&long)], &options, Some(side))
+            .unwrap()
+    };
+    let kept = |ids: &[u32]| {
+        pipeline
+            .run_inputs(&[EmbeddingInput::TokenIds(ids)], &options, None)
+            .unwrap()
+    };
+    close(
+        "left",
+        &cut(Side::Left)[0],
+        &kept(&long[300 - max_length..])[0],
+    );
+    close("right", &cut(Side::Right)[0], &kept(&long[..max_length])[0]);
+    let (left, right) = (cut(Side::Left), cut(Side::Right));
+    assert!(
+        left[0]
+            .iter()
+            .zip(&right[0])
+            .any(|(a, b)| (a - b).abs() > 1e-3)
+    );
+}
+
+/// Every value within [`TOLERANCE`], the first difference named.
+fn close(what: &str, actual: &[f32], expected: &[f32]) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
+    for (index, (a, b)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            f64::from((a - b).abs()) <= TOLERANCE,
+            "{what}: [{index}] {a} vs {b}"
+        );
+    }
+}

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
+use crate::metrics::Method;
 use crate::routes::{Timings, tracked, tracked_as};
 use crate::worker::{Computed, Job};
 use crate::{Admission, JsonBody, SharedState};
@@ -30,14 +31,8 @@ enum Generated {
         text: String,
         special: bool,
     },
-    /// The end: all the new text, why it stopped, how many tokens, the prompt's tokens.
-    Done {
-        text: String,
-        finish_reason: &'static str,
-        generated_tokens: usize,
-        input_length: usize,
-        timings: Timings,
-    },
+    /// The end.
+    Done(End),
     /// A failure before or during generation.
     Failed(ApiError),
 }
@@ -50,12 +45,51 @@ struct Running {
     _admission: Admission,
 }
 
-/// Admits one prompt and queues its generation with pipeline options `options`.
-fn start(
+/// TGI's `--max-stop-sequences` default.
+const MAX_STOP_SEQUENCES: usize = 4;
+
+/// The stop sequences of a request (TGI's `parameters.stop`, OpenAI's `stop`): a string or a
+/// list of at most [`MAX_STOP_SEQUENCES`] non-empty strings.
+fn stop_sequences(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let stops: Vec<String> = match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(stop)) => vec![stop.clone()],
+        Some(Value::Array(stops)) => stops
+            .iter()
+            .map(|stop| {
+                stop.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::validation("`stop` must be a string or a list of strings")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::validation(
+                "`stop` must be a string or a list of strings",
+            ));
+        }
+    };
+    if stops.len() > MAX_STOP_SEQUENCES {
+        return Err(ApiError::validation(format!(
+            "`stop` supports up to {MAX_STOP_SEQUENCES} stop sequences. Given: {}",
+            stops.len()
+        )));
+    }
+    if stops.iter().any(String::is_empty) {
+        return Err(ApiError::validation("`stop` sequences cannot be empty"));
+    }
+    Ok(stops)
+}
+
+/// Admits one prompt and queues its generation with pipeline options `options`. Generation
+/// also ends when the new text ends with one of `stops` (TGI's `StopSequenceCriteria`: checked
+/// after each token, on the text so far; a full length or an end-of-sequence token wins over
+/// it, as in TGI's `StoppingCriteria`).
+async fn start(
     state: &SharedState,
     route: &str,
     prompt: String,
     options: Map<String, Value>,
+    stops: Vec<String>,
 ) -> Result<Running, ApiError> {
     let model = state.ready()?;
     if model.task != Task::TextGeneration {
@@ -65,6 +99,29 @@ fn start(
         return Err(ApiError::empty("`inputs` cannot be empty"));
     }
     let admission = state.admit(1)?;
+    // The prompt's tokens, counted on the tokenization threads: refused past the input limit
+    // (TGI's validation), and counted in the batch metrics.
+    let tokenizer = model.tokenizer.clone();
+    let limit = model.max_input_length;
+    let (prompt, input_length) = state
+        .tokenization
+        .run(move || {
+            let length = tokenizer
+                .encode(
+                    prompt.as_str(),
+                    &oxformer_tokenizer::EncodeOptions::default(),
+                )
+                .map_err(|error| ApiError::tokenizer(error.to_string()))?
+                .len();
+            Ok((prompt, length))
+        })
+        .await?;
+    if input_length > limit {
+        return Err(ApiError::validation(format!(
+            "Input validation error: `inputs` must have less than {limit} tokens. Given: \
+             {input_length}"
+        )));
+    }
     let (sender, events) = mpsc::unbounded_channel();
     let (reply, answer) = oneshot::channel();
     let enqueued = Instant::now();
@@ -76,19 +133,13 @@ fn start(
             .expect("a text-generation pipeline");
         let result = (|| -> Result<(), ApiError> {
             let options = pipeline.options_from_json(&options)?;
-            let input_length = pipeline
-                .tokenizer()
-                .encode(
-                    prompt.as_str(),
-                    &oxformer_tokenizer::EncodeOptions::default(),
-                )
-                .map(|encoding| encoding.len())
-                .unwrap_or(0);
             let special = pipeline.tokenizer().all_special_ids();
             let eos = options.generation.eos_token_id.clone();
+            let max_new_tokens = options.generation.max_new_tokens;
             let mut text = String::new();
             let mut generated_tokens = 0;
             let mut last = None;
+            let mut stopped_by = None;
             for piece in pipeline.stream(&prompt, &options)? {
                 let piece = piece?;
                 text.push_str(&piece.text);
@@ -112,9 +163,23 @@ fn start(
                 if sender.send(event).is_err() {
                     return Ok(()); // the client went away
                 }
+                stopped_by = stops
+                    .iter()
+                    .find(|stop| text.ends_with(stop.as_str()))
+                    .cloned();
+                if stopped_by.is_some() {
+                    break; // dropping the stream ends the generation
+                }
             }
-            let finish_reason = if last.is_some_and(|id| eos.contains(&id)) {
+            let finish_reason = if stopped_by.is_some() && max_new_tokens == Some(generated_tokens)
+            {
+                stopped_by = None;
+                "length"
+            } else if last.is_some_and(|id| eos.contains(&id)) {
+                stopped_by = None;
                 "eos_token"
+            } else if stopped_by.is_some() {
+                "stop_sequence"
             } else {
                 "length"
             };
@@ -124,13 +189,14 @@ fn start(
                 tokens: input_length,
                 ..Timings::default()
             };
-            let _ = sender.send(Generated::Done {
+            let _ = sender.send(Generated::Done(End {
                 text,
                 finish_reason,
+                stop: stopped_by,
                 generated_tokens,
                 input_length,
                 timings,
-            });
+            }));
             Ok(())
         })();
         if let Err(error) = result {
@@ -142,6 +208,7 @@ fn start(
         Job::Run {
             work,
             inputs: 1,
+            tokens: input_length,
             enqueued: Instant::now(),
             reply,
         },
@@ -162,11 +229,23 @@ struct Token {
     special: bool,
 }
 
-/// A whole generation: its tokens, text, finish reason, prompt tokens and timings.
-type Collected = (Vec<Token>, String, &'static str, usize, Timings);
+/// The end of a generation.
+#[derive(Debug)]
+struct End {
+    /// All the new text.
+    text: String,
+    /// TGI's `length`, `eos_token` or `stop_sequence`.
+    finish_reason: &'static str,
+    /// The stop sequence the text ends with, when that is why it stopped.
+    stop: Option<String>,
+    generated_tokens: usize,
+    /// The prompt's tokens.
+    input_length: usize,
+    timings: Timings,
+}
 
 /// Collects a generation: its tokens (the flush appended to the last), then the end.
-async fn collect(mut running: Running) -> Result<Collected, ApiError> {
+async fn collect(mut running: Running) -> Result<(Vec<Token>, End), ApiError> {
     let mut tokens: Vec<Token> = Vec::new();
     while let Some(event) = running.events.recv().await {
         match event {
@@ -179,13 +258,7 @@ async fn collect(mut running: Running) -> Result<Collected, ApiError> {
                     tokens.push(Token { id, text, special });
                 }
             }
-            Generated::Done {
-                text,
-                finish_reason,
-                input_length,
-                timings,
-                ..
-            } => return Ok((tokens, text, finish_reason, input_length, timings)),
+            Generated::Done(end) => return Ok((tokens, end)),
             Generated::Failed(error) => return Err(error),
         }
     }
@@ -209,10 +282,8 @@ fn tgi_options(
             ("return_full_text", value) => full_text = value.as_bool().unwrap_or(false),
             ("watermark" | "decoder_input_details", Value::Bool(false)) => {}
             ("best_of", value) if value.as_u64() == Some(1) => {}
-            ("stop", Value::Array(stops)) if stops.is_empty() => {}
-            ("stop", _) => {
-                return Err(ApiError::validation("`stop` sequences are not supported"));
-            }
+            // Read by `stop_sequences`.
+            ("stop", _) => {}
             ("temperature" | "top_k" | "top_p" | "typical_p", value) => {
                 sampling_asked = true;
                 options.insert(key.clone(), value.clone());
@@ -251,20 +322,23 @@ pub(crate) async fn generate(
     State(state): State<SharedState>,
     body: Result<JsonBody<GenerateRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    tracked(&state, Method::Single, async {
         let JsonBody(request) = body?;
         let (options, details, full_text) = tgi_options(&request.parameters)?;
-        let running = start(&state, "/generate", request.inputs.clone(), options)?;
-        let (tokens, text, finish_reason, _, timings) = collect(running).await?;
+        let stops = stop_sequences(request.parameters.get("stop"))?;
+        let running = start(&state, "/generate", request.inputs.clone(), options, stops).await?;
+        let (tokens, end) = collect(running).await?;
+        let timings = end.timings;
+        // TGI keeps the stop sequence in the text.
         let generated_text = if full_text {
-            format!("{}{text}", request.inputs)
+            format!("{}{}", request.inputs, end.text)
         } else {
-            text
+            end.text
         };
         let mut body = json!({"generated_text": generated_text});
         if details {
             body["details"] = json!({
-                "finish_reason": finish_reason,
+                "finish_reason": end.finish_reason,
                 "generated_tokens": tokens.len(),
                 "seed": request.parameters.get("seed").cloned().unwrap_or(Value::Null),
                 "prefill": [],
@@ -275,9 +349,6 @@ pub(crate) async fn generate(
     })
     .await
 }
-
-/// The end of a generation: all the new text, why it stopped, new tokens, prompt tokens.
-type End = (String, &'static str, usize, usize, Timings);
 
 /// The events of a running generation, one per token; the flush text joins the last token.
 /// Each item is a token, or the end (with the full text), or an error.
@@ -303,19 +374,12 @@ fn token_stream(running: Running) -> impl Stream<Item = Result<(Token, Option<En
                             return Some((Ok((previous, None)), (running, held, false)));
                         }
                     }
-                    Some(Generated::Done {
-                        text,
-                        finish_reason,
-                        generated_tokens,
-                        input_length,
-                        timings,
-                    }) => {
+                    Some(Generated::Done(end)) => {
                         let last = held.take().unwrap_or(Token {
                             id: 0,
                             text: String::new(),
                             special: false,
                         });
-                        let end = (text, finish_reason, generated_tokens, input_length, timings);
                         return Some((Ok((last, Some(end))), (running, None, true)));
                     }
                     Some(Generated::Failed(error)) => {
@@ -340,18 +404,27 @@ pub(crate) async fn generate_stream(
     State(state): State<SharedState>,
     body: Result<JsonBody<GenerateRequest>, ApiError>,
 ) -> Response {
-    state.metrics.request();
-    let started = (|| {
+    state.metrics.request(Method::Single);
+    let started = async {
         let JsonBody(request) = body?;
         let (options, _, full_text) = tgi_options(&request.parameters)?;
+        let stops = stop_sequences(request.parameters.get("stop"))?;
         let seed = request
             .parameters
             .get("seed")
             .cloned()
             .unwrap_or(Value::Null);
-        let running = start(&state, "/generate_stream", request.inputs.clone(), options)?;
+        let running = start(
+            &state,
+            "/generate_stream",
+            request.inputs.clone(),
+            options,
+            stops,
+        )
+        .await?;
         Ok::<_, ApiError>((running, request.inputs, full_text, seed))
-    })();
+    }
+    .await;
     let (running, prompt, full_text, seed) = match started {
         Ok(started) => started,
         Err(error) => {
@@ -367,25 +440,26 @@ pub(crate) async fn generate_stream(
             Ok((token, end)) => {
                 index += 1;
                 let (generated_text, details) = match end {
-                    Some((text, finish_reason, generated_tokens, input_length, timings)) => {
+                    Some(end) => {
                         metrics.success(
+                            Method::Single,
                             begun.elapsed(),
                             Duration::ZERO,
-                            timings.queue,
-                            timings.inference,
+                            end.timings.queue,
+                            end.timings.inference,
                         );
                         let text = if full_text {
-                            format!("{prompt}{text}")
+                            format!("{prompt}{}", end.text)
                         } else {
-                            text
+                            end.text
                         };
                         (
                             Value::String(text),
                             json!({
-                                "finish_reason": finish_reason,
-                                "generated_tokens": generated_tokens,
+                                "finish_reason": end.finish_reason,
+                                "generated_tokens": end.generated_tokens,
                                 "seed": seed,
-                                "input_length": input_length,
+                                "input_length": end.input_length,
                             }),
                         )
                     }
@@ -444,9 +518,12 @@ pub(crate) struct CompletionRequest {
     echo: bool,
 }
 
+/// A completion request's prompt, pipeline options and stop sequences.
+type CompletionParts = (String, Map<String, Value>, Vec<String>);
+
 impl CompletionRequest {
-    /// The prompt and the pipeline options.
-    fn options(&self) -> Result<(String, Map<String, Value>), ApiError> {
+    /// The prompt, the pipeline options and the stop sequences.
+    fn options(&self) -> Result<CompletionParts, ApiError> {
         let prompt = match &self.prompt {
             Prompt::Single(prompt) => prompt.clone(),
             Prompt::Batch(prompts) if prompts.len() == 1 => prompts[0].clone(),
@@ -462,11 +539,7 @@ impl CompletionRequest {
         if self.echo {
             return Err(ApiError::validation("`echo` is not supported"));
         }
-        match &self.stop {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(stops)) if stops.is_empty() => {}
-            Some(_) => return Err(ApiError::validation("`stop` sequences are not supported")),
-        }
+        let stops = stop_sequences(self.stop.as_ref())?;
         let mut options = Map::new();
         // OpenAI's default is 16 new tokens.
         options.insert(
@@ -490,7 +563,7 @@ impl CompletionRequest {
         if let Some(seed) = self.seed {
             options.insert("seed".into(), json!(seed));
         }
-        Ok((prompt, options))
+        Ok((prompt, options, stops))
     }
 }
 
@@ -501,11 +574,58 @@ fn unix_time() -> u64 {
         .unwrap_or(0)
 }
 
+/// OpenAI's `finish_reason`: `stop` for an end-of-sequence token or a stop sequence.
 fn openai_reason(finish_reason: &str) -> &'static str {
-    if finish_reason == "eos_token" {
-        "stop"
-    } else {
+    if finish_reason == "length" {
         "length"
+    } else {
+        "stop"
+    }
+}
+
+/// OpenAI's text: without the stop sequence that ended it.
+fn openai_text(end: &End) -> &str {
+    match &end.stop {
+        Some(stop) => &end.text[..end.text.len() - stop.len()],
+        None => &end.text,
+    }
+}
+
+/// The streamed text of an OpenAI completion: a stop sequence is not sent, so text that may
+/// be the start of one is held back until the next token says whether it is.
+struct HeldBack {
+    stops: Vec<String>,
+    /// All the new text so far, and how much of it was sent.
+    text: String,
+    sent: usize,
+}
+
+impl HeldBack {
+    /// The text to send after `piece`: up to the longest end of the text that begins a stop
+    /// sequence.
+    fn push(&mut self, piece: &str) -> String {
+        self.text.push_str(piece);
+        let held = self
+            .text
+            .char_indices()
+            .map(|(index, _)| index)
+            .filter(|&index| index >= self.sent)
+            .find(|&index| {
+                let rest = &self.text[index..];
+                self.stops.iter().any(|stop| stop.starts_with(rest))
+            })
+            .unwrap_or(self.text.len());
+        let out = self.text[self.sent..held].to_string();
+        self.sent = held;
+        out
+    }
+
+    /// The rest of the text at the end.
+    fn finish(&mut self, end: &End) -> String {
+        let text = openai_text(end);
+        let out = text.get(self.sent..).unwrap_or_default().to_string();
+        self.sent = self.text.len();
+        out
     }
 }
 
@@ -518,7 +638,7 @@ pub(crate) async fn completions(
     let request = match body {
         Ok(JsonBody(request)) => request,
         Err(error) => {
-            state.metrics.request();
+            state.metrics.request(Method::Single);
             state.metrics.failure(error.metric_label());
             return error.openai_response();
         }
@@ -532,29 +652,22 @@ pub(crate) async fn completions(
     let id = format!("cmpl-{}", unix_time());
     let created = unix_time();
     if !request.stream {
-        return tracked_as(&state, true, async {
-            let (prompt, options) = request.options()?;
-            let prompt_tokens = state
-                .ready()?
-                .tokenizer
-                .encode(
-                    prompt.as_str(),
-                    &oxformer_tokenizer::EncodeOptions::default(),
-                )
-                .map(|encoding| encoding.len())
-                .unwrap_or(0);
-            let running = start(&state, "/v1/completions", prompt, options)?;
-            let (tokens, text, finish_reason, _, timings) = collect(running).await?;
+        return tracked_as(&state, Method::Single, true, async {
+            let (prompt, options, stops) = request.options()?;
+            let running = start(&state, "/v1/completions", prompt, options, stops).await?;
+            let (tokens, end) = collect(running).await?;
+            let prompt_tokens = end.input_length;
+            let timings = end.timings;
             let body = json!({
                 "id": id,
                 "object": "text_completion",
                 "created": created,
                 "model": model_name,
                 "choices": [{
-                    "text": text,
+                    "text": openai_text(&end),
                     "index": 0,
                     "logprobs": null,
-                    "finish_reason": openai_reason(finish_reason),
+                    "finish_reason": openai_reason(end.finish_reason),
                 }],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
@@ -566,11 +679,14 @@ pub(crate) async fn completions(
         })
         .await;
     }
-    state.metrics.request();
-    let running = request
-        .options()
-        .and_then(|(prompt, options)| start(&state, "/v1/completions", prompt, options));
-    let running = match running {
+    state.metrics.request(Method::Single);
+    let running = async {
+        let (prompt, options, stops) = request.options()?;
+        let running = start(&state, "/v1/completions", prompt, options, stops.clone()).await?;
+        Ok::<_, ApiError>((running, stops))
+    }
+    .await;
+    let (running, stops) = match running {
         Ok(running) => running,
         Err(error) => {
             state.metrics.failure(error.metric_label());
@@ -579,18 +695,26 @@ pub(crate) async fn completions(
     };
     let metrics = state.metrics.clone();
     let begun = Instant::now();
+    let mut held_back = HeldBack {
+        stops,
+        text: String::new(),
+        sent: 0,
+    };
     let chunks = token_stream(running).map(move |item| {
         let event = match item {
             Ok((token, end)) => {
+                let mut text = held_back.push(&token.text);
                 let finish_reason = match end {
-                    Some((_, reason, _, _, timings)) => {
+                    Some(end) => {
                         metrics.success(
+                            Method::Single,
                             begun.elapsed(),
                             Duration::ZERO,
-                            timings.queue,
-                            timings.inference,
+                            end.timings.queue,
+                            end.timings.inference,
                         );
-                        Value::from(openai_reason(reason))
+                        text.push_str(&held_back.finish(&end));
+                        Value::from(openai_reason(end.finish_reason))
                     }
                     None => Value::Null,
                 };
@@ -601,7 +725,7 @@ pub(crate) async fn completions(
                         "created": created,
                         "model": model_name,
                         "choices": [{
-                            "text": token.text,
+                            "text": text,
                             "index": 0,
                             "logprobs": null,
                             "finish_reason": finish_reason,
@@ -619,4 +743,79 @@ pub(crate) async fn completions(
     });
     let done = stream::once(async { Ok::<_, Infallible>(Event::default().data("[DONE]")) });
     Sse::new(chunks.chain(done)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(text: &str, stop: Option<&str>) -> End {
+        End {
+            text: text.to_string(),
+            finish_reason: if stop.is_some() {
+                "stop_sequence"
+            } else {
+                "length"
+            },
+            stop: stop.map(str::to_string),
+            generated_tokens: 0,
+            input_length: 0,
+            timings: Timings::default(),
+        }
+    }
+
+    /// Streams `pieces` through a [`HeldBack`]: what each piece sends, then the rest at `end`.
+    fn stream(stops: &[&str], pieces: &[&str], stop: Option<&str>) -> Vec<String> {
+        let mut held = HeldBack {
+            stops: stops.iter().map(|stop| stop.to_string()).collect(),
+            text: String::new(),
+            sent: 0,
+        };
+        let mut sent: Vec<String> = pieces.iter().map(|piece| held.push(piece)).collect();
+        let text: String = pieces.concat();
+        sent.push(held.finish(&end(&text, stop)));
+        sent
+    }
+
+    #[test]
+    fn the_stream_never_sends_a_stop_sequence() {
+        // A stop across two pieces: its start is held, then dropped.
+        assert_eq!(stream(&["ab"], &["xa", "b"], Some("ab")), ["x", "", ""]);
+        // A start that turns out not to be one is sent with the next piece.
+        assert_eq!(stream(&["ab"], &["xa", "c"], None), ["x", "ac", ""]);
+        // Held at the end without a stop: sent by finish.
+        assert_eq!(stream(&["ab"], &["xa"], None), ["x", "a"]);
+        // Multi-byte characters are cut on their boundaries only.
+        assert_eq!(
+            stream(&["é!", "zz"], &["caf", "é", "!"], Some("é!")),
+            ["caf", "", "", ""]
+        );
+        assert_eq!(stream(&["é!"], &["café", " ok"], None), ["caf", "é ok", ""]);
+        // No stops: everything at once.
+        assert_eq!(stream(&[], &["a", "b"], None), ["a", "b", ""]);
+    }
+
+    #[test]
+    fn stop_sequences_are_checked_as_tgi_checks_them() {
+        assert_eq!(stop_sequences(None).unwrap(), Vec::<String>::new());
+        assert_eq!(stop_sequences(Some(&json!("\n"))).unwrap(), ["\n"]);
+        assert_eq!(
+            stop_sequences(Some(&json!(["a", "b"]))).unwrap(),
+            ["a", "b"]
+        );
+        for bad in [
+            json!(["a", "b", "c", "d", "e"]),
+            json!([""]),
+            json!([1]),
+            json!(3),
+        ] {
+            let error = stop_sequences(Some(&bad)).unwrap_err();
+            assert_eq!(error.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        assert_eq!(openai_text(&end("hello.\n", Some(".\n"))), "hello");
+        assert_eq!(openai_text(&end("hello", None)), "hello");
+        assert_eq!(openai_reason("stop_sequence"), "stop");
+        assert_eq!(openai_reason("eos_token"), "stop");
+        assert_eq!(openai_reason("length"), "length");
+    }
 }

@@ -4,7 +4,7 @@
 //! pipeline task, and TGI's and OpenAI's completion routes for generation.
 //!
 //! The model runs on its own thread ([`worker`]); the async runtime only parses, validates,
-//! tokenizes (on the blocking pool) and answers. Embedding requests from many clients are
+//! tokenizes (on a fixed set of tokenization threads) and answers. Embedding requests from many clients are
 //! batched together up to `max_batch_tokens` real tokens.
 //!
 //! ```no_run
@@ -21,6 +21,7 @@ mod error;
 mod generate;
 mod metrics;
 mod routes;
+mod tokenization;
 pub mod worker;
 
 use std::future::Future;
@@ -58,7 +59,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// Inputs per request.
     pub max_client_batch_size: usize,
-    /// Tokens per input (default: the tokenizer's `model_max_length`, else 512).
+    /// Tokens per input (default, as TEI: the sentence-transformers `max_seq_length`, else the
+    /// model's positions, at most `max_batch_tokens`).
     pub max_input_length: Option<usize>,
     /// Truncate over-long inputs instead of refusing them.
     pub auto_truncate: bool,
@@ -68,6 +70,9 @@ pub struct ServerConfig {
     pub threads: usize,
     /// With a key, every route but `/health` and `/metrics` needs `Authorization: Bearer KEY`.
     pub api_key: Option<String>,
+    /// TEI's `--pooling` for a folder without a sentence-transformers pooling: `cls`, `mean`
+    /// or `last-token` over the model's last hidden state serves `/embed`.
+    pub pooling: Option<String>,
 }
 
 impl ServerConfig {
@@ -84,6 +89,7 @@ impl ServerConfig {
             payload_limit: 2_000_000,
             threads: 0,
             api_key: None,
+            pooling: None,
         }
     }
 }
@@ -91,6 +97,8 @@ impl ServerConfig {
 /// What the HTTP side knows of the loaded model.
 pub(crate) struct ModelInfo {
     pub task: Task,
+    /// `--pooling` over a feature-extraction model (then `/embed` serves it).
+    pub pooling: Option<worker::Pooling>,
     pub task_name: String,
     pub model_id: String,
     pub tokenizer: Arc<Tokenizer>,
@@ -109,6 +117,7 @@ pub(crate) struct AppState {
     pub in_flight: AtomicUsize,
     pub accepting: AtomicBool,
     pub metrics: Arc<Metrics>,
+    pub tokenization: tokenization::Tokenization,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
@@ -241,7 +250,7 @@ pub fn auto_task(dir: &Path) -> String {
 }
 
 /// The pooling of a sentence-transformers folder, as TEI names it in `/info`.
-fn pooling(dir: &Path) -> String {
+fn folder_pooling(dir: &Path) -> String {
     let modules: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("modules.json"))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())
@@ -271,6 +280,35 @@ fn pooling(dir: &Path) -> String {
     "unknown".to_string()
 }
 
+/// The model's maximum input length, as TEI v1.9 takes it (router/src/lib.rs): a
+/// sentence-transformers folder's `max_seq_length`, else config.json's
+/// `max_position_embeddings` (`n_positions` for GPT-2) less the position offset of RoBERTa-like
+/// models (`pad_token_id + 1`).
+fn model_max_input_length(dir: &Path) -> Option<usize> {
+    let read = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
+    };
+    if let Some(length) =
+        read("sentence_bert_config.json").and_then(|config| config.get("max_seq_length")?.as_u64())
+    {
+        return Some(length as usize);
+    }
+    let config = read("config.json")?;
+    let positions = config
+        .get("max_position_embeddings")
+        .or_else(|| config.get("n_positions"))?
+        .as_u64()? as usize;
+    let model_type = config.get("model_type").and_then(|v| v.as_str());
+    let offset = match model_type {
+        Some("roberta" | "xlm-roberta" | "camembert") => config
+            .get("pad_token_id")
+            .and_then(|v| v.as_u64())
+            .map_or(0, |pad| pad as usize + 1),
+        _ => 0,
+    };
+    Some(positions.saturating_sub(offset))
+}
+
 /// `id2label` of config.json, in id order.
 fn labels(dir: &Path) -> Vec<String> {
     let config: serde_json::Value = std::fs::read_to_string(dir.join("config.json"))
@@ -288,6 +326,13 @@ fn labels(dir: &Path) -> Vec<String> {
     pairs.into_iter().map(|(_, label)| label).collect()
 }
 
+/// Tokenization threads: TEI's default, one fewer than the cores (the model has them), from
+/// 1 to 64.
+fn tokenization_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.saturating_sub(1).clamp(1, 64)
+}
+
 /// Loads the model on the current (model) thread: the folder, the task, the pipeline and what
 /// the HTTP side needs to know.
 fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
@@ -296,11 +341,32 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
     } else {
         oxformer_nn::hub::resolve_model(&config.model).map_err(|error| error.to_string())?
     };
-    let task_name = if config.task == "auto" {
+    let pooling = match &config.pooling {
+        None => None,
+        Some(name) => {
+            if dir.join("modules.json").is_file() {
+                return Err(format!(
+                    "--pooling {name}: {} is a sentence-transformers folder with its own pooling \
+                     (modules.json); --pooling is for folders without one",
+                    dir.display()
+                ));
+            }
+            Some(worker::Pooling::parse(name)?)
+        }
+    };
+    let task_name = if pooling.is_some() && config.task == "auto" {
+        // TEI: a plain model folder with --pooling is an embedding model.
+        "feature-extraction".to_string()
+    } else if config.task == "auto" {
         auto_task(&dir)
     } else {
         config.task.clone()
     };
+    if pooling.is_some() && task_name != "feature-extraction" {
+        return Err(format!(
+            "--pooling needs the feature-extraction task, not `{task_name}`"
+        ));
+    }
     let dir_name = dir.to_string_lossy().into_owned();
     let mut pipeline: Pipeline = oxformer_pipelines::pipeline_named(&task_name, &dir_name)
         .map_err(|error| format!("cannot load `{}` for {task_name}: {error}", config.model))?;
@@ -308,15 +374,29 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
         .set_threads(config.threads)
         .map_err(|error| error.to_string())?;
     let tokenizer = Tokenizer::from_folder(&dir).map_err(|error| error.to_string())?;
-    let max_input_length = config
-        .max_input_length
-        .or(tokenizer.model_max_length())
-        .unwrap_or(512);
+    let max_input_length = match config.max_input_length {
+        Some(length) => length,
+        None => {
+            let model_length = model_max_input_length(&dir)
+                .or(tokenizer.model_max_length())
+                .unwrap_or(512);
+            // TEI: a model longer than a batch is cut to one batch, or refused.
+            if model_length > config.max_batch_tokens && !config.auto_truncate {
+                return Err(format!(
+                    "the model's maximum input length {model_length} exceeds \
+                     --max-batch-tokens {}: raise --max-batch-tokens, or set \
+                     --max-input-length or --auto-truncate",
+                    config.max_batch_tokens
+                ));
+            }
+            model_length.min(config.max_batch_tokens)
+        }
+    };
     let task = pipeline.task();
     let labels = labels(&dir);
     let model_type = match task {
         Task::SentenceEmbeddings | Task::SentenceSimilarity => {
-            serde_json::json!({"embedding": {"pooling": pooling(&dir)}})
+            serde_json::json!({"embedding": {"pooling": folder_pooling(&dir)}})
         }
         Task::TextClassification => {
             let id2label: serde_json::Map<String, serde_json::Value> = labels
@@ -336,6 +416,9 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
             };
             serde_json::json!({kind: {"id2label": id2label, "label2id": label2id}})
         }
+        Task::FeatureExtraction if pooling.is_some() => {
+            serde_json::json!({"embedding": {"pooling": pooling.map(worker::Pooling::name)}})
+        }
         other => serde_json::json!({"pipeline": {"task": other.name()}}),
     };
     let info = serde_json::json!({
@@ -350,14 +433,14 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
         "max_batch_requests": null,
         "max_client_batch_size": config.max_client_batch_size,
         "auto_truncate": config.auto_truncate,
-        "tokenization_workers": 1,
+        "tokenization_workers": tokenization_workers(),
         "version": env!("CARGO_PKG_VERSION"),
         "sha": null,
         "docker_label": null,
-        "task": task_name,
     });
     let info = ModelInfo {
         task,
+        pooling,
         task_name,
         model_id: config.model.clone(),
         tokenizer: Arc::new(tokenizer),
@@ -365,7 +448,23 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
         labels,
         info,
     };
-    Ok((Models::new(pipeline, dir, config.threads), info))
+    let mut models = Models::new(pipeline, dir, config.threads);
+    models.pooling = pooling;
+    Ok((models, info))
+}
+
+/// Test hook: the model thread waits this many milliseconds before it loads the model, so that
+/// a test can see the server answer while loading (tests/lifecycle.rs).
+const TEST_LOAD_DELAY_MS: &str = "OXFORMER_SERVE_TEST_LOAD_DELAY_MS";
+/// Test hook: an embedding input equal to this text panics on the model thread
+/// (tests/lifecycle.rs).
+pub(crate) const TEST_PANIC_INPUT: &str = "OXFORMER_SERVE_TEST_PANIC_INPUT";
+
+/// The value of a test hook. The hooks are hidden environment variables, not flags or
+/// `ServerConfig` fields, so that they stay out of the public API and `oxformer serve --help`;
+/// unset (as everywhere but in the tests that set them) they change nothing.
+pub(crate) fn test_hook(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
 /// `Authorization: Bearer KEY` when the server has a key.
@@ -419,6 +518,9 @@ pub async fn serve(
 ) -> Result<(), String> {
     let (sender, receiver) = mpsc::channel::<Job>();
     let metrics = Arc::new(Metrics::default());
+    let tokenization =
+        tokenization::Tokenization::start(tokenization_workers(), metrics.clone())
+            .map_err(|error| format!("cannot start the tokenization threads: {error}"))?;
     let state = Arc::new(AppState {
         config: config.clone(),
         model: OnceLock::new(),
@@ -426,12 +528,16 @@ pub async fn serve(
         in_flight: AtomicUsize::new(0),
         accepting: AtomicBool::new(true),
         metrics: metrics.clone(),
+        tokenization,
     });
     let (loaded_sender, loaded) = tokio::sync::oneshot::channel::<Result<(), String>>();
     let thread_state = state.clone();
     let model_thread = std::thread::Builder::new()
         .name("oxformer-model".to_string())
         .spawn(move || {
+            if let Some(delay) = test_hook(TEST_LOAD_DELAY_MS).and_then(|ms| ms.parse().ok()) {
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+            }
             let started = Instant::now();
             let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(&config)))
                 .unwrap_or_else(|_| Err("loading the model panicked".to_string()));

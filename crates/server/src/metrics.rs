@@ -73,10 +73,30 @@ struct Histograms {
     batch_tokens: Histogram,
 }
 
+/// TEI's `method` label of `te_request_count` and `te_request_success`: whether the inputs
+/// came as one or as a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Single,
+    Batch,
+}
+
+impl Method {
+    const ALL: [Method; 2] = [Method::Single, Method::Batch];
+
+    fn label(self) -> &'static str {
+        match self {
+            Method::Single => "single",
+            Method::Batch => "batch",
+        }
+    }
+}
+
 /// The server's counters.
 pub struct Metrics {
-    request_count: AtomicU64,
-    request_success: AtomicU64,
+    /// By [`Method`], in [`Method::ALL`]'s order.
+    request_count: [AtomicU64; 2],
+    request_success: [AtomicU64; 2],
     failures: Mutex<BTreeMap<&'static str, u64>>,
     panics: AtomicU64,
     queue_size: AtomicI64,
@@ -86,8 +106,8 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            request_count: AtomicU64::new(0),
-            request_success: AtomicU64::new(0),
+            request_count: Default::default(),
+            request_success: Default::default(),
             failures: Mutex::new(BTreeMap::new()),
             panics: AtomicU64::new(0),
             queue_size: AtomicI64::new(0),
@@ -112,19 +132,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     /// A request reached an inference route.
-    pub fn request(&self) {
-        self.request_count.fetch_add(1, Ordering::Relaxed);
+    pub fn request(&self, method: Method) {
+        self.request_count[method as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request was answered, with its timings (as TEI's `ResponseMetadata::record_metrics`).
     pub fn success(
         &self,
+        method: Method,
         total: Duration,
         tokenization: Duration,
         queue: Duration,
         inference: Duration,
     ) {
-        self.request_success.fetch_add(1, Ordering::Relaxed);
+        self.request_success[method as usize].fetch_add(1, Ordering::Relaxed);
         let mut histograms = lock(&self.histograms);
         histograms.duration.observe(total.as_secs_f64());
         histograms.tokenization.observe(tokenization.as_secs_f64());
@@ -165,16 +186,16 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, value: u64| {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {value}");
         };
-        counter(
-            &mut out,
-            "te_request_count",
-            self.request_count.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "te_request_success",
-            self.request_success.load(Ordering::Relaxed),
-        );
+        for (name, counts) in [
+            ("te_request_count", &self.request_count),
+            ("te_request_success", &self.request_success),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for method in Method::ALL {
+                let count = counts[method as usize].load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{method=\"{}\"}} {count}", method.label());
+            }
+        }
         let _ = writeln!(out, "# TYPE te_request_failure counter");
         for (err, count) in lock(&self.failures).iter() {
             let _ = writeln!(out, "te_request_failure{{err=\"{err}\"}} {count}");

@@ -11,14 +11,17 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use oxformer_pipelines::Task;
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
-use oxformer_pipelines::sentence_embeddings::SentenceEmbeddingsOptions;
+use oxformer_pipelines::sentence_embeddings::{EmbeddingInput, SentenceEmbeddingsOptions};
 use oxformer_pipelines::text_classification::TextInput;
-use oxformer_tokenizer::EncodeOptions;
+use oxformer_tokenizer::{EncodeOptions, Side};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
-use crate::worker::{ClassifyJob, ClassifyKey, Computed, EmbedJob, EmbedKey, Job, Models};
+use crate::metrics::Method;
+use crate::worker::{
+    ClassifyJob, ClassifyKey, Computed, EmbedInput, EmbedJob, EmbedKey, Job, Models,
+};
 use crate::{Admission, JsonBody, ModelInfo, SharedState};
 
 /// Where a request's time went, for the `x-*-time` headers and the metrics.
@@ -34,23 +37,37 @@ pub(crate) struct Timings {
 /// error, counted by type.
 pub(crate) async fn tracked(
     state: &SharedState,
+    method: Method,
     work: impl Future<Output = Result<(Response, Timings), ApiError>>,
 ) -> Response {
-    tracked_as(state, false, work).await
+    tracked_as(state, method, false, work).await
+}
+
+/// TEI's `method` label of a request's body: `batch` when its inputs came as a list.
+pub(crate) fn method_of<T>(
+    body: &Result<JsonBody<T>, ApiError>,
+    batch: impl FnOnce(&T) -> bool,
+) -> Method {
+    match body {
+        Ok(JsonBody(request)) if batch(request) => Method::Batch,
+        _ => Method::Single,
+    }
 }
 
 /// [`tracked`], with errors in OpenAI's shape when `openai`.
 pub(crate) async fn tracked_as(
     state: &SharedState,
+    method: Method,
     openai: bool,
     work: impl Future<Output = Result<(Response, Timings), ApiError>>,
 ) -> Response {
     let start = Instant::now();
-    state.metrics.request();
+    state.metrics.request(method);
     match work.await {
         Ok((mut response, timings)) => {
             let total = start.elapsed();
             state.metrics.success(
+                method,
                 total,
                 timings.tokenization,
                 timings.queue,
@@ -80,7 +97,7 @@ pub(crate) async fn tracked_as(
     }
 }
 
-/// A string input, or token ids (which TEI accepts and we refuse: our pipelines take text).
+/// A string input, or token ids (TEI's `InputType`).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum InputType {
@@ -97,7 +114,8 @@ pub(crate) enum Input {
 }
 
 impl Input {
-    fn texts(self) -> Result<Vec<String>, ApiError> {
+    /// The inputs, texts or token ids.
+    fn items(self) -> Vec<EmbedInput> {
         let items = match self {
             // `[]` reads as an empty list of ids: no inputs.
             Input::Single(InputType::Ids(ids)) if ids.is_empty() => Vec::new(),
@@ -107,11 +125,8 @@ impl Input {
         items
             .into_iter()
             .map(|item| match item {
-                InputType::Text(text) => Ok(text),
-                InputType::Ids(ids) => Err(ApiError::validation(format!(
-                    "token id inputs ({} ids) are not supported: send text",
-                    ids.len()
-                ))),
+                InputType::Text(text) => EmbedInput::Text(text),
+                InputType::Ids(ids) => EmbedInput::Ids(ids),
             })
             .collect()
     }
@@ -121,13 +136,39 @@ fn default_true() -> bool {
     true
 }
 
-/// TEI's `truncation_direction`: only `Right` (our pipelines truncate on the right).
-fn check_direction(direction: &Option<String>) -> Result<(), ApiError> {
+/// TEI's `truncation_direction` (`Right`, the default, or `Left`); `None` when not given.
+fn truncation_side(direction: &Option<String>) -> Result<Option<Side>, ApiError> {
     match direction.as_deref() {
-        None | Some("Right") | Some("right") => Ok(()),
+        None => Ok(None),
+        Some("Right" | "right") => Ok(Some(Side::Right)),
+        Some("Left" | "left") => Ok(Some(Side::Left)),
         Some(other) => Err(ApiError::validation(format!(
-            "truncation_direction `{other}` is not supported (only `Right`)"
+            "truncation_direction must be `Right` or `Left`, not `{other}`"
         ))),
+    }
+}
+
+/// The pipelines' view of the inputs.
+pub(crate) fn embedding_inputs<'a>(
+    inputs: impl IntoIterator<Item = &'a EmbedInput>,
+) -> Vec<EmbeddingInput<'a>> {
+    inputs
+        .into_iter()
+        .map(|input| match input {
+            EmbedInput::Text(text) => EmbeddingInput::Text(text),
+            EmbedInput::Ids(ids) => EmbeddingInput::TokenIds(ids),
+        })
+        .collect()
+}
+
+/// `truncation_direction` on the routes that truncate on the right only.
+fn check_direction(direction: &Option<String>) -> Result<(), ApiError> {
+    match truncation_side(direction)? {
+        None | Some(Side::Right) => Ok(()),
+        Some(Side::Left) => Err(ApiError::validation(
+            "truncation_direction `Left` is supported on /embed, /embed_all, /predict and \
+             /rerank, not on this route",
+        )),
     }
 }
 
@@ -145,38 +186,46 @@ fn check_count(state: &SharedState, count: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Tokenizes each input on the blocking pool: its real token count (cut to the limit when
+/// Tokenizes each input on the tokenization threads: its real token count (cut to the limit when
 /// truncating), or a validation error for an empty or (without truncation) over-long input.
 async fn count_tokens(
+    state: &SharedState,
     model: &ModelInfo,
-    texts: Vec<String>,
+    texts: Vec<EmbedInput>,
     truncate: bool,
-) -> Result<(Vec<String>, usize, Duration), ApiError> {
+) -> Result<(Vec<EmbedInput>, usize, Duration), ApiError> {
     let started = Instant::now();
     let tokenizer = model.tokenizer.clone();
     let limit = model.max_input_length;
-    tokio::task::spawn_blocking(move || {
-        let mut total = 0;
-        for text in &texts {
-            if text.is_empty() {
-                return Err(ApiError::empty("`inputs` cannot contain an empty text"));
-            }
-            let length = tokenizer
-                .encode(text.as_str(), &EncodeOptions::default())
-                .map_err(|error| ApiError::tokenizer(error.to_string()))?
-                .len();
-            if length > limit && !truncate {
-                return Err(ApiError::validation(format!(
-                    "Input validation error: `inputs` must have less than {limit} tokens. \
+    state
+        .tokenization
+        .run(move || {
+            let mut total = 0;
+            for input in &texts {
+                let length = match input {
+                    EmbedInput::Text(text) if text.is_empty() => {
+                        return Err(ApiError::empty("`inputs` cannot contain an empty text"));
+                    }
+                    EmbedInput::Ids(ids) if ids.is_empty() => {
+                        return Err(ApiError::empty("`inputs` cannot contain empty token ids"));
+                    }
+                    EmbedInput::Text(text) => tokenizer
+                        .encode(text.as_str(), &EncodeOptions::default())
+                        .map_err(|error| ApiError::tokenizer(error.to_string()))?
+                        .len(),
+                    EmbedInput::Ids(ids) => ids.len(),
+                };
+                if length > limit && !truncate {
+                    return Err(ApiError::validation(format!(
+                        "Input validation error: `inputs` must have less than {limit} tokens. \
                      Given: {length}"
-                )));
+                    )));
+                }
+                total += length.min(limit);
             }
-            total += length.min(limit);
-        }
-        Ok((texts, total, started.elapsed()))
-    })
-    .await
-    .map_err(|_| ApiError::backend("tokenization panicked"))?
+            Ok((texts, total, started.elapsed()))
+        })
+        .await
 }
 
 /// Sends work to the model thread and waits for it (dropped, with its job, if the client
@@ -184,6 +233,7 @@ async fn count_tokens(
 pub(crate) async fn run_on_model(
     state: &SharedState,
     inputs: usize,
+    tokens: usize,
     work: impl FnOnce(&mut Models) -> Result<serde_json::Value, ApiError> + Send + 'static,
 ) -> Result<Computed<serde_json::Value>, ApiError> {
     let (reply, answer) = oneshot::channel();
@@ -191,6 +241,7 @@ pub(crate) async fn run_on_model(
         Job::Run {
             work: Box::new(work),
             inputs,
+            tokens,
             enqueued: Instant::now(),
             reply,
         },
@@ -208,27 +259,36 @@ fn is_embedding(model: &ModelInfo) -> bool {
     )
 }
 
-/// Validates, admits, tokenizes and embeds texts in the shared batches.
+/// Validates, admits, tokenizes and embeds texts or token ids in the shared batches.
 async fn embed_texts(
     state: &SharedState,
     route: &str,
-    texts: Vec<String>,
+    texts: Vec<EmbedInput>,
     truncate: Option<bool>,
     key: EmbedKey,
 ) -> Result<(Vec<Vec<f32>>, Timings, Admission), ApiError> {
     let model = state.ready()?;
-    if !is_embedding(model) {
+    if model.task == Task::FeatureExtraction && model.pooling.is_none() {
+        let mut error = ApiError::unsupported(route, &model.task_name);
+        error.message = format!(
+            "`{route}` needs a pooling: this folder has no sentence-transformers pooling \
+             (modules.json, 1_Pooling/config.json); start the server with --pooling cls, mean \
+             or last-token"
+        );
+        return Err(error);
+    }
+    if !is_embedding(model) && model.pooling.is_none() {
         return Err(ApiError::unsupported(route, &model.task_name));
     }
     check_count(state, texts.len())?;
     let admission = state.admit(texts.len())?;
     let truncate = truncate.unwrap_or(state.config.auto_truncate);
-    let (texts, tokens, tokenization) = count_tokens(model, texts, truncate).await?;
+    let (texts, tokens, tokenization) = count_tokens(state, model, texts, truncate).await?;
     let inputs = texts.len();
     let (reply, answer) = oneshot::channel();
     state.submit(
         Job::Embed(EmbedJob {
-            texts,
+            inputs: texts,
             tokens,
             key,
             enqueued: Instant::now(),
@@ -269,15 +329,16 @@ pub(crate) async fn embed(
     State(state): State<SharedState>,
     body: Result<JsonBody<EmbedRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    let method = method_of(&body, |request| matches!(request.inputs, Input::Batch(_)));
+    tracked(&state, method, async {
         let JsonBody(request) = body?;
-        check_direction(&request.truncation_direction)?;
         let key = EmbedKey {
             prompt_name: request.prompt_name,
             normalize: request.normalize,
             dimensions: request.dimensions,
+            truncation_side: truncation_side(&request.truncation_direction)?,
         };
-        let texts = request.inputs.texts()?;
+        let texts = request.inputs.items();
         let (embeddings, timings, _admission) =
             embed_texts(&state, "/embed", texts, request.truncate, key).await?;
         Ok((Json(embeddings).into_response(), timings))
@@ -303,11 +364,29 @@ async fn prepare(
     texts: Vec<String>,
     truncate: Option<bool>,
 ) -> Result<(Vec<String>, bool, Timings, Admission), ApiError> {
+    let inputs = texts.into_iter().map(EmbedInput::Text).collect();
+    let (inputs, truncate, timings, admission) = prepare_inputs(state, inputs, truncate).await?;
+    let texts = inputs
+        .into_iter()
+        .filter_map(|input| match input {
+            EmbedInput::Text(text) => Some(text),
+            EmbedInput::Ids(_) => None,
+        })
+        .collect();
+    Ok((texts, truncate, timings, admission))
+}
+
+/// [`prepare`] for texts or token ids.
+async fn prepare_inputs(
+    state: &SharedState,
+    texts: Vec<EmbedInput>,
+    truncate: Option<bool>,
+) -> Result<(Vec<EmbedInput>, bool, Timings, Admission), ApiError> {
     let model = state.ready()?;
     check_count(state, texts.len())?;
     let admission = state.admit(texts.len())?;
     let truncate = truncate.unwrap_or(state.config.auto_truncate);
-    let (texts, tokens, tokenization) = count_tokens(model, texts, truncate).await?;
+    let (texts, tokens, tokenization) = count_tokens(state, model, texts, truncate).await?;
     let timings = Timings {
         tokenization,
         tokens,
@@ -327,9 +406,10 @@ pub(crate) async fn embed_all(
     State(state): State<SharedState>,
     body: Result<JsonBody<EmbedAllRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    let method = method_of(&body, |request| matches!(request.inputs, Input::Batch(_)));
+    tracked(&state, method, async {
         let JsonBody(request) = body?;
-        check_direction(&request.truncation_direction)?;
+        let side = truncation_side(&request.truncation_direction)?;
         let model = state.ready()?;
         if !is_embedding(model) && model.task != Task::FeatureExtraction {
             return Err(ApiError::unsupported("/embed_all", &model.task_name));
@@ -339,10 +419,10 @@ pub(crate) async fn embed_all(
                 "prompt_name is not supported on /embed_all",
             ));
         }
-        let (texts, truncation, timings, _admission) =
-            prepare(&state, request.inputs.texts()?, request.truncate).await?;
-        let inputs = texts.len();
-        let computed = run_on_model(&state, inputs, move |models| {
+        let (inputs, truncation, timings, _admission) =
+            prepare_inputs(&state, request.inputs.items(), request.truncate).await?;
+        let count = inputs.len();
+        let computed = run_on_model(&state, count, timings.tokens, move |models| {
             let pipeline = if models.pipeline.feature_extraction().is_some() {
                 &models.pipeline
             } else {
@@ -351,12 +431,11 @@ pub(crate) async fn embed_all(
             let pipeline = pipeline
                 .feature_extraction()
                 .expect("a feature-extraction pipeline");
-            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
             let options = FeatureExtractionOptions {
                 truncation,
                 batch_size: 0,
             };
-            let features = pipeline.run(&texts, &options)?;
+            let features = pipeline.run_inputs(&embedding_inputs(&inputs), &options, side)?;
             let tokens: Vec<&Vec<Vec<f32>>> = features.iter().map(|f| &f.0[0]).collect();
             serde_json::to_value(tokens).map_err(|error| ApiError::backend(error.to_string()))
         })
@@ -442,6 +521,7 @@ async fn classify(
     route: &str,
     pairs: Vec<TextInput>,
     truncate: Option<bool>,
+    truncation_side: Option<Side>,
     raw_scores: bool,
 ) -> Result<(Vec<Vec<Prediction>>, Timings, Admission), ApiError> {
     let model = state.ready()?;
@@ -467,6 +547,7 @@ async fn classify(
             key: ClassifyKey {
                 raw_scores,
                 truncation,
+                truncation_side,
             },
             enqueued: Instant::now(),
             reply,
@@ -510,9 +591,12 @@ pub(crate) async fn predict(
     State(state): State<SharedState>,
     body: Result<JsonBody<PredictRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    let method = method_of(&body, |request| {
+        matches!(request.inputs, PredictInput::Batch(_))
+    });
+    tracked(&state, method, async {
         let JsonBody(request) = body?;
-        check_direction(&request.truncation_direction)?;
+        let side = truncation_side(&request.truncation_direction)?;
         let (single, sequences) = match request.inputs {
             PredictInput::Single(sequence) => (true, vec![sequence]),
             PredictInput::Batch(sequences) => (false, sequences),
@@ -523,6 +607,7 @@ pub(crate) async fn predict(
             "/predict",
             pairs,
             request.truncate,
+            side,
             request.raw_scores,
         )
         .await?;
@@ -565,9 +650,10 @@ pub(crate) async fn rerank(
     State(state): State<SharedState>,
     body: Result<JsonBody<RerankRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    let method = method_of(&body, |_| true);
+    tracked(&state, method, async {
         let JsonBody(request) = body?;
-        check_direction(&request.truncation_direction)?;
+        let side = truncation_side(&request.truncation_direction)?;
         let model = state.ready()?;
         if model.task != Task::TextClassification || model.labels.len() != 1 {
             return Err(ApiError::unsupported("/rerank", &model.task_name));
@@ -588,6 +674,7 @@ pub(crate) async fn rerank(
             "/rerank",
             pairs,
             request.truncate,
+            side,
             request.raw_scores,
         )
         .await?;
@@ -642,7 +729,8 @@ pub(crate) async fn similarity(
     State(state): State<SharedState>,
     body: Result<JsonBody<SimilarityRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    let method = method_of(&body, |_| true);
+    tracked(&state, method, async {
         let JsonBody(request) = body?;
         let parameters = request.parameters.unwrap_or_default();
         check_direction(&parameters.truncation_direction)?;
@@ -657,7 +745,7 @@ pub(crate) async fn similarity(
         texts.extend(request.inputs.sentences);
         let (texts, _, timings, _admission) = prepare(&state, texts, parameters.truncate).await?;
         let prompt_name = parameters.prompt_name;
-        let computed = run_on_model(&state, texts.len(), move |models| {
+        let computed = run_on_model(&state, texts.len(), 0, move |models| {
             let pipeline = models
                 .pipeline
                 .sentence_embeddings()
@@ -707,12 +795,15 @@ struct SimpleToken {
 }
 
 /// `POST /tokenize`: `[[{"id","text","special","start","stop"}]]` (a list per input, also
-/// for one input). Runs on the blocking pool, not the model thread.
+/// for one input). Runs on the tokenization threads, not the model thread.
 pub(crate) async fn tokenize(
     State(state): State<SharedState>,
     body: Result<JsonBody<TokenizeRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    let method = method_of(&body, |request| {
+        matches!(request.inputs, TokenizeInput::Batch(_))
+    });
+    tracked(&state, method, async {
         let JsonBody(request) = body?;
         let model = state.ready()?;
         if request.prompt_name.is_some() {
@@ -732,45 +823,46 @@ pub(crate) async fn tokenize(
             add_special_tokens: request.add_special_tokens,
             ..EncodeOptions::default()
         };
-        let tokens = tokio::task::spawn_blocking(move || {
-            texts
-                .iter()
-                .map(|text| {
-                    let encoding = tokenizer
-                        .encode(text.as_str(), &options)
-                        .map_err(|error| ApiError::tokenizer(error.to_string()))?;
-                    Ok((0..encoding.len())
-                        .map(|index| {
-                            let special = encoding.special_tokens_mask()[index] == 1;
-                            let (start, stop) = encoding.byte_offsets()[index];
-                            if special {
-                                SimpleToken {
-                                    id: encoding.ids()[index],
-                                    text: encoding.tokens()[index].clone(),
-                                    special,
-                                    start: None,
-                                    stop: None,
+        let tokens = state
+            .tokenization
+            .run(move || {
+                texts
+                    .iter()
+                    .map(|text| {
+                        let encoding = tokenizer
+                            .encode(text.as_str(), &options)
+                            .map_err(|error| ApiError::tokenizer(error.to_string()))?;
+                        Ok((0..encoding.len())
+                            .map(|index| {
+                                let special = encoding.special_tokens_mask()[index] == 1;
+                                let (start, stop) = encoding.byte_offsets()[index];
+                                if special {
+                                    SimpleToken {
+                                        id: encoding.ids()[index],
+                                        text: encoding.tokens()[index].clone(),
+                                        special,
+                                        start: None,
+                                        stop: None,
+                                    }
+                                } else {
+                                    SimpleToken {
+                                        id: encoding.ids()[index],
+                                        text: String::from_utf8_lossy(
+                                            &text.as_bytes()
+                                                [start.min(text.len())..stop.min(text.len())],
+                                        )
+                                        .into_owned(),
+                                        special,
+                                        start: Some(start),
+                                        stop: Some(stop),
+                                    }
                                 }
-                            } else {
-                                SimpleToken {
-                                    id: encoding.ids()[index],
-                                    text: String::from_utf8_lossy(
-                                        &text.as_bytes()
-                                            [start.min(text.len())..stop.min(text.len())],
-                                    )
-                                    .into_owned(),
-                                    special,
-                                    start: Some(start),
-                                    stop: Some(stop),
-                                }
-                            }
-                        })
-                        .collect::<Vec<_>>())
-                })
-                .collect::<Result<Vec<_>, ApiError>>()
-        })
-        .await
-        .map_err(|_| ApiError::backend("tokenization panicked"))??;
+                            })
+                            .collect::<Vec<_>>())
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()
+            })
+            .await?;
         let timings = Timings {
             tokenization: started.elapsed(),
             tokens: tokens.iter().map(Vec::len).sum(),
@@ -802,7 +894,8 @@ pub(crate) async fn decode(
     State(state): State<SharedState>,
     body: Result<JsonBody<DecodeRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    let method = method_of(&body, |request| matches!(request.ids, InputIds::Batch(_)));
+    tracked(&state, method, async {
         let JsonBody(request) = body?;
         let model = state.ready()?;
         let ids = match request.ids {
@@ -817,17 +910,18 @@ pub(crate) async fn decode(
         let tokenizer = model.tokenizer.clone();
         let skip = request.skip_special_tokens;
         let started = Instant::now();
-        let texts = tokio::task::spawn_blocking(move || {
-            ids.iter()
-                .map(|ids| {
-                    tokenizer
-                        .decode(ids, skip, None)
-                        .map_err(|error| ApiError::tokenizer(error.to_string()))
-                })
-                .collect::<Result<Vec<String>, ApiError>>()
-        })
-        .await
-        .map_err(|_| ApiError::backend("decoding panicked"))??;
+        let texts = state
+            .tokenization
+            .run(move || {
+                ids.iter()
+                    .map(|ids| {
+                        tokenizer
+                            .decode(ids, skip, None)
+                            .map_err(|error| ApiError::tokenizer(error.to_string()))
+                    })
+                    .collect::<Result<Vec<String>, ApiError>>()
+            })
+            .await?;
         let timings = Timings {
             tokenization: started.elapsed(),
             ..Timings::default()
@@ -867,14 +961,16 @@ pub(crate) async fn openai_embeddings(
     State(state): State<SharedState>,
     body: Result<JsonBody<OpenAiEmbeddingsRequest>, ApiError>,
 ) -> Response {
-    tracked_as(&state, true, async {
+    let method = method_of(&body, |request| matches!(request.input, Input::Batch(_)));
+    tracked_as(&state, method, true, async {
         let JsonBody(request) = body?;
         let key = EmbedKey {
             prompt_name: None,
             normalize: true,
             dimensions: request.dimensions,
+            truncation_side: None,
         };
-        let texts = request.input.texts()?;
+        let texts = request.input.items();
         let (embeddings, timings, _admission) =
             embed_texts(&state, "/v1/embeddings", texts, None, key).await?;
         let data: Vec<serde_json::Value> = embeddings
@@ -931,7 +1027,8 @@ pub(crate) async fn inference(
     State(state): State<SharedState>,
     body: Result<JsonBody<InferenceRequest>, ApiError>,
 ) -> Response {
-    tracked(&state, async {
+    let method = method_of(&body, |request| request.inputs.is_array());
+    tracked(&state, method, async {
         let JsonBody(request) = body?;
         let _ = state.ready()?;
         let inputs = match &request.inputs {
@@ -946,7 +1043,7 @@ pub(crate) async fn inference(
         let _admission = state.admit(inputs)?;
         let parameters = request.parameters.unwrap_or_default();
         let inputs_json = request.inputs;
-        let computed = run_on_model(&state, inputs, move |models| {
+        let computed = run_on_model(&state, inputs, 0, move |models| {
             Ok(models.pipeline.call(&inputs_json, &parameters)?)
         })
         .await?;

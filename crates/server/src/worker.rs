@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use oxformer_pipelines::sentence_embeddings::SentenceEmbeddingsOptions;
+use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
+use oxformer_pipelines::sentence_embeddings::{EmbeddingInput, SentenceEmbeddingsOptions};
 use oxformer_pipelines::text_classification::{
     ClassificationFunction, ClassificationOutput, ClassificationTopK, TextClassificationOptions,
     TextInput,
 };
 use oxformer_pipelines::{Pipeline, Task};
+use oxformer_tokenizer::Side;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
@@ -34,11 +36,124 @@ pub struct EmbedKey {
     pub prompt_name: Option<String>,
     pub normalize: bool,
     pub dimensions: Option<usize>,
+    /// TEI's `truncation_direction` (`None`: the tokenizer's side).
+    pub truncation_side: Option<Side>,
 }
 
-/// Sentence embeddings of some texts.
+/// TEI's `--pooling` of a model folder without a sentence-transformers pooling, over its last
+/// hidden state (every token: our batches have no padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first token's state.
+    Cls,
+    /// The mean of the tokens' states.
+    Mean,
+    /// The last token's state.
+    LastToken,
+}
+
+impl Pooling {
+    /// `cls`, `mean` or `last-token` (TEI's names; `splade` needs a masked-LM head and is
+    /// refused).
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "cls" => Ok(Self::Cls),
+            "mean" => Ok(Self::Mean),
+            "last-token" | "last_token" => Ok(Self::LastToken),
+            "splade" => Err(
+                "--pooling splade is not supported (it needs a masked-LM head); \
+                 use cls, mean or last-token"
+                    .to_string(),
+            ),
+            other => Err(format!(
+                "--pooling `{other}`: expected cls, mean or last-token"
+            )),
+        }
+    }
+
+    /// The name TEI's `/info` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cls => "cls",
+            Self::Mean => "mean",
+            Self::LastToken => "last_token",
+        }
+    }
+
+    /// The pooled vector of one input's (tokens, hidden) states.
+    fn pool(self, tokens: &[Vec<f32>]) -> Vec<f32> {
+        match self {
+            Self::Cls => tokens.first().cloned().unwrap_or_default(),
+            Self::LastToken => tokens.last().cloned().unwrap_or_default(),
+            Self::Mean => {
+                let mut sum = vec![0f32; tokens.first().map_or(0, Vec::len)];
+                for token in tokens {
+                    sum.iter_mut()
+                        .zip(token)
+                        .for_each(|(total, value)| *total += value);
+                }
+                let count = tokens.len().max(1) as f32;
+                sum.iter_mut().for_each(|total| *total /= count);
+                sum
+            }
+        }
+    }
+}
+
+/// `--pooling` over the feature-extraction pipeline: one embedding per text, cut to
+/// `dimensions` and normalized as the sentence-embeddings pipeline does.
+fn pooled_embeddings(
+    pipeline: &Pipeline,
+    pooling: Pooling,
+    inputs: &[&EmbedInput],
+    key: &EmbedKey,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    let pipeline = pipeline
+        .feature_extraction()
+        .ok_or_else(|| ApiError::backend("not a feature-extraction pipeline"))?;
+    if key.prompt_name.is_some() {
+        return Err(ApiError::validation(
+            "prompt_name needs a sentence-transformers folder",
+        ));
+    }
+    let options = FeatureExtractionOptions {
+        truncation: true,
+        batch_size: 0,
+    };
+    let inputs = crate::routes::embedding_inputs(inputs.iter().copied());
+    Ok(pipeline
+        .run_inputs(&inputs, &options, key.truncation_side)?
+        .iter()
+        .map(|features| {
+            let mut embedding = pooling.pool(&features.0[0]);
+            if let Some(dimensions) = key.dimensions {
+                embedding.truncate(dimensions);
+            }
+            if key.normalize {
+                // As the sentence-embeddings pipeline: torch.nn.functional.normalize.
+                let norm = embedding
+                    .iter()
+                    .map(|v| v * v)
+                    .sum::<f32>()
+                    .sqrt()
+                    .max(1e-12);
+                embedding.iter_mut().for_each(|v| *v /= norm);
+            }
+            embedding
+        })
+        .collect())
+}
+
+/// One input to embed: a text or token ids (TEI's `InputType`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedInput {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+/// Sentence embeddings of some texts or token ids.
 pub struct EmbedJob {
-    pub texts: Vec<String>,
+    pub inputs: Vec<EmbedInput>,
     pub tokens: usize,
     pub key: EmbedKey,
     pub enqueued: Instant,
@@ -56,6 +171,8 @@ pub type Work = Box<dyn FnOnce(&mut Models) -> Result<serde_json::Value, ApiErro
 pub struct ClassifyKey {
     pub raw_scores: bool,
     pub truncation: bool,
+    /// TEI's `truncation_direction` (`None`: the tokenizer's side).
+    pub truncation_side: Option<Side>,
 }
 
 /// Every label's `(score, label)` for some texts or pairs, best first.
@@ -76,10 +193,11 @@ pub enum Job {
     Embed(EmbedJob),
     /// Batched with other classification jobs of the same [`ClassifyKey`].
     Classify(ClassifyJob),
-    /// Run by itself (`inputs` only counts for the queue size).
+    /// Run by itself (`inputs` and `tokens` only count in the metrics).
     Run {
         work: Work,
         inputs: usize,
+        tokens: usize,
         enqueued: Instant,
         reply: oneshot::Sender<Result<Computed<serde_json::Value>, ApiError>>,
     },
@@ -97,7 +215,7 @@ impl Job {
 
     fn inputs(&self) -> usize {
         match self {
-            Job::Embed(job) => job.texts.len(),
+            Job::Embed(job) => job.inputs.len(),
             Job::Classify(job) => job.pairs.len(),
             Job::Run { inputs, .. } => *inputs,
         }
@@ -111,6 +229,10 @@ pub struct Models {
     pub dir: PathBuf,
     pub threads: usize,
     token_embeddings: Option<Pipeline>,
+    /// `--pooling` over a feature-extraction pipeline.
+    pub pooling: Option<Pooling>,
+    /// The test hook [`crate::TEST_PANIC_INPUT`].
+    panic_input: Option<String>,
 }
 
 impl Models {
@@ -120,6 +242,8 @@ impl Models {
             dir,
             threads,
             token_embeddings: None,
+            pooling: None,
+            panic_input: crate::test_hook(crate::TEST_PANIC_INPUT),
         }
     }
 
@@ -185,13 +309,22 @@ pub fn run(
                     truncate_dim: batch[0].key.dimensions,
                     batch_size: 0,
                 };
-                answer_batch(batch, &metrics, |texts: &[&String]| {
+                let side = batch[0].key.truncation_side;
+                let key = batch[0].key.clone();
+                answer_batch(batch, &metrics, |inputs: &[&EmbedInput]| {
+                    if let Some(pooling) = models.pooling {
+                        return pooled_embeddings(&models.pipeline, pooling, inputs, &key);
+                    }
                     let pipeline = models
                         .pipeline
                         .sentence_embeddings()
                         .ok_or_else(|| ApiError::backend("not a sentence-embeddings pipeline"))?;
-                    let texts: Vec<&str> = texts.iter().map(|text| text.as_str()).collect();
-                    Ok(pipeline.run(&texts, &options)?)
+                    let inputs = crate::routes::embedding_inputs(inputs.iter().copied());
+                    if let Some(panic_input) = &models.panic_input {
+                        let panics = EmbeddingInput::Text(panic_input);
+                        assert!(!inputs.contains(&panics), "test hook: panic input");
+                    }
+                    Ok(pipeline.run_inputs(&inputs, &options, side)?)
                 });
             }
             Job::Classify(first) => {
@@ -205,6 +338,7 @@ pub fn run(
                     truncation: batch[0].key.truncation,
                     batch_size: 0,
                 };
+                let side = batch[0].key.truncation_side;
                 answer_batch(batch, &metrics, |pairs: &[&TextInput]| {
                     let pipeline = models
                         .pipeline
@@ -212,7 +346,7 @@ pub fn run(
                         .ok_or_else(|| ApiError::backend("not a text-classification pipeline"))?;
                     let pairs: Vec<TextInput> = pairs.iter().map(|&pair| pair.clone()).collect();
                     Ok(pipeline
-                        .run(&pairs, &options)?
+                        .run_on(&pairs, &options, side)?
                         .into_iter()
                         .map(|output| match output {
                             ClassificationOutput::Ranked(scores) => scores
@@ -227,15 +361,17 @@ pub fn run(
             Job::Run {
                 work,
                 inputs,
+                tokens,
                 enqueued,
                 reply,
             } => {
                 metrics.queue(-(inputs as i64));
+                // Before the work: a generation answers its client from inside it.
+                metrics.batch(inputs, tokens);
                 let started = Instant::now();
                 let queue = started - enqueued;
                 let result = guarded(&metrics, || work(&mut models));
                 let inference = started.elapsed();
-                metrics.batch(inputs, 0);
                 let _ = reply.send(result.map(|value| Computed {
                     value,
                     queue,
@@ -264,7 +400,7 @@ trait Batchable: Sized {
 
 impl Batchable for EmbedJob {
     type Key = EmbedKey;
-    type Input = String;
+    type Input = EmbedInput;
     type Output = Vec<f32>;
     fn key(&self) -> &EmbedKey {
         &self.key
@@ -272,8 +408,8 @@ impl Batchable for EmbedJob {
     fn tokens(&self) -> usize {
         self.tokens
     }
-    fn inputs(&self) -> &[String] {
-        &self.texts
+    fn inputs(&self) -> &[EmbedInput] {
+        &self.inputs
     }
     fn enqueued(&self) -> Instant {
         self.enqueued
@@ -444,12 +580,16 @@ mod queue_tests {
     fn embed_job(texts: &[&str]) -> (Job, oneshot::Receiver<EmbedAnswer>) {
         let (reply, answer) = oneshot::channel();
         let job = Job::Embed(EmbedJob {
-            texts: texts.iter().map(|t| t.to_string()).collect(),
+            inputs: texts
+                .iter()
+                .map(|t| EmbedInput::Text(t.to_string()))
+                .collect(),
             tokens: 8 * texts.len(),
             key: EmbedKey {
                 prompt_name: None,
                 normalize: true,
                 dimensions: None,
+                truncation_side: None,
             },
             enqueued: Instant::now(),
             reply,

@@ -235,3 +235,60 @@ fn concurrent_predict_clients_are_batched_and_get_the_sequential_answers() {
         .unwrap();
     assert!(batches < 64.0, "{batches} batches for 64 requests");
 }
+
+/// `truncation_direction: "Left"` on /predict classifies the end of an over-long text: what
+/// the pipeline gives for the text the tokenizer's left-cut ids decode to (checked to encode
+/// back to those ids), which differs from the right-cut answer.
+#[test]
+fn predict_truncates_on_the_left_when_asked() {
+    use oxformer_tokenizer::{EncodeOptions, Side, Tokenizer, Truncation};
+
+    let model = fixture("bert-seqcls-multi");
+    let server = Server::with_model(&model);
+    let max_length = server.get("/info").json()["max_input_length"]
+        .as_u64()
+        .unwrap() as usize;
+    // Over-long, with different ends (words that are one token each in the fixture's small
+    // vocabulary, so that a cut falls between words).
+    let long = format!(
+        "{}{}",
+        "good ".repeat(max_length),
+        "bad ".repeat(max_length)
+    );
+    let long = long.trim().to_string();
+    let tokenizer = Tokenizer::from_folder(&model).unwrap();
+    let cut = |side| {
+        let options = EncodeOptions {
+            truncation: Truncation::LongestFirst,
+            max_length: Some(max_length),
+            truncation_side: Some(side),
+            ..EncodeOptions::default()
+        };
+        let ids = tokenizer
+            .encode(long.as_str(), &options)
+            .unwrap()
+            .ids()
+            .to_vec();
+        let text = tokenizer.decode(&ids, true, None).unwrap();
+        let again = tokenizer
+            .encode(text.as_str(), &EncodeOptions::default())
+            .unwrap();
+        assert_eq!(again.ids(), ids.as_slice(), "{text}");
+        text
+    };
+    let (left_text, right_text) = (cut(Side::Left), cut(Side::Right));
+    let expected = ranked(&model, &[left_text.as_str().into()], false);
+    let answer = server.post_json(
+        "/predict",
+        &json!({"inputs": long, "truncate": true, "truncation_direction": "Left"}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_json_close(&answer.json(), &expected[0], 1e-6);
+    let right = server.post_json("/predict", &json!({"inputs": long, "truncate": true}));
+    assert_json_close(
+        &right.json(),
+        &ranked(&model, &[right_text.as_str().into()], false)[0],
+        1e-6,
+    );
+    assert_ne!(answer.json(), right.json());
+}

@@ -9,7 +9,7 @@ use common::{Server, assert_close, fixture, minilm, vectors};
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
 use oxformer_pipelines::sentence_embeddings::SentenceEmbeddingsOptions;
 use oxformer_pipelines::{Task, pipeline};
-use oxformer_tokenizer::{EncodeOptions, Tokenizer};
+use oxformer_tokenizer::{EncodeOptions, Side, Tokenizer};
 use serde_json::{Value, json};
 
 const TEXTS: [&str; 4] = [
@@ -158,12 +158,44 @@ fn check_embed_routes(model: &str) {
     ]);
     assert_eq!(answer.json(), expected);
 
-    // /info: TEI's keys.
+    // /info: TEI v1.9's keys (router/src/lib.rs `Info`), no others; the maximum input length
+    // is the folder's `max_seq_length`, as TEI takes it.
     let info = server.get("/info").json();
     assert_eq!(info["model_id"], model);
     assert!(info["model_type"]["embedding"]["pooling"].is_string());
     assert_eq!(info["max_client_batch_size"], 32);
     assert_eq!(info["max_batch_tokens"], 16384);
+    let mut keys: Vec<&str> = info
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let mut tei_keys = vec![
+        "model_id",
+        "model_sha",
+        "model_dtype",
+        "served_model_name",
+        "model_type",
+        "max_concurrent_requests",
+        "max_input_length",
+        "max_batch_tokens",
+        "max_batch_requests",
+        "max_client_batch_size",
+        "auto_truncate",
+        "tokenization_workers",
+        "version",
+        "sha",
+        "docker_label",
+    ];
+    tei_keys.sort_unstable();
+    assert_eq!(keys, tei_keys);
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{model}/sentence_bert_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["max_input_length"], config["max_seq_length"]);
 }
 
 #[test]
@@ -196,6 +228,8 @@ fn sixty_four_concurrent_clients_get_the_sequential_answers() {
     let mut config = oxformer_server::ServerConfig::new(model.as_str());
     config.threads = 1;
     config.max_batch_tokens = 64;
+    // The model's 128 tokens exceed the budget: as TEI, the server then needs truncation.
+    config.auto_truncate = true;
     let server = Server::start(config);
     let requests: Vec<Value> = (0..64)
         .map(|client| {
@@ -239,4 +273,219 @@ fn sixty_four_concurrent_clients_get_the_sequential_answers() {
         .parse()
         .unwrap();
     assert!(batches < 128.0, "{batches} batches for 128 requests");
+}
+
+/// TEI's token-id inputs (a list of ids, or a batch of lists, mixed with texts): the model's
+/// input as given, so the ids the tokenizer makes for a text embed as that text does.
+#[test]
+fn token_ids_embed_as_the_text_they_encode() {
+    let model = fixture("st-mean");
+    let server = Server::with_model(&model);
+    let tokenizer = Tokenizer::from_folder(&model).unwrap();
+    let ids: Vec<Vec<u32>> = TEXTS
+        .iter()
+        .map(|text| {
+            tokenizer
+                .encode(*text, &EncodeOptions::default())
+                .unwrap()
+                .ids()
+                .to_vec()
+        })
+        .collect();
+    let expected = pipeline_embeddings(&model, &TEXTS, true);
+
+    let answer = server.post_json("/embed", &json!({"inputs": ids[1]}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_close(&vectors(&answer.json()), &expected[1..2], 1e-5);
+    let answer = server.post_json("/embed", &json!({"inputs": ids}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_close(&vectors(&answer.json()), &expected, 1e-5);
+    let mixed = json!([TEXTS[0], ids[1], TEXTS[2], ids[3]]);
+    let answer = server.post_json("/embed", &json!({"inputs": mixed}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_close(&vectors(&answer.json()), &expected, 1e-5);
+    let answer = server.post_json("/v1/embeddings", &json!({"input": ids}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let data: Vec<Vec<f32>> = answer.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| serde_json::from_value(item["embedding"].clone()).unwrap())
+        .collect();
+    assert_close(&data, &expected, 1e-5);
+
+    // /embed_all: the token states of the ids are those of the text.
+    let by_text = server.post_json("/embed_all", &json!({"inputs": TEXTS}));
+    let by_ids = server.post_json("/embed_all", &json!({"inputs": ids}));
+    assert_eq!(by_ids.status, 200, "{}", by_ids.body);
+    let flat = |answer: &common::Answer| -> Vec<Vec<f32>> {
+        serde_json::from_value::<Vec<Vec<Vec<f32>>>>(answer.json())
+            .unwrap()
+            .concat()
+    };
+    assert_close(&flat(&by_ids), &flat(&by_text), 1e-5);
+}
+
+/// `truncation_direction: "Left"` keeps the end of an over-long text: the embedding of the
+/// ids the tokenizer makes when it truncates on the left (special tokens kept), and not the
+/// right-truncated one.
+#[test]
+fn left_truncation_keeps_the_end_of_the_text() {
+    let model = fixture("st-mean");
+    let server = Server::with_model(&model);
+    let info = server.get("/info").json();
+    let max_length = info["max_input_length"].as_u64().unwrap() as usize;
+    let long: String = (0..max_length)
+        .map(|index| format!("word{index} "))
+        .collect();
+    let tokenizer = Tokenizer::from_folder(&model).unwrap();
+    let cut = |side| {
+        tokenizer
+            .encode(
+                long.trim(),
+                &EncodeOptions {
+                    truncation: oxformer_tokenizer::Truncation::LongestFirst,
+                    max_length: Some(max_length),
+                    truncation_side: Some(side),
+                    ..EncodeOptions::default()
+                },
+            )
+            .unwrap()
+            .ids()
+            .to_vec()
+    };
+    let (left_ids, right_ids) = (cut(Side::Left), cut(Side::Right));
+    assert_eq!(left_ids.len(), max_length);
+    assert_ne!(left_ids, right_ids);
+    let by_ids = server.post_json("/embed", &json!({"inputs": [left_ids, right_ids]}));
+    assert_eq!(by_ids.status, 200, "{}", by_ids.body);
+    let by_ids = vectors(&by_ids.json());
+
+    let left = server.post_json(
+        "/embed",
+        &json!({"inputs": long, "truncate": true, "truncation_direction": "Left"}),
+    );
+    assert_eq!(left.status, 200, "{}", left.body);
+    assert_close(&vectors(&left.json()), &by_ids[..1], 1e-5);
+    let right = server.post_json(
+        "/embed",
+        &json!({"inputs": long, "truncate": true, "truncation_direction": "Right"}),
+    );
+    assert_close(&vectors(&right.json()), &by_ids[1..], 1e-5);
+    // The default is the tokenizer's side (right) and equals the pipeline's own truncation.
+    let default = server.post_json("/embed", &json!({"inputs": long, "truncate": true}));
+    assert_close(&vectors(&default.json()), &by_ids[1..], 1e-5);
+    assert_close(
+        &by_ids[1..],
+        &pipeline_embeddings(&model, &[long.as_str()], true),
+        1e-5,
+    );
+
+    // /embed_all cuts the same way.
+    let flat = |answer: common::Answer| -> Vec<Vec<f32>> {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        serde_json::from_value::<Vec<Vec<Vec<f32>>>>(answer.json())
+            .unwrap()
+            .concat()
+    };
+    let left = server.post_json(
+        "/embed_all",
+        &json!({"inputs": long, "truncate": true, "truncation_direction": "Left"}),
+    );
+    let left_by_ids = server.post_json("/embed_all", &json!({"inputs": [left_ids]}));
+    assert_close(&flat(left), &flat(left_by_ids), 1e-5);
+}
+
+/// The token states of the feature-extraction pipeline (fixture-checked against
+/// transformers), pooled as TEI's `--pooling` names say, then normalized.
+fn pooled(model: &str, texts: &[&str], pooling: &str) -> Vec<Vec<f32>> {
+    let pipeline = pipeline(Task::FeatureExtraction, model).unwrap();
+    let features = pipeline
+        .feature_extraction()
+        .unwrap()
+        .run(
+            texts,
+            &FeatureExtractionOptions {
+                truncation: false,
+                batch_size: 0,
+            },
+        )
+        .unwrap();
+    features
+        .iter()
+        .map(|features| {
+            let tokens = &features.0[0];
+            let mut vector = match pooling {
+                "cls" => tokens[0].clone(),
+                "last-token" => tokens[tokens.len() - 1].clone(),
+                "mean" => (0..tokens[0].len())
+                    .map(|i| tokens.iter().map(|t| t[i]).sum::<f32>() / tokens.len() as f32)
+                    .collect(),
+                other => panic!("{other}"),
+            };
+            let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+            vector.iter_mut().for_each(|v| *v /= norm);
+            vector
+        })
+        .collect()
+}
+
+/// TEI's `--pooling` for a plain model folder (BertModel, no sentence-transformers files):
+/// /embed pools its last hidden state; without it, /embed says what to do; it is refused for
+/// a sentence-transformers folder and for `splade`.
+#[test]
+fn pooling_serves_embed_for_a_plain_model_folder() {
+    let model = fixture("bert");
+    for pooling in ["cls", "mean", "last-token"] {
+        let mut config = oxformer_server::ServerConfig::new(model.as_str());
+        config.threads = 1;
+        config.pooling = Some(pooling.to_string());
+        let server = Server::start(config);
+        let info = server.get("/info").json();
+        assert_eq!(
+            info["model_type"]["embedding"]["pooling"],
+            pooling.replace('-', "_"),
+            "{info}"
+        );
+        let answer = server.post_json("/embed", &json!({"inputs": TEXTS}));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let expected = pooled(&model, &TEXTS, pooling);
+        assert_close(&vectors(&answer.json()), &expected, 1e-5);
+        // Token ids too.
+        let ids = Tokenizer::from_folder(&model)
+            .unwrap()
+            .encode(TEXTS[0], &EncodeOptions::default())
+            .unwrap()
+            .ids()
+            .to_vec();
+        let answer = server.post_json("/embed", &json!({"inputs": ids}));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_close(&vectors(&answer.json()), &expected[..1], 1e-5);
+    }
+
+    let server = Server::with_model(&model);
+    let answer = server.post_json("/embed", &json!({"inputs": "a"}));
+    assert_eq!(answer.status, 424, "{}", answer.body);
+    assert!(answer.body.contains("--pooling"), "{}", answer.body);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (folder, pooling, expected) in [
+        (fixture("st-mean"), "cls", "modules.json"),
+        (model.clone(), "splade", "splade"),
+        (model.clone(), "max", "expected cls, mean or last-token"),
+    ] {
+        let mut config = oxformer_server::ServerConfig::new(folder.as_str());
+        config.pooling = Some(pooling.to_string());
+        let error = runtime
+            .block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                oxformer_server::serve(config, listener, std::future::pending()).await
+            })
+            .unwrap_err();
+        assert!(error.contains(expected), "{error}");
+    }
 }

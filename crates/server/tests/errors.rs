@@ -48,7 +48,31 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     expect(&server, "/embed", "{\"inputs\": ", 400, "Validation");
     expect(&server, "/embed", "{\"inputs\": 3}", 422, "Validation");
     expect(&server, "/embed", "{\"text\": \"a\"}", 422, "Validation");
-    expect(&server, "/embed", "{\"inputs\": [1, 2]}", 422, "Validation");
+    expect(
+        &server,
+        "/embed",
+        "{\"inputs\": [1, 2.5]}",
+        422,
+        "Validation",
+    );
+    // token ids: one the tokenizer does not know; more than --max-input-length without
+    // truncation
+    expect(
+        &server,
+        "/embed",
+        "{\"inputs\": [99999999]}",
+        422,
+        "Validation",
+    );
+    let many_ids = json!({"inputs": [vec![1; 20]]}).to_string();
+    expect(&server, "/embed", &many_ids, 422, "Validation");
+    expect(
+        &server,
+        "/embed_all",
+        "{\"inputs\": [[99999999]]}",
+        422,
+        "Validation",
+    );
     // empty inputs
     expect(&server, "/embed", "{\"inputs\": \"\"}", 400, "Empty");
     expect(&server, "/embed", "{\"inputs\": []}", 400, "Empty");
@@ -70,19 +94,17 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     // an option the folder does not have
     let bad_prompt = json!({"inputs": "a", "prompt_name": "nope"}).to_string();
     expect(&server, "/embed", &bad_prompt, 422, "Validation");
-    let left = json!({"inputs": "a", "truncation_direction": "Left"}).to_string();
-    expect(&server, "/embed", &left, 422, "Validation");
+    let middle = json!({"inputs": "a", "truncation_direction": "Middle"}).to_string();
+    expect(&server, "/embed", &middle, 422, "Validation");
+    let similarity_left = json!({"inputs": {"source_sentence": "a", "sentences": ["b"]},
+        "parameters": {"truncation_direction": "Left"}})
+    .to_string();
+    expect(&server, "/similarity", &similarity_left, 422, "Validation");
     // a body over --payload-limit
     let big = json!({"inputs": "x".repeat(2000)}).to_string();
     expect(&server, "/embed", &big, 413, "Validation");
     expect(&server, "/v1/embeddings", "{\"input\": \"\"}", 400, "Empty");
-    expect(
-        &server,
-        "/v1/embeddings",
-        "{\"input\": [[1, 2]]}",
-        422,
-        "Validation",
-    );
+    expect(&server, "/v1/embeddings", "{\"input\": [[]]}", 400, "Empty");
     // routes this model cannot serve
     expect(&server, "/predict", "{\"inputs\": \"a\"}", 424, "Backend");
     expect(
@@ -212,5 +234,51 @@ fn metrics_use_tei_names() {
     ] {
         assert!(metrics.contains(name), "no {name} in\n{metrics}");
     }
-    assert!(metrics.contains("te_request_success 1\n"), "{metrics}");
+    // still_serves sent one input as a string: TEI's `single`.
+    assert!(
+        metrics.contains("te_request_count{method=\"single\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("te_request_success{method=\"single\"} 1\n"),
+        "{metrics}"
+    );
+    let answer = server.post_json("/embed", &json!({"inputs": ["a", "b"]}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("te_request_count{method=\"batch\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("te_request_success{method=\"batch\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+/// As TEI: a model whose maximum input length exceeds --max-batch-tokens does not start
+/// without truncation; with --auto-truncate its inputs are cut to one batch.
+#[test]
+fn a_model_longer_than_a_batch_needs_auto_truncate() {
+    let mut config = ServerConfig::new(fixture("st-mean"));
+    config.threads = 1;
+    config.max_batch_tokens = 64;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        oxformer_server::serve(config.clone(), listener, std::future::pending()).await
+    });
+    let error = refused.unwrap_err();
+    assert!(
+        error.contains("128") && error.contains("--max-batch-tokens"),
+        "{error}"
+    );
+    config.auto_truncate = true;
+    let server = Server::start(config);
+    assert_eq!(server.get("/info").json()["max_input_length"], 64);
+    still_serves(&server);
 }

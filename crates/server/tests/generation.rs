@@ -148,8 +148,13 @@ fn generation_errors_come_before_the_stream() {
     for (path, body) in [
         (
             "/generate",
-            json!({"inputs": "a", "parameters": {"stop": ["x"]}}),
+            json!({"inputs": "a", "parameters": {"stop": ["a", "b", "c", "d", "e"]}}),
         ),
+        (
+            "/generate_stream",
+            json!({"inputs": "a", "parameters": {"stop": [""]}}),
+        ),
+        ("/v1/completions", json!({"prompt": "a", "stop": 3})),
         (
             "/generate_stream",
             json!({"inputs": "a", "parameters": {"no_such": 1}}),
@@ -186,4 +191,142 @@ fn generation_errors_come_before_the_stream() {
         &json!({"inputs": "still", "parameters": {"max_new_tokens": 2}}),
     );
     assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// The greedy tokens of the GPT-2 fixture after "Hello world" (checked against the pipeline in
+/// `generate_routes_match_the_pipeline`): their texts.
+fn greedy_token_texts(server: &Server) -> Vec<String> {
+    let answer = server.post_json(
+        "/generate",
+        &json!({"inputs": "Hello world", "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false, "details": true}}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.json()["details"]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|token| token["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A stop sequence ends generation at the first token after which the text ends with it: TGI
+/// keeps it in the text and says `stop_sequence`; OpenAI leaves it out (also when streamed,
+/// though it spans two tokens) and says `stop`.
+#[test]
+fn stop_sequences_end_generation_as_tgi_and_openai_do() {
+    let model = fixture("gpt2");
+    let expected = expected_text(&model);
+    let server = Server::with_model(&model);
+    let texts = greedy_token_texts(&server);
+    assert_eq!(texts.concat(), expected);
+    assert!(texts.len() >= 5, "{texts:?}");
+    // The stop: the last character of token 3 and all of token 4 (two tokens), and a stop
+    // that never occurs.
+    let third = &texts[2];
+    let last_char = third.chars().last().expect("a token with text");
+    let stop = format!("{last_char}{}", texts[3]);
+    // Where the text first ends with it.
+    let cut = (1..=texts.len())
+        .find(|&count| texts[..count].concat().ends_with(&stop))
+        .unwrap();
+    // Before the length limit, so that the stop sequence is why it ends.
+    assert!(cut < NEW_TOKENS, "{cut}");
+    let kept = texts[..cut].concat();
+    let without = &kept[..kept.len() - stop.len()];
+    let stops = json!(["never in this text", stop]);
+
+    let answer = server.post_json(
+        "/generate",
+        &json!({"inputs": "Hello world", "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false, "details": true, "stop": stops}}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["generated_text"], kept.as_str());
+    assert_eq!(body["details"]["finish_reason"], "stop_sequence");
+    assert_eq!(body["details"]["generated_tokens"], cut);
+
+    let answer = server.post_json(
+        "/generate_stream",
+        &json!({"inputs": "Hello world", "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false, "stop": stops}}),
+    );
+    let events: Vec<Value> = sse_data(&answer.body)
+        .iter()
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert_eq!(events.len(), cut, "{}", answer.body);
+    let last = events.last().unwrap();
+    assert_eq!(last["generated_text"], kept.as_str());
+    assert_eq!(last["details"]["finish_reason"], "stop_sequence");
+
+    let request =
+        json!({"prompt": "Hello world", "max_tokens": NEW_TOKENS, "temperature": 0, "stop": stop});
+    let answer = server.post_json("/v1/completions", &request);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    assert_eq!(body["choices"][0]["text"], without);
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["usage"]["completion_tokens"], cut);
+
+    let mut request = request;
+    request["stream"] = json!(true);
+    let answer = server.post_json("/v1/completions", &request);
+    let data = sse_data(&answer.body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .map(|c| c["choices"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, without, "{}", answer.body);
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+}
+
+/// A prompt is counted in tokens: past --max-input-length it is refused before generation
+/// (422, as TGI's validation), and its tokens are counted in `te_batch_next_tokens`.
+#[test]
+fn prompt_tokens_are_limited_and_counted() {
+    let model = fixture("gpt2");
+    let prompt_tokens = oxformer_tokenizer::Tokenizer::from_folder(&model)
+        .unwrap()
+        .encode("Hello world", &oxformer_tokenizer::EncodeOptions::default())
+        .unwrap()
+        .len();
+    let mut config = oxformer_server::ServerConfig::new(model.as_str());
+    config.threads = 1;
+    config.max_input_length = Some(prompt_tokens);
+    let server = Server::start(config);
+    let answer = server.post_json(
+        "/generate",
+        &json!({"inputs": "Hello world", "parameters": {"max_new_tokens": 2}}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains(&format!("te_batch_next_tokens_sum {prompt_tokens}\n")),
+        "{metrics}"
+    );
+    for (path, body) in [
+        (
+            "/generate",
+            json!({"inputs": "Hello world, again", "parameters": {"max_new_tokens": 2}}),
+        ),
+        (
+            "/generate_stream",
+            json!({"inputs": "Hello world, again", "parameters": {"max_new_tokens": 2}}),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "Hello world, again", "max_tokens": 2}),
+        ),
+    ] {
+        let answer = server.post_json(path, &body);
+        assert_eq!(answer.status, 422, "{path}: {}", answer.body);
+        assert!(answer.body.contains("tokens"), "{}", answer.body);
+    }
 }

@@ -79,6 +79,22 @@ pub fn agent() -> ureq::Agent {
 impl Server {
     /// Starts `config` on 127.0.0.1, on a free port, and waits until `/health` is 200.
     pub fn start(config: ServerConfig) -> Self {
+        let server = Self::spawn(config);
+        server.wait_ready();
+        server
+    }
+
+    /// Waits until `/health` is 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.get("/health").status != 200 {
+            assert!(Instant::now() < deadline, "the server did not become ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts `config` on 127.0.0.1, on a free port, without waiting for the model.
+    pub fn spawn(config: ServerConfig) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -97,18 +113,12 @@ impl Server {
                 .await
             })
         });
-        let server = Self {
+        Self {
             base,
             stop: Some(stop),
             thread: Some(thread),
             agent: agent(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while server.get("/health").status != 200 {
-            assert!(Instant::now() < deadline, "the server did not become ready");
-            std::thread::sleep(Duration::from_millis(10));
         }
-        server
     }
 
     /// A server for `model` with the defaults and one model thread.
