@@ -31,23 +31,52 @@ fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
 /// [`top_k_indices`] of the values `value(0..len)`, without them in memory.
 fn top_k_by(len: usize, k: usize, value: impl Fn(usize) -> f32) -> Vec<usize> {
     let k = k.min(len);
+    if k == 0 {
+        return Vec::new();
+    }
     // a ranks before b: larger (total order), then lower index
     let before = |(a, value_a): (usize, f32), (b, value_b): (usize, f32)| {
         value_b.total_cmp(&value_a).then(a.cmp(&b)).is_lt()
     };
     // one pass keeping the best k in order: over a row of a vocabulary's values, almost every
-    // value is rejected by one comparison with the k-th best
+    // value is rejected by the k-th best, a block of values at a time once the best are k (a
+    // later index must be strictly above it in the total order)
     let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
-    for index in 0..len {
+    let offer = |index: usize, best: &mut Vec<(usize, f32)>| {
         let entry = (index, value(index));
-        if k == 0 || (best.len() == k && !before(entry, best[k - 1])) {
-            continue;
+        if best.len() == k && !before(entry, best[k - 1]) {
+            return;
         }
         let at = best.partition_point(|&other| before(other, entry));
         best.insert(at, entry);
         best.truncate(k);
+    };
+    const BLOCK: usize = 32;
+    let mut index = 0;
+    while index < len {
+        let end = (index + BLOCK).min(len);
+        if best.len() == k {
+            let threshold = total_order_key(best[k - 1].1);
+            let block_max = (index..end)
+                .map(|i| total_order_key(value(i)))
+                .fold(i32::MIN, i32::max);
+            if block_max <= threshold {
+                index = end;
+                continue;
+            }
+        }
+        for i in index..end {
+            offer(i, &mut best);
+        }
+        index = end;
     }
     best.into_iter().map(|(index, _)| index).collect()
+}
+
+/// An integer that orders as `f32::total_cmp` orders its value.
+fn total_order_key(value: f32) -> i32 {
+    let bits = value.to_bits() as i32;
+    bits ^ (((bits >> 31) as u32) >> 1) as i32
 }
 
 /// The best `k` candidates of a prompt's beams, best first, ties by (beam, token), from each
