@@ -7,8 +7,10 @@
 //! and values of the decoder rows are appended step by step into buffers allocated once for the
 //! whole generation (transformers' `EncoderDecoderCache` of two `DynamicCache`s, preallocated).
 
+use std::sync::{Mutex, PoisonError};
+
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, Axis, s};
-use oxformer_tensor::{AttentionMask, attention_into};
+use oxformer_tensor::{AttentionMask, attention_into, for_each_part};
 
 use crate::error::{Error, Result};
 use crate::generation::{NextStep, Prompts};
@@ -31,9 +33,6 @@ pub struct Seq2SeqCache {
     cross: Vec<Array2<f32>>,
     /// (inputs, source): 1 for real encoder tokens, 0 for padding.
     encoder_padding: Array2<f32>,
-    /// One more buffer of a layer's shape, allocated on the first reorder: each reorder gathers a
-    /// buffer's rows into it and swaps the two (no allocation or second copy per step).
-    scratch: Option<Array4<f32>>,
     rows_per_input: usize,
     heads: usize,
     head_dim: usize,
@@ -58,7 +57,6 @@ impl Seq2SeqCache {
             len: 0,
             cross,
             encoder_padding,
-            scratch: None,
             rows_per_input,
             heads,
             head_dim,
@@ -135,20 +133,48 @@ impl Seq2SeqCache {
         {
             return Ok(());
         }
-        let len = self.len;
-        let Some(shape) = self.keys.first().map(Array4::dim) else {
-            return Ok(());
-        };
-        let mut scratch = self.scratch.take().unwrap_or_else(|| Array4::zeros(shape));
-        for buffer in self.keys.iter_mut().chain(self.values.iter_mut()) {
-            for (target, &source) in rows.iter().enumerate() {
-                scratch
-                    .slice_mut(s![target, .., ..len, ..])
-                    .assign(&buffer.slice(s![source, .., ..len, ..]));
+        // only the rows that change are written, in place, in an order that reads each old row
+        // before it is overwritten; the buffers are independent, one part each
+        let moves = reorder_moves(rows);
+        let (len, heads, head_dim) = (self.len, self.heads, self.head_dim);
+        let buffers: Vec<Mutex<&mut Array4<f32>>> = self
+            .keys
+            .iter_mut()
+            .chain(self.values.iter_mut())
+            .map(Mutex::new)
+            .collect();
+        for_each_part(buffers.len(), |index| {
+            let mut buffer = buffers[index]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let capacity = buffer.dim().2;
+            let data = buffer
+                .as_slice_mut()
+                .expect("cache buffers are allocated in standard layout");
+            // a row's stored positions: per head, len × head_dim values from here
+            let head_start = |row: usize, head: usize| (row * heads + head) * capacity * head_dim;
+            let stored = len * head_dim;
+            let mut saved = vec![0.0f32; heads * stored];
+            for &step in &moves {
+                for head in 0..heads {
+                    let saved_head = head * stored..(head + 1) * stored;
+                    match step {
+                        Move::Copy { from, to } => {
+                            let from = head_start(from, head);
+                            data.copy_within(from..from + stored, head_start(to, head));
+                        }
+                        Move::Save(row) => {
+                            let from = head_start(row, head);
+                            saved[saved_head].copy_from_slice(&data[from..from + stored]);
+                        }
+                        Move::Restore(row) => {
+                            let to = head_start(row, head);
+                            data[to..to + stored].copy_from_slice(&saved[saved_head]);
+                        }
+                    }
+                }
             }
-            std::mem::swap(buffer, &mut scratch);
-        }
-        self.scratch = Some(scratch);
+        });
         Ok(())
     }
 
@@ -198,6 +224,67 @@ impl Seq2SeqCache {
             rows_per_input: self.rows_per_input,
         }
     }
+}
+
+/// One step of a reorder done in place ([`reorder_moves`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Move {
+    /// Row `to` becomes row `from`.
+    Copy { from: usize, to: usize },
+    /// Row `row` is kept aside (one row at a time).
+    Save(usize),
+    /// Row `row` becomes the row kept aside.
+    Restore(usize),
+}
+
+/// The moves that make row `i` the old row `rows[i]` for every `i`, in place, writing only the
+/// rows that change: a row is overwritten once no other row still has to read it; each cycle
+/// (rows that take each other's, as a swap) goes through one row kept aside.
+fn reorder_moves(rows: &[usize]) -> Vec<Move> {
+    let count = rows.len();
+    let changes = |target: usize| rows[target] != target;
+    // readers[r]: rows still to be written that read the old row r
+    let mut readers = vec![0usize; count];
+    for (target, &source) in rows.iter().enumerate() {
+        if changes(target) {
+            readers[source] += 1;
+        }
+    }
+    let mut written = vec![false; count];
+    let mut moves = Vec::new();
+    let mut ready: Vec<usize> = (0..count)
+        .filter(|&target| changes(target) && readers[target] == 0)
+        .collect();
+    // the cycle being undone: its first row, kept aside
+    let mut aside = None;
+    loop {
+        while let Some(target) = ready.pop() {
+            let source = rows[target];
+            if aside == Some(source) {
+                moves.push(Move::Restore(target));
+                aside = None;
+            } else {
+                moves.push(Move::Copy {
+                    from: source,
+                    to: target,
+                });
+                readers[source] -= 1;
+                if readers[source] == 0 && changes(source) && !written[source] {
+                    ready.push(source);
+                }
+            }
+            written[target] = true;
+        }
+        // what is left are cycles, each row read by the one before it
+        let Some(start) = (0..count).find(|&target| changes(target) && !written[target]) else {
+            break;
+        };
+        moves.push(Move::Save(start));
+        aside = Some(start);
+        readers[start] = 0;
+        ready.push(start);
+    }
+    moves
 }
 
 /// One decoder layer's view of a [`Seq2SeqCache`].
@@ -380,5 +467,46 @@ pub(crate) fn greedy_step(
     match greedy_tokens(hidden.view()) {
         Some(tokens) => Ok(NextStep::Tokens(tokens)),
         None => logits(hidden.view()).map(NextStep::Logits),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Move, reorder_moves};
+
+    /// Runs the moves over rows that hold their own number.
+    fn apply(moves: &[Move], count: usize) -> Vec<usize> {
+        let mut rows: Vec<usize> = (0..count).collect();
+        let mut saved = None;
+        for &step in moves {
+            match step {
+                Move::Copy { from, to } => rows[to] = rows[from],
+                Move::Save(row) => saved = Some(rows[row]),
+                Move::Restore(row) => rows[row] = saved.take().expect("a row was saved"),
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn in_place_moves_give_every_row_its_source_and_write_only_changed_rows() {
+        // every map of 0..count into itself for count up to 5 (identity, swaps, cycles, many
+        // rows reading one, chains into cycles)
+        for count in 0..=5usize {
+            let maps = count.pow(count as u32);
+            for code in 0..maps {
+                let rows: Vec<usize> = (0..count)
+                    .map(|index| code / count.pow(index as u32) % count)
+                    .collect();
+                let moves = reorder_moves(&rows);
+                assert_eq!(apply(&moves, count), rows, "{rows:?}: {moves:?}");
+                let changed = (0..count).filter(|&row| rows[row] != row).count();
+                let writes = moves
+                    .iter()
+                    .filter(|step| !matches!(step, Move::Save(_)))
+                    .count();
+                assert_eq!(writes, changed, "{rows:?}: {moves:?}");
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Greedy generation through the engine with T5, BART and Marian on the tiny fixtures
 //! (`fixtures/models/{t5,t5-v1_1,mt5,bart,marian}`), against transformers' greedy `generate()` with
 //! no logits processors (`reference.json` → `generate.greedy`): the tokens, exactly, for the padded
-//! batch and for each input alone.
+//! batch and for each input alone. Beam search gives the same bits on any number of threads.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use oxformer_models::generation::{Generative, Prompts};
 use oxformer_models::marian::MarianMTModel;
 use oxformer_models::t5::T5ForConditionalGeneration;
 use oxformer_pipelines::generation::{Generation, GenerationConfig};
+use oxformer_tensor::ThreadPool;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
@@ -121,4 +122,41 @@ fn marian_greedy_generate_matches_transformers() {
         "marian",
         &MarianMTModel::from_folder(&folder("marian")).unwrap(),
     );
+}
+
+/// Beam search with BART's processors (forced BOS and EOS, no-repeat 3, min length, length
+/// penalty): the same sequences, scores and per-step log-probabilities on 1, 2 and 3 threads (the
+/// per-row work of a step is split over the threads).
+#[test]
+fn beam_search_is_bit_identical_for_any_thread_count() {
+    let dir = folder("bart");
+    let model = BartForConditionalGeneration::from_folder(&dir).unwrap();
+    let mut config = GenerationConfig::from_folder(&dir).unwrap();
+    config.max_new_tokens = Some(20);
+    config.min_length = 10;
+    let prompts =
+        Prompts::from_padded(rows(&dir, "input_ids"), rows(&dir, "attention_mask")).unwrap();
+    let run = |threads: usize| {
+        ThreadPool::new(threads).unwrap().install(|| {
+            Generation::new(&model, &prompts, &config)
+                .unwrap()
+                .record_logits(true)
+                .run()
+                .unwrap()
+        })
+    };
+    let one = run(1);
+    assert!(one.scores.len() > 1, "no steps recorded");
+    for threads in [2, 3] {
+        let many = run(threads);
+        assert_eq!(
+            many.sequences, one.sequences,
+            "{threads} threads: sequences"
+        );
+        assert_eq!(
+            many.sequences_scores, one.sequences_scores,
+            "{threads} threads: sequence scores"
+        );
+        assert_eq!(many.scores, one.scores, "{threads} threads: step scores");
+    }
 }

@@ -9,7 +9,8 @@
 //! - [`layer_norm`], [`softmax_rows`], [`apply_activation`], [`gather_rows`], and f16/bf16 → f32.
 //! - [`ArgmaxScreen`]: the exact argmax of a language-model head's scores from an 8-bit copy of
 //!   its weights (greedy decoding), rows rechecked in f32.
-//! - [`ThreadPool`]: run kernels on a chosen number of threads; [`team`]: keep them awake.
+//! - [`ThreadPool`]: run kernels on a chosen number of threads; [`team`]: keep them awake;
+//!   [`for_each_part`] and [`map_parts`]: split work of one's own over them as the kernels do.
 //!
 //! Every fast kernel has a plain reference beside it (`*_reference`), which tests compare against.
 //!
@@ -87,4 +88,4 @@ pub use kernels::norm::{
 };
 pub use kernels::screen::{ArgmaxScreen, Screened, argmax_reference};
 pub use kernels::softmax::{softmax_reference, softmax_rows, softmax_rows_on};
-pub use threads::{ThreadPool, team};
+pub use threads::{ThreadPool, for_each_part, map_parts, team};

@@ -92,9 +92,26 @@ pub fn team<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
-/// Runs `task(0..parts)`: over the team when this thread leads one ([`team`]), else over the
-/// rayon pool. Parts may run in any order, on any thread.
-pub(crate) fn for_each_part(parts: usize, task: impl Fn(usize) + Sync) {
+/// Runs `task(part)` once for every part in `0..parts`: over the team when this thread leads one
+/// ([`team`]), else over the rayon pool it is called from. Parts may run in any order, on any
+/// thread; a part that calls this again has its own parts run on rayon.
+///
+/// What the kernels split their work with, public so that work between kernels (a decoding step's
+/// per-row log-softmax and top-k, say) can use the same awake threads. A task whose parts each
+/// compute and write their own results (nothing reduced across parts) gives the same results for
+/// any thread count. A panic in a part is raised again here, once every part is done.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use oxformer_tensor::{ThreadPool, for_each_part, team};
+///
+/// let rows: Vec<Mutex<Vec<f32>>> = (0..8).map(|row| Mutex::new(vec![row as f32; 4])).collect();
+/// ThreadPool::new(2).unwrap().install(|| {
+///     team(|| for_each_part(rows.len(), |row| rows[row].lock().unwrap().iter_mut().for_each(|x| *x *= 2.0)))
+/// });
+/// assert_eq!(*rows[3].lock().unwrap(), vec![6.0; 4]);
+/// ```
+pub fn for_each_part(parts: usize, task: impl Fn(usize) + Sync) {
     if parts <= 1 {
         (0..parts).for_each(task);
         return;
@@ -119,7 +136,14 @@ impl Drop for Leading {
 }
 
 /// [`for_each_part`] keeping each part's result, in part order.
-pub(crate) fn map_parts<T: Send>(parts: usize, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
+///
+/// ```
+/// use oxformer_tensor::{ThreadPool, map_parts, team};
+///
+/// let squares = ThreadPool::new(2).unwrap().install(|| team(|| map_parts(5, |part| part * part)));
+/// assert_eq!(squares, vec![0, 1, 4, 9, 16]);
+/// ```
+pub fn map_parts<T: Send>(parts: usize, task: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let slots: Vec<Mutex<Option<T>>> = (0..parts).map(|_| Mutex::new(None)).collect();
     for_each_part(parts, |part| {
         let value = task(part);

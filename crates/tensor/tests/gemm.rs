@@ -200,6 +200,8 @@ fn layer_norm_epilogue_is_the_norm_of_the_finished_product() {
         (128, 700, 768),
         (400, 256, 200),
         (50_000, 3, 40),
+        // one row block, columns in several parts per thread
+        (32, 64, 5000),
     ] {
         let a = random((m, k), 30);
         let b = random((k, n), 31);
@@ -287,6 +289,8 @@ fn bit_identical_for_any_thread_count() {
             (128, 700, 768),
             (37, 1000, 200),
             (400, 800, 300),
+            // one row block, wide: several column parts per thread (a decoding step's LM head)
+            (32, 300, 9001),
         ] {
             let a = random((m, k), 14);
             let b = random((k, n), 15);

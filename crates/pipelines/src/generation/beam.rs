@@ -2,7 +2,9 @@
 //! `num_beams` running hypotheses and up to `num_beams` finished ones, with the same scores
 //! (f32 sums of log-probabilities, -1e9 for "impossible") and the same stopping heuristics.
 
-use ndarray::Array2;
+use std::sync::{Mutex, PoisonError};
+
+use oxformer_tensor::map_parts;
 
 use super::{
     EarlyStopping, GenerateOutput, Generation, Generative, next_logits, processors, stop_string_hit,
@@ -23,21 +25,71 @@ struct Candidate {
 /// The indices of the `k` largest values, largest first; ties by lower index (as
 /// `torch.topk` on CPU in practice).
 fn top_k_indices(values: &[f32], k: usize) -> Vec<usize> {
-    let k = k.min(values.len());
-    // a ranks before b: larger (total order), then lower index
-    let before = |a: usize, b: usize| values[b].total_cmp(&values[a]).then(a.cmp(&b)).is_lt();
-    // one pass keeping the best k in order: over a beam step's num_beams × vocab values, almost
-    // every value is rejected by one comparison with the k-th best
-    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
-    for index in 0..values.len() {
-        if k == 0 || (best.len() == k && !before(index, best[k - 1])) {
-            continue;
-        }
-        let at = best.partition_point(|&other| before(other, index));
-        best.insert(at, index);
-        best.truncate(k);
+    top_k_by(values.len(), k, |index| values[index])
+}
+
+/// [`top_k_indices`] of the values `value(0..len)`, without them in memory.
+fn top_k_by(len: usize, k: usize, value: impl Fn(usize) -> f32) -> Vec<usize> {
+    let k = k.min(len);
+    if k == 0 {
+        return Vec::new();
     }
-    best
+    // a ranks before b: larger (total order), then lower index
+    let before = |(a, value_a): (usize, f32), (b, value_b): (usize, f32)| {
+        value_b.total_cmp(&value_a).then(a.cmp(&b)).is_lt()
+    };
+    // one pass keeping the best k in order: over a row of a vocabulary's values, almost every
+    // value is rejected by the k-th best, a block of values at a time once the best are k (a
+    // later index must be strictly above it in the total order)
+    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
+    let offer = |index: usize, best: &mut Vec<(usize, f32)>| {
+        let entry = (index, value(index));
+        if best.len() == k && !before(entry, best[k - 1]) {
+            return;
+        }
+        let at = best.partition_point(|&other| before(other, entry));
+        best.insert(at, entry);
+        best.truncate(k);
+    };
+    const BLOCK: usize = 32;
+    let mut index = 0;
+    while index < len {
+        let end = (index + BLOCK).min(len);
+        if best.len() == k {
+            let threshold = total_order_key(best[k - 1].1);
+            let block_max = (index..end)
+                .map(|i| total_order_key(value(i)))
+                .fold(i32::MIN, i32::max);
+            if block_max <= threshold {
+                index = end;
+                continue;
+            }
+        }
+        for i in index..end {
+            offer(i, &mut best);
+        }
+        index = end;
+    }
+    best.into_iter().map(|(index, _)| index).collect()
+}
+
+/// An integer that orders as `f32::total_cmp` orders its value.
+fn total_order_key(value: f32) -> i32 {
+    let bits = value.to_bits() as i32;
+    bits ^ (((bits >> 31) as u32) >> 1) as i32
+}
+
+/// The best `k` candidates of a prompt's beams, best first, ties by (beam, token), from each
+/// beam's own best `k` in that order: what [`top_k_indices`] over every (beam, token) would
+/// pick, as each of those is among its own beam's best `k`.
+fn best_of_rows(row_best: &[Vec<Candidate>], k: usize) -> Vec<Candidate> {
+    // beam-major, each beam's in order: equal scores stay in (beam, token) order
+    let pool: Vec<Candidate> = row_best.iter().flatten().copied().collect();
+    let scores: Vec<f32> = pool.iter().map(|candidate| candidate.score).collect();
+    top_k_indices(&scores, k)
+        .into_iter()
+        .map(|index| pool[index])
+        .collect()
 }
 
 /// `base / length^length_penalty` as the reference computes it (the power in f64, the
@@ -97,49 +149,64 @@ pub(super) fn beam_search<M: Generative + ?Sized>(
                 generation.decoder_start,
             )
         };
-        let logits = next_logits(model, &running, cache.as_mut(), &mut cached, fresh)?;
-        let mut log_probs = Array2::<f32>::zeros(logits.dim());
-        for ((row, logits_row), mut out) in
-            running.iter().zip(logits.rows()).zip(log_probs.rows_mut())
-        {
-            let mut values =
-                processors::log_softmax(logits_row.as_slice().expect("contiguous logits"));
-            generation.processors.apply(row, &mut values);
-            out.as_slice_mut()
-                .expect("contiguous")
-                .copy_from_slice(&values);
-        }
+        let mut log_probs = next_logits(model, &running, cache.as_mut(), &mut cached, fresh)?;
         if generation.record {
-            recorded_logits.push(logits);
-            recorded_scores.push(log_probs.clone());
+            recorded_logits.push(log_probs.clone());
         }
+        // Row by row, over the threads (each row alone, so the same for any thread count): the
+        // logits become log-probabilities in place, then the processors' scores; without
+        // sampling, each row's best `beams_to_keep` continuations, from which the best of its
+        // prompt are picked below (the best k of the prompt's rows are among their rows' best k).
+        let row_best: Vec<Vec<Candidate>> = {
+            let rows: Vec<Mutex<_>> = log_probs.rows_mut().into_iter().map(Mutex::new).collect();
+            let (processors, running, running_scores) =
+                (&generation.processors, &running, &running_scores);
+            map_parts(rows.len(), |index| {
+                let mut row = rows[index].lock().unwrap_or_else(PoisonError::into_inner);
+                let scores = row.as_slice_mut().expect("contiguous logits");
+                processors::log_softmax_in_place(scores);
+                processors.apply(&running[index], scores);
+                if config.do_sample {
+                    return Vec::new();
+                }
+                let beam = index % num_beams;
+                let base = running_scores[index / num_beams][beam];
+                top_k_by(scores.len(), beams_to_keep, |token| scores[token] + base)
+                    .into_iter()
+                    .map(|token| Candidate {
+                        score: scores[token] + base,
+                        beam,
+                        token: token as u32,
+                    })
+                    .collect()
+            })
+        };
 
         let mut next_running = Vec::with_capacity(batch * num_beams);
         let mut parents = Vec::with_capacity(batch * num_beams);
         let mut all_hit_stop = true;
         for b in 0..batch {
-            // Accumulated log-probabilities of every (beam, token), flattened beam-major.
-            let mut accumulated = Vec::with_capacity(num_beams * vocab);
-            for (beam, &base) in running_scores[b].iter().enumerate() {
-                let row = log_probs.row(b * num_beams + beam);
-                accumulated.extend(row.iter().map(|&l| l + base));
-            }
-            let picked = if config.do_sample {
+            let candidates: Vec<Candidate> = if config.do_sample {
+                // Accumulated log-probabilities of every (beam, token), flattened beam-major.
+                let mut accumulated = Vec::with_capacity(num_beams * vocab);
+                for (beam, &base) in running_scores[b].iter().enumerate() {
+                    let row = log_probs.row(b * num_beams + beam);
+                    accumulated.extend(row.iter().map(|&l| l + base));
+                }
                 let probs = processors::softmax(&accumulated);
                 generation
                     .rng
                     .categorical_without_replacement(&probs, beams_to_keep)
+                    .into_iter()
+                    .map(|index| Candidate {
+                        score: accumulated[index],
+                        beam: index / vocab,
+                        token: (index % vocab) as u32,
+                    })
+                    .collect()
             } else {
-                top_k_indices(&accumulated, beams_to_keep)
+                best_of_rows(&row_best[b * num_beams..(b + 1) * num_beams], beams_to_keep)
             };
-            let candidates: Vec<Candidate> = picked
-                .iter()
-                .map(|&index| Candidate {
-                    score: accumulated[index],
-                    beam: index / vocab,
-                    token: (index % vocab) as u32,
-                })
-                .collect();
             let sequence_of = |candidate: &Candidate| {
                 let mut sequence = running[b * num_beams + candidate.beam].clone();
                 sequence.push(candidate.token);
@@ -216,6 +283,9 @@ pub(super) fn beam_search<M: Generative + ?Sized>(
             finished[b] = sequences;
         }
 
+        if generation.record {
+            recorded_scores.push(log_probs);
+        }
         running = next_running;
         if let Some(cache) = cache.as_mut() {
             model.reorder_cache(cache, &parents)?;
@@ -275,7 +345,7 @@ pub(super) fn beam_search<M: Generative + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::top_k_indices;
+    use super::{Candidate, best_of_rows, top_k_by, top_k_indices};
 
     /// The definition: every index sorted by value, largest first, ties by lower index.
     fn by_sorting(values: &[f32], k: usize) -> Vec<usize> {
@@ -285,9 +355,8 @@ mod tests {
         order
     }
 
-    #[test]
-    fn top_k_is_the_head_of_the_sorted_order() {
-        // many ties, −∞, transformers' −1e9 and NaN among pseudo-random values
+    /// Pseudo-random values with many ties, −∞, transformers' −1e9 and NaN among them.
+    fn awkward_values(count: usize, seed: u32) -> Vec<f32> {
         let palette = [
             -1.0e9,
             -2.5,
@@ -298,15 +367,52 @@ mod tests {
             f32::NEG_INFINITY,
             3.25,
         ];
-        let mut state = 0x2545_f491_u32;
-        let values: Vec<f32> = (0..1000)
+        let mut state = seed;
+        (0..count)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 17;
                 state ^= state << 5;
                 palette[state as usize % palette.len()] + (state % 3) as f32
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_best_of_each_beams_best_are_the_best_of_all() {
+        for (seed, (beams, vocab)) in [(1u32, (1, 5)), (2, (4, 3)), (3, (4, 100)), (4, (5, 17))] {
+            let values = awkward_values(beams * vocab, 0x9e37_79b9 ^ seed);
+            for k in [0, 1, 2, 8, 9, beams * vocab + 1] {
+                let row_best: Vec<Vec<Candidate>> = values
+                    .chunks(vocab)
+                    .enumerate()
+                    .map(|(beam, row)| {
+                        top_k_by(row.len(), k, |token| row[token])
+                            .into_iter()
+                            .map(|token| Candidate {
+                                score: row[token],
+                                beam,
+                                token: token as u32,
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let picked: Vec<(usize, u32)> = best_of_rows(&row_best, k)
+                    .iter()
+                    .map(|candidate| (candidate.beam, candidate.token))
+                    .collect();
+                let expected: Vec<(usize, u32)> = by_sorting(&values, k)
+                    .into_iter()
+                    .map(|index| (index / vocab, (index % vocab) as u32))
+                    .collect();
+                assert_eq!(picked, expected, "{beams} beams × {vocab}, k {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn top_k_is_the_head_of_the_sorted_order() {
+        let values = awkward_values(1000, 0x2545_f491);
         for length in [0, 1, 7, 1000] {
             let values = &values[..length];
             for k in [0, 1, 2, 4, 8, 9, length, length + 3] {

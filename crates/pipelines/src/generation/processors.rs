@@ -372,13 +372,23 @@ pub(crate) fn softmax(scores: &[f32]) -> Vec<f32> {
 
 /// `log_softmax` in f32 with the sum in f64.
 pub(crate) fn log_softmax(scores: &[f32]) -> Vec<f32> {
+    let mut log_probs = scores.to_vec();
+    log_softmax_in_place(&mut log_probs);
+    log_probs
+}
+
+/// [`log_softmax`] overwriting its input.
+pub(crate) fn log_softmax_in_place(scores: &mut [f32]) {
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
-        return vec![f32::NEG_INFINITY; scores.len()];
+        scores.fill(f32::NEG_INFINITY);
+        return;
     }
     let sum: f64 = scores.iter().map(|&s| ((s - max) as f64).exp()).sum();
     let log_sum = sum.ln() as f32;
-    scores.iter().map(|&s| s - max - log_sum).collect()
+    for score in scores {
+        *score = *score - max - log_sum;
+    }
 }
 
 /// A chain of processors applied in order; [`LogitsProcessorList::from_config`] builds the

@@ -610,12 +610,19 @@ unsafe fn normalise_rows(
     }
 }
 
+/// Column parts per thread of a product with one row block (M ≤ [`MC`]) and many columns.
+const PARTS_PER_THREAD: usize = 4;
+
+/// The narrowest column part of such a product: its A rows are packed once per part.
+const MIN_PART_COLUMNS: usize = 1024;
+
 /// Rows of one output tile at most (a multiple of both MRs): its packed A for one stretch of K
 /// (MC × 768, 576 KiB) stays in L2.
 const MC: usize = 192;
 
 /// How M × N splits into output tiles: the columns into contiguous parts, one per thread, so a
-/// thread's B stays its own and it packs each row block of A once per stretch of K; each part
+/// thread's B stays its own and it packs each row block of A once per stretch of K (a single row
+/// block and a wide B: [`PARTS_PER_THREAD`] per thread, as B is streamed once anyway); each part
 /// into row blocks of equal size, at most [`MC`] rows (aligned to MR). The tiling changes only who
 /// computes what, never a result. Computed, not listed: a forward pass allocates nothing for it.
 struct Tiling {
@@ -644,11 +651,20 @@ impl Tiling {
         let panels = m.div_ceil(mr);
         let blocks = panels.div_ceil(MC / mr).max(1);
         let mc = panels.div_ceil(blocks) * mr;
+        // one row block (a decoding step's few rows) and many columns (a language-model head): a
+        // few column parts per thread, so that a thread that starts late or loses its core for a
+        // while (a shared machine) still takes its share, and the last parts even out; each part
+        // wide enough that packing its rows of A again is negligible
+        let parts = if blocks == 1 && threads > 1 {
+            (threads * PARTS_PER_THREAD).min(n / MIN_PART_COLUMNS)
+        } else {
+            threads
+        };
         Self {
             m,
             n,
             nr,
-            parts: threads.min(slivers).max(1),
+            parts: parts.max(threads).min(slivers).max(1),
             slivers,
             mc,
             blocks: m.div_ceil(mc),
