@@ -6,81 +6,97 @@ use rayon::prelude::*;
 use crate::buffer::Aligned;
 #[cfg(test)]
 use crate::buffer::LINE;
+use crate::isa::Isa;
 
-/// Columns per packed B panel: one AVX-512 microkernel's width (two vectors of 16), two AVX2
-/// microkernels' (2 × two vectors of 8).
+/// Columns per packed B panel for AVX-512 (and the portable path): one AVX-512 microkernel's
+/// width (two vectors of 16).
 pub(crate) const PANEL: usize = 32;
 
-/// B (K × N) as ⌈N / PANEL⌉ panels, each K × PANEL row-major and contiguous, the last one padded
-/// with zero columns: element (p, j) lives at `(j / PANEL)·K·PANEL + p·PANEL + j % PANEL`.
+/// Columns per packed B panel for AVX2: one AVX2 microkernel's width (two vectors of 8), so the
+/// K × 16 sliver it streams is contiguous, one cache line per row of K, and a KC block of it
+/// fills L1's sets evenly (32-wide panels left every other set unused).
+pub(crate) const AVX2_PANEL: usize = 16;
+
+/// The panel width B is packed in for `isa`'s kernels. Every path runs on either width; this
+/// is the one its microkernel streams best.
+pub(crate) fn panel_for(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx2 => AVX2_PANEL,
+        Isa::Avx512 | Isa::Scalar => PANEL,
+    }
+}
+
+/// B (K × N) as ⌈N / panel⌉ panels, each K × panel row-major and contiguous, the last one padded
+/// with zero columns: element (p, j) lives at `(j / panel)·K·panel + p·panel + j % panel`.
 /// A microkernel then streams one panel front to back; a KC block of it is contiguous too, and
-/// starts on a cache line.
-pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Aligned {
-    pack_b_parts(&[b])
+/// starts on a cache line. `panel` is a multiple of 16 (whole cache lines per panel row).
+pub(crate) fn pack_b(b: ArrayView2<'_, f32>, panel: usize) -> Aligned {
+    pack_b_parts(&[b], panel)
 }
 
 /// [`pack_b`] of the parts side by side, `[B₀ | B₁ | …]` (same K), each part but the last
 /// a whole number of panels wide: a fused product's weights packed without stacking them first.
 ///
 /// # Panics
-/// If the parts' K differ or a part before the last is not a multiple of PANEL wide.
-pub(crate) fn pack_b_parts(parts: &[ArrayView2<'_, f32>]) -> Aligned {
+/// If the parts' K differ or a part before the last is not a multiple of `panel` wide.
+pub(crate) fn pack_b_parts(parts: &[ArrayView2<'_, f32>], panel: usize) -> Aligned {
+    debug_assert!(panel.is_multiple_of(16));
     let k = parts.first().map_or(0, |part| part.nrows());
     let n: usize = parts.iter().map(|part| part.ncols()).sum();
     for (index, part) in parts.iter().enumerate() {
         assert_eq!(part.nrows(), k, "pack_b_parts: the parts' K differ");
         assert!(
-            index + 1 == parts.len() || part.ncols().is_multiple_of(PANEL),
+            index + 1 == parts.len() || part.ncols().is_multiple_of(panel),
             "pack_b_parts: a part before the last is not a whole number of panels"
         );
     }
-    let len = n.div_ceil(PANEL) * k * PANEL;
-    // every panel of every part writes all of its K × PANEL values
+    let len = n.div_ceil(panel) * k * panel;
+    // every panel of every part writes all of its K × panel values
     Aligned::new(len, |mut rest| {
         if len == 0 {
             return;
         }
         for part in parts {
-            let (target, after) = rest.split_at_mut(part.ncols().div_ceil(PANEL) * k * PANEL);
-            pack_b_into(*part, target);
+            let (target, after) = rest.split_at_mut(part.ncols().div_ceil(panel) * k * panel);
+            pack_b_into(*part, panel, target);
             rest = after;
         }
     })
 }
 
-/// Packs B into `dst` (⌈N / PANEL⌉ · K · PANEL values), writing every one of them.
-fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
+/// Packs B into `dst` (⌈N / panel⌉ · K · panel values), writing every one of them.
+fn pack_b_into(b: ArrayView2<'_, f32>, panel_width: usize, dst: &mut [std::mem::MaybeUninit<f32>]) {
     let (k, n) = b.dim();
     let row_stride = b.strides()[0];
     let column_stride = b.strides()[1];
-    dst.par_chunks_mut(k * PANEL)
+    dst.par_chunks_mut(k * panel_width)
         .enumerate()
         .for_each(|(panel, dst)| {
-            let j0 = panel * PANEL;
-            let width = PANEL.min(n - j0);
+            let j0 = panel * panel_width;
+            let width = panel_width.min(n - j0);
             #[cfg(target_arch = "x86_64")]
             if row_stride == 1
                 && column_stride > 0
-                && width == PANEL
+                && width == panel_width
                 && crate::isa::isa().token().avx2().is_some()
             {
                 // HF's Linear layout seen transposed: columns of B are contiguous rows of W,
                 // turned into panel rows by the register transposes of A's panels, the last
                 // K % 8 values one by one; every value of the panel is written
-                // SAFETY: isa() includes AVX2 only on a CPU that has it; the PANEL columns of B from j0 are rows of W,
-                // `column_stride` apart, each k long and contiguous; `dst` holds k × PANEL values.
+                // SAFETY: isa() includes AVX2 only on a CPU that has it; the panel's columns of B from j0 are rows of W,
+                // `column_stride` apart, each k long and contiguous; `dst` holds k × panel_width values.
                 let done = unsafe {
                     transpose_panel_avx2(
                         b.as_ptr().offset(j0 as isize * column_stride),
                         column_stride as usize,
                         k,
-                        PANEL,
+                        panel_width,
                         dst.as_mut_ptr().cast::<f32>(),
                     )
                 };
                 for p in done..k {
-                    for c in 0..PANEL {
-                        dst[p * PANEL + c].write(b[[p, j0 + c]]);
+                    for c in 0..panel_width {
+                        dst[p * panel_width + c].write(b[[p, j0 + c]]);
                     }
                 }
                 return;
@@ -93,7 +109,10 @@ fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
                 for p in 0..k {
                     let row = b.row(p);
                     let src = &row.as_slice().expect("unit column stride")[j0..j0 + width];
-                    for (target, &value) in dst[p * PANEL..p * PANEL + width].iter_mut().zip(src) {
+                    for (target, &value) in dst[p * panel_width..p * panel_width + width]
+                        .iter_mut()
+                        .zip(src)
+                    {
                         target.write(value);
                     }
                 }
@@ -101,7 +120,7 @@ fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
             }
             for p in 0..k {
                 for c in 0..width {
-                    dst[p * PANEL + c].write(b[[p, j0 + c]]);
+                    dst[p * panel_width + c].write(b[[p, j0 + c]]);
                 }
             }
         });
@@ -214,9 +233,9 @@ unsafe fn transpose_panel_avx2(
 }
 
 /// The inverse of [`pack_b`]: B as a (K, N) row-major array.
-pub(crate) fn unpack_b(data: &[f32], k: usize, n: usize) -> ndarray::Array2<f32> {
+pub(crate) fn unpack_b(data: &[f32], k: usize, n: usize, panel: usize) -> ndarray::Array2<f32> {
     ndarray::Array2::from_shape_fn((k, n), |(p, j)| {
-        data[(j / PANEL) * k * PANEL + p * PANEL + j % PANEL]
+        data[(j / panel) * k * panel + p * panel + j % panel]
     })
 }
 
@@ -226,17 +245,19 @@ mod tests {
 
     #[test]
     fn packed_panels_and_their_clones_start_on_a_cache_line() {
-        for (k, n) in [(1, 1), (3, 45), (64, 96), (768, 2304)] {
-            let b = ndarray::Array2::from_shape_fn((k, n), |(p, j)| (p * n + j) as f32);
-            let packed = pack_b(b.view());
-            let copy = packed.clone();
-            for values in [packed.as_slice(), copy.as_slice()] {
-                assert_eq!(values.as_ptr() as usize % (LINE * size_of::<f32>()), 0);
-                assert_eq!(unpack_b(values, k, n), b, "{k}×{n}");
+        for panel in [PANEL, AVX2_PANEL] {
+            for (k, n) in [(1, 1), (3, 45), (64, 96), (768, 2304)] {
+                let b = ndarray::Array2::from_shape_fn((k, n), |(p, j)| (p * n + j) as f32);
+                let packed = pack_b(b.view(), panel);
+                let copy = packed.clone();
+                for values in [packed.as_slice(), copy.as_slice()] {
+                    assert_eq!(values.as_ptr() as usize % (LINE * size_of::<f32>()), 0);
+                    assert_eq!(unpack_b(values, k, n, panel), b, "{k}×{n} in {panel}");
+                }
             }
         }
         assert!(
-            pack_b(ndarray::Array2::<f32>::zeros((0, 5)).view())
+            pack_b(ndarray::Array2::<f32>::zeros((0, 5)).view(), PANEL)
                 .as_slice()
                 .is_empty()
         );
