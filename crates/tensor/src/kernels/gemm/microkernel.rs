@@ -183,9 +183,10 @@ pub(crate) struct Prefetch {
 /// Steps of K between two rounds of prefetches.
 const PREFETCH_GROUP: usize = 8;
 
-/// The MR × (2 vectors) register tile, `C[i0.., j0..] (+)= A_panel · B_sliver` over `kc`, with
+/// The ROWS × (2 vectors) register tile, `C[i0.., j0..] (+)= A_panel · B_sliver` over `kc`, with
 /// its prefetches of the next calls' data spelled out: spread over the K steps, a few before every
-/// group of [`PREFETCH_GROUP`] steps, so the loop of FMAs itself carries no test.
+/// group of [`PREFETCH_GROUP`] steps, so the loop of FMAs itself carries no test. ROWS is MR, or
+/// fewer for a last row panel that holds fewer rows (its packed A keeps MR values per K step).
 ///
 /// `a`: packed A at this KC block (kc × MR); `b`: packed B at this KC block and column
 /// (kc rows, row stride B's panel width), its second vector `b_second` after the first (see
@@ -193,7 +194,7 @@ const PREFETCH_GROUP: usize = 8;
 /// written.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
+pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize, const ROWS: usize>(
     problem: &Problem<'_>,
     kc: usize,
     a: *const f32,
@@ -217,7 +218,7 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
         let stride = problem.panel;
         let width0 = width.min(lanes);
         let width1 = width.saturating_sub(lanes);
-        let mut acc = [[S::splat(0.0); 2]; MR];
+        let mut acc = [[S::splat(0.0); 2]; ROWS];
         if !first {
             for (r, row) in acc.iter_mut().enumerate().take(height) {
                 let c = problem.c.add((i0 + r) * problem.ldc + j0);
@@ -296,10 +297,11 @@ thread_local! {
 }
 
 /// One output tile: rows `rows` (starting on a multiple of MR), columns `columns` (starting on a
-/// multiple of NR = 2 vectors). Per stretch of K: its rows of A packed, then sliver by sliver,
+/// multiple of NR = 2 vectors). THIRD and TWO_THIRDS (MR / 3, 2·MR / 3) are the register tiles'
+/// rows for a short last row panel. Per stretch of K: its rows of A packed, then sliver by sliver,
 /// K block by K block, row panel by row panel.
 #[inline(always)]
-unsafe fn tile_body<S: Simd, const MR: usize>(
+unsafe fn tile_body<S: Simd, const MR: usize, const THIRD: usize, const TWO_THIRDS: usize>(
     problem: &Problem<'_>,
     rows: Range<usize>,
     columns: Range<usize>,
@@ -380,9 +382,24 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                     // is inside C.
                     unsafe {
                         let a = packed.add(panel * stretch * MR + (k0 - kb0) * MR);
-                        microkernel_prefetching::<S, MR>(
-                            problem, kc, a, b, b_second, i0, j0, height, width, first, last, fetch,
-                        );
+                        // a short last panel (M = 128 leaves 2 of AVX2's 6 rows, 8 of
+                        // AVX-512's 12) runs a tile of a third or two thirds of the rows
+                        if height <= THIRD {
+                            microkernel_prefetching::<S, MR, THIRD>(
+                                problem, kc, a, b, b_second, i0, j0, height, width, first, last,
+                                fetch,
+                            );
+                        } else if height <= TWO_THIRDS {
+                            microkernel_prefetching::<S, MR, TWO_THIRDS>(
+                                problem, kc, a, b, b_second, i0, j0, height, width, first, last,
+                                fetch,
+                            );
+                        } else {
+                            microkernel_prefetching::<S, MR, MR>(
+                                problem, kc, a, b, b_second, i0, j0, height, width, first, last,
+                                fetch,
+                            );
+                        }
                     }
                     i0 += MR;
                     panel += 1;
@@ -492,7 +509,7 @@ mod x86 {
     ) {
         // SAFETY: the caller's contract (`# Safety` above) is the body's: the CPU has these
         // features and the tile lies inside `problem`.
-        unsafe { tile_body::<Avx512, AVX512_MR>(problem, rows, columns) }
+        unsafe { tile_body::<Avx512, AVX512_MR, 4, 8>(problem, rows, columns) }
     }
 
     /// # Safety
@@ -505,7 +522,7 @@ mod x86 {
     ) {
         // SAFETY: the caller's contract (`# Safety` above) is the body's: the CPU has these
         // features and the tile lies inside `problem`.
-        unsafe { tile_body::<Avx2, AVX2_MR>(problem, rows, columns) }
+        unsafe { tile_body::<Avx2, AVX2_MR, 2, 4>(problem, rows, columns) }
     }
 
     /// # Safety
