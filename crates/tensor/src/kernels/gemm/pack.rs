@@ -152,13 +152,22 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
             // SAFETY: isa() includes AVX2 only on a CPU that has it; rows i0..i0 + mr exist with unit column stride and
             // `dst` holds k × mr values.
             done = unsafe {
-                transpose_panel_avx2(
-                    a.row(i0).as_ptr(),
-                    row_stride as usize,
-                    k,
-                    mr,
-                    dst.as_mut_ptr(),
-                )
+                if mr == 6 {
+                    transpose_panel6_avx2(
+                        a.row(i0).as_ptr(),
+                        row_stride as usize,
+                        k,
+                        dst.as_mut_ptr(),
+                    )
+                } else {
+                    transpose_panel_avx2(
+                        a.row(i0).as_ptr(),
+                        row_stride as usize,
+                        k,
+                        mr,
+                        dst.as_mut_ptr(),
+                    )
+                }
             };
         }
         for r in 0..height {
@@ -253,6 +262,78 @@ unsafe fn transpose_panel_avx2(
                         _mm_unpackhi_epi64(pairs, pairs),
                     );
                 }
+            }
+        }
+    }
+    blocks * 8
+}
+
+/// [`transpose_panel_avx2`] for a panel of 6 rows (AVX2's): 6 rows × 8 columns loaded as 6
+/// vectors and stored as the 48 packed values they make, 6 whole vectors (column j's 6 rows, then
+/// column j + 1's, …): the 4 × 4 transposes give each column's first 4 rows, an interleave its
+/// last 2, and 64-bit shuffles join them. Returns how many columns it packed (the rest, fewer
+/// than 8, are left to the caller).
+///
+/// # Safety
+/// The CPU has AVX2; the 6 rows of `k` values exist; `dst` holds k × 6 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_panel6_avx2(a: *const f32, lda: usize, k: usize, dst: *mut f32) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = k / 8;
+    for block in 0..blocks {
+        let p = block * 8;
+        // SAFETY: rows 0..6, columns p..p + 8 exist; the 6 stores cover dst[6p..6p + 48], inside
+        // the k × 6 values.
+        unsafe {
+            let row = |i: usize| _mm256_loadu_ps(a.add(i * lda + p));
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            let t0 = _mm256_unpacklo_ps(r0, r1);
+            let t1 = _mm256_unpackhi_ps(r0, r1);
+            let t2 = _mm256_unpacklo_ps(r2, r3);
+            let t3 = _mm256_unpackhi_ps(r2, r3);
+            // rows 0..4 of column j (low half) and of column j + 4 (high half)
+            let fours = [
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+            ];
+            // column j's rows 0..4, as two 64-bit pairs
+            let head = |j: usize| {
+                _mm_castps_pd(if j < 4 {
+                    _mm256_castps256_ps128(fours[j])
+                } else {
+                    _mm256_extractf128_ps::<1>(fours[j - 4])
+                })
+            };
+            let (r4, r5) = (row(4), row(5));
+            // rows 4, 5 of columns (0, 1), (4, 5) in `low`; (2, 3), (6, 7) in `high`
+            let low = _mm256_castps_pd(_mm256_unpacklo_ps(r4, r5));
+            let high = _mm256_castps_pd(_mm256_unpackhi_ps(r4, r5));
+            let tails = [
+                _mm256_castpd256_pd128(low),
+                _mm256_castpd256_pd128(high),
+                _mm256_extractf128_pd::<1>(low),
+                _mm256_extractf128_pd::<1>(high),
+            ];
+            // columns 4h..4h + 4: 24 values, 3 vectors
+            for half in 0..2 {
+                let q = |j: usize| head(4 * half + j);
+                let (pairs01, pairs23) = (tails[2 * half], tails[2 * half + 1]);
+                // column 0's rows 0..4 | its rows 4, 5 and column 1's rows 0, 1
+                let first = _mm256_set_m128d(_mm_unpacklo_pd(pairs01, q(1)), q(0));
+                // column 1's rows 2..6 | column 2's rows 0..4
+                let second = _mm256_set_m128d(q(2), _mm_shuffle_pd::<0b11>(q(1), pairs01));
+                // column 2's rows 4, 5 and column 3's rows 0, 1 | column 3's rows 2..6
+                let third = _mm256_set_m128d(
+                    _mm_shuffle_pd::<0b11>(q(3), pairs23),
+                    _mm_unpacklo_pd(pairs23, q(3)),
+                );
+                let out = dst.add((p + 4 * half) * 6).cast::<f64>();
+                _mm256_storeu_pd(out, first);
+                _mm256_storeu_pd(out.add(4), second);
+                _mm256_storeu_pd(out.add(8), third);
             }
         }
     }
