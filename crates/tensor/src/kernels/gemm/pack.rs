@@ -136,10 +136,10 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
     if panel_len == 0 {
         return;
     }
-    // with AVX2, full panels of unit-stride rows are transposed 4 (and 2) rows × 8 columns at a
-    // time
+    // with AVX2, full panels of unit-stride rows are transposed 8 columns at a time (4 rows at a
+    // time, or AVX2's 6 at once)
     let row_stride = a.strides()[0];
-    let transpose = mr.is_multiple_of(2)
+    let transpose = (mr.is_multiple_of(4) || mr == 6)
         && crate::isa::isa().token().avx2().is_some()
         && a.strides()[1] == 1
         && row_stride > 0;
@@ -193,10 +193,10 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
     }
 }
 
-/// Packs one full panel of `mr` rows (even; `a`: row 0, `lda`: row stride) into `dst` (k × mr),
-/// 8 columns at a time: 4 rows × 8 columns loaded as 4 vectors, transposed as two 4 × 4 blocks,
-/// stored as 8 runs of 4; a last pair of rows (AVX2's 6-row panels) interleaved, stored as 8
-/// pairs. Returns how many columns it packed (the rest, fewer than 8, are left to the caller).
+/// Packs one full panel of `mr` rows (a multiple of 4; `a`: row 0, `lda`: row stride) into `dst`
+/// (k × mr), 8 columns at a time: 4 rows × 8 columns loaded as 4 vectors, transposed as two 4 × 4
+/// blocks, stored as 8 runs of 4. Returns how many columns it packed (the rest, fewer than 8,
+/// are left to the caller).
 ///
 /// # Safety
 /// The CPU has AVX2; the `mr` rows of `k` values exist; `dst` holds k × mr values.
@@ -213,7 +213,7 @@ unsafe fn transpose_panel_avx2(
     let blocks = k / 8;
     for block in 0..blocks {
         let p = block * 8;
-        for r in (0..mr - mr % 4).step_by(4) {
+        for r in (0..mr).step_by(4) {
             // SAFETY: rows r..r + 4, columns p..p + 8 exist; the stores are inside dst.
             unsafe {
                 let row = |i: usize| _mm256_loadu_ps(a.add((r + i) * lda + p));
@@ -234,32 +234,6 @@ unsafe fn transpose_panel_avx2(
                     _mm_storeu_ps(
                         dst.add((p + 4 + j) * mr + r),
                         _mm256_extractf128_ps::<1>(column),
-                    );
-                }
-            }
-        }
-        if mr % 4 == 2 {
-            let r = mr - 2;
-            // SAFETY: rows r, r + 1, columns p..p + 8 exist; each pair is stored inside dst.
-            unsafe {
-                let upper = _mm256_loadu_ps(a.add(r * lda + p));
-                let lower = _mm256_loadu_ps(a.add((r + 1) * lda + p));
-                // pairs (upper[j], lower[j]): j = 0, 1, 4, 5 in `low`, 2, 3, 6, 7 in `high`
-                let low = _mm256_unpacklo_ps(upper, lower);
-                let high = _mm256_unpackhi_ps(upper, lower);
-                let halves = [
-                    _mm256_castps256_ps128(low),
-                    _mm256_castps256_ps128(high),
-                    _mm256_extractf128_ps::<1>(low),
-                    _mm256_extractf128_ps::<1>(high),
-                ];
-                for (quarter, &pairs) in halves.iter().enumerate() {
-                    let column = p + 2 * quarter;
-                    let pairs = _mm_castps_si128(pairs);
-                    _mm_storel_epi64(dst.add(column * mr + r).cast(), pairs);
-                    _mm_storel_epi64(
-                        dst.add((column + 1) * mr + r).cast(),
-                        _mm_unpackhi_epi64(pairs, pairs),
                     );
                 }
             }
