@@ -44,6 +44,10 @@ fn tolerance(k: usize) -> f32 {
     2e-6 * (1.0 + (k as f32).sqrt())
 }
 
+/// The panel layouts of packed B (one per SIMD path's microkernel: 32 wide for AVX-512, 16 for
+/// AVX2); every path runs on each, whatever this CPU has (packing needs no SIMD).
+const LAYOUTS: [GemmPath; 2] = [GemmPath::Avx512, GemmPath::Avx2];
+
 fn run(path: GemmPath, a: &Array2<f32>, b: &PackedMatrix, epilogue: &Epilogue<'_>) -> Array2<f32> {
     let mut out = Array2::<f32>::from_elem((a.nrows(), b.n()), f32::NAN);
     matmul_packed_into_on(path, a.view(), b, epilogue, out.view_mut());
@@ -56,15 +60,17 @@ fn every_path_matches_the_reference_on_awkward_shapes() {
         for (index, &(m, k, n)) in SHAPES.iter().enumerate() {
             let a = random((m, k), 1 + index as u64);
             let b = random((k, n), 100 + index as u64);
-            let packed = PackedMatrix::from_in_out(b.view());
             let expected = gemm_reference(a.view(), b.view(), &Epilogue::none());
-            let actual = run(path, &a, &packed, &Epilogue::none());
-            assert_close(
-                &actual,
-                &expected,
-                tolerance(k),
-                &format!("{path:?} {m}×{k}×{n}"),
-            );
+            for layout in LAYOUTS {
+                let packed = PackedMatrix::from_in_out_for(layout, b.view());
+                let actual = run(path, &a, &packed, &Epilogue::none());
+                assert_close(
+                    &actual,
+                    &expected,
+                    tolerance(k),
+                    &format!("{path:?} {m}×{k}×{n} packed for {layout:?}"),
+                );
+            }
         }
     }
 }
@@ -295,27 +301,32 @@ fn bit_identical_for_any_thread_count() {
             let a = random((m, k), 14);
             let b = random((k, n), 15);
             let bias = random(n, 16).to_vec();
-            let packed = PackedMatrix::from_in_out(b.view());
             let epilogue = Epilogue {
                 bias: Some(&bias),
                 activation: Activation::Gelu,
                 residual: None,
                 layer_norm: None,
             };
-            let one = on_threads(1, || run(path, &a, &packed, &epilogue));
-            for threads in [2, 3] {
-                let many = on_threads(threads, || run(path, &a, &packed, &epilogue));
-                assert_bit_identical(
-                    &many,
-                    &one,
-                    &format!("{path:?} {m}×{k}×{n} {threads} threads"),
-                );
-                let teamed = on_threads(threads, || team(|| run(path, &a, &packed, &epilogue)));
-                assert_bit_identical(
-                    &teamed,
-                    &one,
-                    &format!("{path:?} {m}×{k}×{n} a team of {threads} threads"),
-                );
+            // the panel layout changes where B's values lie, never a result
+            let one = on_threads(1, || {
+                run(path, &a, &PackedMatrix::from_in_out(b.view()), &epilogue)
+            });
+            for layout in LAYOUTS {
+                let packed = PackedMatrix::from_in_out_for(layout, b.view());
+                for threads in [1, 2, 3] {
+                    let many = on_threads(threads, || run(path, &a, &packed, &epilogue));
+                    assert_bit_identical(
+                        &many,
+                        &one,
+                        &format!("{path:?} {m}×{k}×{n} {threads} threads, packed for {layout:?}"),
+                    );
+                    let teamed = on_threads(threads, || team(|| run(path, &a, &packed, &epilogue)));
+                    assert_bit_identical(
+                        &teamed,
+                        &one,
+                        &format!("{path:?} {m}×{k}×{n} a team of {threads}, packed for {layout:?}"),
+                    );
+                }
             }
         }
     }
@@ -325,11 +336,14 @@ fn bit_identical_for_any_thread_count() {
 fn a_few_rows_are_bit_identical_to_the_same_rows_of_a_larger_product() {
     let a = random((20, 900), 17);
     let b = random((900, 130), 18);
-    let packed = PackedMatrix::from_in_out(b.view());
-    for path in available_paths("gemm single row") {
+    for (path, layout) in available_paths("gemm single row")
+        .into_iter()
+        .flat_map(|path| LAYOUTS.map(|layout| (path, layout)))
+    {
         if matches!(path, GemmPath::Portable | GemmPath::Reference) {
             continue;
         }
+        let packed = PackedMatrix::from_in_out_for(layout, b.view());
         let all = run(path, &a, &packed, &Epilogue::none());
         // one row (matrix-vector), and the few rows of the small-M kernel
         for (row, rows) in [
@@ -351,7 +365,7 @@ fn a_few_rows_are_bit_identical_to_the_same_rows_of_a_larger_product() {
             assert_bit_identical(
                 &few,
                 &all.slice(s![row..row + rows, ..]).to_owned(),
-                &format!("{path:?} rows {row}..{}", row + rows),
+                &format!("{path:?} rows {row}..{}, packed for {layout:?}", row + rows),
             );
         }
     }

@@ -8,7 +8,8 @@
 //! - KC: the K block. AVX-512: 256, so one KC × NR sliver of a packed B panel (32 KiB) stays in
 //!   L1 while the microkernel sweeps every MR row panel of the tile over it (A streams from L2).
 //!   AVX2: the whole stretch KB (see `Blocking`): the sliver streams from L2 with A, and the
-//!   C block is loaded and stored once per stretch.
+//!   C block is loaded and stored once per stretch. B's panels are as wide as the kernel's NR
+//!   there (16, see `pack::panel_for`), so a sliver is one contiguous stream.
 //! - MC × NC: the output tile one thread computes (chosen in `mod.rs`: at most 192 rows, and a
 //!   contiguous range of columns per thread). Per stretch of K, the thread packs the tile's rows
 //!   of A for that stretch into its own block (MC × KB, in L2: AVX-512 KB = 768, AVX2 from the
@@ -31,7 +32,7 @@ use std::ops::Range;
 use ndarray::{ArrayView2, s};
 
 use crate::Activation;
-use crate::kernels::gemm::pack::{self, PANEL};
+use crate::kernels::gemm::pack;
 use crate::simd::{self, Simd};
 
 /// The AVX-512 kernel's K block: its sliver (KC × 32, 32 KiB) in L1.
@@ -54,9 +55,9 @@ impl Blocking {
     /// AVX2: from this CPU's L2 size (CPUID). K splits into as few equal stretches as keep the
     /// tile's packed A (rows × KB) within 7/8 of L2, and each stretch is one K block (KC = KB):
     /// the microkernel then runs the longest FMA chains it can between two loads and stores of
-    /// its C block, and its B sliver (KC × 16, one line per K row) streams from L2 alongside A's
-    /// panel. Measured on Zen 4 with the AVX2 path (issue 14): KC = 768 ran about 10% faster than
-    /// a sliver kept in L1 (KC = 128), and 3072 no slower.
+    /// its C block, and its B sliver (KC × 16, one line per K row, contiguous in 16-wide panels)
+    /// streams from L2 alongside A's panel. Measured on Zen 4 with the AVX2 path (issue 14):
+    /// with 16-wide panels, KC = KB ran 2–10% faster than a sliver kept in L1 (KC = 128 to 384).
     fn for_lanes(lanes: usize, rows: usize, k: usize) -> Self {
         if lanes == 16 {
             return Self {
@@ -85,6 +86,10 @@ pub(crate) struct Problem<'a> {
     pub(crate) a: ArrayView2<'a, f32>,
     /// Packed B: see `pack::pack_b`.
     pub(crate) b: *const f32,
+    /// B's columns per panel (16 or 32).
+    pub(crate) panel: usize,
+    /// B's panels: ⌈N / panel⌉.
+    pub(crate) panels: usize,
     /// Output, row-major with row stride `ldc`.
     pub(crate) c: *mut f32,
     pub(crate) ldc: usize,
@@ -97,6 +102,27 @@ pub(crate) struct Problem<'a> {
     /// Ties the raw pointers to the borrows they came from: B, the bias and the residual shared,
     /// C exclusive, all for `'a`.
     pub(crate) borrows: PhantomData<(&'a f32, &'a mut f32)>,
+}
+
+impl Problem<'_> {
+    /// Where B's element (p, j) lies in the packed panels, from `b` (see `pack::pack_b`).
+    #[inline(always)]
+    pub(crate) fn b_offset(&self, p: usize, j: usize) -> usize {
+        (j / self.panel) * self.k * self.panel + p * self.panel + j % self.panel
+    }
+
+    /// From the vector of B's columns at `j` to the one at `j + lanes`, in any row: in the same
+    /// panel, `lanes`; in the next, a panel further on. 0 (the same vector again) where that
+    /// panel does not exist: a sliver's second vector then lies wholly past N, computed on and
+    /// never written.
+    #[inline(always)]
+    fn b_second(&self, j: usize, lanes: usize) -> usize {
+        if (j + lanes) / self.panel < self.panels {
+            self.b_offset(0, j + lanes) - self.b_offset(0, j)
+        } else {
+            0
+        }
+    }
 }
 
 // SAFETY: the pointers are read-only except `c`, of which every task writes a disjoint tile; all
@@ -143,8 +169,10 @@ pub(crate) unsafe fn write_out<S: Simd>(
 #[derive(Clone, Copy)]
 pub(crate) struct Prefetch {
     /// Lines `b_first..b_first + b_lines` of the sliver at `b` (in the order of K, each row's
-    /// NR / 16 lines, row stride PANEL), towards L2.
+    /// NR / 16 lines: the second, if any, `b_second` after the first; row stride B's panel
+    /// width), towards L2.
     pub(crate) b: *const f32,
+    pub(crate) b_second: usize,
     pub(crate) b_first: usize,
     pub(crate) b_lines: usize,
     /// The next call's C block (MR rows of 2 vectors from here, row stride `ldc`) towards L1,
@@ -155,20 +183,23 @@ pub(crate) struct Prefetch {
 /// Steps of K between two rounds of prefetches.
 const PREFETCH_GROUP: usize = 8;
 
-/// The MR × (2 vectors) register tile, `C[i0.., j0..] (+)= A_panel · B_sliver` over `kc`, with
+/// The ROWS × (2 vectors) register tile, `C[i0.., j0..] (+)= A_panel · B_sliver` over `kc`, with
 /// its prefetches of the next calls' data spelled out: spread over the K steps, a few before every
-/// group of [`PREFETCH_GROUP`] steps, so the loop of FMAs itself carries no test.
+/// group of [`PREFETCH_GROUP`] steps, so the loop of FMAs itself carries no test. ROWS is MR, or
+/// fewer for a last row panel that holds fewer rows (its packed A keeps MR values per K step).
 ///
 /// `a`: packed A at this KC block (kc × MR); `b`: packed B at this KC block and column
-/// (kc rows, row stride PANEL). Rows ≥ `height` and columns ≥ `width` are computed on padding
-/// and not written.
+/// (kc rows, row stride B's panel width), its second vector `b_second` after the first (see
+/// `Problem::b_second`). Rows ≥ `height` and columns ≥ `width` are computed on padding and not
+/// written.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
+pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize, const ROWS: usize>(
     problem: &Problem<'_>,
     kc: usize,
     a: *const f32,
     b: *const f32,
+    b_second: usize,
     i0: usize,
     j0: usize,
     height: usize,
@@ -178,14 +209,16 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
     next: Prefetch,
 ) {
     // SAFETY: the caller runs on a CPU with `S`'s instruction set; `a` holds kc × MR packed values
-    // and `b` kc rows of PANEL from this sliver's first column; rows i0..i0 + height and columns
+    // and `b` kc rows of its panel from this sliver's first column, as `b + b_second` does from
+    // its second vector's; rows i0..i0 + height and columns
     // j0..j0 + width are inside C; C's loads and stores stay inside those (widths of 0 touch
     // nothing), and prefetches never fault.
     unsafe {
         let lanes = S::LANES;
+        let stride = problem.panel;
         let width0 = width.min(lanes);
         let width1 = width.saturating_sub(lanes);
-        let mut acc = [[S::splat(0.0); 2]; MR];
+        let mut acc = [[S::splat(0.0); 2]; ROWS];
         if !first {
             for (r, row) in acc.iter_mut().enumerate().take(height) {
                 let c = problem.c.add((i0 + r) * problem.ldc + j0);
@@ -222,7 +255,7 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
                 while b_issued < until {
                     let line = next.b_first + b_issued;
                     let (row, part) = (line / lines_per_row, line % lines_per_row);
-                    prefetch_line(next.b.wrapping_add(row * PANEL + part * 16));
+                    prefetch_line(next.b.wrapping_add(row * stride + part * next.b_second));
                     b_issued += 1;
                 }
             }
@@ -237,8 +270,8 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize>(
                 }
             }
             for p in p0..end {
-                let b0 = S::load(b.add(p * PANEL));
-                let b1 = S::load(b.add(p * PANEL + lanes));
+                let b0 = S::load(b.add(p * stride));
+                let b1 = S::load(b.add(p * stride + b_second));
                 let a_column = a.add(p * MR);
                 for (r, row) in acc.iter_mut().enumerate() {
                     let a_value = S::splat(*a_column.add(r));
@@ -264,17 +297,17 @@ thread_local! {
 }
 
 /// One output tile: rows `rows` (starting on a multiple of MR), columns `columns` (starting on a
-/// multiple of NR = 2 vectors). Per stretch of K: its rows of A packed, then sliver by sliver,
+/// multiple of NR = 2 vectors). THIRD and TWO_THIRDS (MR / 3, 2·MR / 3) are the register tiles'
+/// rows for a short last row panel. Per stretch of K: its rows of A packed, then sliver by sliver,
 /// K block by K block, row panel by row panel.
 #[inline(always)]
-unsafe fn tile_body<S: Simd, const MR: usize>(
+unsafe fn tile_body<S: Simd, const MR: usize, const THIRD: usize, const TWO_THIRDS: usize>(
     problem: &Problem<'_>,
     rows: Range<usize>,
     columns: Range<usize>,
 ) {
     let k = problem.k;
     let nr = 2 * S::LANES;
-    let b_at = |j0: usize, k0: usize| (j0 / PANEL) * k * PANEL + k0 * PANEL + j0 % PANEL;
     let panels = (rows.end - rows.start).div_ceil(MR);
     let Blocking { kc: kc_max, kb } = Blocking::for_lanes(S::LANES, rows.end - rows.start, k);
     let lines_per_row = nr.div_ceil(16);
@@ -297,7 +330,8 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                 let kc = kc_max.min(kb1 - k0);
                 let (first, last) = (k0 == 0, k0 + kc == k);
                 // SAFETY: j0 < N, so its panel exists; the sliver is kc rows inside it.
-                let b = unsafe { problem.b.add(b_at(j0, k0)) };
+                let b = unsafe { problem.b.add(problem.b_offset(k0, j0)) };
+                let b_second = problem.b_second(j0, S::LANES);
                 // the sliver after this one: the next K block, else the next columns' first
                 // block of this stretch, else the first columns' first block of the next stretch
                 let next = if k0 + kc < kb1 {
@@ -310,15 +344,16 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                     None
                 };
                 // its cache lines, a share for each row panel's call
-                let (next_b, next_lines) = match next {
+                let (next_b, next_second, next_lines) = match next {
                     // SAFETY: inside the packed panels, as `b`.
                     Some((j1, k1)) => unsafe {
                         (
-                            problem.b.add(b_at(j1, k1)),
+                            problem.b.add(problem.b_offset(k1, j1)),
+                            problem.b_second(j1, S::LANES),
                             lines_per_row * kc_max.min(k - k1),
                         )
                     },
-                    None => (std::ptr::null(), 0),
+                    None => (std::ptr::null(), 0, 0),
                 };
                 let share = next_lines.div_ceil(panels);
                 let mut i0 = rows.start;
@@ -338,6 +373,7 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                     };
                     let fetch = Prefetch {
                         b: next_b,
+                        b_second: next_second,
                         b_first: first_line,
                         b_lines: share.min(next_lines - first_line),
                         c: next_c,
@@ -346,9 +382,24 @@ unsafe fn tile_body<S: Simd, const MR: usize>(
                     // is inside C.
                     unsafe {
                         let a = packed.add(panel * stretch * MR + (k0 - kb0) * MR);
-                        microkernel_prefetching::<S, MR>(
-                            problem, kc, a, b, i0, j0, height, width, first, last, fetch,
-                        );
+                        // a short last panel (M = 128 leaves 2 of AVX2's 6 rows, 8 of
+                        // AVX-512's 12) runs a tile of a third or two thirds of the rows
+                        if height <= THIRD {
+                            microkernel_prefetching::<S, MR, THIRD>(
+                                problem, kc, a, b, b_second, i0, j0, height, width, first, last,
+                                fetch,
+                            );
+                        } else if height <= TWO_THIRDS {
+                            microkernel_prefetching::<S, MR, TWO_THIRDS>(
+                                problem, kc, a, b, b_second, i0, j0, height, width, first, last,
+                                fetch,
+                            );
+                        } else {
+                            microkernel_prefetching::<S, MR, MR>(
+                                problem, kc, a, b, b_second, i0, j0, height, width, first, last,
+                                fetch,
+                            );
+                        }
                     }
                     i0 += MR;
                     panel += 1;
@@ -392,13 +443,14 @@ unsafe fn prefetch_line(p: *const f32) {
 const GEMV_VECTORS: usize = 8;
 
 /// `c[0, columns] = epilogue(a · B[.., columns])` for M = 1, `a` unpacked (length K): streams the
-/// weight panels once. `columns` starts on a multiple of PANEL.
+/// weight panels once. `columns` starts on a multiple of B's panel width.
 #[inline(always)]
 unsafe fn gemv_body<S: Simd>(problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
     let k = problem.k;
     let lanes = S::LANES;
     let strip = GEMV_VECTORS * lanes;
-    let column_address = |j: usize| (j / PANEL) * k * PANEL + j % PANEL;
+    let stride = problem.panel;
+    let column_address = |j: usize| problem.b_offset(0, j);
     let mut j0 = columns.start;
     // full strips of GEMV_VECTORS vectors, all inside existing panels
     while j0 + strip <= columns.end {
@@ -414,7 +466,7 @@ unsafe fn gemv_body<S: Simd>(problem: &Problem<'_>, a: *const f32, columns: Rang
             for p in 0..k {
                 let a_value = S::splat(*a.add(p));
                 for v in 0..GEMV_VECTORS {
-                    let b = S::load(problem.b.add(offsets[v] + p * PANEL));
+                    let b = S::load(problem.b.add(offsets[v] + p * stride));
                     acc[v] = S::fma(a_value, b, acc[v]);
                 }
             }
@@ -427,13 +479,13 @@ unsafe fn gemv_body<S: Simd>(problem: &Problem<'_>, a: *const f32, columns: Rang
     // the rest, one vector at a time (padding columns are computed, not written)
     while j0 < columns.end {
         let width = lanes.min(columns.end - j0);
-        // SAFETY: as above; the vector at j0 lies inside its panel (padded to PANEL columns) and
+        // SAFETY: as above; the vector at j0 lies inside its panel (padded to whole panels) and
         // `write_out` stores only the `width` real columns.
         unsafe {
             let offset = column_address(j0);
             let mut acc = S::splat(0.0);
             for p in 0..k {
-                let b = S::load(problem.b.add(offset + p * PANEL));
+                let b = S::load(problem.b.add(offset + p * stride));
                 acc = S::fma(S::splat(*a.add(p)), b, acc);
             }
             write_out::<S>(acc, problem, 0, j0, width, true);
@@ -457,7 +509,7 @@ mod x86 {
     ) {
         // SAFETY: the caller's contract (`# Safety` above) is the body's: the CPU has these
         // features and the tile lies inside `problem`.
-        unsafe { tile_body::<Avx512, AVX512_MR>(problem, rows, columns) }
+        unsafe { tile_body::<Avx512, AVX512_MR, 4, 8>(problem, rows, columns) }
     }
 
     /// # Safety
@@ -470,7 +522,7 @@ mod x86 {
     ) {
         // SAFETY: the caller's contract (`# Safety` above) is the body's: the CPU has these
         // features and the tile lies inside `problem`.
-        unsafe { tile_body::<Avx2, AVX2_MR>(problem, rows, columns) }
+        unsafe { tile_body::<Avx2, AVX2_MR, 2, 4>(problem, rows, columns) }
     }
 
     /// # Safety

@@ -66,13 +66,17 @@ impl<'a> Epilogue<'a> {
     }
 }
 
-/// A weight matrix B (K × N) laid out once for the product: column panels of 32, each K × 32
+/// A weight matrix B (K × N) laid out once for the product: column panels, each K × width
 /// row-major and contiguous (what the microkernels stream), the last one zero-padded; the first
-/// starts on a cache line, so no vector load of a panel row straddles two lines.
+/// starts on a cache line, so no vector load of a panel row straddles two lines. The width is
+/// the one the path in use ([`gemm_path`]) streams best: 32 for AVX-512 (and matrixmultiply),
+/// 16 for AVX2. Every path runs on either.
 #[derive(Clone, Debug)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
+    /// Columns per panel.
+    panel: usize,
     data: crate::buffer::Aligned,
 }
 
@@ -88,6 +92,7 @@ impl PackedMatrix {
     /// # Panics
     /// If the parts' `in` differ.
     pub fn from_linear_weights(parts: &[ArrayView2<'_, f32>]) -> Self {
+        let panel = pack::panel_for(gemm_path().isa());
         let k = parts.first().map_or(0, |part| part.ncols());
         assert!(
             parts.iter().all(|part| part.ncols() == k),
@@ -99,22 +104,29 @@ impl PackedMatrix {
             .iter()
             .rev()
             .skip(1)
-            .all(|part| part.nrows().is_multiple_of(PANEL));
+            .all(|part| part.nrows().is_multiple_of(panel));
         let data = if whole_panels {
-            pack::pack_b_parts(&transposed)
+            pack::pack_b_parts(&transposed, panel)
         } else {
             let stacked = ndarray::concatenate(Axis(1), &transposed)
                 .expect("the parts share K, checked above");
-            pack::pack_b(stacked.view())
+            pack::pack_b(stacked.view(), panel)
         };
-        Self { k, n, data }
+        Self { k, n, panel, data }
     }
 
     /// From the `[in, out]` = (K, N) layout (GPT-2's Conv1D): the product is `x · W`.
     pub fn from_in_out(weight: ArrayView2<'_, f32>) -> Self {
+        Self::from_in_out_for(gemm_path(), weight)
+    }
+
+    /// [`from_in_out`](Self::from_in_out) laid out for `path` rather than the path in use: for
+    /// tests that run every path on every layout.
+    pub fn from_in_out_for(path: GemmPath, weight: ArrayView2<'_, f32>) -> Self {
         let (k, n) = weight.dim();
-        let data = pack::pack_b(weight);
-        Self { k, n, data }
+        let panel = pack::panel_for(path.isa());
+        let data = pack::pack_b(weight, panel);
+        Self { k, n, panel, data }
     }
 
     /// K, the inner dimension.
@@ -129,7 +141,7 @@ impl PackedMatrix {
 
     /// B unpacked, as a (K, N) row-major array (a copy).
     pub fn to_in_out(&self) -> Array2<f32> {
-        pack::unpack_b(self.data.as_slice(), self.k, self.n)
+        pack::unpack_b(self.data.as_slice(), self.k, self.n, self.panel)
     }
 }
 
@@ -467,10 +479,11 @@ fn gemm_portable(
     let n = b.n();
     let (rsa, csa) = (a.strides()[0], a.strides()[1]);
     let (rsc, csc) = (out.strides()[0], out.strides()[1]);
-    for panel in 0..n.div_ceil(PANEL) {
-        let j0 = panel * PANEL;
-        let width = PANEL.min(n - j0);
-        // SAFETY: the pointers and strides describe `a`, one packed panel (K × PANEL) and the
+    let panel_width = b.panel;
+    for panel in 0..n.div_ceil(panel_width) {
+        let j0 = panel * panel_width;
+        let width = panel_width.min(n - j0);
+        // SAFETY: the pointers and strides describe `a`, one packed panel (K × width) and the
         // columns j0..j0 + width of `out`, all inside their allocations.
         unsafe {
             matrixmultiply::sgemm(
@@ -481,8 +494,8 @@ fn gemm_portable(
                 a.as_ptr(),
                 rsa,
                 csa,
-                b.data.as_slice().as_ptr().add(panel * k * PANEL),
-                PANEL as isize,
+                b.data.as_slice().as_ptr().add(panel * k * panel_width),
+                panel_width as isize,
                 1,
                 0.0,
                 out.as_mut_ptr().offset(j0 as isize * csc),
@@ -511,6 +524,8 @@ fn gemm_simd(
         k,
         a,
         b: b.data.as_slice().as_ptr(),
+        panel: b.panel,
+        panels: n.div_ceil(b.panel),
         c: out.as_mut_ptr(),
         ldc: out.strides()[0] as usize,
         bias: epilogue.bias.map_or(std::ptr::null(), |bias| bias.as_ptr()),

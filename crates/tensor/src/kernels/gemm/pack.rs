@@ -6,81 +6,97 @@ use rayon::prelude::*;
 use crate::buffer::Aligned;
 #[cfg(test)]
 use crate::buffer::LINE;
+use crate::isa::Isa;
 
-/// Columns per packed B panel: one AVX-512 microkernel's width (two vectors of 16), two AVX2
-/// microkernels' (2 × two vectors of 8).
+/// Columns per packed B panel for AVX-512 (and the portable path): one AVX-512 microkernel's
+/// width (two vectors of 16).
 pub(crate) const PANEL: usize = 32;
 
-/// B (K × N) as ⌈N / PANEL⌉ panels, each K × PANEL row-major and contiguous, the last one padded
-/// with zero columns: element (p, j) lives at `(j / PANEL)·K·PANEL + p·PANEL + j % PANEL`.
+/// Columns per packed B panel for AVX2: one AVX2 microkernel's width (two vectors of 8), so the
+/// K × 16 sliver it streams is contiguous, one cache line per row of K, and a KC block of it
+/// fills L1's sets evenly (32-wide panels left every other set unused).
+pub(crate) const AVX2_PANEL: usize = 16;
+
+/// The panel width B is packed in for `isa`'s kernels. Every path runs on either width; this
+/// is the one its microkernel streams best.
+pub(crate) fn panel_for(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx2 => AVX2_PANEL,
+        Isa::Avx512 | Isa::Scalar => PANEL,
+    }
+}
+
+/// B (K × N) as ⌈N / panel⌉ panels, each K × panel row-major and contiguous, the last one padded
+/// with zero columns: element (p, j) lives at `(j / panel)·K·panel + p·panel + j % panel`.
 /// A microkernel then streams one panel front to back; a KC block of it is contiguous too, and
-/// starts on a cache line.
-pub(crate) fn pack_b(b: ArrayView2<'_, f32>) -> Aligned {
-    pack_b_parts(&[b])
+/// starts on a cache line. `panel` is a multiple of 16 (whole cache lines per panel row).
+pub(crate) fn pack_b(b: ArrayView2<'_, f32>, panel: usize) -> Aligned {
+    pack_b_parts(&[b], panel)
 }
 
 /// [`pack_b`] of the parts side by side, `[B₀ | B₁ | …]` (same K), each part but the last
 /// a whole number of panels wide: a fused product's weights packed without stacking them first.
 ///
 /// # Panics
-/// If the parts' K differ or a part before the last is not a multiple of PANEL wide.
-pub(crate) fn pack_b_parts(parts: &[ArrayView2<'_, f32>]) -> Aligned {
+/// If the parts' K differ or a part before the last is not a multiple of `panel` wide.
+pub(crate) fn pack_b_parts(parts: &[ArrayView2<'_, f32>], panel: usize) -> Aligned {
+    debug_assert!(panel.is_multiple_of(16));
     let k = parts.first().map_or(0, |part| part.nrows());
     let n: usize = parts.iter().map(|part| part.ncols()).sum();
     for (index, part) in parts.iter().enumerate() {
         assert_eq!(part.nrows(), k, "pack_b_parts: the parts' K differ");
         assert!(
-            index + 1 == parts.len() || part.ncols().is_multiple_of(PANEL),
+            index + 1 == parts.len() || part.ncols().is_multiple_of(panel),
             "pack_b_parts: a part before the last is not a whole number of panels"
         );
     }
-    let len = n.div_ceil(PANEL) * k * PANEL;
-    // every panel of every part writes all of its K × PANEL values
+    let len = n.div_ceil(panel) * k * panel;
+    // every panel of every part writes all of its K × panel values
     Aligned::new(len, |mut rest| {
         if len == 0 {
             return;
         }
         for part in parts {
-            let (target, after) = rest.split_at_mut(part.ncols().div_ceil(PANEL) * k * PANEL);
-            pack_b_into(*part, target);
+            let (target, after) = rest.split_at_mut(part.ncols().div_ceil(panel) * k * panel);
+            pack_b_into(*part, panel, target);
             rest = after;
         }
     })
 }
 
-/// Packs B into `dst` (⌈N / PANEL⌉ · K · PANEL values), writing every one of them.
-fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
+/// Packs B into `dst` (⌈N / panel⌉ · K · panel values), writing every one of them.
+fn pack_b_into(b: ArrayView2<'_, f32>, panel_width: usize, dst: &mut [std::mem::MaybeUninit<f32>]) {
     let (k, n) = b.dim();
     let row_stride = b.strides()[0];
     let column_stride = b.strides()[1];
-    dst.par_chunks_mut(k * PANEL)
+    dst.par_chunks_mut(k * panel_width)
         .enumerate()
         .for_each(|(panel, dst)| {
-            let j0 = panel * PANEL;
-            let width = PANEL.min(n - j0);
+            let j0 = panel * panel_width;
+            let width = panel_width.min(n - j0);
             #[cfg(target_arch = "x86_64")]
             if row_stride == 1
                 && column_stride > 0
-                && width == PANEL
+                && width == panel_width
                 && crate::isa::isa().token().avx2().is_some()
             {
                 // HF's Linear layout seen transposed: columns of B are contiguous rows of W,
                 // turned into panel rows by the register transposes of A's panels, the last
                 // K % 8 values one by one; every value of the panel is written
-                // SAFETY: isa() includes AVX2 only on a CPU that has it; the PANEL columns of B from j0 are rows of W,
-                // `column_stride` apart, each k long and contiguous; `dst` holds k × PANEL values.
+                // SAFETY: isa() includes AVX2 only on a CPU that has it; the panel's columns of B from j0 are rows of W,
+                // `column_stride` apart, each k long and contiguous; `dst` holds k × panel_width values.
                 let done = unsafe {
                     transpose_panel_avx2(
                         b.as_ptr().offset(j0 as isize * column_stride),
                         column_stride as usize,
                         k,
-                        PANEL,
+                        panel_width,
                         dst.as_mut_ptr().cast::<f32>(),
                     )
                 };
                 for p in done..k {
-                    for c in 0..PANEL {
-                        dst[p * PANEL + c].write(b[[p, j0 + c]]);
+                    for c in 0..panel_width {
+                        dst[p * panel_width + c].write(b[[p, j0 + c]]);
                     }
                 }
                 return;
@@ -93,7 +109,10 @@ fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
                 for p in 0..k {
                     let row = b.row(p);
                     let src = &row.as_slice().expect("unit column stride")[j0..j0 + width];
-                    for (target, &value) in dst[p * PANEL..p * PANEL + width].iter_mut().zip(src) {
+                    for (target, &value) in dst[p * panel_width..p * panel_width + width]
+                        .iter_mut()
+                        .zip(src)
+                    {
                         target.write(value);
                     }
                 }
@@ -101,7 +120,7 @@ fn pack_b_into(b: ArrayView2<'_, f32>, dst: &mut [std::mem::MaybeUninit<f32>]) {
             }
             for p in 0..k {
                 for c in 0..width {
-                    dst[p * PANEL + c].write(b[[p, j0 + c]]);
+                    dst[p * panel_width + c].write(b[[p, j0 + c]]);
                 }
             }
         });
@@ -117,9 +136,10 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
     if panel_len == 0 {
         return;
     }
-    // with AVX2, full panels of unit-stride rows are transposed 4 rows × 8 columns at a time
+    // with AVX2, full panels of unit-stride rows are transposed 8 columns at a time (4 rows at a
+    // time, or AVX2's 6 at once)
     let row_stride = a.strides()[0];
-    let transpose = mr.is_multiple_of(4)
+    let transpose = (mr.is_multiple_of(4) || mr == 6)
         && crate::isa::isa().token().avx2().is_some()
         && a.strides()[1] == 1
         && row_stride > 0;
@@ -132,13 +152,22 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
             // SAFETY: isa() includes AVX2 only on a CPU that has it; rows i0..i0 + mr exist with unit column stride and
             // `dst` holds k × mr values.
             done = unsafe {
-                transpose_panel_avx2(
-                    a.row(i0).as_ptr(),
-                    row_stride as usize,
-                    k,
-                    mr,
-                    dst.as_mut_ptr(),
-                )
+                if mr == 6 {
+                    transpose_panel6_avx2(
+                        a.row(i0).as_ptr(),
+                        row_stride as usize,
+                        k,
+                        dst.as_mut_ptr(),
+                    )
+                } else {
+                    transpose_panel_avx2(
+                        a.row(i0).as_ptr(),
+                        row_stride as usize,
+                        k,
+                        mr,
+                        dst.as_mut_ptr(),
+                    )
+                }
             };
         }
         for r in 0..height {
@@ -213,10 +242,82 @@ unsafe fn transpose_panel_avx2(
     blocks * 8
 }
 
+/// [`transpose_panel_avx2`] for a panel of 6 rows (AVX2's): 6 rows × 8 columns loaded as 6
+/// vectors and stored as the 48 packed values they make, 6 whole vectors (column j's 6 rows, then
+/// column j + 1's, …): the 4 × 4 transposes give each column's first 4 rows, an interleave its
+/// last 2, and 64-bit shuffles join them. Returns how many columns it packed (the rest, fewer
+/// than 8, are left to the caller).
+///
+/// # Safety
+/// The CPU has AVX2; the 6 rows of `k` values exist; `dst` holds k × 6 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_panel6_avx2(a: *const f32, lda: usize, k: usize, dst: *mut f32) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = k / 8;
+    for block in 0..blocks {
+        let p = block * 8;
+        // SAFETY: rows 0..6, columns p..p + 8 exist; the 6 stores cover dst[6p..6p + 48], inside
+        // the k × 6 values.
+        unsafe {
+            let row = |i: usize| _mm256_loadu_ps(a.add(i * lda + p));
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            let t0 = _mm256_unpacklo_ps(r0, r1);
+            let t1 = _mm256_unpackhi_ps(r0, r1);
+            let t2 = _mm256_unpacklo_ps(r2, r3);
+            let t3 = _mm256_unpackhi_ps(r2, r3);
+            // rows 0..4 of column j (low half) and of column j + 4 (high half)
+            let fours = [
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+            ];
+            // column j's rows 0..4, as two 64-bit pairs
+            let head = |j: usize| {
+                _mm_castps_pd(if j < 4 {
+                    _mm256_castps256_ps128(fours[j])
+                } else {
+                    _mm256_extractf128_ps::<1>(fours[j - 4])
+                })
+            };
+            let (r4, r5) = (row(4), row(5));
+            // rows 4, 5 of columns (0, 1), (4, 5) in `low`; (2, 3), (6, 7) in `high`
+            let low = _mm256_castps_pd(_mm256_unpacklo_ps(r4, r5));
+            let high = _mm256_castps_pd(_mm256_unpackhi_ps(r4, r5));
+            let tails = [
+                _mm256_castpd256_pd128(low),
+                _mm256_castpd256_pd128(high),
+                _mm256_extractf128_pd::<1>(low),
+                _mm256_extractf128_pd::<1>(high),
+            ];
+            // columns 4h..4h + 4: 24 values, 3 vectors
+            for half in 0..2 {
+                let q = |j: usize| head(4 * half + j);
+                let (pairs01, pairs23) = (tails[2 * half], tails[2 * half + 1]);
+                // column 0's rows 0..4 | its rows 4, 5 and column 1's rows 0, 1
+                let first = _mm256_set_m128d(_mm_unpacklo_pd(pairs01, q(1)), q(0));
+                // column 1's rows 2..6 | column 2's rows 0..4
+                let second = _mm256_set_m128d(q(2), _mm_shuffle_pd::<0b11>(q(1), pairs01));
+                // column 2's rows 4, 5 and column 3's rows 0, 1 | column 3's rows 2..6
+                let third = _mm256_set_m128d(
+                    _mm_shuffle_pd::<0b11>(q(3), pairs23),
+                    _mm_unpacklo_pd(pairs23, q(3)),
+                );
+                let out = dst.add((p + 4 * half) * 6).cast::<f64>();
+                _mm256_storeu_pd(out, first);
+                _mm256_storeu_pd(out.add(4), second);
+                _mm256_storeu_pd(out.add(8), third);
+            }
+        }
+    }
+    blocks * 8
+}
+
 /// The inverse of [`pack_b`]: B as a (K, N) row-major array.
-pub(crate) fn unpack_b(data: &[f32], k: usize, n: usize) -> ndarray::Array2<f32> {
+pub(crate) fn unpack_b(data: &[f32], k: usize, n: usize, panel: usize) -> ndarray::Array2<f32> {
     ndarray::Array2::from_shape_fn((k, n), |(p, j)| {
-        data[(j / PANEL) * k * PANEL + p * PANEL + j % PANEL]
+        data[(j / panel) * k * panel + p * panel + j % panel]
     })
 }
 
@@ -226,17 +327,19 @@ mod tests {
 
     #[test]
     fn packed_panels_and_their_clones_start_on_a_cache_line() {
-        for (k, n) in [(1, 1), (3, 45), (64, 96), (768, 2304)] {
-            let b = ndarray::Array2::from_shape_fn((k, n), |(p, j)| (p * n + j) as f32);
-            let packed = pack_b(b.view());
-            let copy = packed.clone();
-            for values in [packed.as_slice(), copy.as_slice()] {
-                assert_eq!(values.as_ptr() as usize % (LINE * size_of::<f32>()), 0);
-                assert_eq!(unpack_b(values, k, n), b, "{k}×{n}");
+        for panel in [PANEL, AVX2_PANEL] {
+            for (k, n) in [(1, 1), (3, 45), (64, 96), (768, 2304)] {
+                let b = ndarray::Array2::from_shape_fn((k, n), |(p, j)| (p * n + j) as f32);
+                let packed = pack_b(b.view(), panel);
+                let copy = packed.clone();
+                for values in [packed.as_slice(), copy.as_slice()] {
+                    assert_eq!(values.as_ptr() as usize % (LINE * size_of::<f32>()), 0);
+                    assert_eq!(unpack_b(values, k, n, panel), b, "{k}×{n} in {panel}");
+                }
             }
         }
         assert!(
-            pack_b(ndarray::Array2::<f32>::zeros((0, 5)).view())
+            pack_b(ndarray::Array2::<f32>::zeros((0, 5)).view(), PANEL)
                 .as_slice()
                 .is_empty()
         );

@@ -10,7 +10,6 @@
 use std::ops::Range;
 
 use crate::kernels::gemm::microkernel::{Problem, write_out};
-use crate::kernels::gemm::pack::PANEL;
 use crate::simd::Simd;
 
 /// Rows up to which a product goes through this kernel instead of the packed GEMM. Beyond, a
@@ -37,9 +36,10 @@ unsafe fn block<S: Simd, const ROWS: usize, const V: usize>(
 ) {
     let k = problem.k;
     let lanes = S::LANES;
-    let column_address = |j: usize| (j / PANEL) * k * PANEL + j % PANEL;
+    let stride = problem.panel;
+    let column_address = |j: usize| problem.b_offset(0, j);
     // SAFETY: the caller's contract: every B address is inside the panels (vectors start on a
-    // multiple of LANES, which divides PANEL, so none crosses a panel), every A address is inside
+    // multiple of LANES, which divides the panel width, so none crosses a panel), every A address is inside
     // the ROWS rows, every written column is below `end`, inside C.
     unsafe {
         let mut offsets = [0usize; V];
@@ -50,7 +50,7 @@ unsafe fn block<S: Simd, const ROWS: usize, const V: usize>(
         for p in 0..k {
             let mut b = [S::splat(0.0); V];
             for v in 0..V {
-                b[v] = S::load(problem.b.add(offsets[v] + p * PANEL));
+                b[v] = S::load(problem.b.add(offsets[v] + p * stride));
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let a_value = S::splat(*a.add(r * k + p));
@@ -77,7 +77,7 @@ unsafe fn block<S: Simd, const ROWS: usize, const V: usize>(
     }
 }
 
-/// The columns `columns` (starting on a multiple of PANEL) of ROWS rows: strips of V vectors,
+/// The columns `columns` (starting on a multiple of B's panel width) of ROWS rows: strips of V vectors,
 /// then one vector at a time.
 ///
 /// # Safety
@@ -111,7 +111,7 @@ unsafe fn rows_body<S: Simd, const ROWS: usize, const V: usize>(
 ///
 /// # Safety
 /// `problem` is valid with M rows; `a` holds M × K values; `columns` starts on a multiple of
-/// PANEL and ends inside N.
+/// B's panel width and ends inside N.
 #[inline(always)]
 pub(crate) unsafe fn small_m_body<S: Simd, const V4: usize, const V2: usize>(
     problem: &Problem<'_>,
