@@ -132,6 +132,10 @@ unsafe impl Send for Problem<'_> {}
 unsafe impl Sync for Problem<'_> {}
 
 /// `c ← activation(acc + bias) + residual` for `width` columns of one row, or just `c ← acc`.
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; `problem` is valid; (row, column) is inside C and
+/// `column + width` ≤ N, with `width` ≤ `S::LANES`.
 #[inline(always)]
 pub(crate) unsafe fn write_out<S: Simd>(
     acc: S::V,
@@ -192,6 +196,13 @@ const PREFETCH_GROUP: usize = 8;
 /// (kc rows, row stride B's panel width), its second vector `b_second` after the first (see
 /// `Problem::b_second`). Rows ≥ `height` and columns ≥ `width` are computed on padding and not
 /// written.
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; `problem` is valid; `a` holds kc × MR packed values; `b`
+/// and `b + b_second` are the starts of kc rows (stride B's panel width) of a sliver's two
+/// vectors inside the packed panels; rows `i0..i0 + height` (height ≤ ROWS ≤ MR) and columns
+/// `j0..j0 + width` (width ≤ 2 vectors) are inside C. `next` may point anywhere: prefetches
+/// never fault.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize, const ROWS: usize>(
@@ -300,6 +311,11 @@ thread_local! {
 /// multiple of NR = 2 vectors). THIRD and TWO_THIRDS (MR / 3, 2·MR / 3) are the register tiles'
 /// rows for a short last row panel. Per stretch of K: its rows of A packed, then sliver by sliver,
 /// K block by K block, row panel by row panel.
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; `problem` is valid, with B packed in panels of its width
+/// `problem.panel`, a multiple of `S::LANES`; `rows` and `columns` are inside C (and A's rows,
+/// B's columns), and no other thread writes that tile of C meanwhile.
 #[inline(always)]
 unsafe fn tile_body<S: Simd, const MR: usize, const THIRD: usize, const TWO_THIRDS: usize>(
     problem: &Problem<'_>,
@@ -414,6 +430,10 @@ unsafe fn tile_body<S: Simd, const MR: usize, const THIRD: usize, const TWO_THIR
 }
 
 /// Asks for the cache line at `p` to be brought into L1.
+///
+/// # Safety
+/// None beyond the call: a prefetch never faults, whatever `p` is (unsafe only as the
+/// intrinsic is).
 #[inline(always)]
 unsafe fn prefetch_line_l1(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
@@ -427,6 +447,9 @@ unsafe fn prefetch_line_l1(p: *const f32) {
 }
 
 /// Asks for the cache line at `p` to be brought into L2.
+///
+/// # Safety
+/// As [`prefetch_line_l1`]: none beyond the call.
 #[inline(always)]
 unsafe fn prefetch_line(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
@@ -444,6 +467,10 @@ const GEMV_VECTORS: usize = 8;
 
 /// `c[0, columns] = epilogue(a · B[.., columns])` for M = 1, `a` unpacked (length K): streams the
 /// weight panels once. `columns` starts on a multiple of B's panel width.
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; `problem` is valid with M = 1; `a` holds K values;
+/// `columns` starts on a multiple of B's panel width and ends inside N.
 #[inline(always)]
 unsafe fn gemv_body<S: Simd>(problem: &Problem<'_>, a: *const f32, columns: Range<usize>) {
     let k = problem.k;
