@@ -28,4 +28,4 @@ mod sentence;
 pub use encoder::{EncoderModel, HeadKind, HeadOutput};
 pub use error::{Error, Result};
 pub use oxformer_models::{EncoderInput, EncoderOutput};
-pub use sentence::{Pooling, SentenceOutput, SentenceTransformer, normalize_rows};
+pub use sentence::{Pooling, SentenceOutput, SentenceTransformer, normalize, normalize_rows};

@@ -371,9 +371,20 @@ impl SentenceTransformer {
 /// `torch.nn.functional.normalize(p=2, dim=1, eps=1e-12)` on each row.
 pub fn normalize_rows(embeddings: &mut Array2<f32>) {
     for mut row in embeddings.rows_mut() {
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        let norm = l2_norm(row.iter());
         row.mapv_inplace(|v| v / norm);
     }
+}
+
+/// `torch.nn.functional.normalize(p=2, eps=1e-12)` on one embedding.
+pub fn normalize(embedding: &mut [f32]) {
+    let norm = l2_norm(embedding.iter());
+    embedding.iter_mut().for_each(|v| *v /= norm);
+}
+
+/// The L2 norm, at least torch's `eps` (1e-12).
+fn l2_norm<'a>(values: impl Iterator<Item = &'a f32>) -> f32 {
+    values.map(|v| v * v).sum::<f32>().sqrt().max(1e-12)
 }
 
 /// Pooling.py `forward`: each mode over the attended tokens, outputs side by side.

@@ -9,6 +9,7 @@
 //! `max_seq_length`; the folder's modules (pooling, Dense, Normalize) make the embedding;
 //! `truncate_dim` keeps its first values, and `normalize_embeddings` scales it to unit length.
 
+pub use oxformer_heads::normalize;
 use oxformer_tokenizer::Side;
 use serde::Serialize;
 
@@ -211,14 +212,7 @@ impl SentenceEmbeddingsPipeline {
                     embedding.truncate(dim);
                 }
                 if options.normalize_embeddings {
-                    // torch.nn.functional.normalize(p=2, dim=1)
-                    let norm = embedding
-                        .iter()
-                        .map(|v| v * v)
-                        .sum::<f32>()
-                        .sqrt()
-                        .max(1e-12);
-                    embedding.iter_mut().for_each(|v| *v /= norm);
+                    normalize(&mut embedding);
                 }
                 embedding
             })

@@ -10,7 +10,9 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
-use oxformer_pipelines::sentence_embeddings::{EmbeddingInput, SentenceEmbeddingsOptions};
+use oxformer_pipelines::sentence_embeddings::{
+    EmbeddingInput, SentenceEmbeddingsOptions, normalize,
+};
 use oxformer_pipelines::text_classification::{
     ClassificationFunction, ClassificationOutput, ClassificationTopK, TextClassificationOptions,
     TextInput,
@@ -130,14 +132,7 @@ fn pooled_embeddings(
                 embedding.truncate(dimensions);
             }
             if key.normalize {
-                // As the sentence-embeddings pipeline: torch.nn.functional.normalize.
-                let norm = embedding
-                    .iter()
-                    .map(|v| v * v)
-                    .sum::<f32>()
-                    .sqrt()
-                    .max(1e-12);
-                embedding.iter_mut().for_each(|v| *v /= norm);
+                normalize(&mut embedding);
             }
             embedding
         })
