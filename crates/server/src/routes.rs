@@ -228,6 +228,20 @@ async fn count_tokens(
         .await
 }
 
+/// Queues the job that `job` builds around its reply channel, for `inputs` inputs, and waits
+/// for the answer (the job is dropped, with its work, if the client goes away).
+async fn submit_and_wait<T>(
+    state: &SharedState,
+    inputs: usize,
+    job: impl FnOnce(oneshot::Sender<T>) -> Job,
+) -> Result<T, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    state.submit(job(reply), inputs)?;
+    answer
+        .await
+        .map_err(|_| ApiError::backend("the model thread dropped the request"))
+}
+
 /// Sends work to the model thread and waits for it (dropped, with its job, if the client
 /// goes away).
 pub(crate) async fn run_on_model(
@@ -236,20 +250,14 @@ pub(crate) async fn run_on_model(
     tokens: usize,
     work: impl FnOnce(&mut Models) -> Result<serde_json::Value, ApiError> + Send + 'static,
 ) -> Result<Computed<serde_json::Value>, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    state.submit(
-        Job::Run {
-            work: Box::new(work),
-            inputs,
-            tokens,
-            enqueued: Instant::now(),
-            reply,
-        },
+    submit_and_wait(state, inputs, |reply| Job::Run {
+        work: Box::new(work),
         inputs,
-    )?;
-    answer
-        .await
-        .map_err(|_| ApiError::backend("the model thread dropped the request"))?
+        tokens,
+        enqueued: Instant::now(),
+        reply,
+    })
+    .await?
 }
 
 fn is_embedding(model: &ModelInfo) -> bool {
@@ -285,20 +293,16 @@ async fn embed_texts(
     let truncate = truncate.unwrap_or(state.config.auto_truncate);
     let (texts, tokens, tokenization) = count_tokens(state, model, texts, truncate).await?;
     let inputs = texts.len();
-    let (reply, answer) = oneshot::channel();
-    state.submit(
+    let computed = submit_and_wait(state, inputs, |reply| {
         Job::Embed(EmbedJob {
             inputs: texts,
             tokens,
             key,
             enqueued: Instant::now(),
             reply,
-        }),
-        inputs,
-    )?;
-    let computed = answer
-        .await
-        .map_err(|_| ApiError::backend("the model thread dropped the request"))??;
+        })
+    })
+    .await??;
     let timings = Timings {
         tokenization,
         queue: computed.queue,
@@ -539,11 +543,11 @@ async fn classify(
         .collect();
     let (_, truncation, mut timings, admission) = prepare(state, joined, truncate).await?;
     let inputs = pairs.len();
-    let (reply, answer) = oneshot::channel();
-    state.submit(
+    let tokens = timings.tokens;
+    let computed = submit_and_wait(state, inputs, |reply| {
         Job::Classify(ClassifyJob {
             pairs,
-            tokens: timings.tokens,
+            tokens,
             key: ClassifyKey {
                 raw_scores,
                 truncation,
@@ -551,12 +555,9 @@ async fn classify(
             },
             enqueued: Instant::now(),
             reply,
-        }),
-        inputs,
-    )?;
-    let computed = answer
-        .await
-        .map_err(|_| ApiError::backend("the model thread dropped the request"))??;
+        })
+    })
+    .await??;
     timings.queue = computed.queue;
     timings.inference = computed.inference;
     let predictions = computed
