@@ -75,25 +75,16 @@ fn pack_b_into(b: ArrayView2<'_, f32>, panel_width: usize, dst: &mut [std::mem::
             let j0 = panel * panel_width;
             let width = panel_width.min(n - j0);
             #[cfg(target_arch = "x86_64")]
-            if row_stride == 1
+            if let Some(token) = crate::isa::isa().token().avx2()
+                && row_stride == 1
                 && column_stride > 0
                 && width == panel_width
-                && crate::isa::isa().token().avx2().is_some()
             {
                 // HF's Linear layout seen transposed: columns of B are contiguous rows of W,
                 // turned into panel rows by the register transposes of A's panels, the last
                 // K % 8 values one by one; every value of the panel is written
-                // SAFETY: isa() includes AVX2 only on a CPU that has it; the panel's columns of B from j0 are rows of W,
-                // `column_stride` apart, each k long and contiguous; `dst` holds k × panel_width values.
-                let done = unsafe {
-                    transpose_panel_avx2(
-                        b.as_ptr().offset(j0 as isize * column_stride),
-                        column_stride as usize,
-                        k,
-                        panel_width,
-                        dst.as_mut_ptr().cast::<f32>(),
-                    )
-                };
+                let rows = b.slice(ndarray::s![.., j0..j0 + width]).reversed_axes();
+                let done = transpose_rows(token, rows, dst);
                 for p in done..k {
                     for c in 0..panel_width {
                         dst[p * panel_width + c].write(b[[p, j0 + c]]);
@@ -138,37 +129,22 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
     }
     // with AVX2, full panels of unit-stride rows are transposed 8 columns at a time (4 rows at a
     // time, or AVX2's 6 at once)
-    let row_stride = a.strides()[0];
-    let transpose = (mr.is_multiple_of(4) || mr == 6)
-        && crate::isa::isa().token().avx2().is_some()
-        && a.strides()[1] == 1
-        && row_stride > 0;
+    let transpose = (mr.is_multiple_of(4) || mr == 6) && a.strides()[1] == 1;
+    let token = crate::isa::isa().token().avx2().filter(|_| transpose);
     for (panel, dst) in dst.chunks_mut(panel_len).enumerate() {
         let i0 = panel * mr;
         let height = mr.min(m - i0);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if transpose && height == mr {
-            // SAFETY: isa() includes AVX2 only on a CPU that has it; rows i0..i0 + mr exist with unit column stride and
-            // `dst` holds k × mr values.
-            done = unsafe {
-                if mr == 6 {
-                    transpose_panel6_avx2(
-                        a.row(i0).as_ptr(),
-                        row_stride as usize,
-                        k,
-                        dst.as_mut_ptr(),
-                    )
-                } else {
-                    transpose_panel_avx2(
-                        a.row(i0).as_ptr(),
-                        row_stride as usize,
-                        k,
-                        mr,
-                        dst.as_mut_ptr(),
-                    )
-                }
+        if let Some(token) = token
+            && height == mr
+        {
+            // SAFETY: `MaybeUninit<f32>` has f32's layout, and the transposes write only
+            // initialised values through it.
+            let uninit = unsafe {
+                &mut *(std::ptr::from_mut::<[f32]>(dst) as *mut [std::mem::MaybeUninit<f32>])
             };
+            done = transpose_rows(token, a.slice(ndarray::s![i0..i0 + mr, ..]), uninit);
         }
         for r in 0..height {
             let row = a.row(i0 + r);
@@ -189,6 +165,50 @@ pub(crate) fn pack_a(a: ArrayView2<'_, f32>, mr: usize, dst: &mut [f32]) {
             for p in 0..k {
                 dst[p * mr + r] = 0.0;
             }
+        }
+    }
+}
+
+/// Packs the rows of `rows` (mr × k, unit column stride; mr 6 or a multiple of 4) into `dst` as
+/// one panel (column p's mr values at `p·mr`), by register transposes of 8 columns at a time, on
+/// a CPU `token` proves has AVX2. Returns how many columns it packed (a multiple of 8; the rest
+/// are left to the caller). Writes only the first `done · mr` values of `dst`.
+///
+/// # Panics
+/// If `rows` does not have unit column stride, mr is neither 6 nor a multiple of 4, or `dst`
+/// holds fewer than k × mr values.
+#[cfg(target_arch = "x86_64")]
+fn transpose_rows(
+    _token: crate::isa::Avx2Fma,
+    rows: ArrayView2<'_, f32>,
+    dst: &mut [std::mem::MaybeUninit<f32>],
+) -> usize {
+    let (mr, k) = rows.dim();
+    assert!(mr == 6 || mr.is_multiple_of(4), "transpose_rows: {mr} rows");
+    assert!(
+        dst.len() >= k * mr,
+        "transpose_rows: {} values for {k} × {mr}",
+        dst.len()
+    );
+    if mr == 0 || k < 8 {
+        return 0;
+    }
+    assert_eq!(rows.strides()[1], 1, "transpose_rows: column stride");
+    // a row stride that is not positive (one row, or reversed rows) goes through the caller's loop
+    let Ok(lda) = usize::try_from(rows.strides()[0]) else {
+        return 0;
+    };
+    if lda == 0 && mr > 1 {
+        return 0;
+    }
+    let (a, dst) = (rows.as_ptr(), dst.as_mut_ptr().cast::<f32>());
+    // SAFETY: `_token` proves the CPU has AVX2; rows 0..mr of k values lie `lda` apart with unit
+    // stride from `a` (the view's own elements), and `dst` holds k × mr values (checked above).
+    unsafe {
+        if mr == 6 {
+            transpose_panel6_avx2(a, lda, k, dst)
+        } else {
+            transpose_panel_avx2(a, lda, k, mr, dst)
         }
     }
 }
