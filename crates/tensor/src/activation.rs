@@ -3,8 +3,8 @@
 use ndarray::ArrayViewMut2;
 use rayon::prelude::*;
 
-use crate::isa::{Isa, isa};
-use crate::simd;
+use crate::isa::{Isa, Token, isa};
+use crate::simd::{self, Simd};
 
 /// An element-wise activation function.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,15 +70,15 @@ pub fn apply_activation_on(isa: Isa, mut x: ArrayViewMut2<'_, f32>, activation: 
         if values.len() > 4 * CHUNK {
             values
                 .par_chunks_mut(CHUNK)
-                .for_each(|chunk| simd::activation_in_place(token, activation, chunk));
+                .for_each(|chunk| activation_in_place(token, activation, chunk));
         } else {
-            simd::activation_in_place(token, activation, values);
+            activation_in_place(token, activation, values);
         }
         return;
     }
     for mut row in x.rows_mut() {
         match row.as_slice_mut() {
-            Some(values) => simd::activation_in_place(token, activation, values),
+            Some(values) => activation_in_place(token, activation, values),
             None => row.mapv_inplace(|value| activation.apply(value)),
         }
     }
@@ -233,5 +233,117 @@ mod tests {
             assert!((erf(x) - expected).abs() < 1e-6, "erf({x}) = {}", erf(x));
             assert!((erf(-x) + expected).abs() < 1e-6);
         }
+    }
+}
+
+/// The activation of each lane; the same definitions as [`Activation::apply`].
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
+#[inline(always)]
+pub(crate) unsafe fn per_lane<S: Simd>(activation: Activation, x: S::V) -> S::V {
+    // SAFETY: arithmetic on values, no memory access; the caller has `S`'s instruction set.
+    unsafe {
+        match activation {
+            Activation::Identity => x,
+            Activation::Gelu => {
+                let e = simd::erf::<S>(S::mul(x, S::splat(std::f32::consts::FRAC_1_SQRT_2)));
+                S::mul(S::mul(S::splat(0.5), x), S::add(S::splat(1.0), e))
+            }
+            Activation::GeluTanh => {
+                let cube = S::mul(S::mul(x, x), x);
+                let inner = S::mul(
+                    S::splat((2.0 / std::f32::consts::PI).sqrt()),
+                    S::fma(S::splat(0.044715), cube, x),
+                );
+                S::mul(
+                    S::mul(S::splat(0.5), x),
+                    S::add(S::splat(1.0), simd::tanh::<S>(inner)),
+                )
+            }
+            // max(0, x) returns x for NaN, as the reference does.
+            Activation::Relu => S::max(S::splat(0.0), x),
+            Activation::Silu => {
+                let e = simd::exp::<S>(S::sub(S::splat(0.0), x));
+                S::div(x, S::add(S::splat(1.0), e))
+            }
+            Activation::Tanh => simd::tanh::<S>(x),
+        }
+    }
+}
+
+/// Applies `activation` to a slice, vectorised.
+///
+/// # Safety
+/// Only on a CPU with `S`'s instruction set (what a [`Token`] for it proves).
+#[inline(always)]
+pub(crate) unsafe fn activation_slice<S: Simd>(activation_kind: Activation, values: &mut [f32]) {
+    let lanes = S::LANES;
+    let mut chunks = values.chunks_exact_mut(lanes);
+    for chunk in &mut chunks {
+        // SAFETY: `chunk` holds exactly LANES floats, read and written whole; the caller has `S`'s
+        // instruction set.
+        unsafe {
+            let v = S::load(chunk.as_ptr());
+            S::store(chunk.as_mut_ptr(), per_lane::<S>(activation_kind, v));
+        }
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        // SAFETY: the masked load and store touch only the `rest.len()` floats of `rest`; the
+        // caller has `S`'s instruction set.
+        unsafe {
+            let v = S::load_partial(rest.as_ptr(), rest.len());
+            S::store_partial(
+                rest.as_mut_ptr(),
+                rest.len(),
+                per_lane::<S>(activation_kind, v),
+            );
+        }
+    }
+}
+
+/// Applies `activation` to `values` with the instruction set of `token`.
+fn activation_in_place(token: Token, activation: Activation, values: &mut [f32]) {
+    match token {
+        #[cfg(target_arch = "x86_64")]
+        Token::Avx512(token) => x86::activation_avx512(token, activation, values),
+        #[cfg(target_arch = "x86_64")]
+        Token::Avx2(token) => x86::activation_avx2(token, activation, values),
+        _ => values
+            .iter_mut()
+            .for_each(|value| *value = activation.apply(*value)),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use crate::isa::{Avx2Fma, Avx512F};
+    use crate::simd::{Avx2, Avx512};
+
+    pub(super) fn activation_avx512(_: Avx512F, activation: Activation, values: &mut [f32]) {
+        /// # Safety
+        /// Only on a CPU with AVX-512F, AVX2 and FMA.
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn run(activation: Activation, values: &mut [f32]) {
+            // SAFETY: the slice's values are read and written in bounds (LANES at a time, the
+            // rest masked); the features are enabled.
+            unsafe { activation_slice::<Avx512>(activation, values) }
+        }
+        // SAFETY: the token proves the CPU has AVX-512F, AVX2 and FMA.
+        unsafe { run(activation, values) }
+    }
+
+    pub(super) fn activation_avx2(_: Avx2Fma, activation: Activation, values: &mut [f32]) {
+        /// # Safety
+        /// Only on a CPU with AVX2 and FMA.
+        #[target_feature(enable = "avx2,fma")]
+        fn run(activation: Activation, values: &mut [f32]) {
+            // SAFETY: as above, with AVX2 + FMA.
+            unsafe { activation_slice::<Avx2>(activation, values) }
+        }
+        // SAFETY: the token proves the CPU has AVX2 and FMA.
+        unsafe { run(activation, values) }
     }
 }

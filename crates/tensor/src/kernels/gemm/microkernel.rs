@@ -33,7 +33,7 @@ use ndarray::{ArrayView2, s};
 
 use crate::Activation;
 use crate::kernels::gemm::pack;
-use crate::simd::{self, Simd};
+use crate::simd::Simd;
 
 /// The AVX-512 kernel's K block: its sliver (KC × 32, 32 KiB) in L1.
 const AVX512_KC: usize = 256;
@@ -154,7 +154,7 @@ pub(crate) unsafe fn write_out<S: Simd>(
             if !problem.bias.is_null() {
                 value = S::add(value, S::load_partial(problem.bias.add(column), width));
             }
-            value = simd::activation::<S>(problem.activation, value);
+            value = crate::activation::per_lane::<S>(problem.activation, value);
             if !problem.residual.is_null() {
                 let residual = problem.residual.add(row * problem.ld_residual + column);
                 value = S::add(value, S::load_partial(residual, width));
