@@ -291,9 +291,53 @@ fn a_folder_of_another_model_type_is_refused() {
 
 /// The greedy shortcut (`greedy_token`, the 8-bit screen of the LM head) picks, at every attended
 /// position of every fixture model, the first largest of our f32 logits, and the token of
-/// transformers' logits wherever their top two are further apart than the tolerance.
+/// transformers' logits wherever their top two are further apart than the tolerance: on every
+/// instruction set this CPU runs, each in a child process capped by `OXFORMER_ISA` (the kernels
+/// read it once per process).
 #[test]
 fn greedy_token_is_the_argmax_of_the_logits() {
+    if let Ok(name) = std::env::var("OXFORMER_TEST_ISA") {
+        assert_eq!(
+            oxformer_tensor::isa().name(),
+            name,
+            "the child's instruction set"
+        );
+        greedy_token_case();
+        return;
+    }
+    let executable = std::env::current_exe().expect("test executable");
+    for isa in oxformer_tensor::Isa::ALL {
+        if !isa.available() {
+            println!("greedy_token: skipped {isa} (not supported by this CPU)");
+            continue;
+        }
+        let output = std::process::Command::new(&executable)
+            .args([
+                "--exact",
+                "greedy_token_is_the_argmax_of_the_logits",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("OXFORMER_ISA", isa.name())
+            .env("OXFORMER_TEST_ISA", isa.name())
+            .env_remove("OXFORMER_GEMM_PATH")
+            .output()
+            .expect("run the test executable");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{isa}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("greedy_token: instruction set {isa},")),
+            "{isa}: the child ran no case: {stdout}"
+        );
+        println!("greedy_token: ran {isa}");
+    }
+}
+
+fn greedy_token_case() {
     // the screen runs on AVX-512 and on AVX2 + FMA (with our GEMM), and declines otherwise
     let screened = oxformer_tensor::isa() != oxformer_tensor::Isa::Scalar
         && matches!(
