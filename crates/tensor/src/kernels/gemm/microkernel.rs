@@ -280,14 +280,20 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize, const ROW
                     c_line += 1;
                 }
             }
-            for p in p0..end {
-                let b0 = S::load(b.add(p * stride));
-                let b1 = S::load(b.add(p * stride + b_second));
-                let a_column = a.add(p * MR);
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let a_value = S::splat(*a_column.add(r));
-                    row[0] = S::fma(a_value, b0, row[0]);
-                    row[1] = S::fma(a_value, b1, row[1]);
+            let mut b_row = b.add(p0 * stride);
+            let mut a_column = a.add(p0 * MR);
+            if end - p0 == PREFETCH_GROUP {
+                // a whole group: unrolled, the pointers stepped rather than multiplied
+                for _ in 0..PREFETCH_GROUP {
+                    fma_step::<S, MR, ROWS>(&mut acc, a_column, b_row, b_second);
+                    b_row = b_row.add(stride);
+                    a_column = a_column.add(MR);
+                }
+            } else {
+                for _ in p0..end {
+                    fma_step::<S, MR, ROWS>(&mut acc, a_column, b_row, b_second);
+                    b_row = b_row.add(stride);
+                    a_column = a_column.add(MR);
                 }
             }
             p0 = end;
@@ -297,6 +303,30 @@ pub(crate) unsafe fn microkernel_prefetching<S: Simd, const MR: usize, const ROW
             if width1 > 0 {
                 write_out::<S>(row[1], problem, i0 + r, j0 + lanes, width1, last);
             }
+        }
+    }
+}
+
+/// One step of K: `acc[r] += a[r] · (b, b + b_second)` for the tile's rows.
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; `a` holds ROWS values (of MR); `b` and `b + b_second` a
+/// vector each.
+#[inline(always)]
+unsafe fn fma_step<S: Simd, const MR: usize, const ROWS: usize>(
+    acc: &mut [[S::V; 2]; ROWS],
+    a: *const f32,
+    b: *const f32,
+    b_second: usize,
+) {
+    // SAFETY: the caller's contract: the loads are inside A's panel and B's sliver.
+    unsafe {
+        let b0 = S::load(b);
+        let b1 = S::load(b.add(b_second));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let a_value = S::splat(*a.add(r));
+            row[0] = S::fma(a_value, b0, row[0]);
+            row[1] = S::fma(a_value, b1, row[1]);
         }
     }
 }
