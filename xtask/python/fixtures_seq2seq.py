@@ -76,6 +76,15 @@ INIT_STD = 0.1
 BIAS_STD = 0.02
 # The T5 relative position bias drawn wider, so that positions matter.
 POSITION_BIAS_STD = 0.5
+# The tiny T5 v1.0's decoder final_layer_norm weights are drawn as usual, then multiplied by this:
+# otherwise its next-token distributions are near-uniform (logits of std ~0.1 over 408 tokens), running
+# beams meet within float noise of each other, and the last bit of a log_softmax, or the order of
+# equal values in torch.topk, picks the tokens. Scaled, they are peaked like a trained model's.
+T5_LOGIT_SCALE = 80.0
+# Its seed is seed_for("t5") plus this offset: the first (searched with the scale above) at which no
+# decision of generate() in the pipeline references is within fixtures_seq2seq_pipelines.py's
+# MIN_DECISION_GAP of a tie, and the long beam searches still reach max_new_tokens.
+T5_SEED_OFFSET = 8
 # Small bucket settings so that short fixture sequences reach the logarithmic buckets.
 T5_BUCKETS = 8
 T5_MAX_DISTANCE = 20
@@ -438,7 +447,9 @@ def t5_tokenizer(work: Path, name: str, normalization: str) -> Path:
     return folder
 
 
-def build_t5(out: Path, tokenizer_folder: Path, name: str, gated: bool, mt5: bool = False) -> None:
+def build_t5(
+    out: Path, tokenizer_folder: Path, name: str, gated: bool, mt5: bool = False, logit_scale: float = 1.0, seed_offset: int = 0
+) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
     config_class, model_class = (MT5Config, MT5ForConditionalGeneration) if mt5 else (T5Config, T5ForConditionalGeneration)
     config = config_class(
@@ -460,15 +471,19 @@ def build_t5(out: Path, tokenizer_folder: Path, name: str, gated: bool, mt5: boo
         task_specific_params=None if gated else T5_SMALL_TASK_PARAMS,
         architectures=[model_class.__name__],
     )
-    torch.manual_seed(seed_for(name))
+    seed = seed_for(name) + seed_offset
+    torch.manual_seed(seed)
     model = model_class(config).eval()
     randomize(model)
+    with torch.no_grad():
+        model.decoder.final_layer_norm.weight.mul_(logit_scale)
     dest = fresh_dir(out / "models" / name)
     model.save_pretrained(str(dest), safe_serialization=True)
     for file in sorted(tokenizer_folder.iterdir()):
         shutil.copyfile(file, dest / file.name)
     normalize_json_files(dest)
-    write_reference(dest, model_class, AutoTokenizer.from_pretrained(str(dest)), T5_TEXTS, name, {})
+    extra = {"seed": seed} if logit_scale == 1.0 else {"seed": seed, "decoder_final_layer_norm_scale": logit_scale}
+    write_reference(dest, model_class, AutoTokenizer.from_pretrained(str(dest)), T5_TEXTS, name, extra)
     print(f"models/{name}", flush=True)
 
 
@@ -624,7 +639,8 @@ def main() -> None:
     try:
         # T5's own normaliser (nmt_nfkc: a precompiled charsmap of ~240 KB) in one folder only
         if wanted("t5"):
-            build_t5(out, t5_tokenizer(work, "t5-tokenizer", "nmt_nfkc"), "t5", gated=False)
+            tokenizer = t5_tokenizer(work, "t5-tokenizer", "nmt_nfkc")
+            build_t5(out, tokenizer, "t5", gated=False, logit_scale=T5_LOGIT_SCALE, seed_offset=T5_SEED_OFFSET)
         if wanted("t5-v1_1") or wanted("mt5"):
             v1_1_tokenizer = t5_tokenizer(work, "t5-v1_1-tokenizer", "identity")
         if wanted("t5-v1_1"):

@@ -568,10 +568,13 @@ impl BartModel {
     }
 }
 
-/// What BART and Marian share on top of [`BartModel`]: the LM head (with `final_logits_bias` as
-/// its bias) and the calls a generation makes.
+/// modeling_bart.py `BartForConditionalGeneration`, which modeling_marian.py's `MarianMTModel`
+/// copies: [`BartModel`] and the LM head (tied to the decoder's embeddings unless the config
+/// unties it) with `final_logits_bias` as its bias. BART's is [`BartForConditionalGeneration`],
+/// Marian's [`crate::marian::MarianMTModel`]: this type over each one's config, each loaded by its
+/// own file (which embeddings, which names).
 #[derive(Debug, Clone)]
-pub(crate) struct Seq2SeqLm {
+pub struct ConditionalGeneration<C> {
     model: BartModel,
     /// `[vocab, d_model]`, bias `final_logits_bias`.
     lm_head: Linear,
@@ -582,12 +585,98 @@ pub(crate) struct Seq2SeqLm {
     bias_is_zero: bool,
     /// The 8-bit screen of `lm_head_weight`, made on the first greedy step.
     screen: OnceLock<Option<ArgmaxScreen>>,
+    config: C,
+    /// `max_position_embeddings` and `decoder_start_token_id` of `config`, for generation.
+    max_positions: usize,
+    decoder_start_token_id: Option<u32>,
 }
 
-impl Seq2SeqLm {
+/// BART: [`ConditionalGeneration`] over [`BartConfig`].
+pub type BartForConditionalGeneration = ConditionalGeneration<BartConfig>;
+
+impl BartForConditionalGeneration {
+    /// Loads `config.json` and the weights of a model folder.
+    ///
+    /// # Errors
+    /// A missing or invalid config, a config of another `model_type`, missing weights.
+    pub fn from_folder(dir: &Path) -> Result<Self> {
+        let config = match ModelConfig::from_folder(dir)? {
+            ModelConfig::Bart(config) => config,
+            other => {
+                return Err(Error::ConfigField {
+                    source_name: dir.join("config.json").display().to_string(),
+                    field: "model_type".to_string(),
+                    reason: format!("expected `bart`, found `{}`", other.model_type()),
+                });
+            }
+        };
+        Self::load(Weights::from_folder(dir)?, &config)
+    }
+
+    /// Loads `model.shared`, `model.encoder.*`, `model.decoder.*`, `final_logits_bias` and
+    /// `lm_head` (bare `BartModel` names without `model.` are read too).
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, named with its full dotted path.
+    pub fn load(mut weights: Weights, config: &BartConfig) -> Result<Self> {
+        let shared = shared_embeddings(&mut weights);
+        ModelConfig::Bart(config.clone()).tie_weights(&mut weights, "lm_head.weight", &shared);
+        let model_weights = weights.sub_if_present("model");
+        let (vocab, d_model) = (config.vocab_size, config.d_model);
+        let tokens = Embedding::load(&model_weights.sub("shared"), vocab, d_model)?;
+        let embeddings = (
+            BartEmbeddings::load_bart(&model_weights.sub("encoder"), &tokens, config)?,
+            BartEmbeddings::load_bart(&model_weights.sub("decoder"), &tokens, config)?,
+        );
+        let model = BartModel::load_with(
+            &model_weights,
+            BartLayout::of(config),
+            embeddings,
+            "BartForConditionalGeneration",
+        )?;
+        ConditionalGeneration::new(
+            model,
+            &weights,
+            vocab,
+            config.clone(),
+            (
+                config.max_position_embeddings,
+                config.common.decoder_start_token_id,
+            ),
+        )
+    }
+}
+
+/// The name of the shared embeddings, `model.shared.weight` (`shared.weight` in a bare
+/// `BartModel`), made to stand for an `embed_tokens` table when a checkpoint holds only that
+/// (modeling_bart.py ties the three).
+pub(crate) fn shared_embeddings(weights: &mut Weights) -> String {
+    let body = if weights.has_sub("model") {
+        "model."
+    } else {
+        ""
+    };
+    let shared = format!("{body}shared.weight");
+    for stack in ["encoder", "decoder"] {
+        let embed = format!("{body}{stack}.embed_tokens.weight");
+        if !weights.contains(&shared) && weights.contains(&embed) {
+            weights.alias(&shared, &embed);
+        }
+    }
+    shared
+}
+
+impl<C> ConditionalGeneration<C> {
     /// `model` with `lm_head.weight` (the caller ties it) and `final_logits_bias` (zeros when
-    /// absent, as transformers' `_keys_to_ignore_on_load_missing`).
-    pub(crate) fn new(model: BartModel, weights: &Weights, vocab: usize) -> Result<Self> {
+    /// absent, as transformers' `_keys_to_ignore_on_load_missing`), for `config`, whose
+    /// `max_position_embeddings` and `decoder_start_token_id` generation takes.
+    pub(crate) fn new(
+        model: BartModel,
+        weights: &Weights,
+        vocab: usize,
+        config: C,
+        (max_positions, decoder_start_token_id): (usize, Option<u32>),
+    ) -> Result<Self> {
         let d_model = model.layout.d_model;
         let weight = weights.get("lm_head.weight", &[vocab, d_model])?;
         let bias = if weights.contains("final_logits_bias") {
@@ -608,14 +697,27 @@ impl Seq2SeqLm {
             lm_head_weight: weight,
             bias_is_zero: bias.iter().all(|&value| value == 0.0),
             screen: OnceLock::new(),
+            config,
+            max_positions,
+            decoder_start_token_id,
         })
     }
 
-    pub(crate) fn model(&self) -> &BartModel {
+    /// The configuration.
+    pub fn config(&self) -> &C {
+        &self.config
+    }
+
+    /// The encoder and decoder.
+    pub fn model(&self) -> &BartModel {
         &self.model
     }
 
-    pub(crate) fn encode(
+    /// Runs the encoder; see [`BartModel::encode`].
+    ///
+    /// # Errors
+    /// As [`BartModel::encode`].
+    pub fn encode(
         &self,
         input: &EncoderInput<'_>,
         output_hidden_states: bool,
@@ -623,42 +725,12 @@ impl Seq2SeqLm {
         self.model.encode(input, output_hidden_states)
     }
 
-    pub(crate) fn decode_last_hidden(
-        &self,
-        decoder_input_ids: ArrayView2<'_, u32>,
-        cache: &mut Seq2SeqCache,
-    ) -> Result<Array2<f32>> {
-        let new = decoder_input_ids.ncols();
-        let hidden = self.model.decode_hidden(decoder_input_ids, cache, None)?;
-        Ok(hidden.slice(s![new - 1..;new, ..]).to_owned())
-    }
-
-    /// Each row's largest logit's id through the 8-bit screen of the head; `None` when the bias
-    /// is not zero or the screen cannot decide.
-    pub(crate) fn greedy_tokens(&self, hidden: ArrayView2<'_, f32>) -> Option<Vec<u32>> {
-        if !self.bias_is_zero {
-            return None;
-        }
-        let weight = self.lm_head_weight.view2().ok()?;
-        if hidden.ncols() != weight.ncols() {
-            return None;
-        }
-        let screen = self
-            .screen
-            .get_or_init(|| ArgmaxScreen::from_linear_weight(weight))
-            .as_ref()?;
-        hidden
-            .rows()
-            .into_iter()
-            .map(|row| {
-                screen
-                    .argmax(&row.to_vec(), weight)
-                    .and_then(|index| u32::try_from(index).ok())
-            })
-            .collect()
-    }
-
-    pub(crate) fn start(
+    /// Runs the encoder once per input and returns the decoder's cache for `rows_per_input` rows
+    /// per input (beams) of up to `capacity` positions; see [`BartModel::start_from_encoder`].
+    ///
+    /// # Errors
+    /// As [`BartModel::encode`]; `rows_per_input` 0.
+    pub fn start(
         &self,
         input: &EncoderInput<'_>,
         rows_per_input: usize,
@@ -673,7 +745,16 @@ impl Seq2SeqLm {
         )
     }
 
-    pub(crate) fn decode(
+    /// Runs the decoder on `decoder_input_ids` after the positions in `cache` (appending to it):
+    /// the logits of every new position and, when asked for, the decoder's hidden states.
+    ///
+    /// # Shapes
+    /// `decoder_input_ids`: (rows, new), rows = `cache.rows()`; see [`DecoderOutput`].
+    ///
+    /// # Errors
+    /// An id beyond the vocabulary, a position beyond `max_position_embeddings`, a cache of other
+    /// rows or too small, no new position.
+    pub fn decode(
         &self,
         decoder_input_ids: ArrayView2<'_, u32>,
         cache: &mut Seq2SeqCache,
@@ -703,7 +784,11 @@ impl Seq2SeqLm {
         })
     }
 
-    pub(crate) fn decode_last(
+    /// The logits of each row's last new position, (rows, vocab): a generation step.
+    ///
+    /// # Errors
+    /// As [`ConditionalGeneration::decode`].
+    pub fn decode_last(
         &self,
         decoder_input_ids: ArrayView2<'_, u32>,
         cache: &mut Seq2SeqCache,
@@ -712,153 +797,18 @@ impl Seq2SeqLm {
         self.logits(hidden.view())
     }
 
-    pub(crate) fn logits(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        Ok(self.lm_head.forward(hidden)?)
-    }
-}
-
-/// modeling_bart.py `BartForConditionalGeneration`: [`BartModel`] and the LM head tied to
-/// `model.shared` (unless the config unties it), plus `final_logits_bias`.
-#[derive(Debug, Clone)]
-pub struct BartForConditionalGeneration {
-    inner: Seq2SeqLm,
-    config: BartConfig,
-}
-
-impl BartForConditionalGeneration {
-    /// Loads `config.json` and the weights of a model folder.
-    ///
-    /// # Errors
-    /// A missing or invalid config, a config of another `model_type`, missing weights.
-    pub fn from_folder(dir: &Path) -> Result<Self> {
-        let config = match ModelConfig::from_folder(dir)? {
-            ModelConfig::Bart(config) => config,
-            other => {
-                return Err(Error::ConfigField {
-                    source_name: dir.join("config.json").display().to_string(),
-                    field: "model_type".to_string(),
-                    reason: format!("expected `bart`, found `{}`", other.model_type()),
-                });
-            }
-        };
-        Self::load(Weights::from_folder(dir)?, &config)
-    }
-
-    /// Loads `model.shared`, `model.encoder.*`, `model.decoder.*`, `final_logits_bias` and
-    /// `lm_head` (bare `BartModel` names without `model.` are read too).
-    ///
-    /// # Errors
-    /// A missing or mis-shaped tensor, named with its full dotted path.
-    pub fn load(mut weights: Weights, config: &BartConfig) -> Result<Self> {
-        let body = if weights.has_sub("model") {
-            "model."
-        } else {
-            ""
-        };
-        let shared = format!("{body}shared.weight");
-        for stack in ["encoder", "decoder"] {
-            let embed = format!("{body}{stack}.embed_tokens.weight");
-            if !weights.contains(&shared) && weights.contains(&embed) {
-                weights.alias(&shared, &embed);
-            }
-        }
-        ModelConfig::Bart(config.clone()).tie_weights(&mut weights, "lm_head.weight", &shared);
-        let model_weights = weights.sub_if_present("model");
-        let (vocab, d_model) = (config.vocab_size, config.d_model);
-        let tokens = Embedding::load(&model_weights.sub("shared"), vocab, d_model)?;
-        let embeddings = (
-            BartEmbeddings::load_bart(&model_weights.sub("encoder"), &tokens, config)?,
-            BartEmbeddings::load_bart(&model_weights.sub("decoder"), &tokens, config)?,
-        );
-        let model = BartModel::load_with(
-            &model_weights,
-            BartLayout::of(config),
-            embeddings,
-            "BartForConditionalGeneration",
-        )?;
-        Ok(Self {
-            inner: Seq2SeqLm::new(model, &weights, vocab)?,
-            config: config.clone(),
-        })
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &BartConfig {
-        &self.config
-    }
-
-    /// The encoder and decoder.
-    pub fn model(&self) -> &BartModel {
-        self.inner.model()
-    }
-
-    /// Runs the encoder; see [`BartModel::encode`].
-    ///
-    /// # Errors
-    /// As [`BartModel::encode`].
-    pub fn encode(
-        &self,
-        input: &EncoderInput<'_>,
-        output_hidden_states: bool,
-    ) -> Result<EncoderOutput> {
-        self.inner.encode(input, output_hidden_states)
-    }
-
-    /// Runs the encoder once per input and returns the decoder's cache for `rows_per_input` rows
-    /// per input (beams) of up to `capacity` positions; see [`BartModel::start_from_encoder`].
-    ///
-    /// # Errors
-    /// As [`BartModel::encode`]; `rows_per_input` 0.
-    pub fn start(
-        &self,
-        input: &EncoderInput<'_>,
-        rows_per_input: usize,
-        capacity: usize,
-    ) -> Result<Seq2SeqCache> {
-        self.inner.start(input, rows_per_input, capacity)
-    }
-
-    /// Runs the decoder on `decoder_input_ids` after the positions in `cache` (appending to it):
-    /// the logits of every new position and, when asked for, the decoder's hidden states.
-    ///
-    /// # Shapes
-    /// `decoder_input_ids`: (rows, new), rows = `cache.rows()`; see [`DecoderOutput`].
-    ///
-    /// # Errors
-    /// An id beyond the vocabulary, a position beyond `max_position_embeddings`, a cache of other
-    /// rows or too small, no new position.
-    pub fn decode(
-        &self,
-        decoder_input_ids: ArrayView2<'_, u32>,
-        cache: &mut Seq2SeqCache,
-        output_hidden_states: bool,
-    ) -> Result<DecoderOutput> {
-        self.inner
-            .decode(decoder_input_ids, cache, output_hidden_states)
-    }
-
-    /// The logits of each row's last new position, (rows, vocab): a generation step.
-    ///
-    /// # Errors
-    /// As [`BartForConditionalGeneration::decode`].
-    pub fn decode_last(
-        &self,
-        decoder_input_ids: ArrayView2<'_, u32>,
-        cache: &mut Seq2SeqCache,
-    ) -> Result<Array2<f32>> {
-        self.inner.decode_last(decoder_input_ids, cache)
-    }
-
     /// The decoder's final hidden state of each row's last new position, (rows, d_model).
     ///
     /// # Errors
-    /// As [`BartForConditionalGeneration::decode`].
+    /// As [`ConditionalGeneration::decode`].
     pub fn decode_last_hidden(
         &self,
         decoder_input_ids: ArrayView2<'_, u32>,
         cache: &mut Seq2SeqCache,
     ) -> Result<Array2<f32>> {
-        self.inner.decode_last_hidden(decoder_input_ids, cache)
+        let new = decoder_input_ids.ncols();
+        let hidden = self.model.decode_hidden(decoder_input_ids, cache, None)?;
+        Ok(hidden.slice(s![new - 1..;new, ..]).to_owned())
     }
 
     /// Each row's largest logit's id (the first on ties), as the head followed by an argmax,
@@ -868,7 +818,26 @@ impl BartForConditionalGeneration {
     /// # Shapes
     /// `hidden`: (rows, d_model).
     pub fn greedy_tokens(&self, hidden: ArrayView2<'_, f32>) -> Option<Vec<u32>> {
-        self.inner.greedy_tokens(hidden)
+        if !self.bias_is_zero {
+            return None;
+        }
+        let weight = self.lm_head_weight.view2().ok()?;
+        if hidden.ncols() != weight.ncols() {
+            return None;
+        }
+        let screen = self
+            .screen
+            .get_or_init(|| ArgmaxScreen::from_linear_weight(weight))
+            .as_ref()?;
+        hidden
+            .rows()
+            .into_iter()
+            .map(|row| {
+                screen
+                    .argmax(&row.to_vec(), weight)
+                    .and_then(|index| u32::try_from(index).ok())
+            })
+            .collect()
     }
 
     /// The LM head: `hidden · lm_headᵀ + final_logits_bias`, (rows, vocab).
@@ -876,19 +845,19 @@ impl BartForConditionalGeneration {
     /// # Errors
     /// A `hidden` of the wrong width.
     pub fn logits(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        self.inner.logits(hidden)
+        Ok(self.lm_head.forward(hidden)?)
     }
 }
 
-impl Generative for BartForConditionalGeneration {
+impl<C: Send + Sync> Generative for ConditionalGeneration<C> {
     type Cache = Seq2SeqCache;
 
     fn vocab_size(&self) -> usize {
-        self.config.vocab_size
+        self.lm_head.out_features()
     }
 
     fn max_positions(&self) -> Option<usize> {
-        Some(self.config.max_position_embeddings)
+        Some(self.max_positions)
     }
 
     fn is_encoder_decoder(&self) -> bool {
@@ -905,11 +874,11 @@ impl Generative for BartForConditionalGeneration {
         decoder_start_token_id: Option<u32>,
     ) -> Result<(Seq2SeqCache, Vec<Vec<u32>>)> {
         start_generation(
-            "BartForConditionalGeneration",
+            self.model.name,
             prompts,
             decoder_start_token_id,
-            self.config.common.decoder_start_token_id,
-            |input| BartForConditionalGeneration::start(self, input, expand, capacity),
+            self.decoder_start_token_id,
+            |input| ConditionalGeneration::start(self, input, expand, capacity),
         )
     }
 
@@ -921,8 +890,8 @@ impl Generative for BartForConditionalGeneration {
         self.decode_last(input_ids, cache)
     }
 
-    /// Through the 8-bit screen of the LM head ([`BartForConditionalGeneration::greedy_tokens`]); the logits
-    /// when it cannot decide.
+    /// Through the 8-bit screen of the LM head ([`ConditionalGeneration::greedy_tokens`]); the
+    /// logits when it cannot decide.
     fn forward_last_greedy(
         &self,
         input_ids: ArrayView2<'_, u32>,

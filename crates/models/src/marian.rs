@@ -6,15 +6,14 @@
 
 use std::path::Path;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use oxformer_nn::{Embedding, Weights};
 
-use crate::bart::{BartEmbeddings, BartLayout, BartModel, PositionTable, Seq2SeqLm};
+use crate::bart::{
+    BartEmbeddings, BartLayout, BartModel, ConditionalGeneration, PositionTable, shared_embeddings,
+};
 use crate::config::{MarianConfig, ModelConfig};
 use crate::error::{Error, Result};
-use crate::generation::{Generative, NextStep, Prompts};
-use crate::input::{EncoderInput, EncoderOutput};
-use crate::seq2seq::{DecoderOutput, Seq2SeqCache, greedy_step, start_generation};
 
 const MODEL: &str = "MarianMTModel";
 
@@ -53,13 +52,10 @@ impl BartLayout {
     }
 }
 
-/// modeling_marian.py `MarianMTModel`: the encoder and decoder ([`BartModel`]'s layers) and the LM
-/// head tied to the decoder's embeddings, plus `final_logits_bias`.
-#[derive(Debug, Clone)]
-pub struct MarianMTModel {
-    inner: Seq2SeqLm,
-    config: MarianConfig,
-}
+/// modeling_marian.py `MarianMTModel`: BART's [`ConditionalGeneration`] (which it copies) over
+/// [`MarianConfig`], with Marian's embeddings; the LM head is tied to the decoder's embeddings,
+/// plus `final_logits_bias`.
+pub type MarianMTModel = ConditionalGeneration<MarianConfig>;
 
 impl MarianMTModel {
     /// Loads `config.json` and the weights of a model folder.
@@ -95,13 +91,7 @@ impl MarianMTModel {
         };
         let d_model = config.d_model;
         let (encoder_tokens, decoder_tokens) = if config.share_encoder_decoder_embeddings {
-            let shared = format!("{body}shared.weight");
-            for stack in ["encoder", "decoder"] {
-                let embed = format!("{body}{stack}.embed_tokens.weight");
-                if !weights.contains(&shared) && weights.contains(&embed) {
-                    weights.alias(&shared, &embed);
-                }
-            }
+            let shared = shared_embeddings(&mut weights);
             (shared.clone(), shared)
         } else {
             (
@@ -140,166 +130,15 @@ impl MarianMTModel {
             ),
             MODEL,
         )?;
-        Ok(Self {
-            inner: Seq2SeqLm::new(model, &weights, target_vocab)?,
-            config: config.clone(),
-        })
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &MarianConfig {
-        &self.config
-    }
-
-    /// The encoder and decoder.
-    pub fn model(&self) -> &BartModel {
-        self.inner.model()
-    }
-
-    /// Runs the encoder; see [`BartModel::encode`].
-    ///
-    /// # Errors
-    /// As [`BartModel::encode`].
-    pub fn encode(
-        &self,
-        input: &EncoderInput<'_>,
-        output_hidden_states: bool,
-    ) -> Result<EncoderOutput> {
-        self.inner.encode(input, output_hidden_states)
-    }
-
-    /// Runs the encoder once per input and returns the decoder's cache for `rows_per_input` rows
-    /// per input (beams) of up to `capacity` positions.
-    ///
-    /// # Errors
-    /// As [`BartModel::encode`]; `rows_per_input` 0.
-    pub fn start(
-        &self,
-        input: &EncoderInput<'_>,
-        rows_per_input: usize,
-        capacity: usize,
-    ) -> Result<Seq2SeqCache> {
-        self.inner.start(input, rows_per_input, capacity)
-    }
-
-    /// Runs the decoder after the positions in `cache` (appending to it): the logits of every
-    /// new position and, when asked for, the decoder's hidden states.
-    ///
-    /// # Shapes
-    /// `decoder_input_ids`: (rows, new), rows = `cache.rows()`; see [`DecoderOutput`].
-    ///
-    /// # Errors
-    /// An id beyond the vocabulary, a position beyond `max_position_embeddings`, a cache of other
-    /// rows or too small, no new position.
-    pub fn decode(
-        &self,
-        decoder_input_ids: ArrayView2<'_, u32>,
-        cache: &mut Seq2SeqCache,
-        output_hidden_states: bool,
-    ) -> Result<DecoderOutput> {
-        self.inner
-            .decode(decoder_input_ids, cache, output_hidden_states)
-    }
-
-    /// The logits of each row's last new position, (rows, vocab): a generation step.
-    ///
-    /// # Errors
-    /// As [`MarianMTModel::decode`].
-    pub fn decode_last(
-        &self,
-        decoder_input_ids: ArrayView2<'_, u32>,
-        cache: &mut Seq2SeqCache,
-    ) -> Result<Array2<f32>> {
-        self.inner.decode_last(decoder_input_ids, cache)
-    }
-
-    /// The decoder's final hidden state of each row's last new position, (rows, d_model).
-    ///
-    /// # Errors
-    /// As [`MarianMTModel::decode`].
-    pub fn decode_last_hidden(
-        &self,
-        decoder_input_ids: ArrayView2<'_, u32>,
-        cache: &mut Seq2SeqCache,
-    ) -> Result<Array2<f32>> {
-        self.inner.decode_last_hidden(decoder_input_ids, cache)
-    }
-
-    /// Each row's largest logit's id (the first on ties), from an 8-bit screen of the head
-    /// rechecked in f32; `None` when `final_logits_bias` is not zero or the screen cannot decide.
-    ///
-    /// # Shapes
-    /// `hidden`: (rows, d_model).
-    pub fn greedy_tokens(&self, hidden: ArrayView2<'_, f32>) -> Option<Vec<u32>> {
-        self.inner.greedy_tokens(hidden)
-    }
-
-    /// The LM head: `hidden · lm_headᵀ + final_logits_bias`, (rows, vocab).
-    ///
-    /// # Errors
-    /// A `hidden` of the wrong width.
-    pub fn logits(&self, hidden: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-        self.inner.logits(hidden)
-    }
-}
-
-impl Generative for MarianMTModel {
-    type Cache = Seq2SeqCache;
-
-    fn vocab_size(&self) -> usize {
-        self.config.target_vocab_size()
-    }
-
-    fn max_positions(&self) -> Option<usize> {
-        Some(self.config.max_position_embeddings)
-    }
-
-    fn is_encoder_decoder(&self) -> bool {
-        true
-    }
-
-    /// The encoder once per prompt and every decoder layer's cross-attention keys and values;
-    /// each of the `expand` rows of a prompt starts from `decoder_start_token_id`.
-    fn start(
-        &self,
-        prompts: &Prompts,
-        expand: usize,
-        capacity: usize,
-        decoder_start_token_id: Option<u32>,
-    ) -> Result<(Seq2SeqCache, Vec<Vec<u32>>)> {
-        start_generation(
-            "MarianMTModel",
-            prompts,
-            decoder_start_token_id,
-            self.config.common.decoder_start_token_id,
-            |input| MarianMTModel::start(self, input, expand, capacity),
+        ConditionalGeneration::new(
+            model,
+            &weights,
+            target_vocab,
+            config.clone(),
+            (
+                config.max_position_embeddings,
+                config.common.decoder_start_token_id,
+            ),
         )
-    }
-
-    fn forward_last(
-        &self,
-        input_ids: ArrayView2<'_, u32>,
-        cache: &mut Seq2SeqCache,
-    ) -> Result<Array2<f32>> {
-        self.decode_last(input_ids, cache)
-    }
-
-    /// Through the 8-bit screen of the LM head ([`MarianMTModel::greedy_tokens`]); the logits
-    /// when it cannot decide.
-    fn forward_last_greedy(
-        &self,
-        input_ids: ArrayView2<'_, u32>,
-        cache: &mut Seq2SeqCache,
-    ) -> Result<NextStep> {
-        let hidden = self.decode_last_hidden(input_ids, cache)?;
-        greedy_step(
-            hidden,
-            |hidden| self.greedy_tokens(hidden),
-            |hidden| self.logits(hidden),
-        )
-    }
-
-    fn reorder_cache(&self, cache: &mut Seq2SeqCache, rows: &[usize]) -> Result<()> {
-        cache.reorder_rows(rows)
     }
 }

@@ -77,7 +77,7 @@ pub use isa::{
     CacheSizes, Isa, cache_sizes, cpu_isas, cpu_model, detected_isa, fma_peak_loop, isa,
 };
 pub use kernels::attention::{
-    AttentionMask, attention, attention_into, attention_into_on, attention_reference,
+    AttentionMask, KeyPadding, attention, attention_into, attention_into_on, attention_reference,
 };
 pub use kernels::gemm::{
     Epilogue, GemmPath, PackedMatrix, RowNorm, Transpose, batched_matmul, cpu_paths, gemm_path,

@@ -4,7 +4,9 @@ mod common;
 
 use common::{assert_bit_identical, assert_close, available_isas, on_threads, random};
 use oxformer_tensor::ndarray::{Array2, Array4, ArrayView2, ArrayView3, ArrayView4, s};
-use oxformer_tensor::{AttentionMask, Isa, attention_into_on, attention_reference, team};
+use oxformer_tensor::{
+    AttentionMask, Isa, KeyPadding, attention_into_on, attention_reference, team,
+};
 
 fn run(
     path: Isa,
@@ -324,4 +326,76 @@ fn additive_bias_matches_a_plain_reference() {
             }
         }
     }
+}
+
+/// Attention over a padded batch through [`KeyPadding`]'s masks equals attention over each input
+/// alone, cut to its own tokens (the queries of real tokens; padded ones are not compared).
+#[test]
+fn key_padding_masks_equal_each_input_alone() {
+    let (heads, keys, head_dim) = (3, 7, 8);
+    let lengths = [7, 4, 1];
+    let attention_mask = Array2::from_shape_fn((lengths.len(), keys), |(row, key)| {
+        u32::from(key < lengths[row])
+    });
+    let padding = KeyPadding::from_attention_mask(attention_mask.view()).unwrap();
+    assert_eq!(padding, KeyPadding::from_lengths(&lengths, keys).unwrap());
+    let q = random((lengths.len(), heads, keys, head_dim), 31);
+    let k = random((lengths.len(), heads, keys, head_dim), 32);
+    let v = random((lengths.len(), heads, keys, head_dim), 33);
+    for (mask, causal) in [(padding.mask(), false), (padding.causal_mask(), true)] {
+        let batched = attention_reference(q.view(), k.view(), v.view(), &mask, 0.3);
+        for (row, &length) in lengths.iter().enumerate() {
+            let alone = |x: &Array4<f32>| x.slice(s![row..=row, .., ..length, ..]).to_owned();
+            let expected = attention_reference(
+                alone(&q).view(),
+                alone(&k).view(),
+                alone(&v).view(),
+                &AttentionMask {
+                    causal,
+                    ..AttentionMask::default()
+                },
+                0.3,
+            );
+            let what = format!("row {row} of {length} tokens, causal {causal}");
+            assert_close(&alone(&batched), &expected, 1e-6, &what);
+        }
+    }
+}
+
+/// Left padding from an `attention_mask` hides the leading keys.
+#[test]
+fn key_padding_from_a_left_padded_attention_mask() {
+    let padding = KeyPadding::from_attention_mask(
+        Array2::from_shape_vec((2, 3), vec![0, 1, 1, 1, 1, 1])
+            .unwrap()
+            .view(),
+    )
+    .unwrap();
+    assert_eq!(
+        padding.view(),
+        Array2::from_shape_vec((2, 3), vec![0.0, 1.0, 1.0, 1.0, 1.0, 1.0]).unwrap()
+    );
+    assert_eq!(padding.mask().key_padding, Some(padding.view()));
+    assert!(!padding.mask().causal && padding.causal_mask().causal);
+}
+
+#[test]
+fn key_padding_rejects_what_is_not_a_padding() {
+    let error = KeyPadding::from_attention_mask(
+        Array2::from_shape_vec((2, 2), vec![1, 1, 1, 2])
+            .unwrap()
+            .view(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("attention_mask[1][1] is 2"), "{error}");
+    let error = KeyPadding::from_lengths(&[3, 5], 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("row 1 has 5 tokens, more than the 4 keys"),
+        "{error}"
+    );
+    let empty = KeyPadding::from_lengths(&[], 4).unwrap();
+    assert_eq!(empty.view().dim(), (0, 4));
 }

@@ -15,14 +15,16 @@ mod tiled;
 
 use std::marker::PhantomData;
 
-use ndarray::{Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4};
+use ndarray::{Array2, Array4, ArrayView2, ArrayView3, ArrayView4, ArrayViewMut4};
 
 pub use reference::attention_reference;
 
+use crate::error::{Error, Result};
 use crate::isa::{Isa, Token, isa};
 use crate::threads::for_each_part;
 
-/// Which keys each query may see.
+/// Which keys each query may see: a struct literal, or, for padded batches, from a
+/// [`KeyPadding`] made of transformers' `attention_mask` or of each row's length.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AttentionMask<'a> {
     /// (batch, keys): 1 where a key is a real token, 0 where it is padding.
@@ -33,6 +35,103 @@ pub struct AttentionMask<'a> {
     /// (heads, queries, keys): added to the scaled scores before the softmax, the same for every
     /// batch entry (T5's relative position bias); −∞ hides a key.
     pub bias: Option<ArrayView3<'a, f32>>,
+}
+
+/// Which keys of each batch entry are real tokens: the (batch, keys) table of 1s and 0s that
+/// [`AttentionMask::key_padding`] borrows, made from transformers' `attention_mask` or from each
+/// row's length. A model of one's own keeps one per padded batch and hands its layers
+/// [`KeyPadding::mask`] (an encoder's self-attention; a decoder's cross-attention, with the
+/// encoder's padding) or [`KeyPadding::causal_mask`] (a decoder's self-attention).
+///
+/// ```
+/// use oxformer_tensor::ndarray::{Array4, array};
+/// use oxformer_tensor::{KeyPadding, attention};
+///
+/// // two inputs of 3 and 2 tokens, right-padded to 3: transformers' `attention_mask`
+/// let padding = KeyPadding::from_attention_mask(array![[1, 1, 1], [1, 1, 0]].view())?;
+/// assert_eq!(padding, KeyPadding::from_lengths(&[3, 2], 3)?);
+///
+/// let q = Array4::<f32>::ones((2, 4, 3, 8)); // (batch, heads, tokens, head_dim)
+/// let encoded = attention(q.view(), q.view(), q.view(), &padding.mask(), 0.125);
+/// let decoded = attention(q.view(), q.view(), q.view(), &padding.causal_mask(), 0.125);
+/// assert_eq!(encoded.dim(), decoded.dim());
+///
+/// assert!(KeyPadding::from_attention_mask(array![[1, 2]].view()).is_err());
+/// assert!(KeyPadding::from_lengths(&[4], 3).is_err());
+/// # Ok::<(), oxformer_tensor::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyPadding {
+    /// (batch, keys): 1.0 for a real token, 0.0 for padding.
+    table: Array2<f32>,
+}
+
+impl KeyPadding {
+    /// From transformers' `attention_mask`: 1 where a key is a real token, 0 where it is padding
+    /// (on either side).
+    ///
+    /// # Shapes
+    /// `attention_mask`: (batch, keys).
+    ///
+    /// # Errors
+    /// A value other than 0 or 1 (named with its row and column).
+    pub fn from_attention_mask(attention_mask: ArrayView2<'_, u32>) -> Result<Self> {
+        if let Some(((row, column), value)) =
+            attention_mask.indexed_iter().find(|(_, value)| **value > 1)
+        {
+            return Err(Error::AttentionMask {
+                reason: format!(
+                    "attention_mask[{row}][{column}] is {value}; it takes 1 (a token) or 0 (padding)"
+                ),
+            });
+        }
+        Ok(Self {
+            table: attention_mask.mapv(|value| value as f32),
+        })
+    }
+
+    /// Rows of `lengths[b]` real tokens followed by padding up to `keys` (right padding, as
+    /// the tokenizers pad by default).
+    ///
+    /// # Shapes
+    /// The table: (`lengths.len()`, `keys`).
+    ///
+    /// # Errors
+    /// A length over `keys`.
+    pub fn from_lengths(lengths: &[usize], keys: usize) -> Result<Self> {
+        if let Some((row, length)) = lengths.iter().enumerate().find(|&(_, &len)| len > keys) {
+            return Err(Error::AttentionMask {
+                reason: format!("row {row} has {length} tokens, more than the {keys} keys"),
+            });
+        }
+        Ok(Self {
+            table: Array2::from_shape_fn((lengths.len(), keys), |(row, key)| {
+                if key < lengths[row] { 1.0 } else { 0.0 }
+            }),
+        })
+    }
+
+    /// The table, (batch, keys): 1.0 for a real token, 0.0 for padding.
+    pub fn view(&self) -> ArrayView2<'_, f32> {
+        self.table.view()
+    }
+
+    /// Every query sees every real key of its batch entry.
+    pub fn mask(&self) -> AttentionMask<'_> {
+        AttentionMask {
+            key_padding: Some(self.table.view()),
+            causal: false,
+            bias: None,
+        }
+    }
+
+    /// Query `i` of `q` sees the real keys among `0 ..= i + (keys − q)` ([`AttentionMask::causal`]).
+    pub fn causal_mask(&self) -> AttentionMask<'_> {
+        AttentionMask {
+            causal: true,
+            ..self.mask()
+        }
+    }
 }
 
 /// `softmax(scale · Q·Kᵀ + bias + mask)·V` for every batch entry and head.
