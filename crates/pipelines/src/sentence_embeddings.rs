@@ -30,6 +30,10 @@ pub struct SentenceEmbeddingsOptions {
     pub normalize_embeddings: bool,
     /// Keep only the first this many values of each embedding (Matryoshka models).
     pub truncate_dim: Option<usize>,
+    /// Cut each input to this many tokens instead of the folder's `max_seq_length`
+    /// (sentence-transformers: setting `model.max_seq_length`); the model's positions still
+    /// bound it.
+    pub max_length: Option<usize>,
     /// Texts per forward pass, grouped by length (0: 8). Results do not depend on it beyond
     /// float rounding.
     pub batch_size: usize,
@@ -167,7 +171,9 @@ impl SentenceEmbeddingsPipeline {
         }
         let prompt = self.prompt(task, options)?;
         let prompt_length = match prompt {
-            Some(prompt) if !prompt.is_empty() => self.prompt_length(task, prompt)?,
+            Some(prompt) if !prompt.is_empty() => {
+                self.prompt_length(task, prompt, options.max_length)?
+            }
             _ => 0,
         };
         let mut features = Vec::with_capacity(inputs.len());
@@ -183,6 +189,7 @@ impl SentenceEmbeddingsPipeline {
                         &self.prepare(&prompted),
                         None,
                         true,
+                        options.max_length,
                         side,
                     )?
                 }
@@ -194,7 +201,8 @@ impl SentenceEmbeddingsPipeline {
                              was asked for: send text",
                         ));
                     }
-                    self.loaded.feature_from_ids(task, ids, true, side)?
+                    self.loaded
+                        .feature_from_ids(task, ids, true, options.max_length, side)?
                 }
             };
             features.push(feature);
@@ -269,11 +277,21 @@ impl SentenceEmbeddingsPipeline {
     }
 
     /// `_get_prompt_length`: the prompt's tokens with the leading special token, without a
-    /// trailing special one.
-    fn prompt_length(&self, task: &'static str, prompt: &str) -> Result<usize> {
-        let feature = self
-            .loaded
-            .encode_single(task, &self.prepare(prompt), None, true)?;
+    /// trailing special one (cut to the same length as the texts).
+    fn prompt_length(
+        &self,
+        task: &'static str,
+        prompt: &str,
+        max_length: Option<usize>,
+    ) -> Result<usize> {
+        let feature = self.loaded.encode_single_on(
+            task,
+            &self.prepare(prompt),
+            None,
+            true,
+            max_length,
+            None,
+        )?;
         let special = self.loaded.tokenizer().all_special_ids();
         let ends_special = feature.ids.last().is_some_and(|id| special.contains(id));
         Ok(feature.ids.len() - usize::from(ends_special))
