@@ -450,6 +450,7 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
     };
     let mut models = Models::new(pipeline, dir, config.threads);
     models.pooling = pooling;
+    models.max_input_length = Some(max_input_length);
     Ok((models, info))
 }
 

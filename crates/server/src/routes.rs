@@ -427,6 +427,7 @@ pub(crate) async fn embed_all(
             prepare_inputs(&state, request.inputs.items(), request.truncate).await?;
         let count = inputs.len();
         let computed = run_on_model(&state, count, timings.tokens, move |models| {
+            let max_length = models.max_input_length;
             let pipeline = if models.pipeline.feature_extraction().is_some() {
                 &models.pipeline
             } else {
@@ -437,6 +438,7 @@ pub(crate) async fn embed_all(
                 .expect("a feature-extraction pipeline");
             let options = FeatureExtractionOptions {
                 truncation,
+                max_length,
                 batch_size: 0,
             };
             let features = pipeline.run_inputs(&embedding_inputs(&inputs), &options, side)?;
@@ -755,6 +757,7 @@ pub(crate) async fn similarity(
             let sentences: Vec<&str> = sentences.iter().map(String::as_str).collect();
             let options = SentenceEmbeddingsOptions {
                 prompt_name,
+                max_length: models.max_input_length,
                 ..SentenceEmbeddingsOptions::default()
             };
             let scores = pipeline.similarity(source, &sentences, &options)?;

@@ -407,7 +407,7 @@ fn pooled(model: &str, texts: &[&str], pooling: &str) -> Vec<Vec<f32>> {
             texts,
             &FeatureExtractionOptions {
                 truncation: false,
-                batch_size: 0,
+                ..FeatureExtractionOptions::default()
             },
         )
         .unwrap();
