@@ -133,13 +133,28 @@ impl SentenceEmbeddingsPipeline {
         sentences: &[&str],
         options: &SentenceEmbeddingsOptions,
     ) -> Result<SimilarityScores> {
+        self.similarity_on(source, sentences, options, None)
+    }
+
+    /// As [`Self::similarity`], an over-long text cut on `side` (`None`: the tokenizer's
+    /// `truncation_side`, as [`Self::similarity`]).
+    ///
+    /// # Errors
+    /// As [`Self::similarity`].
+    pub fn similarity_on(
+        &self,
+        source: &str,
+        sentences: &[&str],
+        options: &SentenceEmbeddingsOptions,
+        side: Option<Side>,
+    ) -> Result<SimilarityScores> {
         if sentences.is_empty() {
             return Err(Error::input(SIMILARITY_TASK, "`sentences` is empty"));
         }
-        let mut texts = Vec::with_capacity(sentences.len() + 1);
-        texts.push(source);
-        texts.extend_from_slice(sentences);
-        let embeddings = self.embed(SIMILARITY_TASK, &texts, options)?;
+        let mut inputs = Vec::with_capacity(sentences.len() + 1);
+        inputs.push(EmbeddingInput::Text(source));
+        inputs.extend(sentences.iter().map(|&text| EmbeddingInput::Text(text)));
+        let embeddings = self.embed_inputs(SIMILARITY_TASK, &inputs, options, side)?;
         let (source, others) = embeddings.split_first().expect("at least two texts");
         Ok(SimilarityScores(
             others.iter().map(|other| cosine(source, other)).collect(),

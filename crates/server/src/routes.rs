@@ -161,17 +161,6 @@ pub(crate) fn embedding_inputs<'a>(
         .collect()
 }
 
-/// `truncation_direction` on the routes that truncate on the right only.
-fn check_direction(direction: &Option<String>) -> Result<(), ApiError> {
-    match truncation_side(direction)? {
-        None | Some(Side::Right) => Ok(()),
-        Some(Side::Left) => Err(ApiError::validation(
-            "truncation_direction `Left` is supported on /embed, /embed_all, /predict and \
-             /rerank, not on this route",
-        )),
-    }
-}
-
 /// The inputs' checks before they are admitted: not empty, not too many.
 fn check_count(state: &SharedState, count: usize) -> Result<(), ApiError> {
     if count == 0 {
@@ -736,7 +725,7 @@ pub(crate) async fn similarity(
     tracked(&state, method, async {
         let JsonBody(request) = body?;
         let parameters = request.parameters.unwrap_or_default();
-        check_direction(&parameters.truncation_direction)?;
+        let side = truncation_side(&parameters.truncation_direction)?;
         let model = state.ready()?;
         if !is_embedding(model) {
             return Err(ApiError::unsupported("/similarity", &model.task_name));
@@ -760,7 +749,7 @@ pub(crate) async fn similarity(
                 max_length: models.max_input_length,
                 ..SentenceEmbeddingsOptions::default()
             };
-            let scores = pipeline.similarity(source, &sentences, &options)?;
+            let scores = pipeline.similarity_on(source, &sentences, &options, side)?;
             serde_json::to_value(scores).map_err(|error| ApiError::backend(error.to_string()))
         })
         .await?;
