@@ -278,4 +278,30 @@ fn rerank_cuts_each_pair_at_max_input_length() {
         ),
         "/rerank",
     );
+
+    // A pair is counted as the model sees it, with the pair template's special tokens: one
+    // token over the limit is refused, and cut when truncating.
+    // Words of one token each in this vocabulary.
+    let (query, short) = ("the a is", "is the a");
+    let plain = EncodeOptions::default();
+    let pair_length = tokenizer
+        .encode(EncodeInput::Pair(query, short), &plain)
+        .unwrap()
+        .len();
+    assert_eq!(pair_length, LIMIT + 1);
+    let over = json!({"query": query, "texts": [short], "truncate": false});
+    expect_validation(&server.post_json("/rerank", &over), "/rerank one over");
+    let over = json!({"inputs": [query, short], "truncate": false});
+    expect_validation(&server.post_json("/predict", &over), "/predict one over");
+    let answer = server.post_json(
+        "/rerank",
+        &json!({"query": query, "texts": [short], "raw_scores": true, "truncate": true}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let expected = ranked(
+        &model,
+        &[cut_input(&tokenizer, EncodeInput::Pair(query, short))],
+        true,
+    );
+    assert_json_close(&answer.json()[0]["score"], &expected[0][0]["score"], 1e-6);
 }
