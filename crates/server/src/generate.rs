@@ -29,8 +29,18 @@ struct Logprobs {
     logprob: f32,
     /// The token's own text, decoded alone.
     text: String,
-    /// (id, text, log-probability) of the step's most likely tokens, best first.
-    top: Vec<(u32, String, f32)>,
+    /// The step's most likely tokens, best first.
+    top: Vec<TopToken>,
+}
+
+/// One of a step's most likely tokens (TGI's `Token` in `top_tokens`).
+#[derive(Debug, Clone, PartialEq)]
+struct TopToken {
+    id: u32,
+    /// Decoded alone.
+    text: String,
+    logprob: f32,
+    special: bool,
 }
 
 /// What the model thread sends while generating.
@@ -178,7 +188,14 @@ async fn start(
                                 top: logprobs
                                     .top
                                     .iter()
-                                    .map(|&(id, logprob)| Ok((id, decode(id)?, logprob)))
+                                    .map(|&(id, logprob)| {
+                                        Ok(TopToken {
+                                            id,
+                                            text: decode(id)?,
+                                            logprob,
+                                            special: special.contains(&id),
+                                        })
+                                    })
                                     .collect::<Result<_, ApiError>>()?,
                             }),
                             None => None,
@@ -316,19 +333,41 @@ async fn collect(mut running: Running) -> Result<(Vec<Token>, End), ApiError> {
     ))
 }
 
+/// TGI's `--max-top-n-tokens` default.
+const MAX_TOP_N_TOKENS: usize = 5;
+
+/// What TGI's parameters ask for besides the pipeline's options.
+#[derive(Debug, Default)]
+struct TgiAsks {
+    /// `details`.
+    details: bool,
+    /// `return_full_text`.
+    full_text: bool,
+    /// `top_n_tokens`: the most likely tokens of each step, in `top_tokens`.
+    top_n_tokens: usize,
+}
+
 /// TGI's parameters, mapped onto the pipeline's options.
-fn tgi_options(
-    parameters: &Map<String, Value>,
-) -> Result<(Map<String, Value>, bool, bool), ApiError> {
+fn tgi_options(parameters: &Map<String, Value>) -> Result<(Map<String, Value>, TgiAsks), ApiError> {
     let mut options = Map::new();
-    let mut details = false;
-    let mut full_text = false;
+    let mut asks = TgiAsks::default();
     let mut sampling_asked = false;
     for (key, value) in parameters {
         match (key.as_str(), value) {
             (_, Value::Null) => {}
-            ("details", value) => details = value.as_bool().unwrap_or(false),
-            ("return_full_text", value) => full_text = value.as_bool().unwrap_or(false),
+            ("details", value) => asks.details = value.as_bool().unwrap_or(false),
+            ("return_full_text", value) => asks.full_text = value.as_bool().unwrap_or(false),
+            ("top_n_tokens", value) => {
+                asks.top_n_tokens = value
+                    .as_u64()
+                    .map(|top| top as usize)
+                    .filter(|&top| top <= MAX_TOP_N_TOKENS)
+                    .ok_or_else(|| {
+                        ApiError::validation(format!(
+                            "`top_n_tokens` must be an integer from 0 to {MAX_TOP_N_TOKENS}"
+                        ))
+                    })?;
+            }
             ("watermark" | "decoder_input_details", Value::Bool(false)) => {}
             ("best_of", value) if value.as_u64() == Some(1) => {}
             // Read by `stop_sequences`.
@@ -351,7 +390,7 @@ fn tgi_options(
     if sampling_asked && !options.contains_key("do_sample") {
         options.insert("do_sample".to_string(), Value::Bool(true));
     }
-    Ok((options, details, full_text))
+    Ok((options, asks))
 }
 
 /// TGI's request body.
@@ -368,6 +407,19 @@ fn token_json(token: &Token) -> Value {
     json!({"id": token.id, "text": token.text, "logprob": logprob, "special": token.special})
 }
 
+/// TGI's `top_tokens` of one token: its step's most likely tokens, best first.
+fn top_tokens_json(token: &Token) -> Value {
+    let top = token
+        .logprobs
+        .as_ref()
+        .map_or(&[][..], |logprobs| &logprobs.top[..]);
+    top.iter()
+        .map(|top| {
+            json!({"id": top.id, "text": top.text, "logprob": top.logprob, "special": top.special})
+        })
+        .collect()
+}
+
 /// `POST /generate`: `{"generated_text", "details"?}`.
 pub(crate) async fn generate(
     State(state): State<SharedState>,
@@ -375,10 +427,10 @@ pub(crate) async fn generate(
 ) -> Response {
     tracked(&state, Method::Single, async {
         let JsonBody(request) = body?;
-        let (options, details, full_text) = tgi_options(&request.parameters)?;
+        let (options, asks) = tgi_options(&request.parameters)?;
         let stops = stop_sequences(request.parameters.get("stop"))?;
         // TGI's details carry each token's log-probability.
-        let logprobs = details.then_some(0);
+        let logprobs = (asks.details || asks.top_n_tokens > 0).then_some(asks.top_n_tokens);
         let running = start(
             &state,
             "/generate",
@@ -391,13 +443,13 @@ pub(crate) async fn generate(
         let (tokens, end) = collect(running).await?;
         let timings = end.timings;
         // TGI keeps the stop sequence in the text.
-        let generated_text = if full_text {
+        let generated_text = if asks.full_text {
             format!("{}{}", request.inputs, end.text)
         } else {
             end.text
         };
         let mut body = json!({"generated_text": generated_text});
-        if details {
+        if asks.details {
             body["details"] = json!({
                 "finish_reason": end.finish_reason,
                 "generated_tokens": tokens.len(),
@@ -405,6 +457,11 @@ pub(crate) async fn generate(
                 "prefill": [],
                 "tokens": tokens.iter().map(token_json).collect::<Vec<_>>(),
             });
+            // TGI leaves `top_tokens` out when none were asked for.
+            if asks.top_n_tokens > 0 {
+                body["details"]["top_tokens"] =
+                    tokens.iter().map(top_tokens_json).collect::<Value>();
+            }
         }
         Ok((Json(body).into_response(), timings))
     })
@@ -479,7 +536,7 @@ pub(crate) async fn generate_stream(
     state.metrics.request(Method::Single);
     let started = async {
         let JsonBody(request) = body?;
-        let (options, _, full_text) = tgi_options(&request.parameters)?;
+        let (options, asks) = tgi_options(&request.parameters)?;
         let stops = stop_sequences(request.parameters.get("stop"))?;
         let seed = request
             .parameters
@@ -493,13 +550,13 @@ pub(crate) async fn generate_stream(
             request.inputs.clone(),
             options,
             stops,
-            Some(0),
+            Some(asks.top_n_tokens),
         )
         .await?;
-        Ok::<_, ApiError>((running, request.inputs, full_text, seed))
+        Ok::<_, ApiError>((running, request.inputs, asks, seed))
     }
     .await;
-    let (running, prompt, full_text, seed) = match started {
+    let (running, prompt, asks, seed) = match started {
         Ok(started) => started,
         Err(error) => {
             state.metrics.failure(error.metric_label());
@@ -522,7 +579,7 @@ pub(crate) async fn generate_stream(
                             end.timings.queue,
                             end.timings.inference,
                         );
-                        let text = if full_text {
+                        let text = if asks.full_text {
                             format!("{prompt}{}", end.text)
                         } else {
                             end.text
@@ -539,16 +596,17 @@ pub(crate) async fn generate_stream(
                     }
                     None => (Value::Null, Value::Null),
                 };
-                Event::default().data(
-                    json!({
-                        "index": index,
-                        "token": token_json(&token),
-                        "top_tokens": null,
-                        "generated_text": generated_text,
-                        "details": details,
-                    })
-                    .to_string(),
-                )
+                let mut event = json!({
+                    "index": index,
+                    "token": token_json(&token),
+                    "generated_text": generated_text,
+                    "details": details,
+                });
+                // TGI leaves `top_tokens` out when none were asked for.
+                if asks.top_n_tokens > 0 {
+                    event["top_tokens"] = top_tokens_json(&token);
+                }
+                Event::default().data(event.to_string())
             }
             Err(error) => {
                 metrics.failure(error.metric_label());
@@ -690,7 +748,7 @@ fn openai_logprobs(tokens: &[Token], mut offset: usize) -> Value {
         for (text, logprob) in logprobs
             .top
             .iter()
-            .map(|(_, text, logprob)| (text, logprob))
+            .map(|top| (&top.text, &top.logprob))
             .chain([(&logprobs.text, &logprobs.logprob)])
         {
             // Best first: a text that two tokens decode to keeps the likelier.

@@ -390,7 +390,8 @@ fn assert_logprob(actual: &Value, expected: f32, what: &str) {
 }
 
 /// Greedy decoding's log-probabilities equal `log_softmax` of the model's logits: TGI's
-/// `logprob` on /generate's details and each /generate_stream token; OpenAI's `logprobs` on
+/// `logprob` on /generate's details and each /generate_stream token, and `top_tokens` with
+/// `top_n_tokens` (more than 5 refused); OpenAI's `logprobs` on
 /// /v1/completions (tokens, token_logprobs, top_logprobs by text, text_offset), streamed too;
 /// `null` when not asked; more than 5 refused.
 #[test]
@@ -423,9 +424,29 @@ fn log_probabilities_come_from_the_model_logits() {
         );
     }
 
+    // TGI's top_n_tokens: each step's most likely tokens, best first, in `top_tokens`.
+    let check_top = |top_tokens: &Value, step: usize, what: &str| {
+        let top_tokens = top_tokens.as_array().unwrap();
+        assert_eq!(top_tokens.len(), top, "{what}");
+        for (given, &(id, value)) in top_tokens.iter().zip(&expected[step].1) {
+            assert_eq!(given["id"], id, "{what}");
+            assert_logprob(&given["logprob"], value, what);
+        }
+    };
+    let answer = server.post_json(
+        "/generate",
+        &json!({"inputs": prompt, "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false, "details": true, "top_n_tokens": top}}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let details = &answer.json()["details"];
+    for step in 0..ids.len() {
+        let what = format!("/generate top_tokens {step}");
+        check_top(&details["top_tokens"][step], step, &what);
+    }
+
     let answer = server.post_json(
         "/generate_stream",
-        &json!({"inputs": prompt, "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false}}),
+        &json!({"inputs": prompt, "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false, "top_n_tokens": top}}),
     );
     let events: Vec<Value> = sse_data(&answer.body)
         .iter()
@@ -434,12 +455,15 @@ fn log_probabilities_come_from_the_model_logits() {
     assert_eq!(events.len(), ids.len());
     for (step, event) in events.iter().enumerate() {
         assert_eq!(event["token"]["id"], ids[step]);
-        assert_logprob(
-            &event["token"]["logprob"],
-            expected[step].0,
-            &format!("/generate_stream {step}"),
-        );
+        let what = format!("/generate_stream {step}");
+        assert_logprob(&event["token"]["logprob"], expected[step].0, &what);
+        check_top(&event["top_tokens"], step, &what);
     }
+    let too_many = server.post_json(
+        "/generate",
+        &json!({"inputs": prompt, "parameters": {"top_n_tokens": 6}}),
+    );
+    assert_eq!(too_many.status, 422, "{}", too_many.body);
 
     // OpenAI: top_logprobs are keyed by each token's text, decoded alone.
     let tokenizer = Tokenizer::from_folder(&model).unwrap();
