@@ -305,3 +305,33 @@ fn rerank_cuts_each_pair_at_max_input_length() {
     );
     assert_json_close(&answer.json()[0]["score"], &expected[0][0]["score"], 1e-6);
 }
+
+/// `--max-input-length` above the model's positions is the positions: truncation cuts there
+/// (the pipeline's own cut), and without it an input past them is a 422.
+#[test]
+fn a_limit_past_the_positions_is_the_positions() {
+    let model = fixture("st-mean");
+    let mut config = ServerConfig::new(&model);
+    config.threads = 1;
+    config.max_input_length = Some(100_000);
+    let server = Server::start(config);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{model}/config.json")).unwrap())
+            .unwrap();
+    let positions = config["max_position_embeddings"].as_u64().unwrap() as usize;
+    assert_eq!(server.get("/info").json()["max_input_length"], positions);
+    // Far more tokens than the positions.
+    let long = long_text(400, "good", "bad");
+    let answer = server.post_json("/embed", &json!({"inputs": long, "truncate": true}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let expected = sentence_embeddings(&model, &[EmbeddingInput::Text(&long)], true);
+    assert_close(&vectors(&answer.json()), &expected, 1e-5);
+    let answer = server.post_json("/embed_all", &json!({"inputs": long, "truncate": true}));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let tokens: Vec<Vec<Vec<f32>>> = serde_json::from_value(answer.json()).unwrap();
+    assert_eq!(tokens[0].len(), positions);
+    for path in ["/embed", "/embed_all"] {
+        let answer = server.post_json(path, &json!({"inputs": long, "truncate": false}));
+        expect_validation(&answer, path);
+    }
+}
