@@ -30,8 +30,9 @@ pub struct ServeArgs {
     /// Inputs per request.
     #[arg(long, default_value_t = 32)]
     pub max_client_batch_size: usize,
-    /// Tokens per input (default, as TEI: the sentence-transformers max_seq_length, else the
-    /// model's position embeddings, at most --max-batch-tokens).
+    /// Tokens per input, also what truncation cuts to (default, as TEI: the
+    /// sentence-transformers max_seq_length, else the model's position embeddings, at most
+    /// --max-batch-tokens); never more than the model's position embeddings.
     #[arg(long)]
     pub max_input_length: Option<usize>,
     /// Truncate over-long inputs instead of refusing them (422).

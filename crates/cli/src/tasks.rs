@@ -174,6 +174,7 @@ impl SentenceOptionArgs {
             prompt: self.prompt.clone(),
             normalize_embeddings: self.normalize_embeddings,
             truncate_dim: self.truncate_dim,
+            max_length: None,
             batch_size: batch_size.unwrap_or(0),
         }
     }
@@ -394,6 +395,7 @@ pub fn text_classification(args: &TextClassificationArgs) -> Result<()> {
         top_k,
         function_to_apply,
         truncation: args.truncation,
+        max_length: None,
         batch_size: args.common.batch_size.unwrap_or(0),
     };
     let loaded = load(Task::TextClassification, &args.common)?;
@@ -607,6 +609,7 @@ pub fn fill_mask(args: &FillMaskArgs) -> Result<()> {
 pub fn feature_extraction(args: &FeatureExtractionArgs) -> Result<()> {
     let options = FeatureExtractionOptions {
         truncation: args.truncation,
+        max_length: None,
         batch_size: args.common.batch_size.unwrap_or(0),
     };
     let loaded = load(Task::FeatureExtraction, &args.common)?;

@@ -181,6 +181,7 @@ pub(crate) fn call(
                 top_k,
                 function_to_apply,
                 truncation,
+                max_length: None,
                 batch_size,
             };
             let pair = |value: &Value| -> Result<TextInput> {
@@ -308,6 +309,7 @@ pub(crate) fn call(
             reader.finish()?;
             let typed = FeatureExtractionOptions {
                 truncation,
+                max_length: None,
                 batch_size,
             };
             let (texts, is_list) = texts(task, inputs)?;
@@ -353,6 +355,7 @@ fn sentence_options(
         prompt: reader.string("prompt")?.map(str::to_string),
         normalize_embeddings: reader.bool("normalize_embeddings")?.unwrap_or(false),
         truncate_dim: reader.usize("truncate_dim")?,
+        max_length: None,
         batch_size,
     })
 }

@@ -19,6 +19,10 @@ pub struct FeatureExtractionOptions {
     /// Truncate inputs longer than the model (transformers: `truncation=True`); otherwise an
     /// over-long input is an error.
     pub truncation: bool,
+    /// With `truncation`, cut to this many tokens (transformers' tokenizer argument
+    /// `max_length`, in `tokenize_kwargs`) instead of the model's length; the model's positions
+    /// still bound it. Not used without `truncation`.
+    pub max_length: Option<usize>,
     /// 0 (the default): batches of 8 inputs of similar lengths, each text's output with its
     /// own tokens only (what transformers gives one text at a time). `n` > 0: transformers'
     /// `batch_size=n`: `n` consecutive texts padded together, and, as transformers returns
@@ -84,7 +88,7 @@ impl FeatureExtractionPipeline {
         options: &FeatureExtractionOptions,
         side: Option<Side>,
     ) -> Result<Vec<Features>> {
-        let truncation = options.truncation;
+        let (truncation, max_length) = (options.truncation, options.max_length);
         let mut features = Vec::with_capacity(inputs.len());
         for input in inputs {
             features.push(match *input {
@@ -93,11 +97,11 @@ impl FeatureExtractionPipeline {
                         return Err(Error::input(TASK, "empty text"));
                     }
                     self.loaded
-                        .encode_single_on(TASK, text, None, truncation, side)?
+                        .encode_single_on(TASK, text, None, truncation, max_length, side)?
                 }
-                EmbeddingInput::TokenIds(ids) => {
-                    self.loaded.feature_from_ids(TASK, ids, truncation, side)?
-                }
+                EmbeddingInput::TokenIds(ids) => self
+                    .loaded
+                    .feature_from_ids(TASK, ids, truncation, max_length, side)?,
             });
         }
         let rows = if options.batch_size == 0 {

@@ -75,6 +75,46 @@ impl GenerateOutput {
     }
 }
 
+/// The log-probability of a token chosen at one step, and of the step's most likely tokens:
+/// `log_softmax` of the step's scores after the processors and warpers, what transformers'
+/// `compute_transition_scores` reads from `output_scores` (and TGI's `logprob`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprobs {
+    /// The chosen token's.
+    pub logprob: f32,
+    /// The most likely tokens, best first (the first id on ties), as (id, log-probability).
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprobs {
+    /// The log-probability of `token` under `scores` and the `top` most likely tokens.
+    fn of(scores: &[f32], token: u32, top: usize) -> Self {
+        let log_probs = processors::log_softmax(scores);
+        let top = top.min(log_probs.len());
+        let mut best: Vec<u32> = Vec::new();
+        if top > 0 {
+            // Larger first, then the smaller id; NaN last.
+            let by_rank = |a: &u32, b: &u32| {
+                let (x, y) = (log_probs[*a as usize], log_probs[*b as usize]);
+                y.partial_cmp(&x)
+                    .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
+                    .then(a.cmp(b))
+            };
+            best = (0..log_probs.len() as u32).collect();
+            best.select_nth_unstable_by(top - 1, by_rank);
+            best.truncate(top);
+            best.sort_by(by_rank);
+        }
+        Self {
+            logprob: log_probs[token as usize],
+            top: best
+                .into_iter()
+                .map(|id| (id, log_probs[id as usize]))
+                .collect(),
+        }
+    }
+}
+
 /// A decoding run: built from a model, prompts and a config, then [`Generation::run`] to the
 /// end or iterated step by step with [`Generation::tokens`].
 pub struct Generation<'a, M: Generative + ?Sized> {
@@ -90,6 +130,8 @@ pub struct Generation<'a, M: Generative + ?Sized> {
     padding: Vec<usize>,
     max_length: usize,
     record: bool,
+    /// With [`Generation::with_logprobs`]: how many of the most likely tokens to keep.
+    logprobs: Option<usize>,
     decode: Option<Box<TextDecoder<'a>>>,
     rng: Rng,
     state: Option<State<M::Cache>>,
@@ -103,6 +145,8 @@ struct State<C> {
     cached: usize,
     logits: Vec<Array2<f32>>,
     scores: Vec<Array2<f32>>,
+    /// With [`Generation::with_logprobs`]: the last step's, one per row.
+    logprobs: Vec<TokenLogprobs>,
     finished: bool,
 }
 
@@ -174,6 +218,7 @@ impl<'a, M: Generative + ?Sized> Generation<'a, M> {
             padding,
             max_length,
             record: false,
+            logprobs: None,
             decode: None,
             rng,
             state: None,
@@ -183,6 +228,14 @@ impl<'a, M: Generative + ?Sized> Generation<'a, M> {
     /// Keeps the raw logits and processed scores of every step in the output.
     pub fn record_logits(mut self, record: bool) -> Self {
         self.record = record;
+        self
+    }
+
+    /// Computes the log-probabilities of each step's tokens, with the `top` most likely ones
+    /// ([`TokenStream::logprobs`]); greedy decoding then takes the model's logits rather than
+    /// its argmax shortcut (the same tokens).
+    pub fn with_logprobs(mut self, top: usize) -> Self {
+        self.logprobs = Some(top);
         self
     }
 
@@ -279,6 +332,7 @@ impl<'a, M: Generative + ?Sized> Generation<'a, M> {
             cached: 0,
             logits: Vec::new(),
             scores: Vec::new(),
+            logprobs: Vec::new(),
             finished: false,
         })
     }
@@ -289,7 +343,10 @@ impl<'a, M: Generative + ?Sized> Generation<'a, M> {
         if self.state.is_none() {
             self.state = Some(self.start()?);
         }
-        let greedy = !self.config.do_sample && self.processors.is_empty() && !self.record;
+        let greedy = !self.config.do_sample
+            && self.processors.is_empty()
+            && !self.record
+            && self.logprobs.is_none();
         let expand = self.config.num_return_sequences;
         let state = self.state.as_mut().expect("state was just made");
         if state.finished {
@@ -360,6 +417,17 @@ impl<'a, M: Generative + ?Sized> Generation<'a, M> {
             };
             tokens.push(token);
         }
+        if let (Some(top), Some(scores)) = (self.logprobs, &scores) {
+            state.logprobs = tokens
+                .iter()
+                .enumerate()
+                .map(|(index, &token)| {
+                    let row_scores = scores.row(index);
+                    let row_scores = row_scores.as_slice().expect("contiguous");
+                    TokenLogprobs::of(row_scores, token, top)
+                })
+                .collect();
+        }
         for (row, &token) in state.rows.iter_mut().zip(&tokens) {
             row.push(token);
         }
@@ -429,6 +497,21 @@ impl<M: Generative + ?Sized> TokenStream<'_, M> {
     /// The padded prompt length.
     pub fn prompt_length(&self) -> usize {
         self.generation.start_length
+    }
+
+    /// [`Generation::with_logprobs`] from the next step on.
+    pub fn with_logprobs(mut self, top: usize) -> Self {
+        self.generation.logprobs = Some(top);
+        self
+    }
+
+    /// With [`Generation::with_logprobs`], the log-probabilities of the last step's tokens,
+    /// one per row; empty otherwise and before the first step.
+    pub fn logprobs(&self) -> &[TokenLogprobs] {
+        self.generation
+            .state
+            .as_ref()
+            .map_or(&[][..], |state| &state.logprobs[..])
     }
 }
 

@@ -284,6 +284,21 @@ impl Loaded {
             .map_or(limit, |sentence| sentence.min(limit))
     }
 
+    /// The length `truncation` cuts an input to: `max_length` when given (transformers'
+    /// tokenizer argument, which wins over the tokenizer's `model_max_length`), at most the
+    /// model's positions; otherwise [`Loaded::max_length`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a `max_length` of 0.
+    fn cut_length(&self, task: &'static str, max_length: Option<usize>) -> Result<usize> {
+        match max_length {
+            None => Ok(self.max_length()),
+            Some(0) => Err(Error::option(task, "max_length", "must be at least 1")),
+            // transformers would cut at `max_length` and then fail in the position embeddings.
+            Some(length) => Ok(length.min(self.position_limit())),
+        }
+    }
+
     /// Encodes one text (or pair) for a whole-sequence task: with `truncation` cut to
     /// [`Loaded::max_length`] (longest first), otherwise an error when it does not fit the
     /// model's positions (transformers runs a text longer than the tokenizer's
@@ -295,24 +310,34 @@ impl Loaded {
         pair: Option<&str>,
         truncation: bool,
     ) -> Result<Feature> {
-        self.encode_single_on(task, text, pair, truncation, None)
+        self.encode_single_on(task, text, pair, truncation, None, None)
     }
 
-    /// [`Loaded::encode_single`], truncating on `side` (`None`: the tokenizer's
-    /// `truncation_side`).
+    /// [`Loaded::encode_single`], with `truncation` cut to `max_length` tokens (`None`: the
+    /// model's length; see [`Loaded::cut_length`]) on `side` (`None`: the tokenizer's
+    /// `truncation_side`). Without `truncation`, `max_length` is not used.
+    ///
+    /// # Errors
+    /// An input longer than the model's positions without `truncation`; a `max_length` of 0,
+    /// or below the special tokens the tokenizer adds; tokenizer errors.
     pub(crate) fn encode_single_on(
         &self,
         task: &'static str,
         text: &str,
         pair: Option<&str>,
         truncation: bool,
+        max_length: Option<usize>,
         side: Option<Side>,
     ) -> Result<Feature> {
         let input = match pair {
             Some(pair) => EncodeInput::Pair(text, pair),
             None => EncodeInput::Single(text),
         };
-        let max_length = self.max_length();
+        let max_length = if truncation {
+            self.cut_length(task, max_length)?
+        } else {
+            self.position_limit()
+        };
         let options = EncodeOptions {
             truncation: if truncation {
                 Truncation::LongestFirst
@@ -325,11 +350,6 @@ impl Loaded {
             ..EncodeOptions::default()
         };
         let encoding = self.tokenizer.encode(input, &options)?;
-        let max_length = if truncation {
-            max_length
-        } else {
-            self.position_limit()
-        };
         if encoding.len() > max_length {
             return Err(Error::input(
                 task,
@@ -344,14 +364,16 @@ impl Loaded {
     }
 
     /// The feature of token ids given by a client (special tokens included, as the tokenizer
-    /// makes them): with `truncation` cut to [`Loaded::max_length`] on `side` (`None`: the
-    /// tokenizer's `truncation_side`), as the tokenizer truncates an encoding made without
-    /// special tokens; otherwise an error when they do not fit the model's positions.
+    /// makes them): with `truncation` cut to `max_length` (`None`: the model's length; see
+    /// [`Loaded::cut_length`]) on `side` (`None`: the tokenizer's `truncation_side`), as the
+    /// tokenizer truncates an encoding made without special tokens; otherwise an error when
+    /// they do not fit the model's positions.
     pub(crate) fn feature_from_ids(
         &self,
         task: &'static str,
         ids: &[u32],
         truncation: bool,
+        max_length: Option<usize>,
         side: Option<Side>,
     ) -> Result<Feature> {
         if ids.is_empty() {
@@ -367,7 +389,7 @@ impl Loaded {
             ));
         }
         let keep = if truncation {
-            ids.len().min(self.max_length())
+            ids.len().min(self.cut_length(task, max_length)?)
         } else if ids.len() > self.position_limit() {
             return Err(Error::input(
                 task,

@@ -30,6 +30,10 @@ pub struct SentenceEmbeddingsOptions {
     pub normalize_embeddings: bool,
     /// Keep only the first this many values of each embedding (Matryoshka models).
     pub truncate_dim: Option<usize>,
+    /// Cut each input to this many tokens instead of the folder's `max_seq_length`
+    /// (sentence-transformers: setting `model.max_seq_length`); the model's positions still
+    /// bound it.
+    pub max_length: Option<usize>,
     /// Texts per forward pass, grouped by length (0: 8). Results do not depend on it beyond
     /// float rounding.
     pub batch_size: usize,
@@ -129,13 +133,28 @@ impl SentenceEmbeddingsPipeline {
         sentences: &[&str],
         options: &SentenceEmbeddingsOptions,
     ) -> Result<SimilarityScores> {
+        self.similarity_on(source, sentences, options, None)
+    }
+
+    /// As [`Self::similarity`], an over-long text cut on `side` (`None`: the tokenizer's
+    /// `truncation_side`, as [`Self::similarity`]).
+    ///
+    /// # Errors
+    /// As [`Self::similarity`].
+    pub fn similarity_on(
+        &self,
+        source: &str,
+        sentences: &[&str],
+        options: &SentenceEmbeddingsOptions,
+        side: Option<Side>,
+    ) -> Result<SimilarityScores> {
         if sentences.is_empty() {
             return Err(Error::input(SIMILARITY_TASK, "`sentences` is empty"));
         }
-        let mut texts = Vec::with_capacity(sentences.len() + 1);
-        texts.push(source);
-        texts.extend_from_slice(sentences);
-        let embeddings = self.embed(SIMILARITY_TASK, &texts, options)?;
+        let mut inputs = Vec::with_capacity(sentences.len() + 1);
+        inputs.push(EmbeddingInput::Text(source));
+        inputs.extend(sentences.iter().map(|&text| EmbeddingInput::Text(text)));
+        let embeddings = self.embed_inputs(SIMILARITY_TASK, &inputs, options, side)?;
         let (source, others) = embeddings.split_first().expect("at least two texts");
         Ok(SimilarityScores(
             others.iter().map(|other| cosine(source, other)).collect(),
@@ -167,7 +186,9 @@ impl SentenceEmbeddingsPipeline {
         }
         let prompt = self.prompt(task, options)?;
         let prompt_length = match prompt {
-            Some(prompt) if !prompt.is_empty() => self.prompt_length(task, prompt)?,
+            Some(prompt) if !prompt.is_empty() => {
+                self.prompt_length(task, prompt, options.max_length)?
+            }
             _ => 0,
         };
         let mut features = Vec::with_capacity(inputs.len());
@@ -183,6 +204,7 @@ impl SentenceEmbeddingsPipeline {
                         &self.prepare(&prompted),
                         None,
                         true,
+                        options.max_length,
                         side,
                     )?
                 }
@@ -194,7 +216,8 @@ impl SentenceEmbeddingsPipeline {
                              was asked for: send text",
                         ));
                     }
-                    self.loaded.feature_from_ids(task, ids, true, side)?
+                    self.loaded
+                        .feature_from_ids(task, ids, true, options.max_length, side)?
                 }
             };
             features.push(feature);
@@ -269,11 +292,21 @@ impl SentenceEmbeddingsPipeline {
     }
 
     /// `_get_prompt_length`: the prompt's tokens with the leading special token, without a
-    /// trailing special one.
-    fn prompt_length(&self, task: &'static str, prompt: &str) -> Result<usize> {
-        let feature = self
-            .loaded
-            .encode_single(task, &self.prepare(prompt), None, true)?;
+    /// trailing special one (cut to the same length as the texts).
+    fn prompt_length(
+        &self,
+        task: &'static str,
+        prompt: &str,
+        max_length: Option<usize>,
+    ) -> Result<usize> {
+        let feature = self.loaded.encode_single_on(
+            task,
+            &self.prepare(prompt),
+            None,
+            true,
+            max_length,
+            None,
+        )?;
         let special = self.loaded.tokenizer().all_special_ids();
         let ends_special = feature.ids.last().is_some_and(|id| special.contains(id));
         Ok(feature.ids.len() - usize::from(ends_special))

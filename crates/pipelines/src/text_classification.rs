@@ -63,6 +63,10 @@ pub struct TextClassificationOptions {
     /// Truncate inputs longer than the model to its maximum length. transformers does not
     /// truncate unless asked (`truncation=True`); without it an over-long input is an error.
     pub truncation: bool,
+    /// With `truncation`, cut to this many tokens (transformers' tokenizer argument
+    /// `max_length`) instead of the model's length; the model's positions still bound it. Not
+    /// used without `truncation`.
+    pub max_length: Option<usize>,
     /// Inputs per forward pass (0: the default, 8).
     pub batch_size: usize,
 }
@@ -174,6 +178,7 @@ impl TextClassificationPipeline {
                 &input.text,
                 input.text_pair.as_deref(),
                 options.truncation,
+                options.max_length,
                 side,
             )?;
             features.push(feature);

@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::generation::{
-    Generation, GenerationConfig, Generative, Prompts, TokenStream, greedy_decode,
+    Generation, GenerationConfig, Generative, Prompts, TokenLogprobs, TokenStream, greedy_decode,
 };
 use crate::{Error, Result};
 
@@ -84,12 +84,15 @@ pub const PIPELINE_OPTION_NAMES: [&str; 6] = [
 
 /// A piece of streamed text: the token just generated (none for the final flush) and the text
 /// it completes (empty while a multi-byte character is still incomplete).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StreamPiece {
     /// The new token, if this piece comes from one.
     pub token_id: Option<u32>,
     /// New text; the pieces concatenated are the decoded continuation.
     pub text: String,
+    /// With [`TextStream::with_logprobs`], the new token's log-probability and the most likely
+    /// tokens of its step.
+    pub logprobs: Option<TokenLogprobs>,
 }
 
 /// A causal language model and its tokenizer: any [`Generative`] decoder-only model (GPT-2 by
@@ -510,6 +513,13 @@ pub struct TextStream<'a, M: Generative = Gpt2LmHeadModel> {
 }
 
 impl<M: Generative> TextStream<'_, M> {
+    /// Gives each piece its token's log-probability and the `top` most likely tokens of its
+    /// step (see [`Generation::with_logprobs`]); call it before the first piece.
+    pub fn with_logprobs(mut self, top: usize) -> Self {
+        self.tokens = self.tokens.with_logprobs(top);
+        self
+    }
+
     fn decoded(&self) -> Result<String> {
         Ok(self
             .tokenizer
@@ -552,6 +562,7 @@ impl<M: Generative> Iterator for TextStream<'_, M> {
                 Some(Ok(StreamPiece {
                     token_id: Some(token),
                     text: piece,
+                    logprobs: self.tokens.logprobs().first().cloned(),
                 }))
             }
             Some(Err(error)) => {
@@ -570,6 +581,7 @@ impl<M: Generative> Iterator for TextStream<'_, M> {
                     Some(Ok(StreamPiece {
                         token_id: None,
                         text: piece,
+                        logprobs: None,
                     }))
                 } else {
                     None

@@ -308,3 +308,76 @@ fn greedy_decode_reproduces_generate() {
         expected
     );
 }
+
+/// [`Generation::with_logprobs`] on greedy decoding: the same tokens as without it, and at each
+/// step the chosen token's log-probability and the most likely tokens are `log_softmax` of the
+/// model's own logits, from one forward pass over the prompt and the generated tokens.
+#[test]
+fn step_logprobs_are_the_log_softmax_of_the_model_logits() {
+    use oxformer_models::gpt2::Gpt2Input;
+
+    let model = Gpt2LmHeadModel::from_folder(&model_folder("gpt2")).unwrap();
+    let prompt = vec![39, 599, 75, 78, 11];
+    let prompts = Prompts::left_padded(std::slice::from_ref(&prompt), 1500).unwrap();
+    let config = GenerationConfig {
+        max_new_tokens: Some(8),
+        eos_token_id: Vec::new(),
+        pad_token_id: Some(0),
+        ..GenerationConfig::default()
+    };
+    let plain = Generation::new(&model, &prompts, &config)
+        .unwrap()
+        .run()
+        .unwrap()
+        .new_tokens()[0]
+        .to_vec();
+    let top = 3;
+    let mut stream = Generation::new(&model, &prompts, &config)
+        .unwrap()
+        .with_logprobs(top)
+        .tokens()
+        .unwrap();
+    let (mut tokens, mut steps) = (Vec::new(), Vec::new());
+    while let Some(step) = stream.next() {
+        tokens.push(step.unwrap()[0]);
+        steps.push(stream.logprobs()[0].clone());
+    }
+    assert_eq!(tokens, plain);
+
+    let ids: Vec<u32> = prompt.iter().chain(&tokens).copied().collect();
+    let input_ids = ndarray::Array2::from_shape_vec((1, ids.len()), ids).unwrap();
+    let input = Gpt2Input {
+        input_ids: input_ids.view(),
+        position_ids: None,
+        attention_mask: None,
+    };
+    let (logits, _) = model.forward(&input, None, false).unwrap(); // (1, seq, vocab)
+    for (step, (token, logprobs)) in tokens.iter().zip(&steps).enumerate() {
+        // The logits that predict new token `step`: those of the position before it.
+        let row = logits.slice(ndarray::s![0, prompt.len() - 1 + step, ..]);
+        let max = row.fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
+        let log_sum = max
+            + row
+                .iter()
+                .map(|&x| (f64::from(x) - max).exp())
+                .sum::<f64>()
+                .ln();
+        let expected = |id: u32| (f64::from(row[id as usize]) - log_sum) as f32;
+        let difference = (logprobs.logprob - expected(*token)).abs();
+        assert!(
+            difference <= TOLERANCE,
+            "step {step}: differs by {difference}"
+        );
+        let mut ranked: Vec<u32> = (0..row.len() as u32).collect();
+        ranked.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+        let top_ids: Vec<u32> = logprobs.top.iter().map(|&(id, _)| id).collect();
+        assert_eq!(top_ids, ranked[..top], "step {step}");
+        assert_eq!(top_ids[0], *token, "greedy takes the most likely token");
+        for &(id, value) in &logprobs.top {
+            assert!(
+                (value - expected(id)).abs() <= TOLERANCE,
+                "step {step}, id {id}"
+            );
+        }
+    }
+}

@@ -62,6 +62,7 @@ fn typed_options(options: &Map<String, Value>) -> SentenceEmbeddingsOptions {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         truncate_dim: None,
+        max_length: None,
         batch_size: options
             .get("batch_size")
             .and_then(Value::as_u64)

@@ -22,14 +22,36 @@ use crate::routes::{Timings, tracked, tracked_as};
 use crate::worker::{Computed, Job};
 use crate::{Admission, JsonBody, SharedState};
 
+/// A new token's log-probability and the most likely tokens of its step, with their texts
+/// (each token decoded alone).
+#[derive(Debug, Clone, PartialEq)]
+struct Logprobs {
+    logprob: f32,
+    /// The token's own text, decoded alone.
+    text: String,
+    /// The step's most likely tokens, best first.
+    top: Vec<TopToken>,
+}
+
+/// One of a step's most likely tokens (TGI's `Token` in `top_tokens`).
+#[derive(Debug, Clone, PartialEq)]
+struct TopToken {
+    id: u32,
+    /// Decoded alone.
+    text: String,
+    logprob: f32,
+    special: bool,
+}
+
 /// What the model thread sends while generating.
 #[derive(Debug)]
 enum Generated {
-    /// One new token and the text it completes.
+    /// One new token, the text it completes and (when asked) its log-probabilities.
     Token {
         id: u32,
         text: String,
         special: bool,
+        logprobs: Option<Logprobs>,
     },
     /// The end.
     Done(End),
@@ -83,13 +105,15 @@ fn stop_sequences(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
 /// Admits one prompt and queues its generation with pipeline options `options`. Generation
 /// also ends when the new text ends with one of `stops` (TGI's `StopSequenceCriteria`: checked
 /// after each token, on the text so far; a full length or an end-of-sequence token wins over
-/// it, as in TGI's `StoppingCriteria`).
+/// it, as in TGI's `StoppingCriteria`). With `logprobs` (a number of most likely tokens), each
+/// token comes with its log-probabilities.
 async fn start(
     state: &SharedState,
     route: &str,
     prompt: String,
     options: Map<String, Value>,
     stops: Vec<String>,
+    logprobs: Option<usize>,
 ) -> Result<Running, ApiError> {
     let model = state.ready()?;
     if model.task != Task::TextGeneration {
@@ -140,17 +164,47 @@ async fn start(
             let mut generated_tokens = 0;
             let mut last = None;
             let mut stopped_by = None;
-            for piece in pipeline.stream(&prompt, &options)? {
+            let mut stream = pipeline.stream(&prompt, &options)?;
+            if let Some(top) = logprobs {
+                stream = stream.with_logprobs(top);
+            }
+            let tokenizer = pipeline.tokenizer();
+            let decode = |id: u32| {
+                tokenizer
+                    .decode(&[id], false, Some(false))
+                    .map_err(|error| ApiError::tokenizer(error.to_string()))
+            };
+            for piece in stream {
                 let piece = piece?;
                 text.push_str(&piece.text);
                 let event = match piece.token_id {
                     Some(id) => {
                         generated_tokens += 1;
                         last = Some(id);
+                        let logprobs = match piece.logprobs {
+                            Some(logprobs) => Some(Logprobs {
+                                logprob: logprobs.logprob,
+                                text: decode(id)?,
+                                top: logprobs
+                                    .top
+                                    .iter()
+                                    .map(|&(id, logprob)| {
+                                        Ok(TopToken {
+                                            id,
+                                            text: decode(id)?,
+                                            logprob,
+                                            special: special.contains(&id),
+                                        })
+                                    })
+                                    .collect::<Result<_, ApiError>>()?,
+                            }),
+                            None => None,
+                        };
                         Generated::Token {
                             id,
                             text: piece.text,
                             special: special.contains(&id),
+                            logprobs,
                         }
                     }
                     // The final flush of an incomplete character: its text joins the end.
@@ -158,6 +212,7 @@ async fn start(
                         id: u32::MAX,
                         text: piece.text,
                         special: false,
+                        logprobs: None,
                     },
                 };
                 if sender.send(event).is_err() {
@@ -227,6 +282,7 @@ struct Token {
     id: u32,
     text: String,
     special: bool,
+    logprobs: Option<Logprobs>,
 }
 
 /// The end of a generation.
@@ -249,13 +305,23 @@ async fn collect(mut running: Running) -> Result<(Vec<Token>, End), ApiError> {
     let mut tokens: Vec<Token> = Vec::new();
     while let Some(event) = running.events.recv().await {
         match event {
-            Generated::Token { id, text, special } => {
+            Generated::Token {
+                id,
+                text,
+                special,
+                logprobs,
+            } => {
                 if id == u32::MAX {
                     if let Some(last) = tokens.last_mut() {
                         last.text.push_str(&text);
                     }
                 } else {
-                    tokens.push(Token { id, text, special });
+                    tokens.push(Token {
+                        id,
+                        text,
+                        special,
+                        logprobs,
+                    });
                 }
             }
             Generated::Done(end) => return Ok((tokens, end)),
@@ -267,19 +333,41 @@ async fn collect(mut running: Running) -> Result<(Vec<Token>, End), ApiError> {
     ))
 }
 
+/// TGI's `--max-top-n-tokens` default.
+const MAX_TOP_N_TOKENS: usize = 5;
+
+/// What TGI's parameters ask for besides the pipeline's options.
+#[derive(Debug, Default)]
+struct TgiAsks {
+    /// `details`.
+    details: bool,
+    /// `return_full_text`.
+    full_text: bool,
+    /// `top_n_tokens`: the most likely tokens of each step, in `top_tokens`.
+    top_n_tokens: usize,
+}
+
 /// TGI's parameters, mapped onto the pipeline's options.
-fn tgi_options(
-    parameters: &Map<String, Value>,
-) -> Result<(Map<String, Value>, bool, bool), ApiError> {
+fn tgi_options(parameters: &Map<String, Value>) -> Result<(Map<String, Value>, TgiAsks), ApiError> {
     let mut options = Map::new();
-    let mut details = false;
-    let mut full_text = false;
+    let mut asks = TgiAsks::default();
     let mut sampling_asked = false;
     for (key, value) in parameters {
         match (key.as_str(), value) {
             (_, Value::Null) => {}
-            ("details", value) => details = value.as_bool().unwrap_or(false),
-            ("return_full_text", value) => full_text = value.as_bool().unwrap_or(false),
+            ("details", value) => asks.details = value.as_bool().unwrap_or(false),
+            ("return_full_text", value) => asks.full_text = value.as_bool().unwrap_or(false),
+            ("top_n_tokens", value) => {
+                asks.top_n_tokens = value
+                    .as_u64()
+                    .map(|top| top as usize)
+                    .filter(|&top| top <= MAX_TOP_N_TOKENS)
+                    .ok_or_else(|| {
+                        ApiError::validation(format!(
+                            "`top_n_tokens` must be an integer from 0 to {MAX_TOP_N_TOKENS}"
+                        ))
+                    })?;
+            }
             ("watermark" | "decoder_input_details", Value::Bool(false)) => {}
             ("best_of", value) if value.as_u64() == Some(1) => {}
             // Read by `stop_sequences`.
@@ -302,7 +390,7 @@ fn tgi_options(
     if sampling_asked && !options.contains_key("do_sample") {
         options.insert("do_sample".to_string(), Value::Bool(true));
     }
-    Ok((options, details, full_text))
+    Ok((options, asks))
 }
 
 /// TGI's request body.
@@ -313,8 +401,23 @@ pub(crate) struct GenerateRequest {
     parameters: Map<String, Value>,
 }
 
+/// TGI's `Token`; `logprob` is null when it was not computed.
 fn token_json(token: &Token) -> Value {
-    json!({"id": token.id, "text": token.text, "logprob": null, "special": token.special})
+    let logprob = token.logprobs.as_ref().map(|logprobs| logprobs.logprob);
+    json!({"id": token.id, "text": token.text, "logprob": logprob, "special": token.special})
+}
+
+/// TGI's `top_tokens` of one token: its step's most likely tokens, best first.
+fn top_tokens_json(token: &Token) -> Value {
+    let top = token
+        .logprobs
+        .as_ref()
+        .map_or(&[][..], |logprobs| &logprobs.top[..]);
+    top.iter()
+        .map(|top| {
+            json!({"id": top.id, "text": top.text, "logprob": top.logprob, "special": top.special})
+        })
+        .collect()
 }
 
 /// `POST /generate`: `{"generated_text", "details"?}`.
@@ -324,19 +427,29 @@ pub(crate) async fn generate(
 ) -> Response {
     tracked(&state, Method::Single, async {
         let JsonBody(request) = body?;
-        let (options, details, full_text) = tgi_options(&request.parameters)?;
+        let (options, asks) = tgi_options(&request.parameters)?;
         let stops = stop_sequences(request.parameters.get("stop"))?;
-        let running = start(&state, "/generate", request.inputs.clone(), options, stops).await?;
+        // TGI's details carry each token's log-probability.
+        let logprobs = (asks.details || asks.top_n_tokens > 0).then_some(asks.top_n_tokens);
+        let running = start(
+            &state,
+            "/generate",
+            request.inputs.clone(),
+            options,
+            stops,
+            logprobs,
+        )
+        .await?;
         let (tokens, end) = collect(running).await?;
         let timings = end.timings;
         // TGI keeps the stop sequence in the text.
-        let generated_text = if full_text {
+        let generated_text = if asks.full_text {
             format!("{}{}", request.inputs, end.text)
         } else {
             end.text
         };
         let mut body = json!({"generated_text": generated_text});
-        if details {
+        if asks.details {
             body["details"] = json!({
                 "finish_reason": end.finish_reason,
                 "generated_tokens": tokens.len(),
@@ -344,6 +457,11 @@ pub(crate) async fn generate(
                 "prefill": [],
                 "tokens": tokens.iter().map(token_json).collect::<Vec<_>>(),
             });
+            // TGI leaves `top_tokens` out when none were asked for.
+            if asks.top_n_tokens > 0 {
+                body["details"]["top_tokens"] =
+                    tokens.iter().map(top_tokens_json).collect::<Value>();
+            }
         }
         Ok((Json(body).into_response(), timings))
     })
@@ -362,14 +480,24 @@ fn token_stream(running: Running) -> impl Stream<Item = Result<(Token, Option<En
             }
             loop {
                 match running.events.recv().await {
-                    Some(Generated::Token { id, text, special }) => {
+                    Some(Generated::Token {
+                        id,
+                        text,
+                        special,
+                        logprobs,
+                    }) => {
                         if id == u32::MAX {
                             if let Some(last) = held.as_mut() {
                                 last.text.push_str(&text);
                             }
                             continue;
                         }
-                        let token = Token { id, text, special };
+                        let token = Token {
+                            id,
+                            text,
+                            special,
+                            logprobs,
+                        };
                         if let Some(previous) = held.replace(token) {
                             return Some((Ok((previous, None)), (running, held, false)));
                         }
@@ -379,6 +507,7 @@ fn token_stream(running: Running) -> impl Stream<Item = Result<(Token, Option<En
                             id: 0,
                             text: String::new(),
                             special: false,
+                            logprobs: None,
                         });
                         return Some((Ok((last, Some(end))), (running, None, true)));
                     }
@@ -407,25 +536,27 @@ pub(crate) async fn generate_stream(
     state.metrics.request(Method::Single);
     let started = async {
         let JsonBody(request) = body?;
-        let (options, _, full_text) = tgi_options(&request.parameters)?;
+        let (options, asks) = tgi_options(&request.parameters)?;
         let stops = stop_sequences(request.parameters.get("stop"))?;
         let seed = request
             .parameters
             .get("seed")
             .cloned()
             .unwrap_or(Value::Null);
+        // TGI's stream gives every token's log-probability.
         let running = start(
             &state,
             "/generate_stream",
             request.inputs.clone(),
             options,
             stops,
+            Some(asks.top_n_tokens),
         )
         .await?;
-        Ok::<_, ApiError>((running, request.inputs, full_text, seed))
+        Ok::<_, ApiError>((running, request.inputs, asks, seed))
     }
     .await;
-    let (running, prompt, full_text, seed) = match started {
+    let (running, prompt, asks, seed) = match started {
         Ok(started) => started,
         Err(error) => {
             state.metrics.failure(error.metric_label());
@@ -448,7 +579,7 @@ pub(crate) async fn generate_stream(
                             end.timings.queue,
                             end.timings.inference,
                         );
-                        let text = if full_text {
+                        let text = if asks.full_text {
                             format!("{prompt}{}", end.text)
                         } else {
                             end.text
@@ -465,16 +596,17 @@ pub(crate) async fn generate_stream(
                     }
                     None => (Value::Null, Value::Null),
                 };
-                Event::default().data(
-                    json!({
-                        "index": index,
-                        "token": token_json(&token),
-                        "top_tokens": null,
-                        "generated_text": generated_text,
-                        "details": details,
-                    })
-                    .to_string(),
-                )
+                let mut event = json!({
+                    "index": index,
+                    "token": token_json(&token),
+                    "generated_text": generated_text,
+                    "details": details,
+                });
+                // TGI leaves `top_tokens` out when none were asked for.
+                if asks.top_n_tokens > 0 {
+                    event["top_tokens"] = top_tokens_json(&token);
+                }
+                Event::default().data(event.to_string())
             }
             Err(error) => {
                 metrics.failure(error.metric_label());
@@ -516,7 +648,13 @@ pub(crate) struct CompletionRequest {
     stream: bool,
     #[serde(default)]
     echo: bool,
+    /// How many of the most likely tokens to give with each token's log-probability.
+    #[serde(default)]
+    logprobs: Option<usize>,
 }
+
+/// OpenAI's most `logprobs` (the legacy completions API's limit).
+const MAX_LOGPROBS: usize = 5;
 
 /// A completion request's prompt, pipeline options and stop sequences.
 type CompletionParts = (String, Map<String, Value>, Vec<String>);
@@ -524,6 +662,11 @@ type CompletionParts = (String, Map<String, Value>, Vec<String>);
 impl CompletionRequest {
     /// The prompt, the pipeline options and the stop sequences.
     fn options(&self) -> Result<CompletionParts, ApiError> {
+        if self.logprobs.is_some_and(|top| top > MAX_LOGPROBS) {
+            return Err(ApiError::validation(format!(
+                "`logprobs` must be at most {MAX_LOGPROBS}"
+            )));
+        }
         let prompt = match &self.prompt {
             Prompt::Single(prompt) => prompt.clone(),
             Prompt::Batch(prompts) if prompts.len() == 1 => prompts[0].clone(),
@@ -581,6 +724,44 @@ fn openai_reason(finish_reason: &str) -> &'static str {
     } else {
         "stop"
     }
+}
+
+/// OpenAI's `logprobs` of some tokens whose text starts `offset` characters into the prompt
+/// and completion: each token's text, log-probability, and the `top` most likely tokens of its
+/// step with the token itself (at most `top + 1`, as OpenAI's), by their texts.
+fn openai_logprobs(tokens: &[Token], mut offset: usize) -> Value {
+    let mut texts = Vec::with_capacity(tokens.len());
+    let mut values = Vec::with_capacity(tokens.len());
+    let mut tops = Vec::with_capacity(tokens.len());
+    let mut offsets = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        texts.push(Value::from(token.text.as_str()));
+        offsets.push(offset);
+        offset += token.text.chars().count();
+        let Some(logprobs) = &token.logprobs else {
+            values.push(Value::Null);
+            tops.push(Value::Null);
+            continue;
+        };
+        values.push(json!(logprobs.logprob));
+        let mut top = Map::new();
+        for (text, logprob) in logprobs
+            .top
+            .iter()
+            .map(|top| (&top.text, &top.logprob))
+            .chain([(&logprobs.text, &logprobs.logprob)])
+        {
+            // Best first: a text that two tokens decode to keeps the likelier.
+            top.entry(text.clone()).or_insert_with(|| json!(logprob));
+        }
+        tops.push(Value::Object(top));
+    }
+    json!({
+        "tokens": texts,
+        "token_logprobs": values,
+        "top_logprobs": tops,
+        "text_offset": offsets,
+    })
 }
 
 /// OpenAI's text: without the stop sequence that ended it.
@@ -654,8 +835,21 @@ pub(crate) async fn completions(
     if !request.stream {
         return tracked_as(&state, Method::Single, true, async {
             let (prompt, options, stops) = request.options()?;
-            let running = start(&state, "/v1/completions", prompt, options, stops).await?;
+            let prompt_chars = prompt.chars().count();
+            let running = start(
+                &state,
+                "/v1/completions",
+                prompt,
+                options,
+                stops,
+                request.logprobs,
+            )
+            .await?;
             let (tokens, end) = collect(running).await?;
+            let logprobs = match request.logprobs {
+                Some(_) => openai_logprobs(&tokens, prompt_chars),
+                None => Value::Null,
+            };
             let prompt_tokens = end.input_length;
             let timings = end.timings;
             let body = json!({
@@ -666,7 +860,7 @@ pub(crate) async fn completions(
                 "choices": [{
                     "text": openai_text(&end),
                     "index": 0,
-                    "logprobs": null,
+                    "logprobs": logprobs,
                     "finish_reason": openai_reason(end.finish_reason),
                 }],
                 "usage": {
@@ -682,11 +876,20 @@ pub(crate) async fn completions(
     state.metrics.request(Method::Single);
     let running = async {
         let (prompt, options, stops) = request.options()?;
-        let running = start(&state, "/v1/completions", prompt, options, stops.clone()).await?;
-        Ok::<_, ApiError>((running, stops))
+        let prompt_chars = prompt.chars().count();
+        let running = start(
+            &state,
+            "/v1/completions",
+            prompt,
+            options,
+            stops.clone(),
+            request.logprobs,
+        )
+        .await?;
+        Ok::<_, ApiError>((running, stops, prompt_chars))
     }
     .await;
-    let (running, stops) = match running {
+    let (running, stops, mut offset) = match running {
         Ok(running) => running,
         Err(error) => {
             state.metrics.failure(error.metric_label());
@@ -703,6 +906,12 @@ pub(crate) async fn completions(
     let chunks = token_stream(running).map(move |item| {
         let event = match item {
             Ok((token, end)) => {
+                // Each chunk carries its token's log-probabilities.
+                let logprobs = match request.logprobs {
+                    Some(_) => openai_logprobs(std::slice::from_ref(&token), offset),
+                    None => Value::Null,
+                };
+                offset += token.text.chars().count();
                 let mut text = held_back.push(&token.text);
                 let finish_reason = match end {
                     Some(end) => {
@@ -727,7 +936,7 @@ pub(crate) async fn completions(
                         "choices": [{
                             "text": text,
                             "index": 0,
-                            "logprobs": null,
+                            "logprobs": logprobs,
                             "finish_reason": finish_reason,
                         }],
                     })

@@ -60,7 +60,7 @@ pub struct ServerConfig {
     /// Inputs per request.
     pub max_client_batch_size: usize,
     /// Tokens per input (default, as TEI: the sentence-transformers `max_seq_length`, else the
-    /// model's positions, at most `max_batch_tokens`).
+    /// model's positions, at most `max_batch_tokens`); never more than the model's positions.
     pub max_input_length: Option<usize>,
     /// Truncate over-long inputs instead of refusing them.
     pub auto_truncate: bool,
@@ -281,9 +281,7 @@ fn folder_pooling(dir: &Path) -> String {
 }
 
 /// The model's maximum input length, as TEI v1.9 takes it (router/src/lib.rs): a
-/// sentence-transformers folder's `max_seq_length`, else config.json's
-/// `max_position_embeddings` (`n_positions` for GPT-2) less the position offset of RoBERTa-like
-/// models (`pad_token_id + 1`).
+/// sentence-transformers folder's `max_seq_length`, else the model's positions.
 fn model_max_input_length(dir: &Path) -> Option<usize> {
     let read = |name: &str| -> Option<serde_json::Value> {
         serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
@@ -293,7 +291,14 @@ fn model_max_input_length(dir: &Path) -> Option<usize> {
     {
         return Some(length as usize);
     }
-    let config = read("config.json")?;
+    model_positions(dir)
+}
+
+/// The positions the model has: config.json's `max_position_embeddings` (`n_positions` for
+/// GPT-2) less the position offset of RoBERTa-like models (`pad_token_id + 1`).
+fn model_positions(dir: &Path) -> Option<usize> {
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()?;
     let positions = config
         .get("max_position_embeddings")
         .or_else(|| config.get("n_positions"))?
@@ -375,7 +380,17 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
         .map_err(|error| error.to_string())?;
     let tokenizer = Tokenizer::from_folder(&dir).map_err(|error| error.to_string())?;
     let max_input_length = match config.max_input_length {
-        Some(length) => length,
+        // No input can be longer than the model's positions: past them, the limit is those.
+        Some(length) => match model_positions(&dir) {
+            Some(positions) if length > positions => {
+                eprintln!(
+                    "oxformer serve: --max-input-length {length} is past the model's \
+                     {positions} positions; using {positions}"
+                );
+                positions
+            }
+            _ => length,
+        },
         None => {
             let model_length = model_max_input_length(&dir)
                 .or(tokenizer.model_max_length())
@@ -450,6 +465,7 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
     };
     let mut models = Models::new(pipeline, dir, config.threads);
     models.pooling = pooling;
+    models.max_input_length = Some(max_input_length);
     Ok((models, info))
 }
 

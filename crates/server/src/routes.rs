@@ -13,7 +13,7 @@ use oxformer_pipelines::Task;
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
 use oxformer_pipelines::sentence_embeddings::{EmbeddingInput, SentenceEmbeddingsOptions};
 use oxformer_pipelines::text_classification::TextInput;
-use oxformer_tokenizer::{EncodeOptions, Side};
+use oxformer_tokenizer::{EncodeInput, EncodeOptions, Side, Tokenizer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -161,17 +161,6 @@ pub(crate) fn embedding_inputs<'a>(
         .collect()
 }
 
-/// `truncation_direction` on the routes that truncate on the right only.
-fn check_direction(direction: &Option<String>) -> Result<(), ApiError> {
-    match truncation_side(direction)? {
-        None | Some(Side::Right) => Ok(()),
-        Some(Side::Left) => Err(ApiError::validation(
-            "truncation_direction `Left` is supported on /embed, /embed_all, /predict and \
-             /rerank, not on this route",
-        )),
-    }
-}
-
 /// The inputs' checks before they are admitted: not empty, not too many.
 fn check_count(state: &SharedState, count: usize) -> Result<(), ApiError> {
     if count == 0 {
@@ -186,14 +175,57 @@ fn check_count(state: &SharedState, count: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An input whose tokens are counted before it is admitted to the model.
+trait Counted: Send + 'static {
+    /// Its tokens as the model will see them (before truncation), or an `Empty` error.
+    fn tokens(&self, tokenizer: &Tokenizer) -> Result<usize, ApiError>;
+}
+
+fn encoded_length(tokenizer: &Tokenizer, input: EncodeInput<'_>) -> Result<usize, ApiError> {
+    Ok(tokenizer
+        .encode(input, &EncodeOptions::default())
+        .map_err(|error| ApiError::tokenizer(error.to_string()))?
+        .len())
+}
+
+impl Counted for EmbedInput {
+    fn tokens(&self, tokenizer: &Tokenizer) -> Result<usize, ApiError> {
+        match self {
+            EmbedInput::Text(text) if text.is_empty() => {
+                Err(ApiError::empty("`inputs` cannot contain an empty text"))
+            }
+            EmbedInput::Ids(ids) if ids.is_empty() => {
+                Err(ApiError::empty("`inputs` cannot contain empty token ids"))
+            }
+            EmbedInput::Text(text) => encoded_length(tokenizer, EncodeInput::Single(text)),
+            EmbedInput::Ids(ids) => Ok(ids.len()),
+        }
+    }
+}
+
+/// A text or pair to classify: a pair is counted with the tokenizer's pair template.
+impl Counted for TextInput {
+    fn tokens(&self, tokenizer: &Tokenizer) -> Result<usize, ApiError> {
+        let empty = self.text.is_empty() || self.text_pair.as_ref().is_some_and(String::is_empty);
+        if empty {
+            return Err(ApiError::empty("`inputs` cannot contain an empty text"));
+        }
+        let input = match &self.text_pair {
+            Some(pair) => EncodeInput::Pair(&self.text, pair),
+            None => EncodeInput::Single(&self.text),
+        };
+        encoded_length(tokenizer, input)
+    }
+}
+
 /// Tokenizes each input on the tokenization threads: its real token count (cut to the limit when
 /// truncating), or a validation error for an empty or (without truncation) over-long input.
-async fn count_tokens(
+async fn count_tokens<T: Counted>(
     state: &SharedState,
     model: &ModelInfo,
-    texts: Vec<EmbedInput>,
+    inputs: Vec<T>,
     truncate: bool,
-) -> Result<(Vec<EmbedInput>, usize, Duration), ApiError> {
+) -> Result<(Vec<T>, usize, Duration), ApiError> {
     let started = Instant::now();
     let tokenizer = model.tokenizer.clone();
     let limit = model.max_input_length;
@@ -201,20 +233,8 @@ async fn count_tokens(
         .tokenization
         .run(move || {
             let mut total = 0;
-            for input in &texts {
-                let length = match input {
-                    EmbedInput::Text(text) if text.is_empty() => {
-                        return Err(ApiError::empty("`inputs` cannot contain an empty text"));
-                    }
-                    EmbedInput::Ids(ids) if ids.is_empty() => {
-                        return Err(ApiError::empty("`inputs` cannot contain empty token ids"));
-                    }
-                    EmbedInput::Text(text) => tokenizer
-                        .encode(text.as_str(), &EncodeOptions::default())
-                        .map_err(|error| ApiError::tokenizer(error.to_string()))?
-                        .len(),
-                    EmbedInput::Ids(ids) => ids.len(),
-                };
+            for input in &inputs {
+                let length = input.tokens(&tokenizer)?;
                 if length > limit && !truncate {
                     return Err(ApiError::validation(format!(
                         "Input validation error: `inputs` must have less than {limit} tokens. \
@@ -223,7 +243,7 @@ async fn count_tokens(
                 }
                 total += length.min(limit);
             }
-            Ok((texts, total, started.elapsed()))
+            Ok((inputs, total, started.elapsed()))
         })
         .await
 }
@@ -427,6 +447,7 @@ pub(crate) async fn embed_all(
             prepare_inputs(&state, request.inputs.items(), request.truncate).await?;
         let count = inputs.len();
         let computed = run_on_model(&state, count, timings.tokens, move |models| {
+            let max_length = models.max_input_length;
             let pipeline = if models.pipeline.feature_extraction().is_some() {
                 &models.pipeline
             } else {
@@ -437,6 +458,7 @@ pub(crate) async fn embed_all(
                 .expect("a feature-extraction pipeline");
             let options = FeatureExtractionOptions {
                 truncation,
+                max_length,
                 batch_size: 0,
             };
             let features = pipeline.run_inputs(&embedding_inputs(&inputs), &options, side)?;
@@ -532,18 +554,11 @@ async fn classify(
     if model.task != Task::TextClassification {
         return Err(ApiError::unsupported(route, &model.task_name));
     }
-    // Tokens are counted on the pair joined, close to what the pair template gives.
-    let joined: Vec<String> = pairs
-        .iter()
-        .map(|pair| match &pair.text_pair {
-            Some(second) if pair.text.is_empty() || second.is_empty() => String::new(),
-            Some(second) => format!("{} {second}", pair.text),
-            None => pair.text.clone(),
-        })
-        .collect();
-    let (_, truncation, mut timings, admission) = prepare(state, joined, truncate).await?;
+    check_count(state, pairs.len())?;
+    let admission = state.admit(pairs.len())?;
+    let truncation = truncate.unwrap_or(state.config.auto_truncate);
+    let (pairs, tokens, tokenization) = count_tokens(state, model, pairs, truncation).await?;
     let inputs = pairs.len();
-    let tokens = timings.tokens;
     let computed = submit_and_wait(state, inputs, |reply| {
         Job::Classify(ClassifyJob {
             pairs,
@@ -558,8 +573,12 @@ async fn classify(
         })
     })
     .await??;
-    timings.queue = computed.queue;
-    timings.inference = computed.inference;
+    let timings = Timings {
+        tokenization,
+        queue: computed.queue,
+        inference: computed.inference,
+        tokens,
+    };
     let predictions = computed
         .value
         .into_iter()
@@ -734,7 +753,7 @@ pub(crate) async fn similarity(
     tracked(&state, method, async {
         let JsonBody(request) = body?;
         let parameters = request.parameters.unwrap_or_default();
-        check_direction(&parameters.truncation_direction)?;
+        let side = truncation_side(&parameters.truncation_direction)?;
         let model = state.ready()?;
         if !is_embedding(model) {
             return Err(ApiError::unsupported("/similarity", &model.task_name));
@@ -755,9 +774,10 @@ pub(crate) async fn similarity(
             let sentences: Vec<&str> = sentences.iter().map(String::as_str).collect();
             let options = SentenceEmbeddingsOptions {
                 prompt_name,
+                max_length: models.max_input_length,
                 ..SentenceEmbeddingsOptions::default()
             };
-            let scores = pipeline.similarity(source, &sentences, &options)?;
+            let scores = pipeline.similarity_on(source, &sentences, &options, side)?;
             serde_json::to_value(scores).map_err(|error| ApiError::backend(error.to_string()))
         })
         .await?;

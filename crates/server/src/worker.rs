@@ -109,6 +109,7 @@ fn pooled_embeddings(
     pooling: Pooling,
     inputs: &[&EmbedInput],
     key: &EmbedKey,
+    max_length: Option<usize>,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
     let pipeline = pipeline
         .feature_extraction()
@@ -120,6 +121,7 @@ fn pooled_embeddings(
     }
     let options = FeatureExtractionOptions {
         truncation: true,
+        max_length,
         batch_size: 0,
     };
     let inputs = crate::routes::embedding_inputs(inputs.iter().copied());
@@ -226,6 +228,9 @@ pub struct Models {
     token_embeddings: Option<Pipeline>,
     /// `--pooling` over a feature-extraction pipeline.
     pub pooling: Option<Pooling>,
+    /// The server's tokens per input (`--max-input-length` or the model's, as `/info` says):
+    /// what truncation cuts an input to (`None`: each pipeline's own length).
+    pub max_input_length: Option<usize>,
     /// The test hook [`crate::TEST_PANIC_INPUT`].
     panic_input: Option<String>,
 }
@@ -238,6 +243,7 @@ impl Models {
             threads,
             token_embeddings: None,
             pooling: None,
+            max_input_length: None,
             panic_input: crate::test_hook(crate::TEST_PANIC_INPUT),
         }
     }
@@ -302,13 +308,20 @@ pub fn run(
                     prompt: None,
                     normalize_embeddings: batch[0].key.normalize,
                     truncate_dim: batch[0].key.dimensions,
+                    max_length: models.max_input_length,
                     batch_size: 0,
                 };
                 let side = batch[0].key.truncation_side;
                 let key = batch[0].key.clone();
                 answer_batch(batch, &metrics, |inputs: &[&EmbedInput]| {
                     if let Some(pooling) = models.pooling {
-                        return pooled_embeddings(&models.pipeline, pooling, inputs, &key);
+                        return pooled_embeddings(
+                            &models.pipeline,
+                            pooling,
+                            inputs,
+                            &key,
+                            models.max_input_length,
+                        );
                     }
                     let pipeline = models
                         .pipeline
@@ -331,6 +344,7 @@ pub fn run(
                         .raw_scores
                         .then_some(ClassificationFunction::None),
                     truncation: batch[0].key.truncation,
+                    max_length: models.max_input_length,
                     batch_size: 0,
                 };
                 let side = batch[0].key.truncation_side;

@@ -394,6 +394,32 @@ fn left_truncation_keeps_the_end_of_the_text() {
     );
     let left_by_ids = server.post_json("/embed_all", &json!({"inputs": [left_ids]}));
     assert_close(&flat(left), &flat(left_by_ids), 1e-5);
+
+    // /similarity too (TEI v1.9 takes `truncation_direction` there): the cosine of the
+    // left-cut text's embedding with the other sentence's.
+    let similarity = |direction: &str| -> Vec<f32> {
+        let answer = server.post_json(
+            "/similarity",
+            &json!({"inputs": {"source_sentence": long, "sentences": [TEXTS[0]]},
+                    "parameters": {"truncate": true, "truncation_direction": direction}}),
+        );
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        serde_json::from_value(answer.json()).unwrap()
+    };
+    let other = pipeline_embeddings(&model, &TEXTS[..1], true);
+    let cosine = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let (left, right) = (similarity("Left"), similarity("Right"));
+    assert_close(
+        std::slice::from_ref(&left),
+        &[vec![cosine(&by_ids[0], &other[0])]],
+        1e-5,
+    );
+    assert_close(
+        std::slice::from_ref(&right),
+        &[vec![cosine(&by_ids[1], &other[0])]],
+        1e-5,
+    );
+    assert_ne!(left, right);
 }
 
 /// The token states of the feature-extraction pipeline (fixture-checked against
@@ -407,7 +433,7 @@ fn pooled(model: &str, texts: &[&str], pooling: &str) -> Vec<Vec<f32>> {
             texts,
             &FeatureExtractionOptions {
                 truncation: false,
-                batch_size: 0,
+                ..FeatureExtractionOptions::default()
             },
         )
         .unwrap();

@@ -96,10 +96,16 @@ fn bad_requests_get_tei_errors_and_the_server_keeps_serving() {
     expect(&server, "/embed", &bad_prompt, 422, "Validation");
     let middle = json!({"inputs": "a", "truncation_direction": "Middle"}).to_string();
     expect(&server, "/embed", &middle, 422, "Validation");
-    let similarity_left = json!({"inputs": {"source_sentence": "a", "sentences": ["b"]},
-        "parameters": {"truncation_direction": "Left"}})
+    let similarity_middle = json!({"inputs": {"source_sentence": "a", "sentences": ["b"]},
+        "parameters": {"truncation_direction": "Middle"}})
     .to_string();
-    expect(&server, "/similarity", &similarity_left, 422, "Validation");
+    expect(
+        &server,
+        "/similarity",
+        &similarity_middle,
+        422,
+        "Validation",
+    );
     // a body over --payload-limit
     let big = json!({"inputs": "x".repeat(2000)}).to_string();
     expect(&server, "/embed", &big, 413, "Validation");

@@ -330,3 +330,208 @@ fn prompt_tokens_are_limited_and_counted() {
         assert!(answer.body.contains("tokens"), "{}", answer.body);
     }
 }
+
+/// Each new token's log-probability and the step's `top` most likely tokens, by id, from the
+/// model's own logits: one forward pass of the GPT-2 fixture over the prompt's ids and the
+/// generated ones, `log_softmax` at each position before a new token.
+fn model_logprobs(
+    model: &str,
+    prompt: &str,
+    generated: &[u32],
+    top: usize,
+) -> Vec<(f32, Vec<(u32, f32)>)> {
+    use oxformer_models::gpt2::{Gpt2Input, Gpt2LmHeadModel};
+    use oxformer_tokenizer::{EncodeOptions, Tokenizer};
+
+    let tokenizer = Tokenizer::from_folder(model).unwrap();
+    let plain = EncodeOptions {
+        add_special_tokens: false,
+        ..EncodeOptions::default()
+    };
+    let prompt_ids = tokenizer.encode(prompt, &plain).unwrap().ids().to_vec();
+    let ids: Vec<u32> = prompt_ids.iter().chain(generated).copied().collect();
+    let input_ids = ndarray::Array2::from_shape_vec((1, ids.len()), ids).unwrap();
+    let input = Gpt2Input {
+        input_ids: input_ids.view(),
+        position_ids: None,
+        attention_mask: None,
+    };
+    let gpt2 = Gpt2LmHeadModel::from_folder(std::path::Path::new(model)).unwrap();
+    let (logits, _) = gpt2.forward(&input, None, false).unwrap(); // (1, seq, vocab)
+    generated
+        .iter()
+        .enumerate()
+        .map(|(step, &token)| {
+            let row = logits.slice(ndarray::s![0, prompt_ids.len() - 1 + step, ..]);
+            let max = row.fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
+            let log_sum = max
+                + row
+                    .iter()
+                    .map(|&x| (f64::from(x) - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            let log_prob = |id: u32| (f64::from(row[id as usize]) - log_sum) as f32;
+            let mut ranked: Vec<u32> = (0..row.len() as u32).collect();
+            ranked.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+            let best = ranked[..top].iter().map(|&id| (id, log_prob(id))).collect();
+            (log_prob(token), best)
+        })
+        .collect()
+}
+
+fn assert_logprob(actual: &Value, expected: f32, what: &str) {
+    let actual = actual
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: no log-probability: {actual}")) as f32;
+    assert!(
+        (actual - expected).abs() <= 1e-4,
+        "{what}: {actual} vs the model's {expected}"
+    );
+}
+
+/// Greedy decoding's log-probabilities equal `log_softmax` of the model's logits: TGI's
+/// `logprob` on /generate's details and each /generate_stream token, and `top_tokens` with
+/// `top_n_tokens` (more than 5 refused); OpenAI's `logprobs` on
+/// /v1/completions (tokens, token_logprobs, top_logprobs by text, text_offset), streamed too;
+/// `null` when not asked; more than 5 refused.
+#[test]
+fn log_probabilities_come_from_the_model_logits() {
+    use oxformer_tokenizer::Tokenizer;
+
+    let model = fixture("gpt2");
+    let server = Server::with_model(&model);
+    let prompt = "Hello world";
+    let answer = server.post_json(
+        "/generate",
+        &json!({"inputs": prompt, "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false, "details": true}}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let tokens = answer.json()["details"]["tokens"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ids: Vec<u32> = tokens
+        .iter()
+        .map(|token| token["id"].as_u64().unwrap() as u32)
+        .collect();
+    let top = 3;
+    let expected = model_logprobs(&model, prompt, &ids, top);
+    for (step, token) in tokens.iter().enumerate() {
+        assert_logprob(
+            &token["logprob"],
+            expected[step].0,
+            &format!("/generate {step}"),
+        );
+    }
+
+    // TGI's top_n_tokens: each step's most likely tokens, best first, in `top_tokens`.
+    let check_top = |top_tokens: &Value, step: usize, what: &str| {
+        let top_tokens = top_tokens.as_array().unwrap();
+        assert_eq!(top_tokens.len(), top, "{what}");
+        for (given, &(id, value)) in top_tokens.iter().zip(&expected[step].1) {
+            assert_eq!(given["id"], id, "{what}");
+            assert_logprob(&given["logprob"], value, what);
+        }
+    };
+    let answer = server.post_json(
+        "/generate",
+        &json!({"inputs": prompt, "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false, "details": true, "top_n_tokens": top}}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let details = &answer.json()["details"];
+    for step in 0..ids.len() {
+        let what = format!("/generate top_tokens {step}");
+        check_top(&details["top_tokens"][step], step, &what);
+    }
+
+    let answer = server.post_json(
+        "/generate_stream",
+        &json!({"inputs": prompt, "parameters": {"max_new_tokens": NEW_TOKENS, "do_sample": false, "top_n_tokens": top}}),
+    );
+    let events: Vec<Value> = sse_data(&answer.body)
+        .iter()
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert_eq!(events.len(), ids.len());
+    for (step, event) in events.iter().enumerate() {
+        assert_eq!(event["token"]["id"], ids[step]);
+        let what = format!("/generate_stream {step}");
+        assert_logprob(&event["token"]["logprob"], expected[step].0, &what);
+        check_top(&event["top_tokens"], step, &what);
+    }
+    let too_many = server.post_json(
+        "/generate",
+        &json!({"inputs": prompt, "parameters": {"top_n_tokens": 6}}),
+    );
+    assert_eq!(too_many.status, 422, "{}", too_many.body);
+
+    // OpenAI: top_logprobs are keyed by each token's text, decoded alone.
+    let tokenizer = Tokenizer::from_folder(&model).unwrap();
+    let text_of = |id: u32| tokenizer.decode(&[id], false, Some(false)).unwrap();
+    let request =
+        json!({"prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0, "logprobs": top});
+    let answer = server.post_json("/v1/completions", &request);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = answer.json();
+    let logprobs = &body["choices"][0]["logprobs"];
+    let texts: Vec<&str> = logprobs["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|text| text.as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), ids.len());
+    assert_eq!(texts.concat(), body["choices"][0]["text"].as_str().unwrap());
+    let mut offset = prompt.chars().count();
+    for (step, (value, top_logprobs)) in expected.iter().enumerate() {
+        let what = format!("/v1/completions {step}");
+        assert_logprob(&logprobs["token_logprobs"][step], *value, &what);
+        assert_eq!(logprobs["text_offset"][step], offset, "{what}");
+        offset += texts[step].chars().count();
+        let given = logprobs["top_logprobs"][step].as_object().unwrap();
+        // Greedy: the chosen token is the most likely one, so no extra entry.
+        assert_eq!(given.len(), top, "{what}: {given:?}");
+        for &(id, value) in top_logprobs {
+            assert_logprob(&given[&text_of(id)], value, &what);
+        }
+    }
+
+    let streamed = server.post_json(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0, "logprobs": 0, "stream": true}),
+    );
+    let chunks: Vec<Value> = sse_data(&streamed.body)
+        .iter()
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect();
+    assert_eq!(chunks.len(), ids.len());
+    for (step, chunk) in chunks.iter().enumerate() {
+        let logprobs = &chunk["choices"][0]["logprobs"];
+        let what = format!("streamed {step}");
+        assert_logprob(&logprobs["token_logprobs"][0], expected[step].0, &what);
+        assert_eq!(
+            logprobs["text_offset"][0],
+            logprobs_offset(&body, step),
+            "{what}"
+        );
+        // logprobs 0: the chosen token only.
+        assert_eq!(logprobs["top_logprobs"][0].as_object().unwrap().len(), 1);
+    }
+
+    let plain = server.post_json(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 2}),
+    );
+    assert_eq!(plain.json()["choices"][0]["logprobs"], Value::Null);
+    let too_many = server.post_json(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 2, "logprobs": 6}),
+    );
+    assert_eq!(too_many.status, 422, "{}", too_many.body);
+}
+
+/// The `text_offset` of token `step` in a completion's `logprobs`.
+fn logprobs_offset(body: &Value, step: usize) -> Value {
+    body["choices"][0]["logprobs"]["text_offset"][step].clone()
+}
