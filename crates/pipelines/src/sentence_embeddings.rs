@@ -10,6 +10,8 @@
 //! `truncate_dim` keeps its first values, and `normalize_embeddings` scales it to unit length.
 
 pub use oxformer_heads::normalize;
+use std::collections::BTreeMap;
+
 use oxformer_tokenizer::Side;
 use serde::Serialize;
 
@@ -54,9 +56,78 @@ pub enum EmbeddingInput<'a> {
 #[serde(transparent)]
 pub struct SimilarityScores(pub Vec<f32>);
 
+/// What a text becomes before the tokenizer sees it, as `encode()` makes it: the chosen prompt
+/// put before it, then stripped of surrounding whitespace and lower-cased when the folder says
+/// `do_lower_case`. Owned (see [`SentenceEmbeddingsPipeline::preparation`]), so that a caller
+/// can count an input's tokens as the pipeline will feed them, away from the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct TextPreparation {
+    prompts: BTreeMap<String, String>,
+    default_prompt_name: Option<String>,
+    lower_case: bool,
+}
+
+impl TextPreparation {
+    /// `encode()`'s choice of prompt for `options`: `prompt`, else the named one, else the
+    /// folder's default one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a `prompt_name` the folder does not have.
+    pub fn prompt<'a>(
+        &'a self,
+        task: &'static str,
+        options: &'a SentenceEmbeddingsOptions,
+    ) -> Result<Option<&'a str>> {
+        if let Some(prompt) = &options.prompt {
+            return Ok(Some(prompt));
+        }
+        if let Some(name) = &options.prompt_name {
+            return match self.prompts.get(name) {
+                Some(prompt) => Ok(Some(prompt)),
+                None => Err(Error::option(
+                    task,
+                    "prompt_name",
+                    format!(
+                        "`{name}` is not one of the folder's prompts ({})",
+                        if self.prompts.is_empty() {
+                            "it has none".to_string()
+                        } else {
+                            self.prompts
+                                .keys()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                )),
+            };
+        }
+        Ok(self
+            .default_prompt_name
+            .as_ref()
+            .and_then(|name| self.prompts.get(name))
+            .map(String::as_str))
+    }
+
+    /// `text` after `prompt`, as the tokenizer is given it (Transformer.py `tokenize`).
+    pub fn text(&self, prompt: Option<&str>, text: &str) -> String {
+        let prompted = match prompt {
+            Some(prompt) => format!("{prompt}{text}"),
+            None => text.to_string(),
+        };
+        let trimmed = prompted.trim();
+        if self.lower_case {
+            trimmed.to_lowercase()
+        } else {
+            trimmed.to_string()
+        }
+    }
+}
+
 /// Sentence embeddings from a sentence-transformers folder.
 pub struct SentenceEmbeddingsPipeline {
     loaded: Loaded,
+    preparation: TextPreparation,
 }
 
 impl SentenceEmbeddingsPipeline {
@@ -70,9 +141,24 @@ impl SentenceEmbeddingsPipeline {
     }
 
     pub(crate) fn for_task(task: &'static str, model: &str) -> Result<Self> {
+        let loaded = Loaded::load_sentence_transformer(task, model)?;
+        let sentence = loaded
+            .sentence_transformer()
+            .expect("loaded as a sentence-transformers folder");
+        let preparation = TextPreparation {
+            prompts: sentence.prompts().clone(),
+            default_prompt_name: sentence.default_prompt_name().map(str::to_string),
+            lower_case: sentence.do_lower_case(),
+        };
         Ok(Self {
-            loaded: Loaded::load_sentence_transformer(task, model)?,
+            loaded,
+            preparation,
         })
+    }
+
+    /// How a text is prepared (prompt, whitespace, case) before it is tokenized.
+    pub fn preparation(&self) -> &TextPreparation {
+        &self.preparation
     }
 
     /// The loaded model, tokenizer and threads.
@@ -184,7 +270,7 @@ impl SentenceEmbeddingsPipeline {
         if options.truncate_dim == Some(0) {
             return Err(Error::option(task, "truncate_dim", "must be at least 1"));
         }
-        let prompt = self.prompt(task, options)?;
+        let prompt = self.preparation.prompt(task, options)?;
         let prompt_length = match prompt {
             Some(prompt) if !prompt.is_empty() => {
                 self.prompt_length(task, prompt, options.max_length)?
@@ -198,10 +284,9 @@ impl SentenceEmbeddingsPipeline {
                     if text.is_empty() {
                         return Err(Error::input(task, "empty text"));
                     }
-                    let prompted = format!("{}{text}", prompt.unwrap_or(""));
                     self.loaded.encode_single_on(
                         task,
-                        &self.prepare(&prompted),
+                        &self.preparation.text(prompt, text),
                         None,
                         true,
                         options.max_length,
@@ -242,55 +327,6 @@ impl SentenceEmbeddingsPipeline {
             .collect())
     }
 
-    /// `encode()`'s choice of prompt: `prompt`, else the named one, else the default one.
-    fn prompt<'a>(
-        &'a self,
-        task: &'static str,
-        options: &'a SentenceEmbeddingsOptions,
-    ) -> Result<Option<&'a str>> {
-        let sentence = self.sentence();
-        if let Some(prompt) = &options.prompt {
-            return Ok(Some(prompt));
-        }
-        if let Some(name) = &options.prompt_name {
-            return match sentence.prompts().get(name) {
-                Some(prompt) => Ok(Some(prompt)),
-                None => Err(Error::option(
-                    task,
-                    "prompt_name",
-                    format!(
-                        "`{name}` is not one of the folder's prompts ({})",
-                        if sentence.prompts().is_empty() {
-                            "it has none".to_string()
-                        } else {
-                            sentence
-                                .prompts()
-                                .keys()
-                                .map(String::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        }
-                    ),
-                )),
-            };
-        }
-        Ok(sentence
-            .default_prompt_name()
-            .and_then(|name| sentence.prompts().get(name))
-            .map(String::as_str))
-    }
-
-    /// Transformer.py `tokenize`: surrounding whitespace stripped, lower-cased when the folder
-    /// says so.
-    fn prepare(&self, text: &str) -> String {
-        let text = text.trim();
-        if self.sentence().do_lower_case() {
-            text.to_lowercase()
-        } else {
-            text.to_string()
-        }
-    }
-
     /// `_get_prompt_length`: the prompt's tokens with the leading special token, without a
     /// trailing special one (cut to the same length as the texts).
     fn prompt_length(
@@ -301,7 +337,7 @@ impl SentenceEmbeddingsPipeline {
     ) -> Result<usize> {
         let feature = self.loaded.encode_single_on(
             task,
-            &self.prepare(prompt),
+            &self.preparation.text(None, prompt),
             None,
             true,
             max_length,
