@@ -105,6 +105,9 @@ pub(crate) struct ModelInfo {
     pub max_input_length: usize,
     /// `id2label` of a classifier, in id order.
     pub labels: Vec<String>,
+    /// A sentence-transformers model's preparation of a text (prompt, whitespace, case), so that
+    /// an input's tokens are counted as the pipeline will feed them.
+    pub preparation: Option<oxformer_pipelines::sentence_embeddings::TextPreparation>,
     /// TEI's `/info` body.
     pub info: serde_json::Value,
 }
@@ -408,6 +411,9 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
         }
     };
     let task = pipeline.task();
+    let preparation = pipeline
+        .sentence_embeddings()
+        .map(|sentence| sentence.preparation().clone());
     let labels = labels(&dir);
     let model_type = match task {
         Task::SentenceEmbeddings | Task::SentenceSimilarity => {
@@ -461,6 +467,7 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
         tokenizer: Arc::new(tokenizer),
         max_input_length,
         labels,
+        preparation,
         info,
     };
     let mut models = Models::new(pipeline, dir, config.threads);

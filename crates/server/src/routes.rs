@@ -177,8 +177,13 @@ fn check_count(state: &SharedState, count: usize) -> Result<(), ApiError> {
 
 /// An input whose tokens are counted before it is admitted to the model.
 trait Counted: Send + 'static {
-    /// Its tokens as the model will see them (before truncation), or an `Empty` error.
-    fn tokens(&self, tokenizer: &Tokenizer) -> Result<usize, ApiError>;
+    /// Its tokens as the model will see them (before truncation), a text first turned into what
+    /// the pipeline tokenizes by `prepared`; or an `Empty` error.
+    fn tokens(
+        &self,
+        tokenizer: &Tokenizer,
+        prepared: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<usize, ApiError>;
 }
 
 fn encoded_length(tokenizer: &Tokenizer, input: EncodeInput<'_>) -> Result<usize, ApiError> {
@@ -189,7 +194,11 @@ fn encoded_length(tokenizer: &Tokenizer, input: EncodeInput<'_>) -> Result<usize
 }
 
 impl Counted for EmbedInput {
-    fn tokens(&self, tokenizer: &Tokenizer) -> Result<usize, ApiError> {
+    fn tokens(
+        &self,
+        tokenizer: &Tokenizer,
+        prepared: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<usize, ApiError> {
         match self {
             EmbedInput::Text(text) if text.is_empty() => {
                 Err(ApiError::empty("`inputs` cannot contain an empty text"))
@@ -197,7 +206,9 @@ impl Counted for EmbedInput {
             EmbedInput::Ids(ids) if ids.is_empty() => {
                 Err(ApiError::empty("`inputs` cannot contain empty token ids"))
             }
-            EmbedInput::Text(text) => encoded_length(tokenizer, EncodeInput::Single(text)),
+            EmbedInput::Text(text) => {
+                encoded_length(tokenizer, EncodeInput::Single(&prepared(text)))
+            }
             EmbedInput::Ids(ids) => Ok(ids.len()),
         }
     }
@@ -205,7 +216,11 @@ impl Counted for EmbedInput {
 
 /// A text or pair to classify: a pair is counted with the tokenizer's pair template.
 impl Counted for TextInput {
-    fn tokens(&self, tokenizer: &Tokenizer) -> Result<usize, ApiError> {
+    fn tokens(
+        &self,
+        tokenizer: &Tokenizer,
+        _prepared: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<usize, ApiError> {
         let empty = self.text.is_empty() || self.text_pair.as_ref().is_some_and(String::is_empty);
         if empty {
             return Err(ApiError::empty("`inputs` cannot contain an empty text"));
@@ -218,23 +233,54 @@ impl Counted for TextInput {
     }
 }
 
+/// Which preparation the texts get before they are counted.
+#[derive(Clone, Copy, Debug)]
+enum Prompting<'a> {
+    /// None: counted as they are.
+    Raw,
+    /// A sentence-transformers model's, with the prompt named here or else the folder's default
+    /// one (the pipeline's choice); as they are on other models.
+    Sentence(Option<&'a str>),
+}
+
 /// Tokenizes each input on the tokenization threads: its real token count (cut to the limit when
-/// truncating), or a validation error for an empty or (without truncation) over-long input.
+/// truncating), or a validation error for an empty or (without truncation) over-long input. A
+/// sentence-transformers model's texts are counted with the prompt the pipeline will put before
+/// them, so a text the prompt makes over-long is refused rather than cut silently.
 async fn count_tokens<T: Counted>(
     state: &SharedState,
     model: &ModelInfo,
     inputs: Vec<T>,
     truncate: bool,
+    prompting: Prompting<'_>,
 ) -> Result<(Vec<T>, usize, Duration), ApiError> {
     let started = Instant::now();
     let tokenizer = model.tokenizer.clone();
     let limit = model.max_input_length;
+    let preparation = match (prompting, &model.preparation) {
+        (Prompting::Sentence(prompt_name), Some(preparation)) => {
+            let options = SentenceEmbeddingsOptions {
+                prompt_name: prompt_name.map(str::to_string),
+                ..SentenceEmbeddingsOptions::default()
+            };
+            let prompt = preparation
+                .prompt("sentence-embeddings", &options)
+                .map_err(|error| ApiError::validation(error.to_string()))?
+                .map(str::to_string);
+            Some((preparation.clone(), prompt))
+        }
+        _ => None,
+    };
     state
         .tokenization
         .run(move || {
+            let prepared = |text: &str| match &preparation {
+                Some((preparation, prompt)) => preparation.text(prompt.as_deref(), text),
+                None => text.to_string(),
+            };
             let mut total = 0;
             for input in &inputs {
-                let length = input.tokens(&tokenizer)?;
+                let length = input.tokens(&tokenizer, &prepared)?;
                 if length > limit && !truncate {
                     return Err(ApiError::validation(format!(
                         "Input validation error: `inputs` must have less than {limit} tokens. \
@@ -311,7 +357,9 @@ async fn embed_texts(
     check_count(state, texts.len())?;
     let admission = state.admit(texts.len())?;
     let truncate = truncate.unwrap_or(state.config.auto_truncate);
-    let (texts, tokens, tokenization) = count_tokens(state, model, texts, truncate).await?;
+    let prompting = Prompting::Sentence(key.prompt_name.as_deref());
+    let (texts, tokens, tokenization) =
+        count_tokens(state, model, texts, truncate, prompting).await?;
     let inputs = texts.len();
     let computed = submit_and_wait(state, inputs, |reply| {
         Job::Embed(EmbedJob {
@@ -387,9 +435,11 @@ async fn prepare(
     state: &SharedState,
     texts: Vec<String>,
     truncate: Option<bool>,
+    prompting: Prompting<'_>,
 ) -> Result<(Vec<String>, bool, Timings, Admission), ApiError> {
     let inputs = texts.into_iter().map(EmbedInput::Text).collect();
-    let (inputs, truncate, timings, admission) = prepare_inputs(state, inputs, truncate).await?;
+    let (inputs, truncate, timings, admission) =
+        prepare_inputs(state, inputs, truncate, prompting).await?;
     let texts = inputs
         .into_iter()
         .filter_map(|input| match input {
@@ -405,12 +455,14 @@ async fn prepare_inputs(
     state: &SharedState,
     texts: Vec<EmbedInput>,
     truncate: Option<bool>,
+    prompting: Prompting<'_>,
 ) -> Result<(Vec<EmbedInput>, bool, Timings, Admission), ApiError> {
     let model = state.ready()?;
     check_count(state, texts.len())?;
     let admission = state.admit(texts.len())?;
     let truncate = truncate.unwrap_or(state.config.auto_truncate);
-    let (texts, tokens, tokenization) = count_tokens(state, model, texts, truncate).await?;
+    let (texts, tokens, tokenization) =
+        count_tokens(state, model, texts, truncate, prompting).await?;
     let timings = Timings {
         tokenization,
         tokens,
@@ -443,8 +495,13 @@ pub(crate) async fn embed_all(
                 "prompt_name is not supported on /embed_all",
             ));
         }
-        let (inputs, truncation, timings, _admission) =
-            prepare_inputs(&state, request.inputs.items(), request.truncate).await?;
+        let (inputs, truncation, timings, _admission) = prepare_inputs(
+            &state,
+            request.inputs.items(),
+            request.truncate,
+            Prompting::Raw,
+        )
+        .await?;
         let count = inputs.len();
         let computed = run_on_model(&state, count, timings.tokens, move |models| {
             let max_length = models.max_input_length;
@@ -557,7 +614,8 @@ async fn classify(
     check_count(state, pairs.len())?;
     let admission = state.admit(pairs.len())?;
     let truncation = truncate.unwrap_or(state.config.auto_truncate);
-    let (pairs, tokens, tokenization) = count_tokens(state, model, pairs, truncation).await?;
+    let (pairs, tokens, tokenization) =
+        count_tokens(state, model, pairs, truncation, Prompting::Raw).await?;
     let inputs = pairs.len();
     let computed = submit_and_wait(state, inputs, |reply| {
         Job::Classify(ClassifyJob {
@@ -763,7 +821,9 @@ pub(crate) async fn similarity(
         }
         let mut texts = vec![request.inputs.source_sentence];
         texts.extend(request.inputs.sentences);
-        let (texts, _, timings, _admission) = prepare(&state, texts, parameters.truncate).await?;
+        let prompting = Prompting::Sentence(parameters.prompt_name.as_deref());
+        let (texts, _, timings, _admission) =
+            prepare(&state, texts, parameters.truncate, prompting).await?;
         let prompt_name = parameters.prompt_name;
         let computed = run_on_model(&state, texts.len(), 0, move |models| {
             let pipeline = models

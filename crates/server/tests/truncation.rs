@@ -335,3 +335,57 @@ fn a_limit_past_the_positions_is_the_positions() {
         expect_validation(&answer, path);
     }
 }
+
+/// A sentence-transformers model's prompt counts toward the limit, as the pipeline feeds it: an
+/// input that fits alone but not after the folder's default prompt is refused without
+/// truncation (it used to reach the pipeline, which cut it silently), and fits with the
+/// folder's empty prompt.
+#[test]
+fn the_prompt_counts_toward_max_input_length() {
+    let model = fixture("st-dense-prompts");
+    let server = server(&model);
+    let tokenizer = Tokenizer::from_folder(&model).unwrap();
+    let count = |text: &str| {
+        tokenizer
+            .encode(EncodeInput::Single(text), &EncodeOptions::default())
+            .unwrap()
+            .len()
+    };
+    // the longest run of words that fits alone
+    let text = (1..)
+        .map(|words| long_text(words, "good", "bad"))
+        .take_while(|text| count(text) <= LIMIT)
+        .last()
+        .expect("one word fits");
+    let alone = count(&text);
+    assert!(
+        count(&format!("query: {text}")) > LIMIT,
+        "the default prompt, \"query: \", makes it over-long"
+    );
+
+    let answer = server.post_json("/embed", &json!({"inputs": text, "truncate": false}));
+    expect_validation(&answer, "/embed with the default prompt");
+    let answer = server.post_json(
+        "/similarity",
+        &json!({
+            "inputs": {"source_sentence": text, "sentences": ["good"]},
+            "parameters": {"truncate": false}
+        }),
+    );
+    expect_validation(&answer, "/similarity with the default prompt");
+
+    let answer = server.post_json(
+        "/embed",
+        &json!({"inputs": text, "truncate": false, "prompt_name": "document"}),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.header("x-compute-tokens"),
+        Some(alone.to_string().as_str())
+    );
+    let answer = server.post_json(
+        "/embed",
+        &json!({"inputs": text, "truncate": false, "prompt_name": "unknown"}),
+    );
+    expect_validation(&answer, "/embed with an unknown prompt");
+}
