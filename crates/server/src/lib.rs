@@ -107,7 +107,7 @@ pub(crate) struct ModelInfo {
     pub labels: Vec<String>,
     /// A sentence-transformers model's preparation of a text (prompt, whitespace, case), so that
     /// an input's tokens are counted as the pipeline will feed them.
-    pub preparation: Option<oxformer_pipelines::sentence_embeddings::TextPreparation>,
+    pub preparation: Option<Arc<oxformer_pipelines::sentence_embeddings::TextPreparation>>,
     /// TEI's `/info` body.
     pub info: serde_json::Value,
 }
@@ -413,7 +413,7 @@ fn load(config: &ServerConfig) -> Result<(Models, ModelInfo), String> {
     let task = pipeline.task();
     let preparation = pipeline
         .sentence_embeddings()
-        .map(|sentence| sentence.preparation().clone());
+        .map(|sentence| Arc::new(sentence.preparation().clone()));
     let labels = labels(&dir);
     let model_type = match task {
         Task::SentenceEmbeddings | Task::SentenceSimilarity => {

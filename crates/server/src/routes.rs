@@ -2,6 +2,7 @@
 //! the same request fields and response shapes), `/info`, and the HF Inference API's `POST /`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -11,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use oxformer_pipelines::Task;
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
-use oxformer_pipelines::sentence_embeddings::{EmbeddingInput, SentenceEmbeddingsOptions};
+use oxformer_pipelines::sentence_embeddings::{
+    EmbeddingInput, SentenceEmbeddingsOptions, TextPreparation,
+};
 use oxformer_pipelines::text_classification::TextInput;
 use oxformer_tokenizer::{EncodeInput, EncodeOptions, Side, Tokenizer};
 use serde::{Deserialize, Serialize};
@@ -175,30 +178,41 @@ fn check_count(state: &SharedState, count: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// An input whose tokens are counted before it is admitted to the model.
-trait Counted: Send + 'static {
-    /// Its tokens as the model will see them (before truncation), a text first turned into what
-    /// the pipeline tokenizes by `prepared`; or an `Empty` error.
-    fn tokens(
-        &self,
-        tokenizer: &Tokenizer,
-        prepared: &(dyn Fn(&str) -> String + Sync),
-    ) -> Result<usize, ApiError>;
+/// What counts an input's tokens: the tokenizer, and for a sentence-transformers model the
+/// preparation its pipeline gives a text first (the prompt it chose, whitespace, case).
+struct Counter {
+    tokenizer: Arc<Tokenizer>,
+    preparation: Option<(Arc<TextPreparation>, Option<String>)>,
 }
 
-fn encoded_length(tokenizer: &Tokenizer, input: EncodeInput<'_>) -> Result<usize, ApiError> {
-    Ok(tokenizer
-        .encode(input, &EncodeOptions::default())
-        .map_err(|error| ApiError::tokenizer(error.to_string()))?
-        .len())
+impl Counter {
+    fn length(&self, input: EncodeInput<'_>) -> Result<usize, ApiError> {
+        Ok(self
+            .tokenizer
+            .encode(input, &EncodeOptions::default())
+            .map_err(|error| ApiError::tokenizer(error.to_string()))?
+            .len())
+    }
+
+    /// A text's tokens as the pipeline will feed it.
+    fn text_length(&self, text: &str) -> Result<usize, ApiError> {
+        match &self.preparation {
+            Some((preparation, prompt)) => self.length(EncodeInput::Single(
+                &preparation.text(prompt.as_deref(), text),
+            )),
+            None => self.length(EncodeInput::Single(text)),
+        }
+    }
+}
+
+/// An input whose tokens are counted before it is admitted to the model.
+trait Counted: Send + 'static {
+    /// Its tokens as the model will see them (before truncation), or an `Empty` error.
+    fn tokens(&self, counter: &Counter) -> Result<usize, ApiError>;
 }
 
 impl Counted for EmbedInput {
-    fn tokens(
-        &self,
-        tokenizer: &Tokenizer,
-        prepared: &(dyn Fn(&str) -> String + Sync),
-    ) -> Result<usize, ApiError> {
+    fn tokens(&self, counter: &Counter) -> Result<usize, ApiError> {
         match self {
             EmbedInput::Text(text) if text.is_empty() => {
                 Err(ApiError::empty("`inputs` cannot contain an empty text"))
@@ -206,9 +220,7 @@ impl Counted for EmbedInput {
             EmbedInput::Ids(ids) if ids.is_empty() => {
                 Err(ApiError::empty("`inputs` cannot contain empty token ids"))
             }
-            EmbedInput::Text(text) => {
-                encoded_length(tokenizer, EncodeInput::Single(&prepared(text)))
-            }
+            EmbedInput::Text(text) => counter.text_length(text),
             EmbedInput::Ids(ids) => Ok(ids.len()),
         }
     }
@@ -216,11 +228,7 @@ impl Counted for EmbedInput {
 
 /// A text or pair to classify: a pair is counted with the tokenizer's pair template.
 impl Counted for TextInput {
-    fn tokens(
-        &self,
-        tokenizer: &Tokenizer,
-        _prepared: &(dyn Fn(&str) -> String + Sync),
-    ) -> Result<usize, ApiError> {
+    fn tokens(&self, counter: &Counter) -> Result<usize, ApiError> {
         let empty = self.text.is_empty() || self.text_pair.as_ref().is_some_and(String::is_empty);
         if empty {
             return Err(ApiError::empty("`inputs` cannot contain an empty text"));
@@ -229,7 +237,7 @@ impl Counted for TextInput {
             Some(pair) => EncodeInput::Pair(&self.text, pair),
             None => EncodeInput::Single(&self.text),
         };
-        encoded_length(tokenizer, input)
+        counter.length(input)
     }
 }
 
@@ -255,7 +263,6 @@ async fn count_tokens<T: Counted>(
     prompting: Prompting<'_>,
 ) -> Result<(Vec<T>, usize, Duration), ApiError> {
     let started = Instant::now();
-    let tokenizer = model.tokenizer.clone();
     let limit = model.max_input_length;
     let preparation = match (prompting, &model.preparation) {
         (Prompting::Sentence(prompt_name), Some(preparation)) => {
@@ -267,20 +274,20 @@ async fn count_tokens<T: Counted>(
                 .prompt("sentence-embeddings", &options)
                 .map_err(|error| ApiError::validation(error.to_string()))?
                 .map(str::to_string);
-            Some((preparation.clone(), prompt))
+            Some((Arc::clone(preparation), prompt))
         }
         _ => None,
+    };
+    let counter = Counter {
+        tokenizer: model.tokenizer.clone(),
+        preparation,
     };
     state
         .tokenization
         .run(move || {
-            let prepared = |text: &str| match &preparation {
-                Some((preparation, prompt)) => preparation.text(prompt.as_deref(), text),
-                None => text.to_string(),
-            };
             let mut total = 0;
             for input in &inputs {
-                let length = input.tokens(&tokenizer, &prepared)?;
+                let length = input.tokens(&counter)?;
                 if length > limit && !truncate {
                     return Err(ApiError::validation(format!(
                         "Input validation error: `inputs` must have less than {limit} tokens. \
