@@ -810,6 +810,26 @@ impl HeldBack {
     }
 }
 
+/// Starts a completion's generation: the running job, the stop sequences and the prompt's
+/// length in characters (where the first generated token's `text_offset` is).
+async fn start_completion(
+    state: &SharedState,
+    request: &CompletionRequest,
+) -> Result<(Running, Vec<String>, usize), ApiError> {
+    let (prompt, options, stops) = request.options()?;
+    let prompt_chars = prompt.chars().count();
+    let running = start(
+        state,
+        "/v1/completions",
+        prompt,
+        options,
+        stops.clone(),
+        request.logprobs,
+    )
+    .await?;
+    Ok((running, stops, prompt_chars))
+}
+
 /// `POST /v1/completions`: OpenAI's `text_completion`, or its chunks as server-sent events
 /// ending with `data: [DONE]`.
 pub(crate) async fn completions(
@@ -834,17 +854,7 @@ pub(crate) async fn completions(
     let created = unix_time();
     if !request.stream {
         return tracked_as(&state, Method::Single, true, async {
-            let (prompt, options, stops) = request.options()?;
-            let prompt_chars = prompt.chars().count();
-            let running = start(
-                &state,
-                "/v1/completions",
-                prompt,
-                options,
-                stops,
-                request.logprobs,
-            )
-            .await?;
+            let (running, _, prompt_chars) = start_completion(&state, &request).await?;
             let (tokens, end) = collect(running).await?;
             let logprobs = match request.logprobs {
                 Some(_) => openai_logprobs(&tokens, prompt_chars),
@@ -874,22 +884,7 @@ pub(crate) async fn completions(
         .await;
     }
     state.metrics.request(Method::Single);
-    let running = async {
-        let (prompt, options, stops) = request.options()?;
-        let prompt_chars = prompt.chars().count();
-        let running = start(
-            &state,
-            "/v1/completions",
-            prompt,
-            options,
-            stops.clone(),
-            request.logprobs,
-        )
-        .await?;
-        Ok::<_, ApiError>((running, stops, prompt_chars))
-    }
-    .await;
-    let (running, stops, mut offset) = match running {
+    let (running, stops, mut offset) = match start_completion(&state, &request).await {
         Ok(running) => running,
         Err(error) => {
             state.metrics.failure(error.metric_label());
