@@ -5,7 +5,7 @@
 mod common;
 
 use base64::Engine;
-use common::{Server, assert_close, fixture, minilm, vectors};
+use common::{Server, assert_close, fixture, minilm, text_embeddings, vectors};
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
 use oxformer_pipelines::sentence_embeddings::SentenceEmbeddingsOptions;
 use oxformer_pipelines::{Task, pipeline};
@@ -19,19 +19,6 @@ const TEXTS: [&str; 4] = [
     "Rust servers answer quickly when the model runs on its own thread.",
 ];
 
-fn pipeline_embeddings(model: &str, texts: &[&str], normalize: bool) -> Vec<Vec<f32>> {
-    let pipeline = pipeline(Task::SentenceEmbeddings, model).unwrap();
-    let options = SentenceEmbeddingsOptions {
-        normalize_embeddings: normalize,
-        ..SentenceEmbeddingsOptions::default()
-    };
-    pipeline
-        .sentence_embeddings()
-        .unwrap()
-        .run(texts, &options)
-        .unwrap()
-}
-
 fn check_embed_routes(model: &str) {
     let server = Server::with_model(model);
 
@@ -40,7 +27,7 @@ fn check_embed_routes(model: &str) {
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_close(
         &vectors(&answer.json()),
-        &pipeline_embeddings(model, &TEXTS, true),
+        &text_embeddings(model, &TEXTS, true),
         1e-5,
     );
     for header in ["x-compute-time", "x-queue-time", "x-inference-time"] {
@@ -50,7 +37,7 @@ fn check_embed_routes(model: &str) {
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_close(
         &vectors(&answer.json()),
-        &pipeline_embeddings(model, &TEXTS[1..2], false),
+        &text_embeddings(model, &TEXTS[1..2], false),
         1e-5,
     );
 
@@ -70,7 +57,7 @@ fn check_embed_routes(model: &str) {
             serde_json::from_value(item["embedding"].clone()).unwrap()
         })
         .collect();
-    assert_close(&floats, &pipeline_embeddings(model, &TEXTS, true), 1e-5);
+    assert_close(&floats, &text_embeddings(model, &TEXTS, true), 1e-5);
     assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     let answer = server.post_json(
         "/v1/embeddings",
@@ -292,7 +279,7 @@ fn token_ids_embed_as_the_text_they_encode() {
                 .to_vec()
         })
         .collect();
-    let expected = pipeline_embeddings(&model, &TEXTS, true);
+    let expected = text_embeddings(&model, &TEXTS, true);
 
     let answer = server.post_json("/embed", &json!({"inputs": ids[1]}));
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -377,7 +364,7 @@ fn left_truncation_keeps_the_end_of_the_text() {
     assert_close(&vectors(&default.json()), &by_ids[1..], 1e-5);
     assert_close(
         &by_ids[1..],
-        &pipeline_embeddings(&model, &[long.as_str()], true),
+        &text_embeddings(&model, &[long.as_str()], true),
         1e-5,
     );
 
@@ -406,7 +393,7 @@ fn left_truncation_keeps_the_end_of_the_text() {
         assert_eq!(answer.status, 200, "{}", answer.body);
         serde_json::from_value(answer.json()).unwrap()
     };
-    let other = pipeline_embeddings(&model, &TEXTS[..1], true);
+    let other = text_embeddings(&model, &TEXTS[..1], true);
     let cosine = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     let (left, right) = (similarity("Left"), similarity("Right"));
     assert_close(

@@ -5,9 +5,9 @@
 
 mod common;
 
-use common::{Server, assert_close, assert_json_close, fixture, vectors};
+use common::{Server, assert_close, assert_json_close, fixture, pipeline_embeddings, vectors};
 use oxformer_pipelines::feature_extraction::FeatureExtractionOptions;
-use oxformer_pipelines::sentence_embeddings::{EmbeddingInput, SentenceEmbeddingsOptions};
+use oxformer_pipelines::sentence_embeddings::EmbeddingInput;
 use oxformer_pipelines::text_classification::{
     ClassificationTopK, TextClassificationOptions, TextInput,
 };
@@ -50,23 +50,6 @@ fn cut(tokenizer: &Tokenizer, input: EncodeInput<'_>) -> (Vec<u32>, Vec<u32>) {
     (encoding.ids().to_vec(), encoding.type_ids().to_vec())
 }
 
-fn sentence_embeddings(
-    model: &str,
-    inputs: &[EmbeddingInput<'_>],
-    normalize: bool,
-) -> Vec<Vec<f32>> {
-    let pipeline = pipeline(Task::SentenceEmbeddings, model).unwrap();
-    let options = SentenceEmbeddingsOptions {
-        normalize_embeddings: normalize,
-        ..SentenceEmbeddingsOptions::default()
-    };
-    pipeline
-        .sentence_embeddings()
-        .unwrap()
-        .run_inputs(inputs, &options, None)
-        .unwrap()
-}
-
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (norm(a) * norm(b))
@@ -86,7 +69,7 @@ fn embedding_routes_cut_at_max_input_length() {
     let other = long_text(30, "bad", "good");
     let (long_ids, _) = cut(&tokenizer, EncodeInput::Single(&long));
     let (other_ids, _) = cut(&tokenizer, EncodeInput::Single(&other));
-    let expected = sentence_embeddings(
+    let expected = pipeline_embeddings(
         &model,
         &[
             EmbeddingInput::TokenIds(&long_ids),
@@ -94,7 +77,7 @@ fn embedding_routes_cut_at_max_input_length() {
         ],
         true,
     );
-    let whole = sentence_embeddings(&model, &[EmbeddingInput::Text(&long)], true);
+    let whole = pipeline_embeddings(&model, &[EmbeddingInput::Text(&long)], true);
     assert!(
         expected[0]
             .iter()
@@ -149,7 +132,7 @@ fn embedding_routes_cut_at_max_input_length() {
     );
     assert_eq!(answer.status, 200, "{}", answer.body);
     let scores: Vec<f32> = serde_json::from_value(answer.json()).unwrap();
-    let short = sentence_embeddings(&model, &[EmbeddingInput::Text("good bad")], true);
+    let short = pipeline_embeddings(&model, &[EmbeddingInput::Text("good bad")], true);
     let expected_scores = [
         cosine(&expected[0], &expected[1]),
         cosine(&expected[0], &short[0]),
@@ -324,7 +307,7 @@ fn a_limit_past_the_positions_is_the_positions() {
     let long = long_text(400, "good", "bad");
     let answer = server.post_json("/embed", &json!({"inputs": long, "truncate": true}));
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let expected = sentence_embeddings(&model, &[EmbeddingInput::Text(&long)], true);
+    let expected = pipeline_embeddings(&model, &[EmbeddingInput::Text(&long)], true);
     assert_close(&vectors(&answer.json()), &expected, 1e-5);
     let answer = server.post_json("/embed_all", &json!({"inputs": long, "truncate": true}));
     assert_eq!(answer.status, 200, "{}", answer.body);

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use oxformer_pipelines::sentence_embeddings::{EmbeddingInput, SentenceEmbeddingsOptions};
+use oxformer_pipelines::{Task, pipeline};
 use oxformer_server::{ServerConfig, serve};
 use serde_json::Value;
 
@@ -255,4 +257,32 @@ pub fn assert_json_close(actual: &Value, expected: &Value, tolerance: f64) {
         }
     }
     walk(actual, expected, tolerance, "");
+}
+
+/// What the sentence-embeddings pipeline of `model` gives for `inputs` (texts or token ids),
+/// normalized or not.
+pub fn pipeline_embeddings(
+    model: &str,
+    inputs: &[EmbeddingInput<'_>],
+    normalize: bool,
+) -> Vec<Vec<f32>> {
+    let pipeline = pipeline(Task::SentenceEmbeddings, model).unwrap();
+    let options = SentenceEmbeddingsOptions {
+        normalize_embeddings: normalize,
+        ..SentenceEmbeddingsOptions::default()
+    };
+    pipeline
+        .sentence_embeddings()
+        .unwrap()
+        .run_inputs(inputs, &options, None)
+        .unwrap()
+}
+
+/// [`pipeline_embeddings`] of texts.
+pub fn text_embeddings(model: &str, texts: &[&str], normalize: bool) -> Vec<Vec<f32>> {
+    let inputs: Vec<EmbeddingInput<'_>> = texts
+        .iter()
+        .map(|&text| EmbeddingInput::Text(text))
+        .collect();
+    pipeline_embeddings(model, &inputs, normalize)
 }
