@@ -573,7 +573,12 @@ fn gemm_simd(
         AVX2_MR
     };
     let nr = if path == GemmPath::Avx512 { 32 } else { 16 };
-    let tiling = Tiling::new(m, n, mr, nr, parallel);
+    let row_block = if path == GemmPath::Avx512 {
+        MC
+    } else {
+        avx2_row_block()
+    };
+    let tiling = Tiling::new(m, n, mr, nr, row_block, parallel);
     // a row block is finished when every column part has written its tile: the part that
     // finishes it normalises its rows (for more blocks than counted here, all rows at the end)
     let finished: [AtomicUsize; MAX_COUNTED_BLOCKS] = std::array::from_fn(|_| AtomicUsize::new(0));
@@ -606,7 +611,7 @@ fn gemm_simd(
 }
 
 /// Row blocks whose completion a product counts (on the stack) to normalise them as they finish:
-/// up to 256 × [`MC`] rows.
+/// up to 256 row blocks.
 const MAX_COUNTED_BLOCKS: usize = 256;
 
 /// # Safety
@@ -631,14 +636,37 @@ const PARTS_PER_THREAD: usize = 4;
 /// The narrowest column part of such a product: its A rows are packed once per part.
 const MIN_PART_COLUMNS: usize = 1024;
 
-/// Rows of one output tile at most (a multiple of both MRs): its packed A for one stretch of K
-/// (MC × 768, 576 KiB) stays in L2.
+/// Rows of one output tile at most (a multiple of both MRs). AVX-512: every product's row
+/// blocks, its packed A for one stretch of K (MC × 768, 576 KiB) in L2 (tuned on Sapphire Rapids
+/// and Zen 4, 2 MiB and 1 MiB of L2). AVX2: a product whose rows fit one block of MC.
 const MC: usize = 192;
+
+/// The AVX2 path's row blocks for a product with more rows than [`MC`]: as many rows (a multiple
+/// of its MR = 6, at least 2 panels, at most MC) as put their packed A for a K of 768 in 7/16 of
+/// this CPU's L2 (CPUID), half of what `Blocking` gives A, the other half left to B's slivers and
+/// the C rows that each sliver's pass writes. Zen 3 (512 KiB): 72 rows; Zen 4 (1 MiB): 144.
+///
+/// Smaller blocks than MC re-stream B once per block, but keep K in one stretch up to 1.5 K
+/// (a C block reloaded for a second stretch comes from beyond L2: each stretch passes all of a
+/// thread's columns first), and leave L2 room for B. Measured on Zen 3 against MC = 192 rows,
+/// BERT-base's four products (`xtask bench kernels`' shapes), 2 threads, per-round paired ratios
+/// of 21 alternating rounds: M = 512, 1.02–1.05× (K = 768: 1.04–1.05×); M = 1024, 1.01–1.05×.
+/// A product of one block (M ≤ 192) keeps it: two blocks of 66 rows at M = 128 stream B twice
+/// and ran 0.97–1.01×.
+fn avx2_row_block() -> usize {
+    static ROWS: OnceLock<usize> = OnceLock::new();
+    *ROWS.get_or_init(|| {
+        let l2 = crate::isa::cache_sizes().l2;
+        let rows = l2 / 16 * 7 / (768 * size_of::<f32>());
+        (rows / AVX2_MR * AVX2_MR).clamp(2 * AVX2_MR, MC)
+    })
+}
 
 /// How M × N splits into output tiles: the columns into contiguous parts, one per thread, so a
 /// thread's B stays its own and it packs each row block of A once per stretch of K (a single row
 /// block and a wide B: [`PARTS_PER_THREAD`] per thread, as B is streamed once anyway); each part
-/// into row blocks of equal size, at most [`MC`] rows (aligned to MR). The tiling changes only who
+/// into row blocks of equal size (aligned to MR): one block up to [`MC`] rows, else blocks of at
+/// most the path's row block ([`avx2_row_block`] on AVX2). The tiling changes only who
 /// computes what, never a result. Computed, not listed: a forward pass allocates nothing for it.
 struct Tiling {
     m: usize,
@@ -655,20 +683,33 @@ struct Tiling {
 }
 
 impl Tiling {
-    fn new(m: usize, n: usize, mr: usize, nr: usize, parallel: bool) -> Self {
+    fn new(m: usize, n: usize, mr: usize, nr: usize, row_block: usize, parallel: bool) -> Self {
         let threads = if parallel {
             rayon::current_num_threads()
         } else {
             1
         };
-        Self::for_threads(m, n, mr, nr, threads)
+        Self::for_threads(m, n, mr, nr, row_block, threads)
     }
 
-    fn for_threads(m: usize, n: usize, mr: usize, nr: usize, threads: usize) -> Self {
+    /// `row_block`: the most rows of a block when M needs more than one block of [`MC`].
+    fn for_threads(
+        m: usize,
+        n: usize,
+        mr: usize,
+        nr: usize,
+        row_block: usize,
+        threads: usize,
+    ) -> Self {
         let slivers = n.div_ceil(nr);
-        // row blocks of equal size (in MR panels), as few as MC allows
+        // row blocks of equal size (in MR panels): one up to MC rows, else as few as `row_block`
+        // allows
         let panels = m.div_ceil(mr);
-        let blocks = panels.div_ceil(MC / mr).max(1);
+        let blocks = if panels <= MC / mr {
+            1
+        } else {
+            panels.div_ceil(row_block / mr)
+        };
         let mc = panels.div_ceil(blocks) * mr;
         // one row block (a decoding step's few rows) and many columns (a language-model head): a
         // few column parts per thread, so that a thread that starts late or loses its core for a
@@ -793,8 +834,9 @@ mod tests {
             (512, 3072),
             (7, 40),
         ] {
-            for threads in 1..=4 {
-                let tiling = Tiling::for_threads(m, n, 6, 16, threads);
+            for (threads, row_block) in (1..=4).flat_map(|threads| [(threads, 192), (threads, 72)])
+            {
+                let tiling = Tiling::for_threads(m, n, 6, 16, row_block, threads);
                 if tiling.blocks == 1 && tiling.slivers >= threads {
                     assert_eq!(
                         tiling.parts % threads,
