@@ -76,15 +76,25 @@ INIT_STD = 0.1
 BIAS_STD = 0.02
 # The T5 relative position bias drawn wider, so that positions matter.
 POSITION_BIAS_STD = 0.5
-# The tiny T5 v1.0's decoder final_layer_norm weights are drawn as usual, then multiplied by this:
-# otherwise its next-token distributions are near-uniform (logits of std ~0.1 over 408 tokens), running
-# beams meet within float noise of each other, and the last bit of a log_softmax, or the order of
-# equal values in torch.topk, picks the tokens. Scaled, they are peaked like a trained model's.
-T5_LOGIT_SCALE = 80.0
-# Its seed is seed_for("t5") plus this offset: the first (searched with the scale above) at which no
-# decision of generate() in the pipeline references is within fixtures_seq2seq_pipelines.py's
-# MIN_DECISION_GAP of a tie, and the long beam searches still reach max_new_tokens.
-T5_SEED_OFFSET = 8
+# The checkpoints that fixtures_seq2seq_pipelines.py runs the pipelines on are drawn as the others,
+# then the norm their decoder ends in is multiplied by a scale: T5's decoder final_layer_norm (weight);
+# BART's and Marian's post-LN decoders end in the last layer's final_layer_norm (weight and bias).
+# Drawn plainly, their next-token distributions are near-uniform (logits of std ~0.1 over 408 tokens
+# for the tiny T5 with its tied, rescaled head; ~0.6 to 0.8 for T5 v1.1, BART and Marian), running beams
+# meet within float noise of each other, even exactly, and the last bit of a log_softmax, or the order
+# of equal values in torch.topk, picks the tokens. Scaled to logits of std ~8, they are peaked like a
+# trained model's.
+# name: (scale, seed offset). The seed is seed_for(name) plus the offset: the first (searched with the
+# scale) at which no decision of generate() in the pipeline references is within
+# fixtures_seq2seq_pipelines.py's MIN_DECISION_GAP of a tie, every case there makes as many new tokens
+# as the plainly drawn checkpoint did (the long beam searches reach their max_new_tokens or max_length),
+# and reference.json's greedy runs still make their GREEDY_NEW_TOKENS, none of them the end or padding id.
+PEAKED = {
+    "t5": (80.0, 8),
+    "t5-v1_1": (14.0, 2),
+    "bart": (14.0, 1),
+    "marian": (14.0, 3),
+}
 # Small bucket settings so that short fixture sequences reach the logarithmic buckets.
 T5_BUCKETS = 8
 T5_MAX_DISTANCE = 20
@@ -227,6 +237,12 @@ def seed_for(name: str) -> int:
     return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
 
 
+def peaked(name: str) -> tuple[float, int]:
+    """A checkpoint's decoder output scale (1 when not in PEAKED) and its seed."""
+    scale, seed_offset = PEAKED.get(name, (1.0, 0))
+    return scale, seed_for(name) + seed_offset
+
+
 def fresh_dir(path: Path) -> Path:
     if path.exists():
         shutil.rmtree(path)
@@ -292,6 +308,19 @@ def randomize(model: torch.nn.Module) -> None:
         for name, buffer in model.named_buffers():
             if name == "final_logits_bias":
                 buffer.copy_(torch.randn(buffer.shape) * 0.5)
+
+
+def scale_decoder_output(model, name: str) -> dict:
+    """Multiplies the last decoder layer's final_layer_norm (weight and bias), which BART's and Marian's
+    post-LN decoders end in, by `name`'s PEAKED scale. Returns what reference.json records."""
+    scale, seed = peaked(name)
+    if scale == 1.0:
+        return {"seed": seed}
+    norm = model.model.decoder.layers[-1].final_layer_norm
+    with torch.no_grad():
+        norm.weight.mul_(scale)
+        norm.bias.mul_(scale)
+    return {"seed": seed, "decoder_last_layer_final_layer_norm_scale": scale}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,9 +476,7 @@ def t5_tokenizer(work: Path, name: str, normalization: str) -> Path:
     return folder
 
 
-def build_t5(
-    out: Path, tokenizer_folder: Path, name: str, gated: bool, mt5: bool = False, logit_scale: float = 1.0, seed_offset: int = 0
-) -> None:
+def build_t5(out: Path, tokenizer_folder: Path, name: str, gated: bool, mt5: bool = False) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder))
     config_class, model_class = (MT5Config, MT5ForConditionalGeneration) if mt5 else (T5Config, T5ForConditionalGeneration)
     config = config_class(
@@ -471,18 +498,18 @@ def build_t5(
         task_specific_params=None if gated else T5_SMALL_TASK_PARAMS,
         architectures=[model_class.__name__],
     )
-    seed = seed_for(name) + seed_offset
+    scale, seed = peaked(name)
     torch.manual_seed(seed)
     model = model_class(config).eval()
     randomize(model)
     with torch.no_grad():
-        model.decoder.final_layer_norm.weight.mul_(logit_scale)
+        model.decoder.final_layer_norm.weight.mul_(scale)
     dest = fresh_dir(out / "models" / name)
     model.save_pretrained(str(dest), safe_serialization=True)
     for file in sorted(tokenizer_folder.iterdir()):
         shutil.copyfile(file, dest / file.name)
     normalize_json_files(dest)
-    extra = {"seed": seed} if logit_scale == 1.0 else {"seed": seed, "decoder_final_layer_norm_scale": logit_scale}
+    extra = {"seed": seed} if scale == 1.0 else {"seed": seed, "decoder_final_layer_norm_scale": scale}
     write_reference(dest, model_class, AutoTokenizer.from_pretrained(str(dest)), T5_TEXTS, name, extra)
     print(f"models/{name}", flush=True)
 
@@ -518,9 +545,10 @@ def build_bart(out: Path) -> None:
         task_specific_params={"summarization": dict(DISTILBART_GENERATION)},
         architectures=["BartForConditionalGeneration"],
     )
-    torch.manual_seed(seed_for(name))
+    torch.manual_seed(peaked(name)[1])
     model = BartForConditionalGeneration(config).eval()
     randomize(model)
+    extra = scale_decoder_output(model, name)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         decoder_start_token_id=tokenizer.eos_token_id,
@@ -539,7 +567,7 @@ def build_bart(out: Path) -> None:
     tokenizer_config.update({"tokenizer_class": "BartTokenizer", "model_max_length": BART_POSITIONS})
     (dest / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1) + "\n", encoding="utf-8")
     normalize_json_files(dest)
-    write_reference(dest, BartForConditionalGeneration, AutoTokenizer.from_pretrained(str(dest)), BART_TEXTS, name, {})
+    write_reference(dest, BartForConditionalGeneration, AutoTokenizer.from_pretrained(str(dest)), BART_TEXTS, name, extra)
     print(f"models/{name}", flush=True)
 
 
@@ -603,12 +631,13 @@ def build_marian(out: Path, work: Path, name: str = "marian", shared: bool = Tru
         share_encoder_decoder_embeddings=shared,
         architectures=["MarianMTModel"],
     )
-    torch.manual_seed(seed_for(name))
+    torch.manual_seed(peaked(name)[1])
     model = MarianMTModel(config).eval()
     randomize(model)
     # the sinusoidal tables are not parameters to draw: put them back
     model.model.encoder.embed_positions._init_weight()
     model.model.decoder.embed_positions._init_weight()
+    extra = scale_decoder_output(model, name)
     model.generation_config = GenerationConfig(
         bad_words_ids=[[pad]],
         bos_token_id=vocab["</s>"],
@@ -621,7 +650,7 @@ def build_marian(out: Path, work: Path, name: str = "marian", shared: bool = Tru
     )
     model.save_pretrained(str(dest), safe_serialization=True)
     normalize_json_files(dest)
-    write_reference(dest, MarianMTModel, MarianTokenizer.from_pretrained(str(dest)), MARIAN_TEXTS, name, {})
+    write_reference(dest, MarianMTModel, MarianTokenizer.from_pretrained(str(dest)), MARIAN_TEXTS, name, extra)
     print(f"models/{name}", flush=True)
 
 
@@ -640,7 +669,7 @@ def main() -> None:
         # T5's own normaliser (nmt_nfkc: a precompiled charsmap of ~240 KB) in one folder only
         if wanted("t5"):
             tokenizer = t5_tokenizer(work, "t5-tokenizer", "nmt_nfkc")
-            build_t5(out, tokenizer, "t5", gated=False, logit_scale=T5_LOGIT_SCALE, seed_offset=T5_SEED_OFFSET)
+            build_t5(out, tokenizer, "t5", gated=False)
         if wanted("t5-v1_1") or wanted("mt5"):
             v1_1_tokenizer = t5_tokenizer(work, "t5-v1_1-tokenizer", "identity")
         if wanted("t5-v1_1"):

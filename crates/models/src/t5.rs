@@ -212,7 +212,8 @@ impl T5LayerSelfAttention {
 }
 
 /// modeling_t5.py `T5LayerCrossAttention`: `hidden + o(attention(q(norm(hidden)), encoder))`,
-/// the encoder's keys and values computed once per input ([`T5LayerCrossAttention::key_values`]).
+/// the encoder's keys and values computed once per input (by
+/// [`T5ForConditionalGeneration::start_from_encoder`]).
 #[derive(Debug, Clone)]
 pub struct T5LayerCrossAttention {
     q: Linear,
