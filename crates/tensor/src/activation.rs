@@ -1,7 +1,7 @@
 //! Element-wise activations, named as in transformers' `ACT2FN` (activations.py).
 
+use crate::threads::for_each_chunk_mut;
 use ndarray::ArrayViewMut2;
-use rayon::prelude::*;
 
 use crate::isa::{Isa, Token, isa};
 use crate::simd::{self, Simd};
@@ -65,12 +65,12 @@ pub fn apply_activation_on(isa: Isa, mut x: ArrayViewMut2<'_, f32>, activation: 
         return;
     }
     if let Some(values) = x.as_slice_memory_order_mut() {
-        // element-wise, so any split gives the same result; large arrays go over the rayon pool
+        // element-wise, so any split gives the same result; large arrays go over the threads
         const CHUNK: usize = 1 << 14;
         if values.len() > 4 * CHUNK {
-            values
-                .par_chunks_mut(CHUNK)
-                .for_each(|chunk| activation_in_place(token, activation, chunk));
+            for_each_chunk_mut(values, CHUNK, |_, chunk| {
+                activation_in_place(token, activation, chunk)
+            });
         } else {
             activation_in_place(token, activation, values);
         }

@@ -88,4 +88,4 @@ pub use kernels::norm::{
 };
 pub use kernels::screen::{ArgmaxScreen, Screened, argmax_reference};
 pub use kernels::softmax::{softmax_reference, softmax_rows, softmax_rows_on};
-pub use threads::{ThreadPool, for_each_part, map_parts, team};
+pub use threads::{ThreadPool, for_each_chunk_mut, for_each_part, map_parts, team};

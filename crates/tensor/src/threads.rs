@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,18 @@ mod sync {
     pub(super) use std::{
         hint::spin_loop,
         sync::{Mutex, atomic},
-        thread::{ThreadId, current, yield_now},
+        thread::{ThreadId, current},
     };
+
+    /// Gives way: on a rayon thread, to one job waiting in its pool if there is one (a team's
+    /// leader outside the pool may be blocked on a rayon call of its own, which only the pool's
+    /// threads, spinning as helpers, can run), else to the operating system.
+    #[cfg(not(all(loom, test)))]
+    pub(super) fn yield_now() {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::thread::yield_now();
+        }
+    }
 
     #[cfg(all(loom, test))]
     pub(super) use loom::{
@@ -123,6 +134,64 @@ pub fn for_each_part(parts: usize, task: impl Fn(usize) + Sync) {
         _ => (0..parts).into_par_iter().for_each(&task),
     }
 }
+
+/// Runs `task(index, chunk)` for every `chunk`-long piece of `values` (the last may be shorter),
+/// split as [`for_each_part`] splits: over the team when this thread leads one, else over rayon.
+/// What an element-wise or row-wise kernel spreads its output with, so that inside a [`team`] it
+/// runs on the team's awake threads rather than on the leader alone. Allocates nothing.
+///
+/// ```
+/// use oxformer_tensor::for_each_chunk_mut;
+///
+/// let mut values = vec![1.0f32; 10];
+/// for_each_chunk_mut(&mut values, 4, |index, chunk| chunk.iter_mut().for_each(|x| *x += index as f32));
+/// assert_eq!(values, [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 3.0, 3.0]);
+/// ```
+///
+/// # Panics
+/// If `chunk` is 0 and `values` is not empty.
+pub fn for_each_chunk_mut<T: Send>(
+    values: &mut [T],
+    chunk: usize,
+    task: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if values.is_empty() {
+        return;
+    }
+    assert!(chunk > 0, "for_each_chunk_mut: chunks of 0");
+    let len = values.len();
+    let start = Chunks {
+        ptr: values.as_mut_ptr(),
+        values: PhantomData,
+    };
+    for_each_part(len.div_ceil(chunk), |index| {
+        let first = index * chunk;
+        let count = chunk.min(len - first);
+        // SAFETY: chunk `index` is the `count` values from `first`, inside `values` (`first` <
+        // `len`); every index is run once, so no two calls hold the same values, and `values`
+        // stays borrowed mutably until `for_each_part` has run every part.
+        let piece = unsafe { std::slice::from_raw_parts_mut(start.at(first), count) };
+        task(index, piece);
+    });
+}
+
+/// The start of the slice [`for_each_chunk_mut`] hands out in disjoint pieces, tied to its borrow.
+struct Chunks<'a, T> {
+    ptr: *mut T,
+    values: PhantomData<&'a mut [T]>,
+}
+
+impl<T> Chunks<'_, T> {
+    /// The address of value `index` (a method, so that a closure captures the whole `Chunks`,
+    /// not its raw pointer).
+    fn at(&self, index: usize) -> *mut T {
+        self.ptr.wrapping_add(index)
+    }
+}
+
+// SAFETY: shared only to hand each part a disjoint piece of a `&mut [T]`: as sending those pieces
+// to other threads, sound for `T: Send`.
+unsafe impl<T: Send> Sync for Chunks<'_, T> {}
 
 /// Puts the team back on this thread, also when a part panics.
 struct Leading(Option<Arc<Shared>>);
@@ -405,6 +474,35 @@ mod tests {
         });
         // the team let its helpers go: the pool still runs work
         assert_eq!(pool.install(|| map_parts(4, |part| part)), vec![0, 1, 2, 3]);
+    }
+
+    /// As many leaders outside the pool as it has threads, each in a team (so that every pool
+    /// thread may be spinning as some team's helper) and each then blocked on a rayon call of its
+    /// own, which only the pool's threads can run: the helpers must give way to it.
+    #[test]
+    fn teams_led_from_outside_the_pool_let_their_leaders_use_rayon() {
+        let leaders = rayon::current_num_threads().max(2);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for leader in 0..leaders {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                let sum = team(|| {
+                    // let the helpers of every team reach their pool threads first
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    (0..1000u64)
+                        .into_par_iter()
+                        .map(|x| x * leader as u64)
+                        .sum::<u64>()
+                });
+                sender.send((leader, sum)).unwrap();
+            });
+        }
+        for _ in 0..leaders {
+            let (leader, sum) = receiver
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("a team's leader stayed blocked on its rayon call");
+            assert_eq!(sum, 499_500 * leader as u64);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Layer normalisation, with an optional fused residual add.
 
+use crate::threads::for_each_chunk_mut;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray};
-use rayon::prelude::*;
 
 use crate::isa::{Isa, Token, isa};
 use crate::simd::Simd;
@@ -26,7 +26,7 @@ pub fn layer_norm(
 }
 
 /// [`layer_norm`] in place: `x ← LayerNorm(x + residual)`. Vectorised, in f32 (two passes: mean,
-/// then variance of the centred values); rows spread over the rayon pool when there are many.
+/// then variance of the centred values); rows spread over the threads (the team, else rayon) when there are many.
 ///
 /// # Panics
 /// If the shapes disagree.
@@ -79,7 +79,13 @@ pub fn layer_norm_in_place_on(
     };
     if let Some(values) = x.as_slice_mut() {
         if rows * dim >= 1 << 15 {
-            values.par_chunks_mut(dim).enumerate().for_each(normalise);
+            // a few rows per part, whole rows each
+            let rows_per_part = ((1 << 12) / dim).max(1);
+            for_each_chunk_mut(values, rows_per_part * dim, |part, chunk| {
+                for (offset, row) in chunk.chunks_mut(dim).enumerate() {
+                    normalise((part * rows_per_part + offset, row));
+                }
+            });
         } else {
             values.chunks_mut(dim).enumerate().for_each(normalise);
         }
