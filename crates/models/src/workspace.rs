@@ -5,7 +5,7 @@
 use std::sync::{Mutex, TryLockError};
 
 use ndarray::{Array1, Array2, ArrayViewMut2, s};
-use oxformer_tensor::line_aligned;
+use oxformer_tensor::{line_aligned, team};
 
 /// One layer's intermediate results. Each buffer only grows (to the largest batch seen;
 /// about 28 KB per token for BERT-base); its values are always overwritten before they are read.
@@ -70,14 +70,17 @@ pub(crate) fn line_matrix(values: Vec<f32>, rows: usize, columns: usize) -> Arra
 pub(crate) struct SharedWorkspace(Mutex<Workspace>);
 
 impl SharedWorkspace {
-    /// Runs `work` with the model's workspace, or a fresh one while another pass holds it.
+    /// Runs `work` with the model's workspace, or a fresh one while another pass holds it, on a
+    /// [`team`]: the pool's other threads stay awake from one kernel of the pass to the next,
+    /// as ONNX Runtime's and PyTorch's spinning threads do, instead of sleeping after each kernel
+    /// and being woken for the next (a wake-up costs most on a shared or virtual machine).
     pub(crate) fn with<R>(&self, work: impl FnOnce(&mut Workspace) -> R) -> R {
-        match self.0.try_lock() {
+        team(|| match self.0.try_lock() {
             Ok(mut workspace) => work(&mut workspace),
             // The buffers hold no invariant a panic elsewhere could break.
             Err(TryLockError::Poisoned(poisoned)) => work(&mut poisoned.into_inner()),
             Err(TryLockError::WouldBlock) => work(&mut Workspace::default()),
-        }
+        })
     }
 }
 
